@@ -1,0 +1,8 @@
+"""avloc: visual sound source localization that can say "nothing here is sounding".
+
+Keras 3 models and losses (torch / TensorFlow / JAX backends via ``KERAS_BACKEND``), data
+preparation into self-describing HDF5 shards, training with silence and noise negatives
+(SSL-SaN), and the negative-audio evaluation protocol.
+"""
+
+__version__ = "0.1.0"

@@ -1,0 +1,354 @@
+"""Audio decoding, clipping and the log-spectrogram: the one place audio becomes model input.
+
+Conventions (everything is numpy, nothing here depends on Keras):
+
+* **Waveform**: 1-D ``float32`` array of shape ``(num_samples,)``, mono, amplitude in ``[-1, 1]``
+  (full-scale PCM maps to +-1), sampled at ``sample_rate`` Hz (default 16000).
+* **Clip**: a waveform of exactly ``round(seconds * sample_rate)`` samples (default 3.0 s ->
+  48000 samples), cut around a centre time given in **seconds**; short audio is tiled.
+* **Spectrogram**: ``float32`` array of shape ``(freq, time)`` = ``(nperseg // 2 + 1, frames)``,
+  i.e. ``(257, 200)`` for a 3 s clip at 16 kHz with the defaults (512-sample Tukey(0.25)
+  window, hop 238 samples = 14.875 ms, bin spacing 31.25 Hz). Values are
+  ``log(PSD + 1e-7) / 12`` where PSD is the one-sided power spectral density in units of
+  (full scale)^2 / Hz, exactly as ``scipy.signal.spectrogram(x, fs, nperseg=512, noverlap=274)``.
+  A batch of waveforms ``(N, T)`` gives ``(N, 257, frames)``.
+* **Errors**: unreadable, missing or empty media files raise
+  :class:`avloc.errors.MediaError` with a one-line message ``"<path>: <problem>"``; invalid
+  arguments (empty arrays, bad lengths) raise ``ValueError``.
+
+Decoding: wav/flac/ogg/mp3 (and anything else libsndfile understands) are read with
+``soundfile``; video containers (mp4, mkv, webm, ...) and whatever soundfile cannot read are
+decoded with PyAV (FFmpeg). Channels are averaged to mono and the result is resampled with
+``librosa.resample(res_type="soxr_hq")`` when the file's rate differs from ``sample_rate``.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import numpy as np
+
+from avloc.errors import MediaError
+
+__all__ = [
+    "LOG_EPS",
+    "LOG_SCALE",
+    "clip_centered",
+    "load_audio",
+    "load_audio_segment",
+    "noise_waveform",
+    "save_wav",
+    "silence_waveform",
+    "spectrogram",
+]
+
+#: Added to the PSD before the log, so silence maps to ``log(1e-7) / 12`` (about -1.343).
+LOG_EPS = 1e-7
+#: The log-PSD is divided by this.
+LOG_SCALE = 12.0
+
+# Extensions that are (usually) containers soundfile cannot read: go straight to PyAV.
+_CONTAINER_EXTS = frozenset(
+    {
+        ".mp4",
+        ".m4a",
+        ".m4v",
+        ".mov",
+        ".mkv",
+        ".webm",
+        ".aac",
+        ".avi",
+        ".flv",
+        ".3gp",
+        ".ts",
+        ".mpg",
+        ".mpeg",
+        ".wma",
+        ".wmv",
+    }
+)
+
+
+# --------------------------------------------------------------------------------------------
+# Decoding
+# --------------------------------------------------------------------------------------------
+
+
+def _one_line(text: object, limit: int = 160) -> str:
+    """Collapse an exception message to one short line."""
+    line = " ".join(str(text).split())
+    return line if len(line) <= limit else line[: limit - 3] + "..."
+
+
+def _check_path(path: str | os.PathLike) -> str:
+    """Return the path as a string; raise MediaError for missing files, directories, 0 bytes."""
+    name = os.fspath(path)
+    if not os.path.exists(name):
+        raise MediaError(f"{name}: no such file")
+    if os.path.isdir(name):
+        raise MediaError(f"{name}: is a directory, not an audio file")
+    if not os.access(name, os.R_OK):
+        raise MediaError(f"{name}: cannot be read (permission denied)")
+    if os.path.getsize(name) == 0:
+        raise MediaError(f"{name}: contains no audio samples (the file is 0 bytes)")
+    return name
+
+
+def _read_soundfile(name: str) -> tuple[np.ndarray, int]:
+    """Decode with libsndfile; returns (samples, channels) float32 and the native rate."""
+    import soundfile as sf
+
+    data, rate = sf.read(name, dtype="float32", always_2d=True)
+    return data, int(rate)
+
+
+def _read_pyav(name: str) -> tuple[np.ndarray, int]:
+    """Decode the first audio stream with PyAV; returns (samples, channels) float32 and rate.
+
+    Raises ``LookupError`` when the container has no audio stream; FFmpeg errors propagate.
+    Packets that fail to decode are skipped (common in slightly damaged downloads) as long as
+    some audio decodes.
+    """
+    import av
+
+    with av.open(name) as container:
+        if not container.streams.audio:
+            raise LookupError("no audio stream")
+        stream = container.streams.audio[0]
+        # Convert to planar float keeping the channel layout; channels are averaged by us
+        # (libswresample's downmix matrix is not a plain average).
+        resampler = av.AudioResampler(format="fltp")
+        chunks: list[np.ndarray] = []
+        rate = stream.rate or stream.codec_context.sample_rate
+        failures = 0
+        last_error: Exception | None = None
+
+        def _collect(frames) -> None:
+            for out in frames:
+                arr = out.to_ndarray()  # (channels, samples) for planar formats
+                if arr.ndim == 1:
+                    arr = arr[None, :]
+                chunks.append(arr.astype(np.float32, copy=False).mean(axis=0))
+
+        for packet in container.demux(stream):
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError as exc:  # a damaged packet: skip it
+                failures += 1
+                last_error = exc
+                continue
+            for frame in frames:
+                rate = frame.sample_rate or rate
+                _collect(resampler.resample(frame))
+        _collect(resampler.resample(None))
+        expected = None
+        if stream.duration and stream.time_base and rate:
+            expected = int(round(float(stream.duration * stream.time_base) * rate))
+    if not chunks and failures:
+        raise RuntimeError(f"decoding failed ({_one_line(last_error)})")
+    wave = np.concatenate(chunks) if chunks else np.zeros(0, np.float32)
+    if not rate:
+        raise RuntimeError("unknown sample rate")
+    # AAC/Opus decoders return the encoder's padding of the last frame; the container's
+    # duration says where the real audio ends. Trim only small excesses (at most two codec
+    # frames), since some demuxers only estimate the duration (e.g. from the bitrate).
+    if expected and 0 < wave.shape[0] - expected <= 2048:
+        wave = wave[:expected]
+    return wave[:, None], int(rate)
+
+
+def _decode(name: str) -> tuple[np.ndarray, int]:
+    """Decode any supported file to ((samples, channels) float32, native rate)."""
+    import av
+
+    ext = Path(name).suffix.lower()
+    sf_error: Exception | None = None
+    if ext not in _CONTAINER_EXTS:
+        try:
+            return _read_soundfile(name)
+        except Exception as exc:  # libsndfile cannot read it: try FFmpeg
+            sf_error = exc
+    try:
+        return _read_pyav(name)
+    except LookupError:
+        if sf_error is not None:
+            # An audio extension that FFmpeg opened as something else (e.g. text as "tty").
+            reason = getattr(sf_error, "error_string", None) or _one_line(sf_error)
+            raise MediaError(f"{name}: not a readable audio file ({_one_line(reason)})") from None
+        raise MediaError(f"{name}: has no audio track") from None
+    except (av.error.FFmpegError, RuntimeError, ValueError, OSError) as exc:
+        if sf_error is not None:
+            reason = getattr(sf_error, "error_string", None) or _one_line(sf_error)
+        else:
+            reason = getattr(exc, "strerror", None) or _one_line(exc)
+        reason = _one_line(reason).rstrip(".")
+        raise MediaError(f"{name}: not a readable audio file ({reason})") from None
+
+
+def load_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
+    """Decode an audio (or video) file to a mono float32 waveform in [-1, 1] at ``sample_rate``.
+
+    Returns shape ``(num_samples,)``. Channels are averaged; non-finite samples become 0.
+    Raises :class:`MediaError` (one line, naming the file) if the file is missing, unreadable,
+    has no audio track or contains no samples.
+    """
+    name = _check_path(path)
+    data, rate = _decode(name)
+    if data.size == 0:
+        raise MediaError(f"{name}: contains no audio samples")
+    wave = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    wave = np.nan_to_num(wave.astype(np.float32, copy=False), nan=0.0, posinf=1.0, neginf=-1.0)
+    if rate != sample_rate:
+        import librosa
+
+        wave = librosa.resample(wave, orig_sr=rate, target_sr=sample_rate, res_type="soxr_hq")
+        if wave.size == 0:
+            raise MediaError(f"{name}: contains no audio samples (too short to resample)")
+    return np.clip(wave, -1.0, 1.0).astype(np.float32, copy=False)
+
+
+def load_audio_segment(
+    path: str | os.PathLike,
+    sample_rate: int = 16000,
+    seconds: float = 3.0,
+    center: float | None = None,
+) -> np.ndarray:
+    """:func:`load_audio` then :func:`clip_centered`: ``round(seconds * sample_rate)`` samples."""
+    wave = load_audio(path, sample_rate)
+    try:
+        return clip_centered(wave, sample_rate, seconds, center)
+    except ValueError as exc:
+        raise MediaError(f"{os.fspath(path)}: {_one_line(exc)}") from None
+
+
+# --------------------------------------------------------------------------------------------
+# Clipping and synthetic negatives
+# --------------------------------------------------------------------------------------------
+
+
+def clip_centered(
+    wave: np.ndarray,
+    sample_rate: int = 16000,
+    seconds: float = 3.0,
+    center: float | None = None,
+) -> np.ndarray:
+    """Cut a clip of exactly ``round(seconds * sample_rate)`` samples from a mono waveform.
+
+    ``center`` (seconds) is where the clip is centred; ``None`` means the middle of the audio.
+    The start is ``max(center - seconds / 2, 0)`` (rounded to a sample) and is moved left when
+    the clip would run past the end. Audio shorter than the clip is tiled (repeated from its
+    start) and cut to length. Raises ``ValueError`` for empty or non-1-D input.
+    """
+    wave = np.asarray(wave, dtype=np.float32)
+    if wave.ndim != 1:
+        raise ValueError(f"expected a 1-D mono waveform, got shape {wave.shape}")
+    if wave.size == 0:
+        raise ValueError("contains no audio samples")
+    if seconds <= 0:
+        raise ValueError(f"clip length must be positive, got {seconds} s")
+    length = int(round(seconds * sample_rate))
+    total = wave.shape[0]
+    if total <= length:
+        reps = -(-length // total)
+        return np.tile(wave, reps)[:length].copy()
+    if center is None:
+        start_s = max(total / sample_rate / 2.0 - seconds / 2.0, 0.0)
+    else:
+        start_s = max(float(center) - seconds / 2.0, 0.0)
+    start = min(int(round(start_s * sample_rate)), total - length)
+    return wave[start : start + length].copy()
+
+
+def silence_waveform(num_samples: int) -> np.ndarray:
+    """All-zero float32 waveform of ``num_samples`` samples (the "silence" negative)."""
+    return np.zeros(int(num_samples), dtype=np.float32)
+
+
+def noise_waveform(rng: np.random.Generator, num_samples: int) -> np.ndarray:
+    """White Gaussian noise N(0, 1) clipped to [-1, 1], float32 (the "noise" negative).
+
+    After clipping the std is about 0.719 and about 31.7 % of samples sit at +-1.
+    """
+    return np.clip(rng.standard_normal(int(num_samples)), -1.0, 1.0).astype(np.float32)
+
+
+# --------------------------------------------------------------------------------------------
+# Spectrogram
+# --------------------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8)
+def _window(nperseg: int) -> np.ndarray:
+    """Periodic Tukey(0.25) window (scipy.signal.spectrogram's default), float64, read-only."""
+    from scipy.signal import get_window
+
+    win = np.asarray(get_window(("tukey", 0.25), nperseg), dtype=np.float64)
+    win.setflags(write=False)
+    return win
+
+
+def _psd(frames: np.ndarray, win: np.ndarray, sample_rate: float) -> np.ndarray:
+    """One-sided PSD of frames (..., nperseg) -> (..., nperseg // 2 + 1), float64."""
+    nperseg = win.shape[0]
+    seg = frames - frames.mean(axis=-1, keepdims=True)  # detrend="constant"
+    spec = np.fft.rfft(seg * win, axis=-1)
+    power = spec.real**2 + spec.imag**2
+    power *= 1.0 / (sample_rate * float(np.sum(win**2)))  # scaling="density"
+    if nperseg % 2 == 0:
+        power[..., 1:-1] *= 2.0  # one-sided: all but DC and Nyquist
+    else:
+        power[..., 1:] *= 2.0
+    return power
+
+
+def spectrogram(
+    wave: np.ndarray,
+    sample_rate: int = 16000,
+    nperseg: int = 512,
+    noverlap: int = 274,
+) -> np.ndarray:
+    """Log power spectrogram ``log(PSD + 1e-7) / 12``, float32, shape ``(freq, time)``.
+
+    Identical (to float rounding) to ``scipy.signal.spectrogram(x, fs=sample_rate,
+    nperseg=nperseg, noverlap=noverlap)[2]`` followed by the log: Tukey(0.25) periodic window,
+    per-frame mean removal, density scaling, one-sided, no padding; frames start every
+    ``nperseg - noverlap`` samples and only full frames are used. ``freq = nperseg // 2 + 1``,
+    ``time = (T - nperseg) // (nperseg - noverlap) + 1`` -> (257, 200) for 48000 samples.
+    A batch ``(N, T)`` gives ``(N, freq, time)``. Computed in float64.
+    """
+    x = np.asarray(wave, dtype=np.float64)
+    if x.ndim not in (1, 2):
+        raise ValueError(f"expected a waveform (T,) or a batch (N, T), got shape {x.shape}")
+    if not 0 <= noverlap < nperseg:
+        raise ValueError(f"need 0 <= noverlap < nperseg, got noverlap={noverlap}, {nperseg=}")
+    if x.shape[-1] < nperseg:
+        raise ValueError(f"need at least {nperseg} samples for a spectrogram, got {x.shape[-1]}")
+    hop = nperseg - noverlap
+    win = _window(nperseg)
+    batch = x[None] if x.ndim == 1 else x
+    out = np.empty(
+        (batch.shape[0], nperseg // 2 + 1, (batch.shape[-1] - nperseg) // hop + 1),
+        dtype=np.float32,
+    )
+    chunk = 32  # bound the float64 frame buffer (32 x 200 x 512 x 8 B = 26 MB for 3 s clips)
+    for i in range(0, batch.shape[0], chunk):
+        frames = np.lib.stride_tricks.sliding_window_view(batch[i : i + chunk], nperseg, axis=-1)
+        frames = frames[:, ::hop, :]  # (n, time, nperseg)
+        power = _psd(frames, win, float(sample_rate))
+        out[i : i + chunk] = (np.log(power + LOG_EPS) / LOG_SCALE).transpose(0, 2, 1)
+    return out[0] if x.ndim == 1 else out
+
+
+# --------------------------------------------------------------------------------------------
+# Writing
+# --------------------------------------------------------------------------------------------
+
+
+def save_wav(path: str | os.PathLike, wave: np.ndarray, sample_rate: int = 16000) -> None:
+    """Write a waveform (``(T,)`` or ``(T, channels)``, floats in [-1, 1]) as 16-bit PCM WAV."""
+    import soundfile as sf
+
+    data = np.clip(np.asarray(wave, dtype=np.float32), -1.0, 1.0)
+    sf.write(os.fspath(path), data, int(sample_rate), subtype="PCM_16", format="WAV")

@@ -1,0 +1,207 @@
+"""Recipes: TOML files -> frozen, typed config objects.
+
+A recipe has the sections ``[data]``, ``[model]`` (with ``[model.visual]``, ``[model.audio]``),
+``[loss.<term>]`` (one table per registered loss term, see :mod:`avloc.losses`), ``[train]`` and
+``[eval]``. Unknown keys and wrong types are rejected at load with a one-line
+:class:`~avloc.errors.RecipeError` that names the TOML path (``train.batch_size: expected int``).
+
+Overrides use dotted paths: ``load_recipe(path, ["train.batch_size=8"])``; the value is parsed
+as a TOML value (``8``, ``1e-4``, ``true``, ``"text"``, ``[2, 2]``), falling back to a plain
+string. Relative data paths are kept as written and resolved against the working directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import tomllib
+
+from avloc.errors import RecipeError
+from avloc.registry import check_value
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    """Where the shards are and how samples become model inputs (SPEC 1)."""
+
+    train: str = ""  # shard directory (or a single .h5 file) for training
+    test: str = ""  # shard directory for evaluation
+    image_size: int = 224  # model input side, pixels (SPEC 1.2)
+    train_resize: int = 246  # shorter side before the random crop (SPEC 1.2)
+    sample_rate: int = 16000  # Hz (SPEC 1.1)
+    clip_seconds: float = 3.0  # seconds of audio per sample (SPEC 1.1)
+    workers: int = 2  # loader workers (threads unless use_multiprocessing)
+    use_multiprocessing: bool = False
+    max_queue_size: int = 8
+    limit: int = 0  # use only the first N training samples (0 = all): a small-run switch
+
+
+@dataclass(frozen=True)
+class VisualConfig:
+    """ResNet-18 visual encoder (SPEC 2)."""
+
+    width: int = 64  # channels of the first stage; stages use width * (1, 2, 4, 8)
+    blocks: tuple[int, ...] = (2, 2, 2, 2)  # basic blocks per stage
+    last_stride: int = 2  # 2 -> 7x7 maps at 224 (EZ-VSL family); 1 -> 14x14 (LVS family)
+    stem_pool: bool = True  # the 3x3/2 max pool after the stem
+    pretrained: str = ""  # path to a torchvision resnet18 state_dict ("" = random init)
+
+
+@dataclass(frozen=True)
+class AudioEncoderConfig:
+    """ResNet-18 audio encoder on the 1-channel log spectrogram, trained from scratch (SPEC 2)."""
+
+    width: int = 64
+    blocks: tuple[int, ...] = (2, 2, 2, 2)
+    stem_pool: bool = True
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    arch: str = "ezvsl"  # registered architecture name (avloc.models)
+    embed_dim: int = 512  # D, the shared embedding size
+    visual: VisualConfig = field(default_factory=VisualConfig)
+    audio: AudioEncoderConfig = field(default_factory=AudioEncoderConfig)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 20
+    batch_size: int = 128  # global batch
+    optimizer: Literal["adam", "adamw"] = "adam"
+    learning_rate: float = 1e-4
+    weight_decay: float = 0.0
+    steps_per_epoch: int = 0  # 0 = one pass over the (limited) training set
+    backup_every_steps: int = 20  # resumable backup cadence, in optimizer steps
+    jit_compile: bool = False
+    tensorboard: bool = True
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    uth_statistic: str = "q3"  # statistic of negative-audio map maxima that sets Uth (SPEC 4.1)
+    calibration_samples: int = 256  # training images used for label-free Uth calibration
+    batch_size: int = 32
+
+
+@dataclass(frozen=True)
+class Recipe:
+    name: str = "unnamed"
+    description: str = ""
+    seed: int = 0
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    loss: dict[str, dict[str, Any]] = field(default_factory=dict)  # term name -> kwargs
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return _to_plain(dataclasses.asdict(self))
+
+
+def _to_plain(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _to_plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_to_plain(v) for v in value]
+    return value
+
+
+def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
+    """Build dataclass ``cls`` from a plain dict, rejecting unknown keys and wrong types."""
+    if not isinstance(data, dict):
+        raise RecipeError(f"{where or 'recipe'}: expected a table, got {type(data).__name__}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for key, value in data.items():
+        path = f"{where}.{key}" if where else key
+        if key not in names:
+            allowed = ", ".join(sorted(names))
+            raise RecipeError(f"{path}: unknown key (allowed: {allowed})")
+        annotation = hints[key]
+        if dataclasses.is_dataclass(annotation):
+            kwargs[key] = from_dict(annotation, value, path)
+        else:
+            kwargs[key] = check_value(value, annotation, path)
+    return cls(**kwargs)
+
+
+def parse_override(text: str) -> tuple[list[str], Any]:
+    """``"train.batch_size=8"`` -> (["train", "batch_size"], 8)."""
+    if "=" not in text:
+        raise RecipeError(f"--set {text}: expected KEY=VALUE, e.g. train.batch_size=8")
+    key, raw = text.split("=", 1)
+    key = key.strip()
+    if not key or any(not part for part in key.split(".")):
+        raise RecipeError(f"--set {text}: invalid key {key!r}")
+    try:
+        value = tomllib.loads(f"v = {raw.strip()}")["v"]
+    except tomllib.TOMLDecodeError:
+        value = raw.strip()
+    return key.split("."), value
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """Set dotted-path overrides into a nested dict (creating tables as needed)."""
+    for text in overrides:
+        path, value = parse_override(text)
+        node = raw
+        for i, part in enumerate(path[:-1]):
+            child = node.setdefault(part, {})
+            if not isinstance(child, dict):
+                raise RecipeError(f"--set {text}: {'.'.join(path[: i + 1])} is not a table")
+            node = child
+        node[path[-1]] = value
+    return raw
+
+
+def validate_loss_terms(loss: dict[str, Any]) -> None:
+    """Check every ``[loss.<term>]`` table against the registered term's signature."""
+    from avloc.losses import LOSS_TERMS  # imported here: it pulls in keras
+
+    for name, kwargs in loss.items():
+        where = f"loss.{name}"
+        if not isinstance(kwargs, dict):
+            raise RecipeError(f"{where}: expected a table, got {type(kwargs).__name__}")
+        LOSS_TERMS.check_kwargs(name, kwargs, where)
+
+
+def recipe_from_dict(raw: dict[str, Any], validate_terms: bool = True) -> Recipe:
+    recipe = from_dict(Recipe, raw)
+    if validate_terms:
+        validate_loss_terms(recipe.loss)
+    return recipe
+
+
+def load_recipe(
+    path: str | Path, overrides: list[str] | None = None, validate_terms: bool = True
+) -> Recipe:
+    """Read a recipe TOML, apply ``--set`` overrides, and validate it."""
+    path = Path(path)
+    if not path.is_file():
+        raise RecipeError(f"{path}: no such recipe file")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise RecipeError(f"{path}: invalid TOML ({exc})") from None
+    except UnicodeDecodeError:
+        raise RecipeError(f"{path}: not a text file") from None
+    raw = apply_overrides(raw, list(overrides or []))
+    try:
+        return recipe_from_dict(raw, validate_terms)
+    except RecipeError as exc:
+        raise RecipeError(f"{path}: {exc}") from None
+
+
+def save_recipe(recipe: Recipe, path: str | Path) -> None:
+    """Write the resolved recipe as TOML (atomically)."""
+    import tomli_w
+
+    from avloc.utils.files import atomic_write_bytes
+
+    atomic_write_bytes(Path(path), tomli_w.dumps(recipe.to_dict()).encode())

@@ -1,0 +1,76 @@
+"""Multiple-instance contrastive terms of the EZ-VSL family (SPEC 3), in ``keras.ops``.
+
+``ezvsl`` (EZ-VSL, marginNCE and SSL-SaN's extra negatives in one term):
+
+    l[n, m] = max_{h,w} S(v_n, a_m) / tau                       (B, B) MIL logits
+    l[i, i] = (max_{h,w} S(v_i, a_i) - margin) / tau           marginNCE; margin 0 = EZ-VSL
+    L = CE(l_img->aud, I) + CE(l^T, I)
+
+where the image-to-audio candidates are the B real audios, plus the silence clip ``a_S`` when
+``silence_negative`` and the B noise clips ``a_N_j`` when ``noise_negative`` (SSL-SaN, seed 000);
+the audio-to-image direction is unchanged. CE is the mean softmax cross-entropy with the
+diagonal as the target. Shapes: ``v_map (B, h, w, D)``, ``a_emb (B, D)``; returns a scalar.
+"""
+
+from __future__ import annotations
+
+from keras import ops
+
+from avloc.losses.base import LOSS_TERMS, LossTerm
+from avloc.models.avnet import all_pair_maps
+
+
+def mil_logits(v_map, a_emb):
+    """``max_{h,w} S(v_n, a_m)``: ``(N, h, w, D) x (M, D) -> (N, M)``."""
+    return ops.max(all_pair_maps(v_map, a_emb), axis=(2, 3))
+
+
+def diagonal_cross_entropy(logits):
+    """Mean over rows i of ``-log softmax(logits[i])[i]``; ``logits`` is ``(B, C)``, C >= B."""
+    batch = ops.shape(logits)[0]
+    columns = ops.shape(logits)[1]
+    log_probs = ops.log_softmax(logits, axis=1)
+    target = ops.eye(batch, columns, dtype=log_probs.dtype)
+    return -ops.sum(log_probs * target) / ops.cast(batch, log_probs.dtype)
+
+
+@LOSS_TERMS.register("ezvsl")
+class MILContrastive(LossTerm):
+    """EZ-VSL MIL contrastive loss with optional marginNCE margin and SSL-SaN negatives."""
+
+    def __init__(
+        self,
+        weight: float = 1.0,
+        tau: float = 0.03,
+        margin: float = 0.0,
+        silence_negative: bool = False,
+        noise_negative: bool = False,
+    ):
+        super().__init__(weight)
+        self.tau = tau
+        self.margin = margin
+        self.silence_negative = silence_negative
+        self.noise_negative = noise_negative
+        needs = set()
+        if silence_negative:
+            needs.add("silence")
+        if noise_negative:
+            needs.add("noise")
+        self.needs = frozenset(needs)
+
+    def __call__(self, outputs):
+        v_map, a_emb = outputs["v_map"], outputs["a_emb"]
+        sim = mil_logits(v_map, a_emb)  # (B, B)
+        batch = ops.shape(sim)[0]
+        if self.margin:
+            sim = sim - self.margin * ops.eye(batch, dtype=sim.dtype)
+        logits = sim / self.tau
+        candidates = [logits]
+        if self.silence_negative:
+            candidates.append(mil_logits(v_map, outputs["a_silence"]) / self.tau)  # (B, 1)
+        if self.noise_negative:
+            candidates.append(mil_logits(v_map, outputs["a_noise"]) / self.tau)  # (B, B)
+        image_to_audio = ops.concatenate(candidates, axis=1) if len(candidates) > 1 else logits
+        return diagonal_cross_entropy(image_to_audio) + diagonal_cross_entropy(
+            ops.transpose(logits)
+        )

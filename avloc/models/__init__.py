@@ -1,0 +1,22 @@
+"""Models: ResNet-18 encoders and the audio-visual network (see :mod:`avloc.models.avnet`)."""
+
+from avloc.backend import configure_backend
+from avloc.models.avnet import (
+    ARCHITECTURES,
+    AudioVisualNet,
+    all_pair_maps,
+    build_network,
+    pair_maps,
+    upsample_maps,
+)
+
+configure_backend()
+
+__all__ = [
+    "ARCHITECTURES",
+    "AudioVisualNet",
+    "all_pair_maps",
+    "build_network",
+    "pair_maps",
+    "upsample_maps",
+]

@@ -1,0 +1,181 @@
+"""The audio-visual network: images and spectrograms in, normalised embeddings out (SPEC 2).
+
+Inputs (channels last, float32):
+- ``image``: ``(B, H, W, 3)`` ImageNet-normalised RGB (224x224 in the paper setting).
+- ``audio``: ``(B, F, T, 1)`` log spectrogram (257x200 for 3 s at 16 kHz), see ``avloc.audio``.
+
+Outputs of ``call`` (a dict; no loss is computed here):
+- ``v_map``: ``(B, h, w, D)`` visual features, L2-normalised over channels at every location
+  (7x7 at 224 input for the EZ-VSL family).
+- ``a_emb``: ``(B, D)`` audio embedding, L2-normalised (global max pool -> Linear -> norm).
+
+Similarity maps (cosine, in [-1, 1]) come from :func:`pair_maps` and :func:`all_pair_maps`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import keras
+from keras import layers, ops
+
+from avloc.models.resnet import default_data_format, resnet
+from avloc.registry import Registry
+
+ARCHITECTURES = Registry("architecture")
+
+
+def l2_normalize(x, axis: int = -1):
+    """``x / max(||x||, 1e-12)`` along ``axis`` (PyTorch's F.normalize)."""
+    norm = ops.sqrt(ops.sum(ops.square(x), axis=axis, keepdims=True))
+    return x / ops.maximum(norm, 1e-12)
+
+
+def pair_maps(v_map, a_emb):
+    """``S(v_i, a_i)``: ``(B, h, w, D) x (B, D) -> (B, h, w)``."""
+    return ops.einsum("bhwd,bd->bhw", v_map, a_emb)
+
+
+def all_pair_maps(v_map, a_emb):
+    """``S(v_n, a_m)`` for every pair: ``(N, h, w, D) x (M, D) -> (N, M, h, w)``."""
+    return ops.einsum("nhwd,md->nmhw", v_map, a_emb)
+
+
+def upsample_maps(maps, size: tuple[int, int]):
+    """Bilinear upsampling of ``(B, h, w)`` maps to ``size`` (SPEC 2: aligned corners)."""
+    return _resize_align_corners(maps, size)
+
+
+def _resize_align_corners(maps, size):
+    """Bilinear resize with align_corners=True as two interpolation matrices (any backend)."""
+    import numpy as np
+
+    h, w = int(maps.shape[1]), int(maps.shape[2])
+
+    def weights(n_in: int, n_out: int) -> np.ndarray:
+        m = np.zeros((n_out, n_in), dtype=np.float32)
+        if n_in == 1:
+            m[:, 0] = 1.0
+            return m
+        pos = np.arange(n_out) * (n_in - 1) / max(n_out - 1, 1)
+        lo = np.clip(np.floor(pos).astype(int), 0, n_in - 2)
+        frac = (pos - lo).astype(np.float32)
+        m[np.arange(n_out), lo] = 1.0 - frac
+        m[np.arange(n_out), lo + 1] += frac
+        return m
+
+    rows = ops.convert_to_tensor(weights(h, size[0]))
+    cols = ops.convert_to_tensor(weights(w, size[1]))
+    return ops.einsum("yh,bhw,xw->byx", rows, ops.cast(maps, "float32"), cols)
+
+
+@keras.saving.register_keras_serializable(package="avloc")
+class AudioVisualNet(keras.Model):
+    """EZ-VSL-family network: ResNet-18 visual + audio encoders, projections, L2 norms."""
+
+    def __init__(
+        self,
+        embed_dim: int = 512,
+        visual: dict[str, Any] | None = None,
+        audio: dict[str, Any] | None = None,
+        projection: bool = True,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        visual = dict(visual or {})
+        audio = dict(audio or {})
+        visual.pop("pretrained", None)
+        self.embed_dim = embed_dim
+        self.visual_config = visual
+        self.audio_config = audio
+        self.projection = projection
+        self.data_format = fmt = default_data_format()  # internal layout only, never saved
+        self.visual_encoder = resnet(3, name="visual_encoder", data_format=fmt, **visual)
+        self.audio_encoder = resnet(1, name="audio_encoder", data_format=fmt, **audio)
+        self.audio_pool = layers.GlobalMaxPooling2D(data_format=fmt, name="audio_pool")
+        if projection:
+            self.visual_proj = layers.Conv2D(
+                embed_dim,
+                1,
+                data_format=fmt,
+                kernel_initializer=keras.initializers.VarianceScaling(
+                    2.0, "fan_out", "untruncated_normal"
+                ),
+                name="img_proj",
+            )
+            self.audio_proj = layers.Dense(
+                embed_dim,
+                kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.01),
+                name="aud_proj",
+            )
+
+    def encode_image(self, image, training=False):
+        """``(B, H, W, 3) -> (B, h, w, D)`` normalised visual map."""
+        channels_first = self.data_format == "channels_first"
+        if channels_first:
+            image = ops.transpose(image, (0, 3, 1, 2))
+        x = self.visual_encoder(image, training=training)
+        if self.projection:
+            x = self.visual_proj(x)
+        if channels_first:
+            x = ops.transpose(x, (0, 2, 3, 1))
+        return l2_normalize(x, axis=-1)
+
+    def encode_audio(self, spectrogram, training=False):
+        """``(B, F, T, 1) -> (B, D)`` normalised audio embedding."""
+        if self.data_format == "channels_first":
+            spectrogram = ops.transpose(spectrogram, (0, 3, 1, 2))
+        x = self.audio_pool(self.audio_encoder(spectrogram, training=training))
+        if self.projection:
+            x = self.audio_proj(x)
+        return l2_normalize(x, axis=-1)
+
+    def call(self, inputs, training=False):
+        return {
+            "v_map": self.encode_image(inputs["image"], training=training),
+            "a_emb": self.encode_audio(inputs["audio"], training=training),
+        }
+
+    def build_for(self, image_size: int, audio_shape: tuple[int, int]) -> None:
+        """Create every weight by running one zero batch."""
+        import numpy as np
+
+        self(
+            {
+                "image": np.zeros((1, image_size, image_size, 3), "float32"),
+                "audio": np.zeros((1, *audio_shape, 1), "float32"),
+            }
+        )
+
+    def get_config(self) -> dict[str, Any]:
+        config = super().get_config()
+        config.update(
+            embed_dim=self.embed_dim,
+            visual=self.visual_config,
+            audio=self.audio_config,
+            projection=self.projection,
+        )
+        return config
+
+
+@ARCHITECTURES.register("ezvsl")
+def build_ezvsl(model_config) -> AudioVisualNet:
+    """The EZ-VSL family (EZ-VSL, marginNCE, FNAC, SSL-SaN): 7x7 maps, projection heads."""
+    visual = model_config.visual
+    audio = model_config.audio
+    return AudioVisualNet(
+        embed_dim=model_config.embed_dim,
+        visual=dict(
+            width=visual.width,
+            blocks=tuple(visual.blocks),
+            last_stride=visual.last_stride,
+            stem_pool=visual.stem_pool,
+        ),
+        audio=dict(width=audio.width, blocks=tuple(audio.blocks), stem_pool=audio.stem_pool),
+        projection=True,
+        name="avnet",
+    )
+
+
+def build_network(model_config) -> AudioVisualNet:
+    return ARCHITECTURES.get(model_config.arch, "model.arch")(model_config)

@@ -1,0 +1,83 @@
+"""The training task: network + composite loss as a ``keras.Model`` (one code path, any backend).
+
+``LocalizationTask(net, terms, silence_spectrogram)`` wraps an
+:class:`~avloc.models.avnet.AudioVisualNet`. Its ``call`` takes the loader's batch
+
+- ``image`` ``(B, H, W, 3)``, ``audio`` ``(B, F, T, 1)`` and, when a term needs it,
+  ``noise`` ``(B, F, T, 1)`` (one noise spectrogram per image),
+
+runs the audio encoder once on ``[audio; noise; silence]`` and returns the network outputs
+``v_map``, ``a_emb`` plus ``a_noise`` ``(B, D)`` and ``a_silence`` ``(1, D)`` when needed.
+
+Only ``compute_loss`` is overridden: it reads ``y_pred`` (never a second forward pass), sums the
+weighted terms, and updates one ``keras.metrics.Mean`` per term, so the progress bar, CSV and
+TensorBoard logs show ``loss_<term>`` next to the total ``loss``.
+
+Batch norm sees real, noise and silence spectrograms in one batch **[choice]**: one forward pass
+of the audio encoder per step.
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+from keras import ops
+
+from avloc.losses import LossTerm
+
+
+class LocalizationTask(keras.Model):
+    def __init__(
+        self,
+        net: keras.Model,
+        terms: dict[str, LossTerm],
+        silence_spectrogram: np.ndarray | None = None,
+        **kwargs,
+    ):
+        super().__init__(**kwargs)
+        self.net = net
+        self.terms = dict(terms)
+        needs = set().union(*(term.needs for term in self.terms.values()))
+        self.needs_silence = "silence" in needs
+        self.needs_noise = "noise" in needs
+        if self.needs_silence and silence_spectrogram is None:
+            raise ValueError("a loss term needs silence but no silence spectrogram was given")
+        self._silence = (
+            None
+            if silence_spectrogram is None
+            else np.asarray(silence_spectrogram, "float32")[None, ..., None]
+        )
+        self.term_trackers = [keras.metrics.Mean(name=f"loss_{name}") for name in self.terms]
+
+    def call(self, inputs, training=False):
+        image, audio = inputs["image"], inputs["audio"]
+        batch = ops.shape(audio)[0]
+        parts = [audio]
+        if self.needs_noise:
+            parts.append(inputs["noise"])
+        if self.needs_silence:
+            parts.append(ops.cast(ops.convert_to_tensor(self._silence), audio.dtype))
+        spectrograms = ops.concatenate(parts, axis=0) if len(parts) > 1 else audio
+        a_all = self.net.encode_audio(spectrograms, training=training)
+        outputs = {
+            "v_map": self.net.encode_image(image, training=training),
+            "a_emb": a_all[:batch],
+        }
+        offset = batch
+        if self.needs_noise:
+            outputs["a_noise"] = a_all[offset : offset + batch]
+            offset = offset + batch
+        if self.needs_silence:
+            outputs["a_silence"] = a_all[offset : offset + 1]
+        return outputs
+
+    def loss_terms(self, y_pred) -> dict:
+        """Unweighted value of every term, by name."""
+        return {name: term(y_pred) for name, term in self.terms.items()}
+
+    def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
+        total = 0.0
+        for tracker, (name, value) in zip(self.term_trackers, self.loss_terms(y_pred).items()):
+            tracker.update_state(value)
+            total = total + self.terms[name].weight * value
+        return total

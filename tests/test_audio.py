@@ -1,0 +1,308 @@
+"""Tests for avloc.audio: decoding, clipping, negatives and the log-spectrogram."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+import scipy.signal
+import soundfile as sf
+
+from avloc import audio
+from avloc.errors import AvlocError, MediaError
+
+SR = 16000
+
+
+def _reference(x: np.ndarray, fs: int = SR) -> np.ndarray:
+    _, _, s = scipy.signal.spectrogram(np.asarray(x, np.float64), fs=fs, nperseg=512, noverlap=274)
+    return np.log(s + 1e-7) / 12
+
+
+def _dominant_hz(wave: np.ndarray, sr: int) -> float:
+    spec = np.abs(np.fft.rfft(wave * np.hanning(len(wave))))
+    return float(np.fft.rfftfreq(len(wave), 1 / sr)[np.argmax(spec)])
+
+
+# ------------------------------------------------------------------------------------------
+# spectrogram
+# ------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2, 3])
+def test_spectrogram_matches_scipy_on_noise(seed):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(-1, 1, 48000).astype(np.float32) * rng.uniform(0.01, 1)
+    got = audio.spectrogram(x)
+    ref = _reference(x)
+    assert got.dtype == np.float32
+    assert got.shape == ref.shape == (257, 200)
+    assert np.max(np.abs(got - ref)) < 1e-4
+
+
+def test_spectrogram_matches_scipy_on_sine_and_odd_length():
+    t = np.arange(50001) / SR
+    x = (0.5 * np.sin(2 * np.pi * 1000 * t) + 0.1).astype(np.float32)  # DC offset too
+    got = audio.spectrogram(x)
+    ref = _reference(x)
+    assert got.shape == ref.shape == (257, (50001 - 512) // 238 + 1)
+    assert np.max(np.abs(got - ref)) < 1e-4
+    # the energy sits in the 1 kHz bin (31.25 Hz spacing -> bin 32)
+    assert np.all(np.argmax(got, axis=0) == 32)
+
+
+def test_spectrogram_shape_for_three_seconds():
+    assert audio.spectrogram(np.zeros(48000, np.float32)).shape == (257, 200)
+
+
+def test_spectrogram_batch_equals_per_item():
+    rng = np.random.default_rng(7)
+    batch = rng.standard_normal((40, 48000)).astype(np.float32) * 0.3  # > one internal chunk
+    got = audio.spectrogram(batch)
+    assert got.shape == (40, 257, 200)
+    for i in (0, 17, 33, 39):
+        np.testing.assert_allclose(got[i], audio.spectrogram(batch[i]), rtol=0, atol=1e-6)
+
+
+def test_spectrogram_of_silence_is_constant_floor():
+    got = audio.spectrogram(audio.silence_waveform(48000))
+    np.testing.assert_allclose(got, np.log(1e-7) / 12, rtol=0, atol=1e-6)
+
+
+def test_spectrogram_rejects_too_short_input():
+    with pytest.raises(ValueError):
+        audio.spectrogram(np.zeros(100, np.float32))
+
+
+# ------------------------------------------------------------------------------------------
+# negatives
+# ------------------------------------------------------------------------------------------
+
+
+def test_noise_waveform_statistics():
+    noise = audio.noise_waveform(np.random.default_rng(0), 1_000_000)
+    assert noise.dtype == np.float32 and noise.shape == (1_000_000,)
+    assert noise.min() == -1.0 and noise.max() == 1.0
+    assert abs(noise.std() - 0.719) < 0.01
+    assert abs(np.mean(np.abs(noise) == 1.0) - 0.317) < 0.01
+    assert abs(noise.mean()) < 0.01
+
+
+def test_noise_waveform_is_reproducible():
+    a = audio.noise_waveform(np.random.default_rng(5), 1000)
+    b = audio.noise_waveform(np.random.default_rng(5), 1000)
+    np.testing.assert_array_equal(a, b)
+
+
+def test_silence_waveform():
+    s = audio.silence_waveform(48000)
+    assert s.dtype == np.float32 and s.shape == (48000,) and not s.any()
+
+
+# ------------------------------------------------------------------------------------------
+# clip_centered
+# ------------------------------------------------------------------------------------------
+
+
+def test_clip_tiles_short_audio_exactly():
+    wave = np.arange(1, 8, dtype=np.float32)  # 7 samples
+    out = audio.clip_centered(wave, sample_rate=10, seconds=2.0)  # 20 samples
+    expected = np.array([1, 2, 3, 4, 5, 6, 7] * 3, np.float32)[:20]
+    np.testing.assert_array_equal(out, expected)
+    assert out.dtype == np.float32
+
+
+def test_clip_of_exact_length_is_identity():
+    wave = np.arange(48000, dtype=np.float32)
+    np.testing.assert_array_equal(audio.clip_centered(wave), wave)
+
+
+def test_clip_centred_on_middle_by_default():
+    wave = np.arange(5 * SR, dtype=np.float32)  # 5 s -> start at 1.0 s
+    out = audio.clip_centered(wave)
+    assert out.shape == (48000,)
+    assert out[0] == SR and out[-1] == SR + 48000 - 1
+
+
+def test_clip_centred_on_given_time():
+    wave = np.arange(10 * SR, dtype=np.float32)
+    out = audio.clip_centered(wave, center=4.0)  # start at 2.5 s
+    assert out[0] == int(2.5 * SR) and len(out) == 48000
+    out = audio.clip_centered(wave, center=0.5)  # would start before 0 -> 0
+    assert out[0] == 0
+
+
+def test_clip_near_the_end_shifts_left():
+    wave = np.arange(10 * SR, dtype=np.float32)
+    out = audio.clip_centered(wave, center=9.5)
+    assert len(out) == 48000
+    assert out[-1] == 10 * SR - 1 and out[0] == 7 * SR
+
+
+@pytest.mark.parametrize("seconds,sr", [(3.0, 16000), (1.0, 22050), (0.3333, 16000)])
+def test_clip_length_is_exact(seconds, sr):
+    for n in (1, 1000, int(seconds * sr), 5 * sr + 3):
+        out = audio.clip_centered(np.ones(n, np.float32), sample_rate=sr, seconds=seconds)
+        assert out.shape == (round(seconds * sr),)
+
+
+def test_clip_rejects_empty():
+    with pytest.raises(ValueError):
+        audio.clip_centered(np.zeros(0, np.float32))
+
+
+# ------------------------------------------------------------------------------------------
+# load_audio
+# ------------------------------------------------------------------------------------------
+
+
+def _stereo_sine(sr: int, seconds: float) -> np.ndarray:
+    t = np.arange(int(sr * seconds)) / sr
+    left = 0.8 * np.sin(2 * np.pi * 440 * t)
+    return np.stack([left, np.zeros_like(left)], axis=1)
+
+
+def test_load_stereo_wav_mixes_and_resamples(tmp_path):
+    path = tmp_path / "clip.wav"
+    sf.write(path, _stereo_sine(44100, 2.0), 44100, subtype="FLOAT")
+    wave = audio.load_audio(path)
+    assert wave.dtype == np.float32 and wave.ndim == 1
+    assert abs(len(wave) - 32000) <= 1
+    assert abs(_dominant_hz(wave, SR) - 440) <= 1.0
+    # mono = mean of channels: the sine (0.8 peak) in one channel -> 0.4 peak
+    assert abs(np.max(np.abs(wave[1000:-1000])) - 0.4) < 0.01
+
+
+def test_load_at_native_rate_is_exact(tmp_path):
+    path = tmp_path / "native.wav"
+    x = np.random.default_rng(0).uniform(-0.9, 0.9, 16000)
+    sf.write(path, x, SR, subtype="FLOAT")
+    np.testing.assert_allclose(audio.load_audio(path), x.astype(np.float32), atol=1e-7)
+
+
+@pytest.mark.parametrize("ext", ["flac", "ogg", "mp3"])
+def test_load_flac_ogg_mp3(tmp_path, ext):
+    path = tmp_path / f"clip.{ext}"
+    sf.write(path, _stereo_sine(44100, 1.0), 44100)
+    wave = audio.load_audio(path)
+    assert abs(len(wave) - 16000) <= 1
+    assert abs(_dominant_hz(wave, SR) - 440) <= 1.0
+    assert np.all(np.abs(wave) <= 1.0)
+
+
+def test_load_clips_to_unit_range(tmp_path):
+    path = tmp_path / "loud.wav"
+    sf.write(path, np.full(1000, 3.0), SR, subtype="FLOAT")
+    wave = audio.load_audio(path)
+    assert wave.max() == 1.0
+
+
+def _write_aac_mp4(path, seconds: float, rate: int = 44100, with_video: bool = False) -> None:
+    t = np.arange(int(rate * seconds)) / rate
+    samples = (0.5 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    with av.open(str(path), "w") as out:  # all streams must exist before the first mux
+        stream = out.add_stream("aac", rate=rate)
+        stream.layout = "stereo"
+        v = out.add_stream("mpeg4", rate=10) if with_video else None
+        if v is not None:
+            v.width, v.height, v.pix_fmt = 32, 32, "yuv420p"
+            for _ in range(int(seconds * 10)):
+                img = np.full((32, 32, 3), 100, np.uint8)
+                for packet in v.encode(av.VideoFrame.from_ndarray(img, format="rgb24")):
+                    out.mux(packet)
+            for packet in v.encode(None):
+                out.mux(packet)
+        pts = 0
+        for i in range(0, len(samples), 1024):
+            chunk = samples[i : i + 1024]
+            planar = np.stack([chunk, np.zeros_like(chunk)])  # sine left, silence right
+            frame = av.AudioFrame.from_ndarray(planar, format="fltp", layout="stereo")
+            frame.sample_rate = rate
+            frame.pts = pts
+            frame.time_base = Fraction(1, rate)
+            pts += chunk.shape[0]
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode(None):
+            out.mux(packet)
+
+
+def test_load_aac_from_mp4(tmp_path):
+    path = tmp_path / "clip.mp4"
+    _write_aac_mp4(path, 1.5)
+    wave = audio.load_audio(path)
+    assert abs(len(wave) / SR - 1.5) <= 0.05
+    assert abs(_dominant_hz(wave[2000:-2000], SR) - 440) <= 2.0
+    # a 0.5 sine averaged with a silent channel (away from the AAC onset transient)
+    assert abs(np.max(np.abs(wave[2000:-2000])) - 0.25) < 0.02
+
+
+def test_load_audio_segment_from_mp4_with_video(tmp_path):
+    path = tmp_path / "both.mp4"
+    _write_aac_mp4(path, 2.0, with_video=True)
+    wave = audio.load_audio(path)
+    assert abs(len(wave) / SR - 2.0) <= 0.05
+    seg = audio.load_audio_segment(path, seconds=3.0)  # shorter than 3 s: tiled
+    assert seg.shape == (48000,) and seg.dtype == np.float32
+    np.testing.assert_array_equal(seg[: len(wave)], wave)
+    np.testing.assert_array_equal(seg[len(wave) :], wave[: 48000 - len(wave)])
+
+
+def test_video_without_audio_track(tmp_path):
+    path = tmp_path / "video.mp4"
+    with av.open(str(path), "w") as out:
+        v = out.add_stream("mpeg4", rate=10)
+        v.width, v.height, v.pix_fmt = 32, 32, "yuv420p"
+        for _ in range(5):
+            frame = av.VideoFrame.from_ndarray(np.zeros((32, 32, 3), np.uint8), format="rgb24")
+            for packet in v.encode(frame):
+                out.mux(packet)
+        for packet in v.encode(None):
+            out.mux(packet)
+    with pytest.raises(MediaError, match="no audio") as info:
+        audio.load_audio(path)
+    assert "video.mp4" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_text_file_named_wav(tmp_path):
+    path = tmp_path / "notes.wav"
+    path.write_text("these are my notes\nnot audio at all\n" * 20)
+    with pytest.raises(MediaError) as info:
+        audio.load_audio(path)
+    msg = str(info.value)
+    assert "notes.wav" in msg and "not a readable audio file" in msg and "\n" not in msg
+    assert isinstance(info.value, AvlocError)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(MediaError, match="no such file") as info:
+        audio.load_audio(tmp_path / "clip.wav")
+    assert "clip.wav" in str(info.value)
+
+
+def test_zero_length_wav(tmp_path):
+    path = tmp_path / "empty.wav"
+    sf.write(path, np.zeros((0, 2)), SR)
+    with pytest.raises(MediaError, match="no audio samples") as info:
+        audio.load_audio(path)
+    assert "empty.wav" in str(info.value)
+    with pytest.raises(MediaError, match="empty.wav"):
+        audio.load_audio_segment(path)
+
+
+def test_zero_byte_file(tmp_path):
+    path = tmp_path / "zero.wav"
+    path.write_bytes(b"")
+    with pytest.raises(MediaError, match="zero.wav"):
+        audio.load_audio(path)
+
+
+def test_save_wav_roundtrip(tmp_path):
+    path = tmp_path / "out.wav"
+    x = np.linspace(-1, 1, 1601, dtype=np.float32)
+    audio.save_wav(path, x)
+    info = sf.info(str(path))
+    assert info.subtype == "PCM_16" and info.samplerate == SR
+    np.testing.assert_allclose(audio.load_audio(path), x, atol=1 / 32767 + 1e-6)
