@@ -56,7 +56,8 @@ def check_value(value: Any, annotation: Any, where: str) -> Any:
             if len(value) != len(args):
                 raise RecipeError(f"{where}: expected {len(args)} values, got {len(value)}")
             items = [
-                check_value(v, a, f"{where}[{i}]") for i, (v, a) in enumerate(zip(value, args))
+                check_value(v, a, f"{where}[{i}]")
+                for i, (v, a) in enumerate(zip(value, args, strict=True))
             ]
         else:
             item_type = args[0] if args else Any

@@ -77,7 +77,9 @@ class LocalizationTask(keras.Model):
 
     def compute_loss(self, x=None, y=None, y_pred=None, sample_weight=None, training=True):
         total = 0.0
-        for tracker, (name, value) in zip(self.term_trackers, self.loss_terms(y_pred).items()):
+        for tracker, (name, value) in zip(
+            self.term_trackers, self.loss_terms(y_pred).items(), strict=True
+        ):
             tracker.update_state(value)
             total = total + self.terms[name].weight * value
         return total

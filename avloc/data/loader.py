@@ -1,0 +1,94 @@
+"""Batches for ``model.fit`` on every backend: a ``keras.utils.PyDataset`` over shards.
+
+Each batch is a dict (float32, channels last):
+
+- ``image``: ``(B, S, S, 3)`` train-augmented (SPEC 1.2: shorter side -> ``train_resize``,
+  random crop ``image_size``, random flip, ImageNet normalisation);
+- ``audio``: ``(B, F, T, 1)`` log spectrogram of the stored clip (257 x 200 for 3 s at 16 kHz);
+- ``noise``: ``(B, F, T, 1)`` spectrogram of a fresh clipped-N(0, 1) clip per image, only when
+  ``with_noise`` (SSL-SaN's ``a_N_j``). Silence is constant and lives in the task.
+
+Determinism: batch ``i`` of epoch ``e`` depends only on ``(seed, e, i)``: the epoch's sample order
+is ``default_rng([seed, e]).permutation(N)`` and every random draw of the batch (crops, flips,
+noise) comes from ``default_rng([seed, e, i])``. Batches can thus be built in any order by any
+number of workers, and a resumed run rebuilds exactly the batches it had not seen. The epoch
+counter advances in ``on_epoch_end`` (after Keras has stopped the workers).
+"""
+
+from __future__ import annotations
+
+import keras
+import numpy as np
+
+from avloc.audio import noise_waveform, spectrogram
+from avloc.data.shards import ShardSet
+from avloc.image import preprocess_train
+
+
+class TrainBatches(keras.utils.PyDataset):
+    def __init__(
+        self,
+        shards: ShardSet,
+        *,
+        batch_size: int,
+        seed: int = 0,
+        image_size: int = 224,
+        train_resize: int = 246,
+        with_noise: bool = False,
+        limit: int = 0,
+        steps_per_epoch: int = 0,
+        epoch: int = 0,
+        first_batch: int = 0,
+        workers: int = 1,
+        use_multiprocessing: bool = False,
+        max_queue_size: int = 8,
+    ):
+        super().__init__(
+            workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size
+        )
+        self.shards = shards
+        self.batch_size = batch_size
+        self.seed = seed
+        self.image_size = image_size
+        self.train_resize = train_resize
+        self.with_noise = with_noise
+        self.num_samples = min(len(shards), limit) if limit else len(shards)
+        full = self.num_samples // batch_size
+        if full == 0:
+            raise ValueError(
+                f"{shards.location}: {self.num_samples} samples are fewer than one batch of "
+                f"{batch_size}"
+            )
+        self.batches_per_epoch = min(full, steps_per_epoch) if steps_per_epoch else full
+        self.epoch = epoch
+        self.first_batch = first_batch  # > 0 only for the remainder of a resumed epoch
+        self.clip_samples = int(round(shards.attrs["sample_rate"] * shards.attrs["clip_seconds"]))
+
+    def __len__(self) -> int:
+        return self.batches_per_epoch - self.first_batch
+
+    def sample_indices(self, epoch: int, batch: int) -> np.ndarray:
+        order = np.random.default_rng([self.seed, epoch]).permutation(self.num_samples)
+        return order[batch * self.batch_size : (batch + 1) * self.batch_size]
+
+    def make_batch(self, epoch: int, batch: int) -> dict[str, np.ndarray]:
+        rng = np.random.default_rng([self.seed, epoch, batch])
+        rows = self.shards.read(self.sample_indices(epoch, batch), ["image", "audio"])
+        images = np.stack(
+            [
+                preprocess_train(img, rng, self.image_size, self.train_resize)
+                for img in rows["image"]
+            ]
+        )
+        out = {"image": images, "audio": spectrogram(rows["audio"])[..., None]}
+        if self.with_noise:
+            noise = np.stack([noise_waveform(rng, self.clip_samples) for _ in range(len(images))])
+            out["noise"] = spectrogram(noise)[..., None]
+        return out
+
+    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+        return self.make_batch(self.epoch, self.first_batch + index)
+
+    def on_epoch_end(self) -> None:
+        self.epoch += 1
+        self.first_batch = 0

@@ -1,0 +1,222 @@
+"""HDF5 shards that describe themselves: the only module that opens HDF5 files.
+
+A shard ``<name>-<index:05d>.h5`` holds N samples as one dataset per field, first axis N:
+
+| field             | dtype   | shape            | meaning                                         |
+|-------------------|---------|------------------|-------------------------------------------------|
+| ``id``            | str     | (N,)             | sample id (file stem, VGGSound id, ...)         |
+| ``image``         | uint8   | (N, S, S, 3)     | RGB frame, resized to S x S (S = attr image_size)|
+| ``audio``         | int16   | (N, T)           | 16-bit PCM at attr sample_rate, T = rate * secs |
+| ``label``         | int32   | (N,)             | class index into attr class_names (-1 unknown)  |
+| ``box``           | float32 | (N, 4)           | normalised x1, y1, x2, y2 of the sounding object|
+| ``mask``          | uint8   | (N, S, S)        | 1 on the sounding object                        |
+| ``present``       | int32   | (N, K)           | classes visible in the image, -1 padded         |
+| ``offscreen_audio``| int16  | (N, T)           | a clip of a class absent from the image         |
+| ``offscreen_label``| int32  | (N,)             | its class                                       |
+
+Only ``id``, ``image`` and ``audio`` are required; the rest are optional per data set.
+File attributes: ``schema_version``, ``source``, ``count``, ``fields`` (JSON list),
+``class_names`` (JSON list), ``image_size``, ``sample_rate``, ``clip_seconds``, ``split``.
+Audio is stored as PCM so the spectrogram is computed by the one function in :mod:`avloc.audio`.
+
+Writers write ``.name.h5.tmp-<pid>`` and rename on success, so a finished shard is never partial.
+Readers open files lazily (once per thread/process) so they can be used inside loader workers.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from avloc import __version__
+from avloc.errors import DataError
+from avloc.utils.files import atomic_path
+
+SCHEMA_VERSION = 1
+REQUIRED_FIELDS = ("id", "image", "audio")
+PCM_SCALE = 32767.0
+PCM_FIELDS = ("audio", "offscreen_audio")
+
+
+def to_pcm16(wave: np.ndarray) -> np.ndarray:
+    return np.round(np.clip(wave, -1.0, 1.0) * PCM_SCALE).astype(np.int16)
+
+
+def from_pcm16(pcm: np.ndarray) -> np.ndarray:
+    return pcm.astype(np.float32) / PCM_SCALE
+
+
+def shard_name(prefix: str, index: int) -> str:
+    return f"{prefix}-{index:05d}.h5"
+
+
+def write_shard(
+    path: str | Path,
+    arrays: dict[str, np.ndarray],
+    *,
+    source: str,
+    split: str,
+    class_names: Sequence[str] = (),
+    sample_rate: int = 16000,
+    clip_seconds: float = 3.0,
+    extra_attrs: dict[str, Any] | None = None,
+) -> Path:
+    """Write one shard atomically. Float waveforms in ``PCM_FIELDS`` are stored as int16."""
+    import h5py
+
+    path = Path(path)
+    missing = [f for f in REQUIRED_FIELDS if f not in arrays]
+    if missing:
+        raise ValueError(f"write_shard: missing required fields {missing}")
+    count = len(arrays["id"])
+    for name, value in arrays.items():
+        if len(value) != count:
+            raise ValueError(f"write_shard: field {name} has {len(value)} rows, expected {count}")
+    with atomic_path(path) as tmp, h5py.File(tmp, "w") as f:
+        for name, value in arrays.items():
+            if name == "id":
+                f.create_dataset(
+                    name, data=np.asarray(value, dtype=object), dtype=h5py.string_dtype()
+                )
+                continue
+            value = np.asarray(value)
+            if name in PCM_FIELDS and value.dtype != np.int16:
+                value = to_pcm16(value)
+            chunks = (1, *value.shape[1:]) if value.ndim > 1 and count else None
+            f.create_dataset(name, data=value, chunks=chunks)
+        f.attrs.update(
+            schema_version=SCHEMA_VERSION,
+            source=source,
+            split=split,
+            count=count,
+            fields=json.dumps(sorted(arrays)),
+            class_names=json.dumps(list(class_names)),
+            image_size=int(arrays["image"].shape[1]) if count else 0,
+            sample_rate=sample_rate,
+            clip_seconds=clip_seconds,
+            writer=f"avloc {__version__}",
+            **(extra_attrs or {}),
+        )
+    return path
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    path: Path
+    count: int
+    fields: tuple[str, ...]
+    attrs: dict[str, Any]
+
+
+def read_info(path: Path) -> ShardInfo:
+    import h5py
+
+    try:
+        with h5py.File(path, "r") as f:
+            attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+    except OSError as exc:
+        raise DataError(f"{path}: not a readable HDF5 shard ({exc.__class__.__name__})") from None
+    if "schema_version" not in attrs:
+        raise DataError(f"{path}: not an avloc shard (no schema_version attribute)")
+    if int(attrs["schema_version"]) != SCHEMA_VERSION:
+        raise DataError(
+            f"{path}: shard schema {attrs['schema_version']} is not supported "
+            f"(this avloc reads schema {SCHEMA_VERSION}); prepare the data again"
+        )
+    for key in ("fields", "class_names"):
+        if isinstance(attrs.get(key), str):
+            attrs[key] = json.loads(attrs[key])
+    return ShardInfo(path, int(attrs["count"]), tuple(attrs["fields"]), attrs)
+
+
+def find_shards(location: str | Path) -> list[Path]:
+    """A shard file, or every ``*.h5`` in a directory (sorted); DataError if there are none."""
+    location = Path(location)
+    if location.is_file():
+        return [location]
+    if location.is_dir():
+        shards = sorted(p for p in location.glob("*.h5") if not p.name.startswith("."))
+        if shards:
+            return shards
+        raise DataError(f"{location}: no .h5 shards in this directory")
+    raise DataError(f"{location}: no such shard file or directory")
+
+
+class ShardSet:
+    """Several shards read as one indexable data set (lazy, thread-safe file handles)."""
+
+    def __init__(self, location: str | Path):
+        self.location = Path(location)
+        self.infos = [read_info(p) for p in find_shards(location)]
+        first = self.infos[0]
+        self.fields = tuple(f for f in first.fields if all(f in i.fields for i in self.infos))
+        self.attrs = first.attrs
+        self.class_names = list(first.attrs.get("class_names", []))
+        self.offsets = np.cumsum([0] + [i.count for i in self.infos])
+        self._local = threading.local()
+
+    def __len__(self) -> int:
+        return int(self.offsets[-1])
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state.pop("_local")
+        return state
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._local = threading.local()
+
+    def _file(self, shard: int):
+        import h5py
+
+        handles = getattr(self._local, "handles", None)
+        if handles is None:
+            handles = self._local.handles = {}
+        if shard not in handles:
+            handles[shard] = h5py.File(self.infos[shard].path, "r")
+        return handles[shard]
+
+    def require(self, fields: Sequence[str], purpose: str) -> None:
+        missing = [f for f in fields if f not in self.fields]
+        if missing:
+            raise DataError(
+                f"{self.location}: shards lack field(s) {', '.join(missing)} needed for {purpose}"
+            )
+
+    def read(self, indices: Sequence[int], fields: Sequence[str]) -> dict[str, np.ndarray]:
+        """Rows ``indices`` (global, any order) of ``fields``; PCM audio comes back as float32."""
+        indices = np.asarray(indices, dtype=np.int64)
+        if len(indices) and (indices.min() < 0 or indices.max() >= len(self)):
+            raise IndexError(f"sample index out of range 0..{len(self) - 1}")
+        shard_of = np.searchsorted(self.offsets, indices, side="right") - 1
+        out: dict[str, list] = {f: [None] * len(indices) for f in fields}
+        for shard in np.unique(shard_of):
+            positions = np.nonzero(shard_of == shard)[0]
+            local = indices[positions] - self.offsets[shard]
+            order = np.argsort(local)
+            f = self._file(int(shard))
+            for field in fields:
+                rows = (
+                    f[field][np.sort(local).tolist()]
+                    if len(set(local.tolist())) == len(local)
+                    else np.stack([f[field][int(i)] for i in np.sort(local)])
+                )
+                for k, pos in enumerate(positions[order]):
+                    out[field][pos] = rows[k]
+        result = {}
+        for field, rows in out.items():
+            if field == "id":
+                result[field] = np.array(
+                    [r.decode() if isinstance(r, bytes) else str(r) for r in rows]
+                )
+            else:
+                arr = np.stack(rows) if rows else np.zeros((0,))
+                result[field] = from_pcm16(arr) if field in PCM_FIELDS else arr
+        return result

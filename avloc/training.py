@@ -1,0 +1,288 @@
+"""``train(recipe, run_dir)``: fit a recipe with ``model.fit``, resumable after ``kill -9``.
+
+Run directory::
+
+    recipe.toml            the resolved recipe (overrides applied)
+    meta.json              backend, versions, git commit, progress, outputs
+    log.csv                one row per epoch: loss and every loss_<term>
+    tensorboard/           TensorBoard event files (train.tensorboard)
+    checkpoints/epoch_NNN.keras   the network after each epoch (atomic writes)
+    backup/LATEST          name of the newest complete backup directory
+    backup/ckpt-NNNNNNNN/  task + optimizer weights and progress.json {epoch, step, global_step}
+    model.keras            the final network (load with avloc.models.io.load_network)
+
+Resuming: running the same command again finds ``backup/LATEST`` and continues from its epoch
+and step; the unfinished epoch is completed with exactly the batches it had not seen (the loader
+is a pure function of (seed, epoch, batch)). Every file is written under a temporary name and
+renamed, so a kill at any moment leaves either the old or the new file, never a partial one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from avloc import __version__
+from avloc.audio import silence_waveform, spectrogram
+from avloc.config import Recipe, recipe_from_dict, save_recipe
+from avloc.data.loader import TrainBatches
+from avloc.data.shards import ShardSet
+from avloc.errors import AvlocError
+from avloc.losses import build_terms
+from avloc.models import build_network
+from avloc.models.io import save_network
+from avloc.task import LocalizationTask
+from avloc.utils.files import atomic_path, atomic_write_bytes, atomic_write_json
+
+
+@dataclass
+class TrainResult:
+    run_dir: Path
+    model_path: Path
+    epochs_done: int
+    history: dict[str, list[float]]
+
+
+def git_commit() -> str:
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"],
+            cwd=Path(__file__).resolve().parent,
+            capture_output=True,
+            text=True,
+            timeout=5,
+        )
+        return out.stdout.strip() if out.returncode == 0 else ""
+    except (OSError, subprocess.SubprocessError):
+        return ""
+
+
+def environment_info() -> dict[str, Any]:
+    info = {
+        "avloc": __version__,
+        "backend": keras.backend.backend(),
+        "keras": keras.__version__,
+        "numpy": np.__version__,
+        "python": sys.version.split()[0],
+        "git_commit": git_commit(),
+    }
+    try:
+        if info["backend"] == "torch":
+            import torch
+
+            info["torch"] = torch.__version__
+        elif info["backend"] == "tensorflow":
+            import tensorflow as tf
+
+            info["tensorflow"] = tf.__version__
+        elif info["backend"] == "jax":
+            import jax
+
+            info["jax"] = jax.__version__
+    except ImportError:
+        pass
+    return info
+
+
+def silence_spectrogram(recipe: Recipe) -> np.ndarray:
+    """The log spectrogram of SSL-SaN's silence clip ``a_S`` (same function as real audio)."""
+    samples = int(round(recipe.data.sample_rate * recipe.data.clip_seconds))
+    return spectrogram(silence_waveform(samples), sample_rate=recipe.data.sample_rate)
+
+
+def build_task(recipe: Recipe) -> LocalizationTask:
+    """Network + loss terms + optimizer, compiled, every weight (optimizer too) created."""
+    net = build_network(recipe.model)
+    terms = build_terms(recipe.loss)
+    silence = silence_spectrogram(recipe)
+    task = LocalizationTask(net, terms, silence, name="task")
+    t = recipe.train
+    if t.optimizer == "adamw":
+        optimizer = keras.optimizers.AdamW(t.learning_rate, weight_decay=t.weight_decay)
+    else:
+        optimizer = keras.optimizers.Adam(t.learning_rate)
+        if t.weight_decay:
+            optimizer = keras.optimizers.Adam(t.learning_rate, weight_decay=t.weight_decay)
+    task.compile(optimizer=optimizer, jit_compile=t.jit_compile)
+    size = recipe.data.image_size
+    batch = {
+        "image": np.zeros((2, size, size, 3), "float32"),
+        "audio": np.zeros((2, *silence.shape, 1), "float32"),
+    }
+    if task.needs_noise:
+        batch["noise"] = batch["audio"]
+    task(batch)
+    task.optimizer.build(task.trainable_variables)
+    return task
+
+
+# --------------------------------------------------------------------------------------------
+# Resumable backups
+
+
+def latest_backup(run_dir: Path) -> tuple[Path, dict[str, int]] | None:
+    pointer = run_dir / "backup" / "LATEST"
+    if not pointer.exists():
+        return None
+    folder = run_dir / "backup" / pointer.read_text().strip()
+    progress_file = folder / "progress.json"
+    if not progress_file.exists():
+        return None
+    return folder, json.loads(progress_file.read_text())
+
+
+class ResumableCheckpoint(keras.callbacks.Callback):
+    """Backs up task + optimizer every ``every`` steps and at each epoch end; saves epoch nets."""
+
+    def __init__(self, run_dir: Path, every: int, epoch: int, step: int, global_step: int):
+        super().__init__()
+        self.run_dir = run_dir
+        self.every = max(1, every)
+        self.epoch = epoch
+        self.step = step
+        self.global_step = global_step
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if epoch != self.epoch:
+            self.epoch, self.step = epoch, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.step += 1
+        self.global_step += 1
+        if self.global_step % self.every == 0:
+            self.save_backup(self.epoch, self.step)
+
+    def on_epoch_end(self, epoch, logs=None):
+        path = self.run_dir / "checkpoints" / f"epoch_{epoch + 1:03d}.keras"
+        save_network(self.model.net, path)
+        self.save_backup(epoch + 1, 0)
+        self.epoch, self.step = epoch + 1, 0
+
+    def save_backup(self, epoch: int, step: int) -> None:
+        backup = self.run_dir / "backup"
+        name = f"ckpt-{self.global_step:08d}"
+        folder = backup / name
+        staging = backup / f".{name}.tmp-{os.getpid()}"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        self.model.save_weights(staging / "state.weights.h5")
+        progress = {"epoch": epoch, "step": step, "global_step": self.global_step}
+        (staging / "progress.json").write_text(json.dumps(progress))
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(staging, folder)
+        atomic_write_bytes(backup / "LATEST", name.encode())
+        for old in backup.glob("ckpt-*"):
+            if old.name != name:
+                shutil.rmtree(old, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def _check_run_dir(run_dir: Path, recipe: Recipe) -> None:
+    saved = run_dir / "recipe.toml"
+    if not saved.exists():
+        return
+    import tomllib
+
+    previous = recipe_from_dict(tomllib.loads(saved.read_text()), validate_terms=False)
+    if previous.to_dict() != recipe.to_dict():
+        raise AvlocError(
+            f"{run_dir}: holds a run of a different recipe; resume it with the same recipe and "
+            "--set options, or choose a new --run-dir"
+        )
+
+
+def train(recipe: Recipe, run_dir: str | Path, verbose: int | None = None) -> TrainResult:
+    """Train ``recipe`` into ``run_dir`` (resuming if it holds a backup of the same recipe)."""
+    run_dir = Path(run_dir)
+    shards = ShardSet(recipe.data.train)  # fails early, naming the path, if data are missing
+    run_dir.mkdir(parents=True, exist_ok=True)
+    _check_run_dir(run_dir, recipe)
+    save_recipe(recipe, run_dir / "recipe.toml")
+    keras.utils.set_random_seed(recipe.seed)
+
+    task = build_task(recipe)
+    epoch, step, global_step = 0, 0, 0
+    resumed = latest_backup(run_dir)
+    if resumed:
+        folder, progress = resumed
+        task.load_weights(folder / "state.weights.h5")
+        epoch, step, global_step = progress["epoch"], progress["step"], progress["global_step"]
+
+    meta_path = run_dir / "meta.json"
+    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
+    meta.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S"))
+    meta.update(environment_info())
+    meta["resumed_from"] = {"epoch": epoch, "step": step, "global_step": global_step}
+    meta["train_samples"] = len(shards)
+    atomic_write_json(meta_path, meta)
+
+    t = recipe.train
+    if verbose is None:
+        verbose = 1 if sys.stdout.isatty() else 2
+    common = dict(
+        batch_size=t.batch_size,
+        seed=recipe.seed,
+        image_size=recipe.data.image_size,
+        train_resize=recipe.data.train_resize,
+        with_noise=task.needs_noise,
+        limit=recipe.data.limit,
+        steps_per_epoch=t.steps_per_epoch,
+        workers=recipe.data.workers,
+        use_multiprocessing=recipe.data.use_multiprocessing,
+        max_queue_size=recipe.data.max_queue_size,
+    )
+    checkpoint = ResumableCheckpoint(run_dir, t.backup_every_steps, epoch, step, global_step)
+    callbacks: list[keras.callbacks.Callback] = [
+        checkpoint,
+        keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
+    ]
+    if t.tensorboard:
+        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), update_freq=10))
+
+    history: dict[str, list[float]] = {}
+
+    def fit(dataset: TrainBatches, first_epoch: int, last_epoch: int) -> None:
+        result = task.fit(
+            dataset,
+            initial_epoch=first_epoch,
+            epochs=last_epoch,
+            callbacks=callbacks,
+            verbose=verbose,
+        )
+        for key, values in result.history.items():
+            history.setdefault(key, []).extend(float(v) for v in values)
+
+    if epoch < t.epochs and step > 0:
+        # Finish the interrupted epoch with the batches it had not yet seen.
+        fit(TrainBatches(shards, epoch=epoch, first_batch=step, **common), epoch, epoch + 1)
+        epoch += 1
+    if epoch < t.epochs:
+        fit(TrainBatches(shards, epoch=epoch, **common), epoch, t.epochs)
+
+    model_path = run_dir / "model.keras"
+    save_network(task.net, model_path)
+    meta["epochs_done"] = t.epochs
+    meta["outputs"] = {
+        "model": str(model_path),
+        "log": str(run_dir / "log.csv"),
+        "checkpoints": str(run_dir / "checkpoints"),
+    }
+    if history:
+        meta["final_losses"] = {k: v[-1] for k, v in history.items()}
+    atomic_write_json(meta_path, meta)
+    return TrainResult(run_dir, model_path, t.epochs, history)
+
+
+__all__ = ["TrainResult", "build_task", "train", "atomic_path"]
