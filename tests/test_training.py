@@ -1,0 +1,175 @@
+"""End-to-end training on tiny synthetic shards: logs, resume after kill -9, cross-backend load."""
+
+from __future__ import annotations
+
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from avloc.data.prepare_synthetic import prepare_synthetic
+from avloc.data.synthetic import SyntheticConfig
+
+TINY = [
+    "model.embed_dim=16",
+    "model.visual.width=4",
+    "model.audio.width=4",
+    "data.image_size=32",
+    "data.train_resize=36",
+    "data.workers=1",
+    "train.batch_size=8",
+    "train.learning_rate=0.001",
+    "train.tensorboard=false",
+]
+ROOT = Path(__file__).resolve().parents[1]
+RECIPE = ROOT / "recipes" / "quickstart.toml"
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("synthetic")
+    prepare_synthetic(out, train=48, test=8, seed=3, config=SyntheticConfig(image_size=40))
+    return out
+
+
+def avloc_cmd(*args: str, backend: str | None = None, **kw) -> subprocess.Popen:
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
+    if backend:
+        env["KERAS_BACKEND"] = backend
+    return subprocess.Popen(
+        [sys.executable, "-m", "cli.main", *args],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **kw,
+    )
+
+
+def overrides(shards: Path, *extra: str) -> list[str]:
+    sets = [f'data.train="{shards / "train"}"', *TINY, *extra]
+    return [arg for s in sets for arg in ("--set", s)]
+
+
+def read_log(run_dir: Path) -> list[dict[str, str]]:
+    with open(run_dir / "log.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def test_train_logs_every_term_and_loss_falls(shards, tmp_path):
+    from avloc.config import load_recipe
+    from avloc.training import train
+
+    recipe = load_recipe(RECIPE, [f"data.train={shards / 'train'}", *TINY, "train.epochs=5"])
+    result = train(recipe, tmp_path / "run", verbose=0)
+    rows = read_log(tmp_path / "run")
+    assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3, 4]
+    for term in ("ezvsl", "silence_map", "noise_map"):
+        assert f"loss_{term}" in rows[0], rows[0].keys()
+        assert all(np.isfinite(float(r[f"loss_{term}"])) for r in rows)
+    losses = [float(r["loss"]) for r in rows]
+    assert losses[-1] < losses[0], losses
+    assert result.model_path.is_file()
+    meta = json.loads((tmp_path / "run" / "meta.json").read_text())
+    assert meta["backend"] and meta["epochs_done"] == 5
+    assert (tmp_path / "run" / "recipe.toml").is_file()
+    assert len(list((tmp_path / "run" / "checkpoints").glob("epoch_*.keras"))) == 5
+
+
+def _wait_for_mid_epoch_backup(run_dir: Path, proc: subprocess.Popen, timeout: float = 240):
+    latest = run_dir / "backup" / "LATEST"
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise AssertionError(f"training ended early: {proc.stderr.read()[-2000:]}")
+        if latest.exists():
+            progress = run_dir / "backup" / latest.read_text().strip() / "progress.json"
+            if progress.exists():
+                state = json.loads(progress.read_text())
+                if state["step"] > 0:
+                    return state
+        time.sleep(0.02)
+    raise AssertionError("no mid-epoch backup appeared")
+
+
+def test_resume_after_kill_continues_from_backup(shards, tmp_path):
+    run_dir = tmp_path / "run"
+    args = ["train", str(RECIPE), "--run-dir", str(run_dir)]
+    args += overrides(shards, "train.epochs=2", "train.backup_every_steps=2")
+    proc = avloc_cmd(*args)
+    state = _wait_for_mid_epoch_backup(run_dir, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    # The killed run left only complete files: the backup it points to loads.
+    resumed = avloc_cmd(*args)
+    out, err = resumed.communicate(timeout=600)
+    assert resumed.returncode == 0, err[-3000:]
+    meta = json.loads((run_dir / "meta.json").read_text())
+    start = meta["resumed_from"]
+    assert start["global_step"] >= state["global_step"] and start["step"] >= 0
+    final = json.loads((run_dir / "backup" / "ckpt-00000012" / "progress.json").read_text())
+    assert final == {"epoch": 2, "step": 0, "global_step": 12}  # 2 epochs x 6 steps, no repeats
+    epochs = [int(r["epoch"]) for r in read_log(run_dir)]
+    assert epochs[-1] == 1 and sorted(set(epochs)) == [0, 1]
+    assert not list(run_dir.rglob(".*tmp-*")), "temporary files left behind"
+
+
+MAPS_SCRIPT = """
+import sys, numpy as np
+from avloc.models.io import load_network
+from avloc.models import pair_maps
+import keras
+net = load_network(sys.argv[1])
+data = np.load(sys.argv[2])
+out = net({"image": data["image"], "audio": data["audio"]})
+maps = pair_maps(out["v_map"], out["a_emb"])
+np.savez(sys.argv[3], maps=keras.ops.convert_to_numpy(maps),
+         v_map=keras.ops.convert_to_numpy(out["v_map"]), a_emb=keras.ops.convert_to_numpy(out["a_emb"]))
+"""
+
+
+@pytest.mark.parametrize("train_backend,other", [("torch", "tensorflow"), ("tensorflow", "torch")])
+def test_model_trained_on_one_backend_gives_same_maps_on_the_other(
+    shards, tmp_path, train_backend, other
+):
+    run_dir = tmp_path / "run"
+    args = ["train", str(RECIPE), "--run-dir", str(run_dir)]
+    args += overrides(shards, "train.epochs=1", "train.steps_per_epoch=2")
+    proc = avloc_cmd(*args, backend=train_backend)
+    _, err = proc.communicate(timeout=600)
+    assert proc.returncode == 0, err[-3000:]
+    rng = np.random.default_rng(0)
+    inputs = tmp_path / "inputs.npz"
+    np.savez(
+        inputs,
+        image=rng.standard_normal((3, 32, 32, 3)).astype("float32"),
+        audio=rng.standard_normal((3, 257, 200, 1)).astype("float32"),
+    )
+    script = tmp_path / "maps.py"
+    script.write_text(MAPS_SCRIPT)
+    results = {}
+    for backend in (train_backend, other):
+        out = tmp_path / f"maps_{backend}.npz"
+        env = dict(os.environ, KERAS_BACKEND=backend, TF_CPP_MIN_LOG_LEVEL="3")
+        done = subprocess.run(
+            [sys.executable, str(script), str(run_dir / "model.keras"), str(inputs), str(out)],
+            env=env,
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=300,
+        )
+        assert done.returncode == 0, done.stderr[-3000:]
+        results[backend] = np.load(out)
+    for key in ("maps", "v_map", "a_emb"):
+        diff = np.abs(results[train_backend][key] - results[other][key]).max()
+        assert diff < 1e-4, (key, diff)
