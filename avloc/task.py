@@ -48,6 +48,7 @@ class LocalizationTask(keras.Model):
             else np.asarray(silence_spectrogram, "float32")[None, ..., None]
         )
         self.term_trackers = [keras.metrics.Mean(name=f"loss_{name}") for name in self.terms]
+        self.built = net.built  # the task adds no weights of its own
 
     def call(self, inputs, training=False):
         image, audio = inputs["image"], inputs["audio"]

@@ -107,12 +107,9 @@ def build_task(recipe: Recipe) -> LocalizationTask:
     silence = silence_spectrogram(recipe)
     task = LocalizationTask(net, terms, silence, name="task")
     t = recipe.train
-    if t.optimizer == "adamw":
-        optimizer = keras.optimizers.AdamW(t.learning_rate, weight_decay=t.weight_decay)
-    else:
-        optimizer = keras.optimizers.Adam(t.learning_rate)
-        if t.weight_decay:
-            optimizer = keras.optimizers.Adam(t.learning_rate, weight_decay=t.weight_decay)
+    # Keras applies weight decay decoupled from the gradient (AdamW style) for both names.
+    optimizer_class = keras.optimizers.AdamW if t.optimizer == "adamw" else keras.optimizers.Adam
+    optimizer = optimizer_class(t.learning_rate, weight_decay=t.weight_decay or None)
     task.compile(optimizer=optimizer, jit_compile=t.jit_compile)
     size = recipe.data.image_size
     batch = {

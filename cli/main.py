@@ -46,9 +46,25 @@ def user_errors():
 
 
 def quiet_frameworks() -> None:
-    """Silence framework start-up chatter so progress and results stay readable."""
+    """Silence framework start-up chatter so progress and results stay readable.
+
+    TensorFlow 2.21 prints absl/oneDNN notices straight to file descriptor 2 on import,
+    ignoring TF_CPP_MIN_LOG_LEVEL; the import therefore runs with fd 2 pointed at /dev/null.
+    """
     import logging
     import warnings
+
+    saved = os.dup(2)
+    try:
+        with open(os.devnull, "w") as devnull:
+            os.dup2(devnull.fileno(), 2)
+            import keras
+
+            if keras.backend.backend() == "tensorflow" or os.environ.get("AVLOC_TENSORBOARD"):
+                import tensorflow  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
 
     warnings.filterwarnings("ignore", message=".*build\\(\\)` was called on layer.*")
     warnings.filterwarnings("ignore", message=".*You are saving your model as an HDF5.*")
@@ -69,10 +85,10 @@ def train(
 ) -> None:
     """Train a recipe; running the same command again resumes from the last backup."""
     with user_errors():
+        quiet_frameworks()
         from avloc.config import load_recipe
 
         loaded = load_recipe(recipe, overrides or [])
-        quiet_frameworks()
         from avloc.training import train as run_training
 
         out = run_dir or Path("runs") / loaded.name

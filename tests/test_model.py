@@ -175,7 +175,7 @@ def copy_weights(keras_model, torch_model):
 @pytest.mark.parametrize(
     "in_channels, hw, kwargs",
     [
-        (3, (32, 32), dict(width=4)),  # image trunk
+        (3, (64, 64), dict(width=4)),  # image trunk: 2x2 output
         (1, (65, 41), dict(width=4)),  # audio trunk, odd sizes
         (3, (37, 33), dict(width=2, stem_pool=False, last_stride=1)),
         (1, (45, 29), dict(width=2, blocks=(1, 2, 1))),

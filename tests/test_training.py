@@ -132,8 +132,8 @@ net = load_network(sys.argv[1])
 data = np.load(sys.argv[2])
 out = net({"image": data["image"], "audio": data["audio"]})
 maps = pair_maps(out["v_map"], out["a_emb"])
-np.savez(sys.argv[3], maps=keras.ops.convert_to_numpy(maps),
-         v_map=keras.ops.convert_to_numpy(out["v_map"]), a_emb=keras.ops.convert_to_numpy(out["a_emb"]))
+as_np = keras.ops.convert_to_numpy
+np.savez(sys.argv[3], maps=as_np(maps), v_map=as_np(out["v_map"]), a_emb=as_np(out["a_emb"]))
 """
 
 

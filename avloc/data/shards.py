@@ -5,7 +5,7 @@ A shard ``<name>-<index:05d>.h5`` holds N samples as one dataset per field, firs
 | field             | dtype   | shape            | meaning                                         |
 |-------------------|---------|------------------|-------------------------------------------------|
 | ``id``            | str     | (N,)             | sample id (file stem, VGGSound id, ...)         |
-| ``image``         | uint8   | (N, S, S, 3)     | RGB frame, resized to S x S (S = attr image_size)|
+| ``image``         | uint8   | (N, S, S, 3)     | RGB frame, S x S (S = attr image_size)          |
 | ``audio``         | int16   | (N, T)           | 16-bit PCM at attr sample_rate, T = rate * secs |
 | ``label``         | int32   | (N,)             | class index into attr class_names (-1 unknown)  |
 | ``box``           | float32 | (N, 4)           | normalised x1, y1, x2, y2 of the sounding object|

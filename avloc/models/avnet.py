@@ -108,6 +108,19 @@ class AudioVisualNet(keras.Model):
                 kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.01),
                 name="aud_proj",
             )
+            # Build every weight now (the trunks are functional models, already built), so that
+            # saving and loading never meet an unbuilt layer whose weights would be skipped.
+            visual_channels = self.visual_encoder.output.shape[1 if fmt == "channels_first" else -1]
+            proj_input = (
+                (None, visual_channels, None, None)
+                if fmt == "channels_first"
+                else (None, None, None, visual_channels)
+            )
+            self.visual_proj.build(proj_input)
+            self.audio_proj.build(
+                (None, self.audio_encoder.output.shape[1 if fmt == "channels_first" else -1])
+            )
+        self.built = True
 
     def encode_image(self, image, training=False):
         """``(B, H, W, 3) -> (B, h, w, D)`` normalised visual map."""
@@ -163,6 +176,13 @@ def build_ezvsl(model_config) -> AudioVisualNet:
     """The EZ-VSL family (EZ-VSL, marginNCE, FNAC, SSL-SaN): 7x7 maps, projection heads."""
     visual = model_config.visual
     audio = model_config.audio
+    if visual.pretrained:
+        from avloc.errors import RecipeError
+
+        raise RecipeError(
+            "model.visual.pretrained: loading ImageNet weights is not supported yet; "
+            'leave it "" to train from random initialisation'
+        )
     return AudioVisualNet(
         embed_dim=model_config.embed_dim,
         visual=dict(
