@@ -200,16 +200,13 @@ class ShardSet:
         for shard in np.unique(shard_of):
             positions = np.nonzero(shard_of == shard)[0]
             local = indices[positions] - self.offsets[shard]
-            order = np.argsort(local)
+            # h5py wants increasing, unique indices: read those, then scatter back (repeats ok).
+            unique, inverse = np.unique(local, return_inverse=True)
             f = self._file(int(shard))
             for field in fields:
-                rows = (
-                    f[field][np.sort(local).tolist()]
-                    if len(set(local.tolist())) == len(local)
-                    else np.stack([f[field][int(i)] for i in np.sort(local)])
-                )
-                for k, pos in enumerate(positions[order]):
-                    out[field][pos] = rows[k]
+                rows = f[field][unique.tolist()]
+                for pos, row in zip(positions, inverse, strict=True):
+                    out[field][pos] = rows[row]
         result = {}
         for field, rows in out.items():
             if field == "id":
