@@ -8,7 +8,14 @@ from __future__ import annotations
 
 import sys
 
-from cli import evaluate, import_checkpoint, localize, prepare, train  # noqa: F401  (registers the commands)
+from cli import (  # noqa: F401  (registers the commands)
+    evaluate,
+    import_checkpoint,
+    localize,
+    prepare,
+    reproduce,
+    train,
+)
 from cli.app import app
 
 

@@ -1,0 +1,207 @@
+"""Miniature reproductions of seed 000's claims (``avloc reproduce synthetic``).
+
+:func:`reproduce_synthetic` prepares synthetic scenes, trains the ``recipes/synthetic/`` twins of
+EZ-VSL, marginNCE, FNAC, SSL-SaN and the seven ablation rows with the same data, model size,
+schedule and seeds (:mod:`~avloc.reproduce.plan`), records every model's test maps under
+positive, silence, noise, offscreen and shuffled audio (:mod:`~avloc.reproduce.runner`), scores
+them at each model's calibrated Uth, tests the claims (:mod:`~avloc.reproduce.claims`) and writes
+the report (:mod:`~avloc.reproduce.report`).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from avloc.reproduce.plan import ROWS, Budget, Job, plan_jobs
+
+__all__ = ["Budget", "ReproduceResult", "reproduce_synthetic", "centre_prior_records"]
+
+#: Hand-written notes on the full-budget report, linked from it when they exist.
+NOTES_NAME = "synthetic-notes.md"
+
+
+@dataclass
+class ReproduceResult:
+    files: dict[str, Path]
+    claims: list
+    jobs: list[Job]
+    seconds: float
+
+
+def centre_prior_records(records):
+    """The same records with every map replaced by one audio-free centred Gaussian bump.
+
+    The map is ``exp(-r^2 / (2 sigma^2))`` with ``sigma`` a quarter of the map side, at the
+    records' map resolution; adaptive thresholds keep its top-k pixels, a centred disc.
+    """
+    import copy
+
+    size = records.maps["positive"].shape[-1]
+    grid = (np.arange(size) + 0.5) / size - 0.5
+    r2 = grid[:, None] ** 2 + grid[None, :] ** 2
+    bump = np.exp(-r2 / (2 * 0.25**2)).astype(np.float32)
+    prior = copy.copy(records)
+    prior.maps = {c: np.broadcast_to(bump, m.shape).copy() for c, m in records.maps.items()}
+    return prior
+
+
+def _settings(budget: Budget, jobs: list[Job], command: str, seconds: float, quick: bool):
+    from avloc.reproduce.report import machine_info
+
+    recipe = jobs[0].recipe
+    m, t = recipe.model, recipe.train
+    lines = [
+        f"Data: {budget.train_samples} training and {budget.test_samples} test synthetic scenes "
+        f"(seed {budget.data_seed}; 8 classes, 1-3 objects, each test scene with an offscreen "
+        "clip), the same for every row.",
+        f"Model: ResNet-18 pair at width {m.visual.width} (visual) / {m.audio.width} (audio), "
+        f"D = {m.embed_dim}, {recipe.data.image_size} px images, 257x200 spectrograms.",
+        f"Schedule: {t.epochs} epochs, batch {t.batch_size}, {t.optimizer} lr {t.learning_rate:g}"
+        f"; training seeds {', '.join(str(s) for s in budget.seeds)}.",
+        f"Overrides on every recipe: {', '.join(budget.overrides) or 'none'}.",
+        f"Uth: {recipe.eval.uth_statistic} of silence and noise map maxima on "
+        f"{recipe.eval.calibration_samples} training images, per model (SPEC 4.1).",
+        f"{len(jobs)} trainings for {len(ROWS)} rows (ablation row 1 is EZ-VSL and row 7 is "
+        "SSL-SaN: same recipe, trained once).",
+    ]
+    return {
+        "title": "quick structural check" if quick else "synthetic scenes",
+        "command": command,
+        "quick": quick,
+        "seconds": seconds,
+        "machine": machine_info(),
+        "budget": {
+            "train_samples": budget.train_samples,
+            "test_samples": budget.test_samples,
+            "data_seed": budget.data_seed,
+            "seeds": list(budget.seeds),
+            "overrides": list(budget.overrides),
+        },
+        "jobs": [j.to_dict() for j in jobs],
+        "lines": lines,
+    }
+
+
+def reproduce_synthetic(
+    out_dir: str | Path,
+    work: str | Path,
+    budget: Budget,
+    *,
+    name: str = "synthetic",
+    workers: int = 1,
+    threads: int | None = None,
+    command: str = "avloc reproduce synthetic",
+    quick: bool = False,
+    log: Callable[[str], None] = print,
+    on_job: Callable[[Job, float], None] | None = None,
+) -> ReproduceResult:
+    from avloc.evaluation import report as eval_report
+    from avloc.evaluation.records import load_records
+    from avloc.evaluation.scoring import score_records
+    from avloc.reproduce import claims as claim_rules
+    from avloc.reproduce import report
+    from avloc.reproduce.runner import prepare_data, run_jobs
+
+    out_dir, work = Path(out_dir), Path(work)
+    started = time.perf_counter()
+    data_dir = work / "data"
+    work.mkdir(parents=True, exist_ok=True)
+    log(f"Preparing {budget.train_samples} + {budget.test_samples} synthetic scenes in {data_dir}")
+    prepare_data(data_dir, budget)
+    jobs = plan_jobs(budget, data_dir)
+    log(f"{len(jobs)} trainings for {len(ROWS)} rows x {len(budget.seeds)} seed(s), "
+        f"{workers} at a time")  # fmt: skip
+    seconds = run_jobs(jobs, work, workers=workers, threads=threads, on_done=on_job)
+
+    scores: dict[str, dict[int, object]] = {}
+    metrics: dict[str, list[dict]] = {}
+    prior: dict[int, object] = {}
+    figures_dir = out_dir / name
+    figures: dict[str, Path] = {}
+    for job in jobs:
+        records = load_records(work / "samples" / f"{job.key}.npz")
+        uth = float(records.meta["uth"])
+        job_scores = score_records(records, uth)
+        if job.seed not in prior:
+            prior[job.seed] = score_records(centre_prior_records(records), uth)
+        for row in job.rows:
+            scores.setdefault(row.key, {})[job.seed] = job_scores
+            metrics.setdefault(row.key, []).append(job_scores.metrics)
+        if job.seed == budget.seeds[0]:
+            label = job.rows[0].key
+            path = eval_report.plot_score_distributions(
+                job.rows[0].label,
+                job_scores.per_sample,
+                job_scores.metrics,
+                figures_dir / f"scores_{label}.png",
+            )
+            if path and label in ("ezvsl", "sslsan"):
+                figures[f"scores {job.rows[0].label}"] = path
+            if label in ("ezvsl", "sslsan"):
+                figures[f"heatmaps {job.rows[0].label}"] = _overlays(records, uth, job, figures_dir)
+
+    method_keys = [r.key for r in ROWS if r.methods]
+    ablation_keys = [r.key for r in ROWS if r.ablation is not None]
+    claims = claim_rules.check_claims(scores, prior, method_keys, ablation_keys)
+    figures["negative pIA"] = report.plot_negative_pia(
+        [r for r in ROWS if r.methods], metrics, figures_dir / "negative_pia.png"
+    )
+    figures["ablation"] = report.plot_ablation(ROWS, metrics, figures_dir / "ablation.png")
+    total = time.perf_counter() - started
+    settings = _settings(budget, jobs, command, total, quick)
+    settings["job_seconds"] = seconds
+    settings["trained_seconds"] = float(sum(seconds.get(j.key, 0.0) for j in jobs))
+    settings["workers"] = workers
+    settings["wall_seconds"] = wall_seconds(work, total)
+    notes = ""
+    if (out_dir / NOTES_NAME).is_file() and not quick:
+        notes = f"What was investigated and changed to get here: [{NOTES_NAME}]({NOTES_NAME})."
+    files = report.write_report(
+        out_dir,
+        name,
+        rows=ROWS,
+        metrics=metrics,
+        claims=claims,
+        settings=settings,
+        figures=figures,
+        notes=notes,
+    )
+    return ReproduceResult(files={**files, **figures}, claims=claims, jobs=jobs, seconds=total)
+
+
+def wall_seconds(work: Path, this_call: float) -> float:
+    """Wall time of every call on this work folder so far (interruptions resume; pauses not)."""
+    import json
+
+    from avloc.utils.files import atomic_write_json
+
+    ledger = work / "calls.json"
+    calls = json.loads(ledger.read_text()) if ledger.is_file() else []
+    calls.append(this_call)
+    atomic_write_json(ledger, calls)
+    return float(sum(calls))
+
+
+def _overlays(records, uth: float, job: Job, figures_dir: Path) -> Path:
+    from avloc.data.shards import ShardSet
+    from avloc.evaluation import report as eval_report
+    from avloc.evaluation.maps import upsample
+    from avloc.image import resize_uint8
+
+    k = min(4, len(records))
+    images = ShardSet(job.recipe.data.test).read(np.arange(k), ["image"])["image"]
+    images = np.stack([resize_uint8(img, records.map_size) for img in images])
+    maps = {c: upsample(m[:k], records.map_size) for c, m in records.maps.items()}
+    return eval_report.overlay_grid(
+        job.rows[0].label,
+        images,
+        maps,
+        uth,
+        records.ids[:k],
+        figures_dir / f"heatmaps_{job.rows[0].key}.png",
+    )
