@@ -1,9 +1,10 @@
 """Recipes: TOML files -> frozen, typed config objects.
 
 A recipe has the sections ``[data]``, ``[model]`` (with ``[model.visual]``, ``[model.audio]``),
-``[loss.<term>]`` (one table per registered loss term, see :mod:`avloc.losses`), ``[train]`` and
-``[eval]``. Unknown keys and wrong types are rejected at load with a one-line
-:class:`~avloc.errors.RecipeError` that names the TOML path (``train.batch_size: expected int``).
+``[loss.<term>]`` (one table per registered loss term, see :mod:`avloc.losses`), ``[train]``,
+``[distribute]`` (data-parallel training, see :mod:`avloc.distribute`) and ``[eval]``. Unknown
+keys and wrong types are rejected at load with a one-line :class:`~avloc.errors.RecipeError`
+that names the TOML path (``train.batch_size: expected int``).
 
 Overrides use dotted paths: ``load_recipe(path, ["train.batch_size=8"])``; the value is parsed
 as a TOML value (``8``, ``1e-4``, ``true``, ``"text"``, ``[2, 2]``), falling back to a plain
@@ -87,6 +88,20 @@ class TrainConfig:
 
 
 @dataclass(frozen=True)
+class DistributeConfig:
+    """Data-parallel training (:mod:`avloc.distribute`): ``train.batch_size`` is the global batch.
+
+    Several machines need no recipe field: the launcher's environment says how many there are
+    (torchrun's variables, ``TF_CONFIG``, or Keras' ``KERAS_DISTRIBUTION_*`` for JAX).
+    """
+
+    devices: int = 1  # devices per machine; the global batch is split evenly over all of them
+    # "global": contrastive negatives from every device (embeddings all-gathered, as one device
+    # would see the whole batch); "local": each device contrasts its own rows only
+    negatives: Literal["global", "local"] = "global"
+
+
+@dataclass(frozen=True)
 class EvalConfig:
     uth_statistic: str = "q3"  # statistic of negative-audio map maxima that sets Uth (SPEC 4.1)
     calibration_samples: int = 256  # training images used for label-free Uth calibration
@@ -102,6 +117,7 @@ class Recipe:
     model: ModelConfig = field(default_factory=ModelConfig)
     loss: dict[str, dict[str, Any]] = field(default_factory=dict)  # term name -> kwargs
     train: TrainConfig = field(default_factory=TrainConfig)
+    distribute: DistributeConfig = field(default_factory=DistributeConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
     def to_dict(self) -> dict[str, Any]:
@@ -181,7 +197,20 @@ def recipe_from_dict(raw: dict[str, Any], validate_terms: bool = True) -> Recipe
     if validate_terms:
         validate_loss_terms(recipe.loss)
     validate_uth_statistic(recipe.eval.uth_statistic, "eval.uth_statistic")
+    validate_distribute(recipe)
     return recipe
+
+
+def validate_distribute(recipe: Recipe) -> None:
+    """RecipeError unless ``[distribute]`` is usable with this recipe's global batch."""
+    devices = recipe.distribute.devices
+    if devices < 1:
+        raise RecipeError(f"distribute.devices: expected a count >= 1, got {devices}")
+    if recipe.train.batch_size % devices:
+        raise RecipeError(
+            f"distribute.devices: the global batch train.batch_size = {recipe.train.batch_size} "
+            f"does not split evenly over {devices} devices"
+        )
 
 
 def validate_uth_statistic(statistic: str, where: str) -> str:

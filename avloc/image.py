@@ -152,6 +152,27 @@ def preprocess_test(img: np.ndarray, size: int = 224) -> np.ndarray:
     return normalize(resize_uint8(img, size))
 
 
+def train_crop(
+    rng: np.random.Generator, height: int, width: int, size: int = 224, resize: int = 246
+) -> tuple[int, int, int, int, bool]:
+    """The random part of :func:`preprocess_train` for a ``height x width`` image.
+
+    Returns ``(new_h, new_w, top, left, flip)``: the resized shape, the crop's corner and the
+    flip. Draws from ``rng`` in a fixed order (crop top, crop left, flip) and nothing else, so a
+    caller can replay the draws of images it does not process.
+    """
+    if resize < size:
+        raise ValueError(f"resize ({resize}) must be >= crop size ({size})")
+    if height <= width:
+        new_h, new_w = resize, max(resize, int(resize * width / height))
+    else:
+        new_h, new_w = max(resize, int(resize * height / width)), resize
+    top = int(rng.integers(0, new_h - size + 1))
+    left = int(rng.integers(0, new_w - size + 1))
+    flip = bool(rng.random() < 0.5)
+    return new_h, new_w, top, left, flip
+
+
 def preprocess_train(
     img: np.ndarray,
     rng: np.random.Generator,
@@ -161,22 +182,14 @@ def preprocess_train(
     """Training input: shorter side -> ``resize`` (bicubic), random crop, random h-flip, normalise.
 
     The long side becomes ``int(resize * long / short)`` (torchvision ``Resize(int)``). Draws
-    from ``rng`` in a fixed order (crop top, crop left, flip) so the result is deterministic for
-    a given generator state. Returns float32 ``(size, size, 3)``.
+    from ``rng`` as :func:`train_crop` does, so the result is deterministic for a given
+    generator state. Returns float32 ``(size, size, 3)``.
     """
     arr = _as_uint8_image(img)
-    if resize < size:
-        raise ValueError(f"resize ({resize}) must be >= crop size ({size})")
-    h, w = arr.shape[:2]
-    if h <= w:
-        new_h, new_w = resize, max(resize, int(resize * w / h))
-    else:
-        new_h, new_w = max(resize, int(resize * h / w)), resize
+    new_h, new_w, top, left, flip = train_crop(rng, *arr.shape[:2], size, resize)
     scaled = _resize(arr, new_w, new_h)
-    top = int(rng.integers(0, new_h - size + 1))
-    left = int(rng.integers(0, new_w - size + 1))
     crop = scaled[top : top + size, left : left + size]
-    if rng.random() < 0.5:
+    if flip:
         crop = crop[:, ::-1]
     return normalize(crop)
 

@@ -22,6 +22,13 @@ logged ``loss`` is always the weighted sum of the logged terms. Without the call
 
 Batch norm sees real, noise and silence spectrograms in one batch **[choice]**: one forward pass
 of the audio encoder per step.
+
+Data parallel (:mod:`avloc.distribute` sets these; on one device they change nothing):
+``batch`` (given to every term: where global negatives are gathered from), ``loss_scale`` (the
+factor an engine that sums per-device gradients needs: 1/devices under ``tf.distribute``; the
+logged terms stay unscaled), ``loss_groups`` (JAX with per-device negatives: the one global
+program evaluates every term on each device's rows and averages) and ``outputs_engine`` (torch:
+the training forward pass runs through ``DistributedDataParallel``).
 """
 
 from __future__ import annotations
@@ -31,6 +38,7 @@ import numpy as np
 from keras import ops
 
 from avloc.losses import LossTerm
+from avloc.losses.base import LocalBatch
 
 
 class LocalizationTask(keras.Model):
@@ -39,11 +47,21 @@ class LocalizationTask(keras.Model):
         net: keras.Model,
         terms: dict[str, LossTerm],
         silence_spectrogram: np.ndarray | None = None,
+        batch: LocalBatch | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.net = net
         self.terms = dict(terms)
+        if batch is not None:
+            for term in self.terms.values():
+                term.batch = batch
+        #: Multiplies the returned total (not the logged terms): see the module docstring.
+        self.loss_scale = 1.0
+        #: Equal row groups each term is evaluated on separately, then averaged (1 = the batch).
+        self.loss_groups = 1
+        #: ``f(inputs, training) -> outputs`` that replaces the training forward pass, or None.
+        self.outputs_engine = None
         needs = set().union(*(term.needs for term in self.terms.values()))
         self.needs_silence = "silence" in needs
         self.needs_noise = "noise" in needs
@@ -60,6 +78,12 @@ class LocalizationTask(keras.Model):
         self.built = net.built  # the task's only own variable is the epoch counter
 
     def call(self, inputs, training=False):
+        if training and self.outputs_engine is not None:
+            return self.outputs_engine(inputs, training)
+        return self.compute_outputs(inputs, training)
+
+    def compute_outputs(self, inputs, training=False):
+        """The forward pass itself (``call`` may route it through a data-parallel engine)."""
         image, audio = inputs["image"], inputs["audio"]
         batch = ops.shape(audio)[0]
         parts = [audio]
@@ -83,7 +107,13 @@ class LocalizationTask(keras.Model):
 
     def loss_terms(self, y_pred) -> dict:
         """Unweighted value of every term, by name."""
-        return {name: term(y_pred) for name, term in self.terms.items()}
+        if self.loss_groups == 1:
+            return {name: term(y_pred) for name, term in self.terms.items()}
+        groups = [row_group(y_pred, g, self.loss_groups) for g in range(self.loss_groups)]
+        return {
+            name: ops.mean(ops.stack([term(group) for group in groups]))
+            for name, term in self.terms.items()
+        }
 
     def active(self, term: LossTerm, dtype="float32"):
         """1 once ``term.start_epoch`` is reached, else 0 (``None`` for always-on terms)."""
@@ -102,7 +132,18 @@ class LocalizationTask(keras.Model):
                 value = value * gate
             tracker.update_state(value)
             total = total + term.weight * value
+        if self.loss_scale != 1.0:
+            total = total * self.loss_scale
         return total
+
+
+def row_group(outputs: dict, index: int, groups: int) -> dict:
+    """Rows ``index``-th of ``groups`` equal parts of every per-row output (``a_silence`` kept)."""
+    rows = ops.shape(outputs["a_emb"])[0] // groups
+    return {
+        key: value if key == "a_silence" else value[index * rows : (index + 1) * rows]
+        for key, value in outputs.items()
+    }
 
 
 class EpochCounter(keras.callbacks.Callback):

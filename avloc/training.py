@@ -15,6 +15,11 @@ Resuming: running the same command again finds ``backup/LATEST`` and continues f
 and step; the unfinished epoch is completed with exactly the batches it had not seen (the loader
 is a pure function of (seed, epoch, batch)). Every file is written under a temporary name and
 renamed, so a kill at any moment leaves either the old or the new file, never a partial one.
+
+Several devices (``[distribute]``, :mod:`avloc.distribute`): the task is built in the engine's
+scope, every process resumes from the same backup and feeds its rows of each global batch, and
+only process 0 writes the run directory. The device count may change between a run and its
+resumption (the global batch, and so the recipe, stays the same).
 """
 
 from __future__ import annotations
@@ -32,11 +37,12 @@ from typing import Any
 import keras
 import numpy as np
 
-from avloc import __version__
+from avloc import __version__, distribute
 from avloc.audio import silence_waveform, spectrogram
 from avloc.config import Recipe, recipe_from_dict, save_recipe
 from avloc.data.loader import TrainBatches
 from avloc.data.shards import ShardSet
+from avloc.distribute import Placement
 from avloc.errors import AvlocError
 from avloc.losses import build_terms
 from avloc.models import build_network
@@ -53,6 +59,7 @@ class TrainResult:
     model_path: Path
     epochs_done: int
     history: dict[str, list[float]]
+    writer: bool = True  # False in the data-parallel processes that write nothing
 
 
 def git_commit() -> str:
@@ -102,12 +109,17 @@ def silence_spectrogram(recipe: Recipe) -> np.ndarray:
     return spectrogram(silence_waveform(samples), sample_rate=recipe.data.sample_rate)
 
 
-def build_task(recipe: Recipe) -> LocalizationTask:
-    """Network + loss terms + optimizer, compiled, every weight (optimizer too) created."""
+def build_task(recipe: Recipe, placement: Placement | None = None) -> LocalizationTask:
+    """Network + loss terms + optimizer, compiled, every weight (optimizer too) created.
+
+    With a ``placement`` the loss terms gather their negatives as it says; build inside
+    ``placement.scope()``.
+    """
     net = build_network(recipe.model, recipe.data)
     terms = build_terms(recipe.loss)
     silence = silence_spectrogram(recipe)
-    task = LocalizationTask(net, terms, silence, name="task")
+    batch = placement.batch_view() if placement is not None else None
+    task = LocalizationTask(net, terms, silence, batch=batch, name="task")
     t = recipe.train
     optimizer = build_optimizer(t)  # weight decay decoupled or coupled L2: train.weight_decay_mode
     task.compile(optimizer=optimizer, jit_compile=t.jit_compile)
@@ -207,36 +219,50 @@ def calibrate_after_training(net, recipe: Recipe, verbose: int) -> dict[str, Any
 # --------------------------------------------------------------------------------------------
 
 
-def _check_run_dir(run_dir: Path, recipe: Recipe) -> None:
+def check_run_dir(run_dir: Path, recipe: Recipe) -> None:
     saved = run_dir / "recipe.toml"
     if not saved.exists():
         return
     import tomllib
 
     previous = recipe_from_dict(tomllib.loads(saved.read_text()), validate_terms=False)
-    if previous.to_dict() != recipe.to_dict():
+    if _without_devices(previous) != _without_devices(recipe):
         raise AvlocError(
             f"{run_dir}: holds a run of a different recipe; resume it with the same recipe and "
             "--set options, or choose a new --run-dir"
         )
 
 
+def _without_devices(recipe: Recipe) -> dict[str, Any]:
+    """The recipe minus ``distribute.devices``: a run may resume on another device count."""
+    plain = recipe.to_dict()
+    plain["distribute"].pop("devices", None)
+    return plain
+
+
 def train(recipe: Recipe, run_dir: str | Path, verbose: int | None = None) -> TrainResult:
     """Train ``recipe`` into ``run_dir`` (resuming if it holds a backup of the same recipe)."""
     run_dir = Path(run_dir)
     shards = ShardSet(recipe.data.train)  # fails early, naming the path, if data are missing
+    placement = distribute.setup(recipe.distribute, recipe.train.batch_size)
+    writer = placement.is_writer
     run_dir.mkdir(parents=True, exist_ok=True)
-    _check_run_dir(run_dir, recipe)
-    save_recipe(recipe, run_dir / "recipe.toml")
+    check_run_dir(run_dir, recipe)
+    if writer:
+        save_recipe(recipe, run_dir / "recipe.toml")
     keras.utils.set_random_seed(recipe.seed)
 
-    task = build_task(recipe)
+    with placement.scope():
+        task = build_task(recipe, placement)
     epoch, step, global_step = 0, 0, 0
     resumed = latest_backup(run_dir)
     if resumed:
         folder, progress = resumed
         task.load_weights(folder / "state.weights.h5")
         epoch, step, global_step = progress["epoch"], progress["step"], progress["global_step"]
+    # After the resume: DDP starts by broadcasting process 0's weights, and no process writes a
+    # backup before every process has passed this point (the first step needs all of them).
+    placement.attach(task)
 
     meta_path = run_dir / "meta.json"
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
@@ -244,11 +270,20 @@ def train(recipe: Recipe, run_dir: str | Path, verbose: int | None = None) -> Tr
     meta.update(environment_info())
     meta["resumed_from"] = {"epoch": epoch, "step": step, "global_step": global_step}
     meta["train_samples"] = len(shards)
-    atomic_write_json(meta_path, meta)
+    meta["devices"] = {
+        "replicas": placement.replicas,
+        "processes": placement.process_count,
+        "engine": placement.engine,
+        "negatives": placement.negatives,
+    }
+    if writer:
+        atomic_write_json(meta_path, meta)
 
     t = recipe.train
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
+    if not writer:
+        verbose = 0
     common = dict(
         batch_size=t.batch_size,
         seed=recipe.seed,
@@ -260,14 +295,18 @@ def train(recipe: Recipe, run_dir: str | Path, verbose: int | None = None) -> Tr
         workers=recipe.data.workers,
         use_multiprocessing=recipe.data.use_multiprocessing,
         max_queue_size=recipe.data.max_queue_size,
+        rows=placement.loader_rows(t.batch_size),
     )
-    checkpoint = ResumableCheckpoint(run_dir, t.backup_every_steps, epoch, step, global_step)
     callbacks: list[keras.callbacks.Callback] = [
         EpochCounter(),  # task.epoch for the loss terms' start_epoch (warm-up)
-        checkpoint,
-        keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True),
+        *placement.callbacks(),  # e.g. logs averaged over processes, before they are written
     ]
-    if t.tensorboard:
+    if writer:
+        callbacks.append(
+            ResumableCheckpoint(run_dir, t.backup_every_steps, epoch, step, global_step)
+        )
+        callbacks.append(keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True))
+    if writer and t.tensorboard:
         import_tensorflow_quietly()  # the callback imports TensorFlow, even under torch
         callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), update_freq=10))
 
@@ -292,6 +331,8 @@ def train(recipe: Recipe, run_dir: str | Path, verbose: int | None = None) -> Tr
         fit(TrainBatches(shards, epoch=epoch, **common), epoch, t.epochs)
 
     model_path = run_dir / "model.keras"
+    if not writer:
+        return TrainResult(run_dir, model_path, t.epochs, history, writer=False)
     task.net.calibration = calibrate_after_training(task.net, recipe, verbose)
     save_network(task.net, model_path)
     meta["epochs_done"] = t.epochs

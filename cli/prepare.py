@@ -33,15 +33,24 @@ MinAudio = Annotated[
 Layout = Annotated[
     str, typer.Option("--layout", help="auto | video | extracted (frames/ + audio/)")
 ]
+Part = Annotated[
+    str,
+    typer.Option(
+        "--part", help="I/N: prepare only part I of N (a job array's task); parts share --out"
+    ),
+]
 
 
-def _run(source: str, out: Path, workers: int, shard_size: int, /, **options: Any) -> None:
+def _run(
+    source: str, out: Path, workers: int, shard_size: int, part: str, /, **options: Any
+) -> None:
     with user_errors():
         from rich.progress import Progress, TimeElapsedColumn
 
-        from avloc.data.prepare import prepare
+        from avloc.data.prepare import parse_part, prepare
         from avloc.data.sources import build_preparer
 
+        which = parse_part(part)
         plan = build_preparer(source, **options).plan()  # annotation errors before the bar
         columns = (*progress_columns("samples"), TimeElapsedColumn())
         with Progress(*columns, transient=False) as bar:
@@ -52,8 +61,14 @@ def _run(source: str, out: Path, workers: int, shard_size: int, /, **options: An
                 workers=workers,
                 shard_size=shard_size,
                 progress=lambda done, total: bar.update(task, completed=done, total=total),
+                part=which,
             )
         rate = result.decoded / result.seconds if result.seconds > 0 else 0.0
+        if which[1] > 1:
+            typer.echo(
+                f"part {which[0]}/{which[1]}: report.tsv and prepare.json cover every part "
+                "finished so far"
+            )
         typer.echo(
             f"{result.source} ({result.split}): {result.written} of {result.planned} samples in "
             f"{len(result.shards)} shard(s) under {result.out} "
@@ -80,17 +95,24 @@ def prepare_synthetic(
     image_size: Annotated[int, typer.Option("--image-size", help="Image side, pixels")] = 128,
     classes: Annotated[int, typer.Option("--classes", help="Number of classes (2-12)")] = 8,
     shard_size: Annotated[int, typer.Option("--shard-size", min=1)] = 250,
+    part: Part = "1/1",
 ) -> None:
     """The built-in synthetic scenes: objects with sounds, one of them sounding."""
     with user_errors():
         from rich.progress import Progress
 
+        from avloc.data.prepare import parse_part, part_range
         from avloc.data.prepare_synthetic import prepare_synthetic as run_prepare
         from avloc.data.synthetic import SyntheticConfig
 
+        which = parse_part(part)
         config = SyntheticConfig(image_size=image_size, num_classes=classes)
+        total = 0  # samples of this part, for the bar
+        for count in (train, test):
+            starts = range(0, count, shard_size)
+            total += sum(min(shard_size, count - starts[i]) for i in part_range(len(starts), which))
         with Progress(transient=False) as progress:
-            bar = progress.add_task("synthetic scenes", total=train + test)
+            bar = progress.add_task("synthetic scenes", total=total)
             shards = run_prepare(
                 out,
                 train=train,
@@ -99,6 +121,7 @@ def prepare_synthetic(
                 config=config,
                 shard_size=shard_size,
                 progress=lambda n: progress.advance(bar, n),
+                part=which,
             )
         for split, paths in shards.items():
             typer.echo(f"{split}: {len(paths)} shard(s) in {out / split}")
@@ -120,6 +143,7 @@ def prepare_vggsound(
     shard_size: ShardSize = 500,
     image_size: ImageSize = None,
     min_audio_seconds: MinAudio = 1.0,
+    part: Part = "1/1",
 ) -> None:
     """VGGSound training pairs: a frame and the 3 s of audio around it."""
     _run(
@@ -127,6 +151,7 @@ def prepare_vggsound(
         out,
         workers,
         shard_size,
+        part,
         root=root,
         ids=ids,
         labels=labels,
@@ -152,6 +177,7 @@ def prepare_vggss(
     seed: Seed = 0,
     offscreen: Offscreen = True,
     min_audio_seconds: MinAudio = 1.0,
+    part: Part = "1/1",
 ) -> None:
     """VGG-SS test set: normalised boxes, ground truth 'boxes', offscreen clips."""
     _run(
@@ -159,6 +185,7 @@ def prepare_vggss(
         out,
         workers,
         shard_size,
+        part,
         root=root,
         annotations=annotations,
         layout=layout,
@@ -193,6 +220,7 @@ def prepare_flickr(
     seed: Seed = 0,
     offscreen: Offscreen = True,
     min_audio_seconds: MinAudio = 1.0,
+    part: Part = "1/1",
 ) -> None:
     """Flickr-SoundNet test set: 256 px annotator boxes -> soft consensus ground truth."""
     _run(
@@ -200,6 +228,7 @@ def prepare_flickr(
         out,
         workers,
         shard_size,
+        part,
         root=root,
         ids=ids,
         labels=labels,
@@ -234,6 +263,7 @@ def prepare_is3(
     seed: Seed = 0,
     offscreen: Offscreen = True,
     min_audio_seconds: MinAudio = 1.0,
+    part: Part = "1/1",
 ) -> None:
     """IS3: two sounds per image, one row per (image, sound) pair, boxes or masks."""
     _run(
@@ -241,6 +271,7 @@ def prepare_is3(
         out,
         workers,
         shard_size,
+        part,
         annotations=annotations,
         root=root,
         masks=masks,
@@ -269,6 +300,7 @@ def prepare_avsbench_s4(
     seed: Seed = 0,
     offscreen: Offscreen = True,
     min_audio_seconds: MinAudio = 1.0,
+    part: Part = "1/1",
 ) -> None:
     """AVSBench S4: 5 frames per video with masks and the video's 5 s audio."""
     _run(
@@ -276,6 +308,7 @@ def prepare_avsbench_s4(
         out,
         workers,
         shard_size,
+        part,
         root=root,
         split=split,
         meta=meta,
@@ -313,6 +346,7 @@ def prepare_manifest(
     seed: Seed = 0,
     offscreen: Offscreen = True,
     min_audio_seconds: MinAudio = 1.0,
+    part: Part = "1/1",
 ) -> None:
     """Any data set listed in a JSON Lines manifest (IS3+, your own data)."""
     _run(
@@ -320,6 +354,7 @@ def prepare_manifest(
         out,
         workers,
         shard_size,
+        part,
         manifest=manifest,
         root=root,
         split=split,

@@ -1,7 +1,13 @@
-"""``avloc train RECIPE``: train a recipe, resumable."""
+"""``avloc train RECIPE``: train a recipe, resumable, on one or several devices.
+
+``--devices N`` is ``--set distribute.devices=N``. On torch, several devices are several
+processes: outside torchrun the command starts itself again under ``torch.distributed.run``
+(``--standalone``, one process per device) and exits with its status.
+"""
 
 from __future__ import annotations
 
+import subprocess
 from pathlib import Path
 from typing import Annotated
 
@@ -20,17 +26,36 @@ def train(
         list[str] | None,
         typer.Option("--set", help="Override a recipe value: --set train.batch_size=8"),
     ] = None,
+    devices: Annotated[
+        int | None,
+        typer.Option("--devices", help="Data-parallel devices per machine (distribute.devices)"),
+    ] = None,
 ) -> None:
     """Train a recipe; running the same command again resumes from the last backup."""
     with user_errors():
-        quiet_frameworks()
         from avloc.config import load_recipe
+        from avloc.distribute import prepare_host
 
-        loaded = load_recipe(recipe, overrides or [])
+        sets = list(overrides or [])
+        if devices is not None:
+            sets.append(f"distribute.devices={devices}")
+        # Before any framework starts: CPU-only machines split their CPU into devices.
+        prepare_host(load_recipe(recipe, sets, validate_terms=False).distribute.devices)
+        quiet_frameworks()
+        loaded = load_recipe(recipe, sets)
+        from avloc.distribute import torchrun_command
+
+        argv = ["train", str(recipe), *(["--run-dir", str(run_dir)] if run_dir else [])]
+        argv += [arg for value in sets for arg in ("--set", value)]
+        command = torchrun_command(loaded.distribute.devices, argv)
+        if command is not None:
+            raise typer.Exit(subprocess.call(command))
         from avloc.training import train as run_training
 
         out = run_dir or Path("runs") / loaded.name
         result = run_training(loaded, out)
+        if not result.writer:
+            return  # a data-parallel process other than the one that writes
         typer.echo("")
         typer.echo(f"Trained {loaded.name!r} for {result.epochs_done} epochs.")
         typer.echo(f"  run directory: {result.run_dir}")

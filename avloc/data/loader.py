@@ -13,6 +13,11 @@ is ``default_rng([seed, e]).permutation(N)`` and every random draw of the batch 
 noise) comes from ``default_rng([seed, e, i])``. Batches can thus be built in any order by any
 number of workers, and a resumed run rebuilds exactly the batches it had not seen. The epoch
 counter advances in ``on_epoch_end`` (after Keras has stopped the workers).
+
+Data parallel (:mod:`avloc.distribute`): ``rows = (start, stop)`` makes every batch rows
+``start:stop`` of the global batch above, for a process that feeds only its own devices. Only
+those rows are read and decoded; the random draws of the other rows are replayed (they take no
+decoding), so the rows are exactly those of the global batch.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import numpy as np
 
 from avloc.audio import noise_waveform, spectrogram
 from avloc.data.shards import ShardSet
-from avloc.image import preprocess_train
+from avloc.image import preprocess_train, train_crop
 
 
 class TrainBatches(keras.utils.PyDataset):
@@ -42,6 +47,7 @@ class TrainBatches(keras.utils.PyDataset):
         workers: int = 1,
         use_multiprocessing: bool = False,
         max_queue_size: int = 8,
+        rows: tuple[int, int] | None = None,
     ):
         super().__init__(
             workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size
@@ -62,6 +68,9 @@ class TrainBatches(keras.utils.PyDataset):
         self.batches_per_epoch = min(full, steps_per_epoch) if steps_per_epoch else full
         self.epoch = epoch
         self.first_batch = first_batch  # > 0 only for the remainder of a resumed epoch
+        self.rows = rows
+        if rows is not None and not 0 <= rows[0] < rows[1] <= batch_size:
+            raise ValueError(f"rows {rows} are not a part of a batch of {batch_size}")
         self.clip_samples = int(round(shards.attrs["sample_rate"] * shards.attrs["clip_seconds"]))
 
     def __len__(self) -> int:
@@ -72,6 +81,8 @@ class TrainBatches(keras.utils.PyDataset):
         return order[batch * self.batch_size : (batch + 1) * self.batch_size]
 
     def make_batch(self, epoch: int, batch: int) -> dict[str, np.ndarray]:
+        if self.rows is not None:
+            return self.make_rows(epoch, batch, *self.rows)
         rng = np.random.default_rng([self.seed, epoch, batch])
         rows = self.shards.read(self.sample_indices(epoch, batch), ["image", "audio"])
         images = np.stack(
@@ -84,6 +95,24 @@ class TrainBatches(keras.utils.PyDataset):
         if self.with_noise:
             noise = np.stack([noise_waveform(rng, self.clip_samples) for _ in range(len(images))])
             out["noise"] = spectrogram(noise)[..., None]
+        return out
+
+    def make_rows(self, epoch: int, batch: int, start: int, stop: int) -> dict[str, np.ndarray]:
+        """Rows ``start:stop`` of ``make_batch(epoch, batch)``, decoding only those."""
+        rng = np.random.default_rng([self.seed, epoch, batch])
+        rows = self.shards.read(self.sample_indices(epoch, batch)[start:stop], ["image", "audio"])
+        height, width = rows["image"].shape[1:3]  # every stored image has the shard's size
+        images = []
+        for row in range(self.batch_size):
+            if start <= row < stop:
+                image = rows["image"][row - start]
+                images.append(preprocess_train(image, rng, self.image_size, self.train_resize))
+            else:
+                train_crop(rng, height, width, self.image_size, self.train_resize)
+        out = {"image": np.stack(images), "audio": spectrogram(rows["audio"])[..., None]}
+        if self.with_noise:
+            noise = [noise_waveform(rng, self.clip_samples) for _ in range(self.batch_size)]
+            out["noise"] = spectrogram(np.stack(noise[start:stop]))[..., None]
         return out
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:

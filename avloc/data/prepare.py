@@ -18,12 +18,20 @@
    state file is written, then its shard, both atomically (``.name.tmp-<pid>`` then rename).
    A ``kill -9`` therefore loses at most the chunks in progress, and a re-run writes exactly the
    shards an uninterrupted run writes (decoding is deterministic), with no duplicates.
-4. **Report.** A sample whose inputs are broken (missing, truncated or non-media files, corrupt
+4. **Parts** (``part = (I, N)``, ``avloc prepare ... --part I/N``): the chunks are cut into N
+   contiguous runs of (almost) equal length and only the I-th (1-based) is worked on, so the N
+   jobs of a cluster's job array prepare a corpus in parallel into one directory. Every part
+   makes the same plan and numbers chunks the same way, so the parts write disjoint shard
+   names and together exactly the shards of an unsplit run; readers see them as one set. A part
+   removes only its own chunks' leftovers.
+5. **Report.** A sample whose inputs are broken (missing, truncated or non-media files, corrupt
    images, audio that is silent or shorter than ``min_audio_seconds``, boxes outside the image,
    no usable offscreen clip) is left out and listed in ``OUT/report.tsv`` (``id``, ``file``,
    ``reason``; sorted by id), rewritten atomically at the end of every run from the plan and
    all state files, so a resumed run lists the problems of earlier runs too. ``OUT/prepare.json``
-   summarises the run. Broken inputs never stop the run.
+   summarises the run. Broken inputs never stop the run. A part writes both files for every
+   part finished so far (read from the state files, and read again after writing, so that the
+   last part to finish leaves the complete report).
 
 What one row holds (see :mod:`avloc.data.shards` for the schema): the frame resized (bicubic,
 aspect not kept) to ``image_size``; ``clip_seconds`` of 16 kHz mono audio centred on the frame's
@@ -57,7 +65,7 @@ import numpy as np
 
 from avloc.data.boxes import BoxError, normalise_boxes, pad_boxes
 from avloc.data.shards import SCHEMA_VERSION, read_info, shard_name, to_pcm16, write_shard
-from avloc.errors import DataError, MediaError
+from avloc.errors import AvlocError, DataError, MediaError
 from avloc.utils.files import atomic_write_bytes, atomic_write_json
 
 __all__ = [
@@ -67,6 +75,8 @@ __all__ = [
     "SampleSpec",
     "Settings",
     "Skip",
+    "parse_part",
+    "part_range",
     "prepare",
     "process_sample",
     "read_report",
@@ -519,8 +529,12 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
-def _tidy(out: Path, prefix: str, count: int) -> None:
-    """Remove temporary files of dead writers and shards/states beyond the plan's chunks."""
+def _tidy(out: Path, prefix: str, count: int, owned: range | None = None) -> None:
+    """Remove temporary files of dead writers and shards/states beyond the plan's chunks.
+
+    With ``owned`` (a part's chunks), only the temporary files of those chunks are removed: the
+    other parts may be writing theirs on other machines, where their pids mean nothing here.
+    """
     own = re.compile(rf"^{re.escape(prefix)}-(\d{{5}})$")
     for directory in (out, out / STATE_DIR):
         if not directory.is_dir():
@@ -528,8 +542,10 @@ def _tidy(out: Path, prefix: str, count: int) -> None:
         for path in directory.iterdir():
             tmp = _TMP.match(path.name)
             if tmp and not _pid_alive(int(tmp["pid"])):
-                with contextlib.suppress(FileNotFoundError):
-                    path.unlink()
+                chunk = own.match(tmp["stem"])
+                if owned is None or (chunk and int(chunk.group(1)) in owned):
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
                 continue
             stem = path.name.rsplit(".", 1)[0]
             match = own.match(stem)
@@ -547,6 +563,41 @@ def _check_out(out: Path, prefix: str) -> None:
             f"{out}: holds other shards ({', '.join(foreign[:3])}); prepare each data set "
             "into a directory of its own"
         )
+
+
+# --------------------------------------------------------------------------------------------
+# Parts
+# --------------------------------------------------------------------------------------------
+
+
+def parse_part(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> ``(I, N)`` with ``1 <= I <= N``; an :class:`AvlocError` otherwise."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
+        raise AvlocError(f"--part {text}: expected I/N with 1 <= I <= N, e.g. --part 2/8")
+    return int(match.group(1)), int(match.group(2))
+
+
+def part_range(count: int, part: tuple[int, int]) -> range:
+    """The chunks ``0 <= j < count`` of part ``part = (I, N)``: the I-th of N contiguous runs."""
+    index, parts = part
+    if not 1 <= index <= parts:
+        raise ValueError(f"part {index}/{parts}: expected 1 <= I <= N")
+    return range((index - 1) * count // parts, index * count // parts)
+
+
+def _finished_chunks(out: Path, paths: Sequence[Path], prints: Sequence[str]):
+    """Over every chunk whose shard and state are complete: (chunks, rows, skips, shards)."""
+    finished, written, skipped, shards = [], 0, [], []
+    for index, (path, fp) in enumerate(zip(paths, prints, strict=True)):
+        state = _read_state(_state_path(out, path))
+        if _chunk_complete(path, state, fp):
+            finished.append(index)
+            written += int(state["written"])
+            skipped += [Skip(*row) for row in state["skipped"]]
+            if path.exists():
+                shards.append(path)
+    return finished, written, skipped, shards
 
 
 # --------------------------------------------------------------------------------------------
@@ -593,11 +644,13 @@ def prepare(
     workers: int = 1,
     shard_size: int = 500,
     progress: Callable[[int, int], None] | None = None,
+    part: tuple[int, int] = (1, 1),
 ) -> PrepareResult:
     """Prepare ``preparer``'s corpus (or an already made plan) into ``out``; resumable.
 
     ``progress(done, total)`` is called as samples are finished (kept shards count at once).
-    See the module docstring for the steps.
+    ``part = (I, N)`` prepares only the I-th of N parts (the result then counts that part; the
+    plan-time skips count in part 1). See the module docstring for the steps.
     """
     if shard_size < 1:
         raise ValueError("shard_size must be at least 1")
@@ -618,15 +671,18 @@ def prepare(
     _check_out(out, plan.prefix)
 
     chunks = [samples[i : i + shard_size] for i in range(0, len(samples), shard_size)]
-    _tidy(out, plan.prefix, len(chunks))
+    split = part[1] > 1
+    owned = part_range(len(chunks), part)
+    _tidy(out, plan.prefix, len(chunks), owned if split else None)
     paths = [out / shard_name(plan.prefix, i) for i in range(len(chunks))]
     prints = [_fingerprint(plan, c) for c in chunks]
 
-    skipped: list[Skip] = list(plan.skipped)
+    skipped: list[Skip] = list(plan.skipped) if part[0] == 1 else []
     written = 0
     todo: list[int] = []
     done = 0
-    for i, (path, fp) in enumerate(zip(paths, prints, strict=True)):
+    for i in owned:
+        path, fp = paths[i], prints[i]
         state = _read_state(_state_path(out, path))
         if _chunk_complete(path, state, fp):
             written += int(state["written"])
@@ -634,7 +690,7 @@ def prepare(
             done += len(chunks[i])
         else:
             todo.append(i)
-    total = len(samples)
+    total = sum(len(chunks[i]) for i in owned)
     if progress:
         progress(done, total)
 
@@ -659,10 +715,14 @@ def prepare(
     finally:
         stream.close()
 
-    report = write_report(out / REPORT_NAME, skipped)
-    shards = [p for p in paths if p.exists()]
-    kept = set(range(len(chunks))) - set(todo)
-    result = PrepareResult(
+    shards = [paths[i] for i in owned if paths[i].exists()]
+    kept = set(owned) - set(todo)
+    if split:
+        report = _write_combined(out, plan, paths, prints)
+    else:
+        report = write_report(out / REPORT_NAME, skipped)
+        _write_summary(out, plan, len(samples), written, skipped, shards)
+    return PrepareResult(
         out=out,
         source=plan.source,
         split=plan.split,
@@ -678,12 +738,17 @@ def prepare(
         notes=list(plan.notes),
         class_names=list(plan.class_names),
     )
+
+
+def _write_summary(
+    out: Path, plan: Plan, planned: int, written: int, skipped: list[Skip], shards: list[Path]
+) -> None:
     atomic_write_json(
         out / SUMMARY_NAME,
         {
             "source": plan.source,
             "split": plan.split,
-            "planned": total,
+            "planned": planned,
             "written": written,
             "skipped": len(skipped),
             "shards": [p.name for p in shards],
@@ -693,4 +758,20 @@ def prepare(
             "notes": plan.notes,
         },
     )
-    return result
+
+
+def _write_combined(out: Path, plan: Plan, paths: list[Path], prints: list[str]) -> Path:
+    """report.tsv and prepare.json over every finished chunk of every part.
+
+    Written, then the state files are read again and everything rewritten if another part
+    finished meanwhile: the part that finishes last always leaves the complete files.
+    """
+    seen = None
+    while True:
+        finished, written, skipped, shards = _finished_chunks(out, paths, prints)
+        if finished == seen:
+            return out / REPORT_NAME
+        report = list(plan.skipped) + skipped
+        write_report(out / REPORT_NAME, report)
+        _write_summary(out, plan, len(plan.samples), written, report, shards)
+        seen = finished

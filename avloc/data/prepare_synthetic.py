@@ -4,6 +4,10 @@ Layout: ``OUT/train/synthetic-train-00000.h5 ...`` and ``OUT/test/synthetic-test
 ``shard_size`` samples per shard. Sample ``i`` depends only on ``(seed, split, i)``, so each shard
 is written independently and atomically; a re-run skips shards that are already complete and
 valid, so an interrupted run resumes with nothing duplicated.
+
+``part = (I, N)`` (``--part I/N``) writes only the I-th of N contiguous runs of each split's
+shards (:func:`avloc.data.prepare.part_range`): the N parts write disjoint shard names whose
+union is the unsplit run's set.
 """
 
 from __future__ import annotations
@@ -11,6 +15,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
+from avloc.data.prepare import part_range
 from avloc.data.shards import read_info, shard_name, write_shard
 from avloc.data.synthetic import CLASS_NAMES, SyntheticConfig, make_scenes
 from avloc.errors import DataError
@@ -38,8 +43,9 @@ def prepare_synthetic(
     config: SyntheticConfig = SyntheticConfig(),
     shard_size: int = 250,
     progress: Callable[[int], None] | None = None,
+    part: tuple[int, int] = (1, 1),
 ) -> dict[str, list[Path]]:
-    """Write ``train`` + ``test`` samples; returns the shard paths per split.
+    """Write ``train`` + ``test`` samples; returns the shard paths per split (of this part).
 
     ``progress(n)`` is called after each shard with the number of samples it holds.
     """
@@ -49,7 +55,9 @@ def prepare_synthetic(
     for split, total in (("train", train), ("test", test)):
         fields = TRAIN_FIELDS if split == "train" else TEST_FIELDS
         paths = []
-        for index, start in enumerate(range(0, total, shard_size)):
+        starts = range(0, total, shard_size)
+        for index in part_range(len(starts), part):
+            start = starts[index]
             stop = min(start + shard_size, total)
             path = out / split / shard_name(f"synthetic-{split}", index)
             paths.append(path)

@@ -14,6 +14,15 @@ Every term also takes ``start_epoch`` (0-based): before that epoch the task mult
 by 0, so it contributes neither to the total nor to the gradient (a warm-up, e.g. FNAC's three
 epochs of EZ-VSL alone). The gate is a 0/1 factor computed with ``keras.ops`` from the task's
 epoch variable, so it works inside compiled train steps; see :mod:`avloc.task`.
+
+Negatives across devices: a term that contrasts rows with each other (``ezvsl``, ``fnac_*``,
+``lvs``) reads the batch through ``self.batch``, a :class:`LocalBatch` unless the task was built
+for data-parallel training with global negatives (:mod:`avloc.distribute`). Such a term computes
+the rows of its ``(b, G)`` matrices for its own ``b`` rows against all ``G`` gathered rows
+(``batch.gather``), where its positives sit at columns ``batch.first_row(b) + i``; averaged over
+devices this is exactly the loss of the ``G``-row batch on one device. Terms that only look at a
+row's own maps (``silence_map``, ``noise_map``) need nothing: their per-device means average to
+the global mean because every device holds the same number of rows.
 """
 
 from __future__ import annotations
@@ -21,6 +30,26 @@ from __future__ import annotations
 from avloc.registry import Registry
 
 LOSS_TERMS = Registry("loss term")
+
+
+class LocalBatch:
+    """The rows a term contrasts are its own: one device, or ``distribute.negatives = "local"``.
+
+    ``gather(x)`` maps this device's ``(b, ...)`` tensor to the ``(G, ...)`` batch whose rows
+    are the candidates (here the same tensor); ``first_row(b)`` is the index of this device's
+    first row in it (here 0, a Python int, so one-device code paths stay as they were).
+    """
+
+    spans_devices = False
+
+    def gather(self, x):
+        return x
+
+    def first_row(self, rows):
+        return 0
+
+
+LOCAL_BATCH = LocalBatch()
 
 
 class LossTerm:
@@ -31,6 +60,8 @@ class LossTerm:
     """
 
     needs: frozenset[str] = frozenset()
+    #: Where the candidate rows come from (set by the task for global negatives).
+    batch: LocalBatch = LOCAL_BATCH
 
     def __init__(self, weight: float = 1.0, start_epoch: int = 0):
         self.weight = weight

@@ -25,7 +25,7 @@ from __future__ import annotations
 
 from keras import ops
 
-from avloc.losses.base import LOSS_TERMS, LossTerm
+from avloc.losses.base import LOCAL_BATCH, LOSS_TERMS, LossTerm
 from avloc.losses.contrastive import mil_logits
 from avloc.models.avnet import pair_maps
 
@@ -39,15 +39,20 @@ def mean_abs_difference(p, q):
     return ops.mean(ops.abs(p - q))
 
 
-def audio_adjacency(a_emb, tau: float):
-    """``softmax(a a^T / tau)``: ``(B, D) -> (B, B)``."""
-    return row_softmax(ops.matmul(a_emb, ops.transpose(a_emb)) / tau)
+def adjacency(rows, columns, tau: float):
+    """``softmax(rows columns^T / tau)``: ``(b, D) x (G, D) -> (b, G)``."""
+    return row_softmax(ops.matmul(rows, ops.transpose(columns)) / tau)
 
 
-def visual_adjacency(v_map, tau: float):
+def audio_adjacency(a_emb, tau: float, batch=LOCAL_BATCH):
+    """``softmax(a a^T / tau)``: ``(B, D) -> (B, B)`` (own rows x gathered columns)."""
+    return adjacency(a_emb, batch.gather(a_emb), tau)
+
+
+def visual_adjacency(v_map, tau: float, batch=LOCAL_BATCH):
     """``softmax(vbar vbar^T / tau)`` with ``vbar`` the spatial mean of ``v_map``: ``(B, B)``."""
     pooled = ops.mean(v_map, axis=(1, 2))
-    return row_softmax(ops.matmul(pooled, ops.transpose(pooled)) / tau)
+    return adjacency(pooled, batch.gather(pooled), tau)
 
 
 def minmax_normalise(maps, eps: float = 1e-5):
@@ -71,7 +76,8 @@ class _FNACTerm(LossTerm):
 
     def mil_distribution(self, outputs):
         """``softmax(l)``, ``l[n, m] = max_{h,w} S(v_n, a_m) / tau``: ``(B, B)``."""
-        return row_softmax(mil_logits(outputs["v_map"], outputs["a_emb"]) / self.tau)
+        a_all = self.batch.gather(outputs["a_emb"])
+        return row_softmax(mil_logits(outputs["v_map"], a_all) / self.tau)
 
 
 @LOSS_TERMS.register("fnac_fns1")
@@ -83,7 +89,8 @@ class FalseNegativeSuppressionAudio(_FNACTerm):
 
     def __call__(self, outputs):
         return mean_abs_difference(
-            audio_adjacency(outputs["a_emb"], self.tau), self.mil_distribution(outputs)
+            audio_adjacency(outputs["a_emb"], self.tau, self.batch),
+            self.mil_distribution(outputs),
         )
 
 
@@ -96,7 +103,8 @@ class FalseNegativeSuppressionVisual(_FNACTerm):
 
     def __call__(self, outputs):
         return mean_abs_difference(
-            visual_adjacency(outputs["v_map"], self.tau), self.mil_distribution(outputs)
+            visual_adjacency(outputs["v_map"], self.tau, self.batch),
+            self.mil_distribution(outputs),
         )
 
 
@@ -117,5 +125,5 @@ class TrueNegativeEnhancement(_FNACTerm):
     def __call__(self, outputs):
         v_map, a_emb = outputs["v_map"], outputs["a_emb"]
         regions = sounding_region_features(v_map, a_emb, self.tau, self.threshold)
-        region_adjacency = row_softmax(ops.matmul(regions, ops.transpose(regions)) / self.tau)
-        return mean_abs_difference(audio_adjacency(a_emb, self.tau), region_adjacency)
+        region_adjacency = adjacency(regions, self.batch.gather(regions), self.tau)
+        return mean_abs_difference(audio_adjacency(a_emb, self.tau, self.batch), region_adjacency)

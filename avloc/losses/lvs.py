@@ -18,6 +18,10 @@ the cancellation of ``1 - sigma`` near 1. The reference code removes the ``j = i
 negative by multiplying it by -99, which excludes it whenever that mean is positive; here it
 is always excluded (its logit is set to -1e9). Shapes: ``v_map (B, h, w, D)``,
 ``a_emb (B, D)``; returns a scalar.
+
+Data parallel with global negatives: the easy negatives of a device's ``b`` images are the
+regions of all ``G`` gathered audios (``(b, G)``, the excluded one at ``first_row + i``); the
+positive and the background only involve a row's own pair.
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from __future__ import annotations
 from keras import ops
 
 from avloc.losses.base import LOSS_TERMS, LossTerm
+from avloc.losses.contrastive import positive_mask
 from avloc.models.avnet import all_pair_maps, pair_maps
 
 EXCLUDED_LOGIT = -1e9
@@ -67,10 +72,11 @@ class SoftThresholdContrastive(LossTerm):
         positive = weighted_map_mean(self.positive_weights(own), own)  # (B,)
         if self.margin:
             positive = positive - self.margin
-        every = all_pair_maps(v_map, a_emb)  # (B, B, h, w): image n, audio m
-        easy = weighted_map_mean(self.positive_weights(every), every) / self.tau  # (B, B)
-        batch = ops.shape(easy)[0]
-        diagonal = ops.greater(ops.eye(batch), 0.5)
+        every = all_pair_maps(v_map, self.batch.gather(a_emb))  # (b, G, h, w): image n, audio m
+        easy = weighted_map_mean(self.positive_weights(every), every) / self.tau  # (b, G)
+        rows, columns = ops.shape(easy)
+        first = self.batch.first_row(rows)
+        diagonal = ops.greater(positive_mask(rows, columns, first), 0.5)
         easy = ops.where(diagonal, ops.cast(EXCLUDED_LOGIT, easy.dtype), easy)
         columns = [positive[:, None] / self.tau, easy]
         if self.hard_negative:
