@@ -9,6 +9,9 @@ native convolution kernels, which measured as fast or faster for the widths in t
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import keras
 
 _configured = False
@@ -24,3 +27,20 @@ def configure_backend() -> None:
 
         if not torch.cuda.is_available():
             torch.backends.mkldnn.enabled = False
+
+
+@contextlib.contextmanager
+def inference_mode() -> Iterator[None]:
+    """No autograd bookkeeping for forward passes whose gradients nobody needs.
+
+    torch records a graph for every eager call on trainable weights unless told otherwise
+    (evaluation, calibration and localization would pay for it in time and memory); TensorFlow
+    and JAX record nothing outside a gradient tape or transform, so this is a no-op there.
+    """
+    if keras.backend.backend() == "torch":
+        import torch
+
+        with torch.no_grad():
+            yield
+    else:
+        yield

@@ -28,7 +28,6 @@ is written atomically.
 
 from __future__ import annotations
 
-import contextlib
 import json
 import math
 import os
@@ -41,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from avloc.audio import clip_centered, load_audio_segment, spectrogram
+from avloc.backend import inference_mode
 from avloc.errors import AvlocError, DataError, MediaError
 from avloc.image import extract_video_frame, load_image, preprocess_test
 from avloc.utils.files import atomic_path, atomic_write_json
@@ -190,20 +190,6 @@ class Localization:
         }
 
 
-@contextlib.contextmanager
-def _inference():
-    """No autograd bookkeeping (torch records it for eager calls otherwise)."""
-    import keras
-
-    if keras.backend.backend() == "torch":
-        import torch
-
-        with torch.no_grad():
-            yield
-    else:
-        yield
-
-
 def _check_image(image: np.ndarray) -> np.ndarray:
     image = np.asarray(image)
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
@@ -227,7 +213,7 @@ def _maps(net, images: Sequence[np.ndarray], waves: Sequence[np.ndarray]) -> np.
     size = int(net.inputs["image_size"])
     x_img = np.stack([preprocess_test(_check_image(im), size) for im in images])
     x_aud = np.stack([_model_audio(net, w) for w in waves])[..., None]
-    with _inference():
+    with inference_mode():
         v_map = net.encode_image(x_img, training=False)
         a_emb = net.encode_audio(x_aud, training=False)
         return ops.convert_to_numpy(pair_maps(v_map, a_emb)).astype(np.float32)
@@ -239,7 +225,7 @@ def _upsample(small: np.ndarray, height: int, width: int) -> np.ndarray:
 
     from avloc.models import upsample_maps
 
-    with _inference():
+    with inference_mode():
         big = upsample_maps(small[None], (int(height), int(width)))
         return ops.convert_to_numpy(big)[0].astype(np.float32)
 

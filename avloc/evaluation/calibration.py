@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 
+from avloc.backend import inference_mode
 from avloc.data.shards import ShardSet
 from avloc.evaluation.inference import AudioFrontEnd, _to_numpy, encode_images
 from avloc.evaluation.maps import upsample
@@ -50,7 +51,8 @@ def negative_maxima(
         v = encode_images(net, shards.read(idx, ["image"])["image"])
         # Offset the noise seed so calibration never reuses the evaluation's noise clips.
         noise = np.stack([audio.noise(seed + 1_000_003, i) for i in idx])[..., None]
-        a_noise = _to_numpy(net.encode_audio(noise))
+        with inference_mode():
+            a_noise = _to_numpy(net.encode_audio(noise))
         for name, maps in (
             ("silence", np.einsum("bhwd,d->bhw", v, silence)),
             ("noise", np.einsum("bhwd,bd->bhw", v, a_noise)),

@@ -27,6 +27,7 @@ from avloc.audio import (
     silence_waveform,
     spectrogram,
 )
+from avloc.backend import inference_mode
 from avloc.data.shards import ShardSet
 from avloc.errors import DataError
 from avloc.evaluation.records import POSITIVE, SampleRecords
@@ -78,13 +79,16 @@ class AudioFrontEnd:
 
     def silence_embedding(self, net) -> np.ndarray:
         """``(D,)``: the one audio embedding of silence, shared by every image."""
-        return _to_numpy(net.encode_audio(self.silence()[None, :, :, None]))[0]
+        with inference_mode():
+            return _to_numpy(net.encode_audio(self.silence()[None, :, :, None]))[0]
 
 
 def encode_images(net, images_uint8) -> np.ndarray:
     """uint8 ``(B, H, W, 3)`` images -> float32 ``(B, h, w, D)`` normalised visual maps."""
     size = int(net.inputs["image_size"])
-    return _to_numpy(net.encode_image(np.stack([preprocess_test(i, size) for i in images_uint8])))
+    images = np.stack([preprocess_test(i, size) for i in images_uint8])
+    with inference_mode():
+        return _to_numpy(net.encode_image(images))
 
 
 def gt_rule_of(shards: ShardSet) -> str:
@@ -152,7 +156,8 @@ def collect_records(
             other = indices[partner[start : start + b]]
             specs += [audio(w) for w in shards.read(other, ["audio"])["audio"]]
             order.append((control, slice(len(specs) - b, len(specs))))
-        a = _to_numpy(net.encode_audio(np.stack(specs)[..., None]))
+        with inference_mode():
+            a = _to_numpy(net.encode_audio(np.stack(specs)[..., None]))
         for condition, part in order:
             maps[condition].append(np.einsum("bhwd,bd->bhw", v, a[part]))
         if silence_emb is not None:
