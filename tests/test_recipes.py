@@ -83,10 +83,16 @@ def test_recipe_header_names_its_command_and_results(path):
     load_recipe(path)  # and it is a valid recipe
 
 
+#: What a twin may change: the warm-up length (a shorter run) and the temperatures (0.1 when
+#: training from scratch at width 8, where the paper's 0.03 sits at chance for 6 epochs; see
+#: docs/results/synthetic-notes.md).
+TWIN_MAY_CHANGE = ("start_epoch", "tau")
+
+
 def objective(recipe) -> dict:
-    """What a synthetic twin must share with its paper recipe (warm-up length aside)."""
+    """What a synthetic twin must share with its paper recipe."""
     loss = {
-        name: {k: v for k, v in kwargs.items() if k != "start_epoch"}
+        name: {k: v for k, v in kwargs.items() if k not in TWIN_MAY_CHANGE}
         for name, kwargs in recipe.loss.items()
     }
     t = recipe.train
@@ -105,6 +111,8 @@ def test_synthetic_twin_has_the_same_objective_at_quickstart_size(name):
     twin = load_recipe(RECIPE_DIR / "synthetic" / name)
     quick = load_recipe(RECIPE_DIR / "quickstart.toml")
     assert objective(twin) == objective(paper)
+    if twin.model.arch == "ezvsl":  # the reproduced family: one temperature, 0.1, everywhere
+        assert {kw["tau"] for kw in twin.loss.values() if "tau" in kw} == {0.1}
     for kwargs_paper, kwargs_twin in zip(paper.loss.values(), twin.loss.values(), strict=True):
         # a warm-up stays a warm-up (a shorter one for the shorter run)
         assert (kwargs_paper.get("start_epoch", 0) > 0) == (kwargs_twin.get("start_epoch", 0) > 0)
@@ -139,7 +147,8 @@ def test_ablation_rows_differ_only_in_their_switches():
             )
             assert rows[name] == switches, (folder, name)
             assert set(recipe.loss) <= {"ezvsl", "silence_map", "noise_map"}
-            assert ezvsl.get("margin", 0.0) == 0.0 and ezvsl.get("tau") == 0.03
+            tau = 0.03 if folder == "ablation" else 0.1  # see TWIN_MAY_CHANGE
+            assert ezvsl.get("margin", 0.0) == 0.0 and ezvsl.get("tau") == tau
             if folder == "ablation":
                 assert recipe.model == sslsan.model and recipe.train == sslsan.train
                 assert recipe.data == sslsan.data

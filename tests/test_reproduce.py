@@ -162,6 +162,17 @@ def test_quick_reproduction_writes_the_report(tmp_path):
     # the EZ-VSL row and ablation row 1 are one training: identical numbers
     assert data["rows"][0]["metrics_by_seed"] == data["rows"][4]["metrics_by_seed"]
     assert data["settings"]["quick"] is True
+    # Uth recomputed from the saved calibration maxima is the one training stored
+    from avloc.evaluation.records import load_records
+
+    stored = load_records(work / "samples" / "ezvsl-s0.npz").meta["uth"]
+    assert data["rows"][0]["metrics_by_seed"][0]["uth"] == pytest.approx(stored, abs=1e-6)
+    sensitivity = data["uth_sensitivity"]
+    order = ["q3", "p90", "p99", "max"]
+    assert set(sensitivity) == set(order)
+    uths = [sensitivity[s]["metrics_by_row"]["ezvsl"][0]["uth"] for s in order]
+    assert uths == sorted(uths)  # higher statistics, higher thresholds
+    assert "## Uth statistic" in md
 
     # a second call resumes: nothing is trained again and the claims are the same
     ledger = json.loads((work / "jobs.json").read_text())
@@ -169,3 +180,9 @@ def test_quick_reproduction_writes_the_report(tmp_path):
     assert again.exit_code == 0, again.output
     assert json.loads((work / "jobs.json").read_text()) == ledger
     assert json.loads((out / "synthetic.json").read_text())["claims"] == data["claims"]
+
+    # the same work folder with another recipe setting: one line, nothing reused or written
+    changed = CliRunner().invoke(app, [*args, "--set", "train.learning_rate=0.5"])
+    assert changed.exit_code == 2
+    assert "holds a run of a different recipe" in changed.output
+    assert json.loads((work / "jobs.json").read_text()) == ledger

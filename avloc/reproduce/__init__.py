@@ -21,6 +21,9 @@ from avloc.reproduce.plan import ROWS, Budget, Job, plan_jobs
 
 __all__ = ["Budget", "ReproduceResult", "reproduce_synthetic", "centre_prior_records"]
 
+#: Uth statistics of the sensitivity table (after the recipes' own).
+UTH_STATISTICS = ("q3", "p90", "p99", "max")
+
 #: Hand-written notes on the full-budget report, linked from it when they exist.
 NOTES_NAME = "synthetic-notes.md"
 
@@ -118,15 +121,28 @@ def reproduce_synthetic(
         f"{workers} at a time")  # fmt: skip
     seconds = run_jobs(jobs, work, workers=workers, threads=threads, on_done=on_job)
 
+    from avloc.metrics import calibrate_uth
+    from avloc.reproduce.runner import load_maxima
+
     scores: dict[str, dict[int, object]] = {}
+    #: {statistic: {row key: {seed: Scores}}} for the Uth sensitivity table (methods only)
+    statistics = tuple(dict.fromkeys((jobs[0].recipe.eval.uth_statistic, *UTH_STATISTICS)))
+    by_statistic: dict[str, dict[str, dict[int, object]]] = {s: {} for s in statistics}
     metrics: dict[str, list[dict]] = {}
     prior: dict[int, object] = {}
     figures_dir = out_dir / name
     figures: dict[str, Path] = {}
     for job in jobs:
-        records = load_records(work / "samples" / f"{job.key}.npz")
-        uth = float(records.meta["uth"])
+        samples_path = work / "samples" / f"{job.key}.npz"
+        records = load_records(samples_path)
+        maxima = load_maxima(samples_path)
+        uth = calibrate_uth(maxima, job.recipe.eval.uth_statistic)  # == the stored Uth
         job_scores = score_records(records, uth)
+        if any(r.methods for r in job.rows):
+            for statistic in statistics:
+                other = score_records(records, calibrate_uth(maxima, statistic))
+                for row in job.rows:
+                    by_statistic[statistic].setdefault(row.key, {})[job.seed] = other
         if job.seed not in prior:
             prior[job.seed] = score_records(centre_prior_records(records), uth)
         for row in job.rows:
@@ -148,6 +164,16 @@ def reproduce_synthetic(
     method_keys = [r.key for r in ROWS if r.methods]
     ablation_keys = [r.key for r in ROWS if r.ablation is not None]
     claims = claim_rules.check_claims(scores, prior, method_keys, ablation_keys)
+    sensitivity = {
+        statistic: {
+            "metrics": {k: [v.metrics for v in by_seed.values()] for k, by_seed in rows.items()},
+            "claims": [
+                claim_rules.claim_pia(rows),
+                claim_rules.claim_ciou_not_worse(rows),
+            ],
+        }
+        for statistic, rows in by_statistic.items()
+    }
     figures["negative pIA"] = report.plot_negative_pia(
         [r for r in ROWS if r.methods], metrics, figures_dir / "negative_pia.png"
     )
@@ -170,6 +196,7 @@ def reproduce_synthetic(
         settings=settings,
         figures=figures,
         notes=notes,
+        sensitivity=sensitivity,
     )
     return ReproduceResult(files={**files, **figures}, claims=claims, jobs=jobs, seconds=total)
 

@@ -48,6 +48,15 @@ ABLATION_COLUMNS: tuple[tuple[str, tuple[str, ...], int], ...] = (
 )
 
 
+SENSITIVITY_COLUMNS: tuple[tuple[str, tuple[str, ...], int], ...] = (
+    ("cIoU Uth ↑", ("positive", "universal", "ciou_mean"), 2),
+    ("pIA sil. ↓", ("silence", "pia"), 2),
+    ("pIA noise ↓", ("noise", "pia"), 2),
+    ("pIA off. ↓", ("offscreen", "pia"), 2),
+    ("FLOC ↑", ("global", "floc"), 2),
+)
+
+
 def metric_values(metrics_by_seed: Sequence[dict], path: tuple[str, ...]) -> list[float]:
     values = []
     for metrics in metrics_by_seed:
@@ -97,6 +106,26 @@ def ablation_table(rows: Sequence[Row], metrics: Mapping[str, list[dict]]) -> st
             format_values(metric_values(metrics[row.key], p), d) for _, p, d in ABLATION_COLUMNS
         ]
         body.append([str(number), *flags, *cells])
+    return markdown_table(header, body)
+
+
+def sensitivity_table(rows: Sequence[Row], sensitivity: Mapping[str, dict]) -> str:
+    """Per Uth statistic: each method's Uth, cIoU_Uth, pIA per negative, FLOC; claims 1-2."""
+    header = ["Uth statistic", "Method", "Uth", *[c[0] for c in SENSITIVITY_COLUMNS]]
+    body = []
+    for statistic, entry in sensitivity.items():
+        for row in rows:
+            if row.key not in entry["metrics"]:
+                continue
+            by_seed = entry["metrics"][row.key]
+            uth = format_values(metric_values(by_seed, ("uth",)), 4)
+            cells = [format_values(metric_values(by_seed, p), d) for _, p, d in SENSITIVITY_COLUMNS]
+            body.append([statistic, row.label, uth, *cells])
+        verdicts = ", ".join(
+            f"claim {i} {'holds' if c.holds else 'fails' if c.holds is False else 'not run'}"
+            for i, c in enumerate(entry["claims"], 1)
+        )
+        body.append([statistic, f"*{verdicts}*", "", *[""] * len(SENSITIVITY_COLUMNS)])
     return markdown_table(header, body)
 
 
@@ -173,6 +202,7 @@ def write_report(
     settings: dict[str, Any],
     figures: Mapping[str, Path],
     notes: str = "",
+    sensitivity: Mapping[str, dict] | None = None,
 ) -> dict[str, Path]:
     """Write ``<name>.md`` and ``<name>.json``; ``figures`` are paths already under out_dir."""
     out_dir = Path(out_dir)
@@ -211,6 +241,19 @@ def write_report(
         "",
         ablation_table(ablation, metrics),
         "",
+    ]
+    if sensitivity:
+        lines += [
+            "## Uth statistic (claims 1-2 under other calibrations)",
+            "",
+            "Uth is recomputed from each model's silence and noise map maxima on the same "
+            "calibration images; the first statistic is the recipes' own. Claim 1 is about where "
+            "Uth falls as much as about the maps.",
+            "",
+            sensitivity_table(methods, sensitivity),
+            "",
+        ]
+    lines += [
         "## Figures",
         "",
         *[f"![{k}]({v})" for k, v in rel.items()],
@@ -235,6 +278,13 @@ def write_report(
             for r in rows
         ],
         "figures": rel,
+        "uth_sensitivity": {
+            statistic: {
+                "metrics_by_row": entry["metrics"],
+                "claims": [c.to_dict() for c in entry["claims"]],
+            }
+            for statistic, entry in (sensitivity or {}).items()
+        },
     }
     js = out_dir / f"{name}.json"
     atomic_write_json(js, payload)

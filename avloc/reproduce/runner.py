@@ -6,6 +6,8 @@ Work folder (``work``, resumable: finished steps are kept and skipped on the nex
     runs/<job>/                a normal ``avloc train`` run folder (model.keras, log.csv, ...)
     runs/<job>/train.log       what training printed
     samples/<job>.npz          per-sample records of the test set (``avloc eval --samples``)
+    samples/<job>.maxima.npz   silence / noise map maxima (raw cosine) on the calibration
+                               images, so Uth can be recomputed with any statistic
     jobs.json                  per job: rows, seconds spent, when it finished
 
 Jobs run ``jobs`` at a time in fresh worker processes (spawned, so each sets its own thread
@@ -26,9 +28,11 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from multiprocessing import get_context
 from pathlib import Path
 
+import numpy as np
+
 from avloc.config import Recipe
 from avloc.reproduce.plan import Budget, Job
-from avloc.utils.files import atomic_write_json
+from avloc.utils.files import atomic_path, atomic_write_json
 
 #: Conditions recorded for every job: the three negatives and the shuffled-audio control.
 CONTROL = "shuffled"
@@ -80,15 +84,17 @@ def training_finished(run_dir: Path, recipe: Recipe) -> bool:
 def run_job(recipe: Recipe, run_dir: Path, samples: Path, threads: int | None) -> float:
     """Train (or resume) one job and record its test maps; returns the seconds it took."""
     from avloc.data.shards import ShardSet
+    from avloc.evaluation.calibration import calibration_indices, negative_maxima
     from avloc.evaluation.inference import collect_records
     from avloc.evaluation.records import save_records
     from avloc.models.io import load_network
-    from avloc.training import train
+    from avloc.training import check_run_dir, train
 
     if threads:
         _limit_framework_threads(threads)
     start = time.perf_counter()
     run_dir.mkdir(parents=True, exist_ok=True)
+    check_run_dir(run_dir, recipe)  # a finished run of another recipe is never reused
     with open(run_dir / "train.log", "a") as log, contextlib.redirect_stdout(log):
         if not training_finished(run_dir, recipe):
             train(recipe, run_dir, verbose=2)
@@ -111,7 +117,27 @@ def run_job(recipe: Recipe, run_dir: Path, samples: Path, threads: int | None) -
                 "seed": 0,
             }
             save_records(records, samples)
+        maxima_path = maxima_file(samples)
+        if not maxima_path.is_file():
+            # the same images and noise as the calibration at the end of training
+            net = load_network(run_dir / "model.keras")
+            train_shards = ShardSet(recipe.data.train)
+            indices = calibration_indices(len(train_shards), recipe.eval.calibration_samples)
+            maxima = negative_maxima(
+                net, train_shards, indices, seed=recipe.seed, batch_size=recipe.eval.batch_size
+            )
+            with atomic_path(maxima_path) as tmp, open(tmp, "wb") as fh:
+                np.savez(fh, **maxima)
     return time.perf_counter() - start
+
+
+def maxima_file(samples: Path) -> Path:
+    return samples.with_name(samples.name.replace(".npz", ".maxima.npz"))
+
+
+def load_maxima(samples: Path) -> dict[str, np.ndarray]:
+    with np.load(maxima_file(samples), allow_pickle=False) as data:
+        return {k: data[k] for k in data.files}
 
 
 def _worker_init(threads: int) -> None:
@@ -139,7 +165,12 @@ def run_jobs(
     def paths(job: Job) -> tuple[Path, Path]:
         return work / "runs" / job.key, work / "samples" / f"{job.key}.npz"
 
-    todo = [j for j in jobs if not (paths(j)[1].is_file() and j.key in ledger)]
+    from avloc.training import check_run_dir
+
+    for job in jobs:  # finished runs of other recipes (a changed twin, other --set) stop here
+        if (paths(job)[0] / "recipe.toml").is_file():
+            check_run_dir(paths(job)[0], job.recipe)
+    todo = [j for j in jobs if not (maxima_file(paths(j)[1]).is_file() and j.key in ledger)]
     for job in jobs:
         if job not in todo and on_done:
             on_done(job, ledger[job.key]["seconds"])
