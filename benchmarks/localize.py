@@ -33,8 +33,9 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:
-    sys.path.insert(0, str(ROOT))
+for _path in (str(ROOT), str(ROOT / "benchmarks")):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -211,7 +212,9 @@ def main() -> None:
     if args.child_cold:
         child_cold(*args.child_cold)
         return
+    from common import machine_info, print_machine
 
+    machine = machine_info()
     from cli.app import quiet_frameworks
 
     quiet_frameworks()  # no framework start-up chatter in the table
@@ -238,8 +241,10 @@ def main() -> None:
             "cold": cold(checkpoint, image, audio, folder, args.cold_runs),
             "warm": warm(net, image, audio, folder, args.repeats),
             "batch": batch(net, image, audio, folder, args.pairs, sizes),
+            "machine": machine,
         }
     print_table(results)
+    print_machine(machine)
     if args.json:
         args.json.write_text(json.dumps(results, indent=2) + "\n")
 

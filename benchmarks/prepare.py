@@ -24,6 +24,9 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from common import machine_info, print_machine  # noqa: E402
 
 from avloc.data.fakemedia import write_video  # noqa: E402
 from avloc.data.prepare import prepare, process_sample  # noqa: E402
@@ -80,6 +83,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     width, height = (int(v) for v in args.size.lower().split("x"))
     counts = [int(w) for w in args.workers.split(",") if w.strip()]
+    machine = machine_info()
 
     with tempfile.TemporaryDirectory(prefix="avloc-bench-") as tmp:
         base = args.dir or Path(tmp)
@@ -111,6 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         "start-up: until every worker has finished its first sample (process spawn + imports); "
         "steady: the rest"
     )
+    print_machine(machine)
     if args.json:
         payload = {
             "benchmark": "prepare vggsound (videos)",
@@ -121,6 +126,7 @@ def main(argv: list[str] | None = None) -> int:
             "cpus": os.cpu_count(),
             "python": platform.python_version(),
             "results": results,
+            "machine": machine,
         }
         args.json.write_text(json.dumps(payload, indent=2) + "\n")
         print(f"results: {args.json}")

@@ -1,0 +1,506 @@
+"""Training-step throughput of EZ-VSL: avloc's Keras task on each backend vs plain PyTorch.
+
+    python benchmarks/train_step.py --json train_step.json
+
+Measures **samples/s** of full training steps (forward, EZ-VSL loss, backward, Adam update) of
+the ResNet-18 audio-visual pair on a fixed random batch: visual 224 px RGB, audio 257x200 log
+spectrogram (3 s at 16 kHz), D = 512, batch 16 (``--batch``, ``--width``, ``--image-size``,
+``--dim``, ``--clip-seconds`` change the shapes; small values make a quick smoke test).
+
+Variants (``--variants``, comma-separated; default: every one whose framework is installed, but
+``torch-onednn`` only with ``--plain-onednn`` and the XLA variant only by name):
+
+- ``keras-torch``, ``keras-tensorflow``, ``keras-jax``: avloc's own path, as ``avloc train``
+  runs it: ``avloc.training.build_task`` on ``recipes/ezvsl.toml`` (with the shape overrides),
+  one ``task.train_on_batch`` per step. The recipe leaves ``train.jit_compile`` off, which on
+  JAX means op-by-op execution;
+- ``keras-jax-jit``, ``keras-tensorflow-xla``: the same with ``train.jit_compile=true``;
+- ``torch``: the same model and loss in plain PyTorch (``benchmarks/plain_torch.py``,
+  ``torch.optim.Adam``), with oneDNN off on CPU as avloc sets it (``avloc/backend.py``), so the
+  comparison with ``keras-torch`` is like for like;
+- ``torch-onednn``: plain PyTorch with oneDNN on (torch's CPU default). It runs in its own
+  process: oneDNN's convolution backward is what avloc turns off for corrupting the heap, and a
+  crash there then costs only this variant.
+
+Processes: the variants of the current ``KERAS_BACKEND`` (default torch) run in this process,
+so on torch ``keras-torch`` and ``torch`` share one process; every other backend runs in a child
+process of its own that builds its variants once and then waits for requests. Each variant runs
+``--warmup`` untimed steps after it is built (tracing, compilation), then the variants take turns:
+in each of ``--repeats`` rounds every variant times ``--steps`` steps, one after the other, while
+the others wait idle. Reported: the median samples/s over the rounds (min-max beside it) and,
+per round, the ratio to plain ``torch`` in the same round, whose median is the ratio column.
+
+GFLOP/s: forward FLOPs counted analytically (convolutions, projections and the loss' all-pairs
+similarity, 2 x multiply-accumulates; see ``common.ezvsl_forward_flops`` and
+``python benchmarks/plain_torch.py`` which checks the count against torch's flop counter),
+training taken as 3 x forward. The peak is an estimate: on CPU cores x GHz x FMA units x FLOP per
+FMA from the vector flags (``--fma-units``, default 2), on CUDA SMs x FP32 lanes x 2 x clock.
+
+Options: ``--device cpu|cuda`` (cpu hides every GPU), ``--precision fp32|bf16`` (Keras'
+``mixed_bfloat16`` policy; ``torch.autocast`` for plain torch), ``--threads N`` (intra-op
+threads of every framework; 0 = their defaults). Prints a table and the machine, and writes
+everything to ``--json``. Timing only: nothing is asserted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import os
+import sys
+import time
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+for _path in (str(HERE.parent), str(HERE)):
+    if _path not in sys.path:
+        sys.path.insert(0, _path)
+
+from common import (  # noqa: E402
+    Worker,
+    WorkerDied,
+    alternate,
+    cpu_cores,
+    cpu_fp32_peak,
+    cuda_peak,
+    ezvsl_forward_flops,
+    machine_info,
+    one_line,
+    paired_ratio,
+    print_machine,
+    print_table,
+    serve,
+    set_device,
+    set_threads,
+    summarize,
+    write_json,
+)
+
+RECIPE = HERE.parent / "recipes" / "ezvsl.toml"
+#: variant -> (process group, kind); a group is one process (its name is its Keras backend).
+VARIANTS = {
+    "torch": ("torch", "plain"),
+    "torch-onednn": ("torch-onednn", "plain"),
+    "keras-torch": ("torch", "keras"),
+    "keras-tensorflow": ("tensorflow", "keras"),
+    "keras-tensorflow-xla": ("tensorflow", "keras"),
+    "keras-jax": ("jax", "keras"),
+    "keras-jax-jit": ("jax", "keras"),
+}
+GROUP_BACKEND = {
+    "torch": "torch",
+    "torch-onednn": "torch",
+    "tensorflow": "tensorflow",
+    "jax": "jax",
+}
+REFERENCE = "torch"
+
+
+def audio_shape(clip_seconds: float, sample_rate: int = 16000) -> tuple[int, int]:
+    import numpy as np
+
+    from avloc.audio import spectrogram
+
+    return spectrogram(np.zeros(int(round(sample_rate * clip_seconds)), np.float32)).shape
+
+
+def make_inputs(args) -> tuple:
+    """The fixed batch, channels last: image ``(B, S, S, 3)``, audio ``(B, F, T, 1)``."""
+    import numpy as np
+
+    rng = np.random.default_rng(args.seed)
+    freq, frames = audio_shape(args.clip_seconds)
+    image = rng.standard_normal((args.batch, args.image_size, args.image_size, 3), np.float32)
+    audio = rng.uniform(-1.3, 0.0, (args.batch, freq, frames, 1)).astype(np.float32)
+    return image, audio
+
+
+# --------------------------------------------------------------------------------------------
+# Building one variant (inside the process of its group)
+
+
+def _check_keras_device(device: str) -> str:
+    import keras
+
+    backend = keras.backend.backend()
+    if device != "cuda":
+        return "cpu"
+    if backend == "torch":
+        import torch
+
+        ok = torch.cuda.is_available()
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        ok = bool(tf.config.list_physical_devices("GPU"))
+    else:
+        import jax
+
+        ok = jax.default_backend() in ("gpu", "cuda", "rocm")
+    if not ok:
+        raise RuntimeError(f"{backend} sees no GPU (install its GPU build)")
+    return "cuda"
+
+
+def build_keras(name: str, args):
+    import keras
+    import numpy as np
+
+    device = _check_keras_device(args.device)
+    if args.precision == "bf16":
+        keras.mixed_precision.set_global_policy("mixed_bfloat16")
+    from avloc.config import load_recipe
+    from avloc.training import build_task
+
+    overrides = [
+        f"train.batch_size={args.batch}",
+        f"model.visual.width={args.width}",
+        f"model.audio.width={args.width}",
+        f"model.embed_dim={args.dim}",
+        f"data.image_size={args.image_size}",
+        f"data.clip_seconds={args.clip_seconds}",
+        "train.tensorboard=false",
+    ]
+    if name.endswith(("-jit", "-xla")):
+        overrides.append("train.jit_compile=true")
+    keras.utils.set_random_seed(args.seed)
+    recipe = load_recipe(RECIPE, overrides)
+    task = build_task(recipe)
+    image, audio = make_inputs(args)
+    batch = {"image": image, "audio": audio}
+    if task.needs_noise:  # not for EZ-VSL; kept so another recipe would still run
+        batch["noise"] = audio
+
+    def step():
+        task.train_on_batch(batch)
+
+    info = {
+        "params": int(sum(np.prod(v.shape) for v in task.trainable_weights)),
+        "device": device,
+        "jit_compile": bool(task.jit_compile),
+        "policy": keras.mixed_precision.global_policy().name,
+    }
+    return step, info
+
+
+def build_plain(name: str, args):
+    import numpy as np
+    import plain_torch
+    import torch
+
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("torch sees no GPU")
+    if args.device == "cpu":  # as avloc/backend.py sets it for CPU training (or on, by request)
+        plain_torch.set_onednn(name == "torch-onednn")
+    image, audio = make_inputs(args)
+    step = plain_torch.TrainStep(
+        np.ascontiguousarray(image.transpose(0, 3, 1, 2)),
+        np.ascontiguousarray(audio.transpose(0, 3, 1, 2)),
+        width=args.width,
+        dim=args.dim,
+        tau=0.03,
+        lr=1e-4,
+        device=args.device,
+        precision=args.precision,
+        seed=args.seed,
+    )
+    info = {
+        "params": step.parameters,
+        "device": args.device,
+        "onednn": bool(torch.backends.mkldnn.enabled),
+        "autocast": "bfloat16" if args.precision == "bf16" else "off",
+    }
+    return step, info
+
+
+class StepGroup:
+    """The variants of one process: built once, then timed on request."""
+
+    def __init__(self, args):
+        self.args = args
+        self.steps = {}
+
+    def handle(self, message: dict) -> dict:
+        if message["cmd"] == "setup":
+            return self.setup(message["variants"])
+        if message["cmd"] == "run":
+            step = self.steps[message["variant"]]
+            start = time.perf_counter()
+            for _ in range(message["steps"]):
+                step()
+            return {"seconds": time.perf_counter() - start}
+        raise ValueError(f"unknown request {message!r}")
+
+    def setup(self, names: list[str]) -> dict:
+        out, peak = {}, None
+        for name in names:
+            start = time.perf_counter()
+            try:
+                build = build_plain if VARIANTS[name][1] == "plain" else build_keras
+                step, info = build(name, self.args)
+                for _ in range(max(1, self.args.warmup)):
+                    step()
+                info["setup_s"] = round(time.perf_counter() - start, 2)
+                self.steps[name] = step
+                out[name] = info
+            except Exception as exc:  # one variant failing leaves the others running
+                out[name] = {"error": one_line(exc)}
+        if self.args.device == "cuda" and "torch" in sys.modules:
+            import torch
+
+            if torch.cuda.is_available():
+                peak = cuda_peak(torch.cuda.get_device_properties(0))
+        return {"variants": out, "peak": peak}
+
+
+class LocalGroup:
+    """The group of this process's backend, answering like a :class:`common.Worker`."""
+
+    def __init__(self, name: str, args):
+        self.name = name
+        self.group = StepGroup(args)
+
+    def request(self, message: dict) -> dict:
+        return self.group.handle(message)
+
+    def close(self) -> None:
+        pass
+
+
+# --------------------------------------------------------------------------------------------
+
+
+def resolve_variants(args) -> list[str]:
+    installed = {
+        "torch": importlib.util.find_spec("torch") is not None,
+        "tensorflow": importlib.util.find_spec("tensorflow") is not None,
+        "jax": importlib.util.find_spec("jax") is not None,
+    }
+    if args.variants:
+        names = [v.strip() for v in args.variants.split(",") if v.strip()]
+        unknown = [v for v in names if v not in VARIANTS]
+        if unknown:
+            raise SystemExit(f"unknown variant(s) {unknown}; choose from {', '.join(VARIANTS)}")
+    else:
+        names = ["torch", "keras-torch", "keras-tensorflow", "keras-jax", "keras-jax-jit"]
+        names = [n for n in names if installed[GROUP_BACKEND[VARIANTS[n][0]]]]
+    if args.plain_onednn and "torch-onednn" not in names:
+        names.insert(names.index("torch") + 1 if "torch" in names else 0, "torch-onednn")
+    return names
+
+
+def start_groups(args, names: list[str], cli: list[str]) -> tuple[dict, dict]:
+    """Start every process group (this process's backend locally) and build its variants."""
+    local_backend = os.environ["KERAS_BACKEND"]
+    groups, setup = {}, {}
+    for name in names:
+        group = VARIANTS[name][0]
+        groups.setdefault(group, []).append(name)
+    handles = {}
+    for group, members in groups.items():
+        backend = GROUP_BACKEND[group]
+        print(f"building {', '.join(members)} ({group} process) ...", flush=True)
+        if group == local_backend:
+            handle = LocalGroup(group, args)
+        else:
+            env = {**os.environ, "KERAS_BACKEND": backend}
+            argv = [sys.executable, str(Path(__file__).resolve()), "--worker", group]
+            handle = Worker(group, argv + cli, env)
+        handles[group] = handle
+        try:
+            reply = handle.request({"cmd": "setup", "variants": members})
+        except WorkerDied as exc:
+            reply = {"variants": {m: {"error": one_line(str(exc))} for m in members}}
+        if "error" in reply:
+            reply = {"variants": {m: {"error": reply["error"]} for m in members}}
+        for member in members:
+            info = reply["variants"].get(member, {"error": "not built"})
+            info["process"] = "this" if group == local_backend else f"child ({backend})"
+            info["group"] = group
+            setup[member] = info
+        if reply.get("peak"):
+            setup["_peak"] = reply["peak"]
+    return handles, setup
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--batch", type=int, default=16)
+    parser.add_argument("--width", type=int, default=64, help="ResNet-18 width (64 = paper)")
+    parser.add_argument("--dim", type=int, default=512, help="embedding size D")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--clip-seconds", type=float, default=3.0, help="3 s -> 257x200")
+    parser.add_argument("--steps", type=int, default=3, help="timed steps per repeat")
+    parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
+    parser.add_argument("--warmup", type=int, default=2, help="untimed steps (at least 1)")
+    parser.add_argument("--variants", default="", help=f"comma-separated: {', '.join(VARIANTS)}")
+    parser.add_argument(
+        "--plain-onednn", action="store_true", help="add plain torch with oneDNN on"
+    )
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
+    parser.add_argument("--threads", type=int, default=0, help="intra-op threads (0: default)")
+    parser.add_argument("--fma-units", type=int, default=2, help="per core, for the CPU peak")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", type=Path, help="also write the results here")
+    parser.add_argument("--worker", help=argparse.SUPPRESS)
+    args = parser.parse_args(argv)
+
+    set_threads(args.threads)  # before any framework import; inherited by the children
+    set_device(args.device)
+    if args.worker:
+        serve(StepGroup(args).handle)
+        return 0
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    machine = machine_info()
+    names = resolve_variants(args)
+    freq, frames = audio_shape(args.clip_seconds)
+    flops = ezvsl_forward_flops(args.batch, args.image_size, (freq, frames), args.width, args.dim)
+
+    handles, setup = start_groups(args, names, list(sys.argv[1:] if argv is None else argv))
+    try:
+        runners = {}
+        for name in names:
+            if "error" in setup[name]:
+                continue
+            handle = handles[setup[name]["group"]]
+
+            def run(handle=handle, name=name):
+                reply = handle.request({"cmd": "run", "variant": name, "steps": args.steps})
+                if "error" in reply:
+                    raise RuntimeError(reply["error"])
+                return args.steps * args.batch / reply["seconds"]
+
+            runners[name] = run
+        print(
+            f"timing {len(runners)} variants: {args.repeats} rounds x {args.steps} steps ...",
+            flush=True,
+        )
+        values, failed = alternate(
+            runners, args.repeats, gap=0.2, progress=lambda m: print(m, file=sys.stderr, flush=True)
+        )
+    finally:
+        for handle in handles.values():
+            handle.close()
+
+    peak = setup.pop("_peak", None)
+    if peak is None:
+        peak = cpu_fp32_peak(fma_units=args.fma_units) if args.device == "cpu" else {}
+    if args.device == "cpu" and args.threads:  # the peak of the cores the frameworks may use
+        peak = cpu_fp32_peak(cores=min(args.threads, cpu_cores()), fma_units=args.fma_units)
+    reference = values.get(REFERENCE)
+    results = {}
+    for name in names:
+        entry = dict(setup[name])
+        if name in failed:
+            entry["error"] = failed[name]
+        rounds = values.get(name, [])
+        stats = summarize(rounds)
+        rate = stats["median"]
+        gflops = flops["train_per_batch"] * rate / args.batch / 1e9 if rate else None
+        entry.update(
+            samples_per_s=stats,
+            rounds=rounds,
+            ratio_vs_torch=paired_ratio(rounds, reference) if reference else None,
+            ms_per_step=1000 * args.batch / rate if rate else None,
+            gflops=gflops,
+            pct_fp32_peak=100 * gflops / peak["gflops"] if gflops and peak.get("gflops") else None,
+            pct_bf16_peak=(
+                100 * gflops / peak["bf16_gflops"]
+                if gflops and peak.get("bf16_gflops") and args.precision == "bf16"
+                else None
+            ),
+        )
+        results[name] = entry
+
+    print_report(args, freq, frames, flops, peak, results, machine)
+    write_json(
+        args.json,
+        {
+            "benchmark": "train_step",
+            "units": "samples/s (training steps x batch / s); ratio = variant / plain torch",
+            "settings": {k: v for k, v in vars(args).items() if k not in ("json", "worker")},
+            "audio_shape": [freq, frames],
+            "flops": flops,
+            "peak": peak,
+            "variants": results,
+            "machine": machine,
+        },
+    )
+    return 0
+
+
+def print_report(args, freq, frames, flops, peak, results, machine) -> None:
+    print()
+    print(
+        f"train step, EZ-VSL ResNet-18 pair: batch {args.batch}, image {args.image_size} px, "
+        f"audio {freq}x{frames}, width {args.width}, D {args.dim}, {args.precision}, "
+        f"{args.device}, threads {args.threads or 'default'}; {args.repeats} interleaved rounds "
+        f"x {args.steps} steps, {max(1, args.warmup)} warm-up steps"
+    )
+    print(
+        f"FLOPs (analytic, 2 x MACs): forward {flops['forward_per_batch'] / 1e9:.2f} GFLOP per "
+        f"batch, training ~3x = {flops['train_per_batch'] / 1e9:.2f} GFLOP per step"
+    )
+    if peak.get("gflops"):
+        if "sms" in peak:
+            where = f"{peak['gpu']}, {peak['sms']} SMs x {peak['ghz']:.2f} GHz"
+        else:
+            where = (
+                f"{peak['cores']} core{'s' if peak['cores'] != 1 else ''} x "
+                f"{peak['ghz']:.2f} GHz x "
+                f"{peak['flop_per_cycle_per_core']} FLOP/cycle ({peak['isa']}, "
+                f"{peak['fma_units']} FMA units)"
+            )
+        bf16 = f"; BF16 tensor ~{peak['bf16_gflops']:,.0f}" if peak.get("bf16_gflops") else ""
+        print(f"FP32 peak ~{peak['gflops']:,.0f} GFLOP/s ({where}; {peak['note']}){bf16}")
+    else:
+        print("FP32 peak: unknown")
+    headers = [
+        "variant",
+        "process",
+        "params",
+        "samples/s",
+        "min-max",
+        f"x {REFERENCE}",
+        "ms/step",
+        "GFLOP/s",
+        "% FP32 peak",
+    ]
+    bf16 = args.precision == "bf16" and any(r["pct_bf16_peak"] for r in results.values())
+    if bf16:
+        headers.append("% BF16 peak")
+    rows = []
+    for name, r in results.items():
+        s = r["samples_per_s"]
+        span = f"{s['min']:.3g}-{s['max']:.3g}" if s["n"] else "-"
+        params = f"{r['params'] / 1e6:.2f}M" if r.get("params") else "-"
+        row = [
+            name,
+            r["process"],
+            params,
+            s["median"],
+            span,
+            f"{r['ratio_vs_torch']:.3f}" if r["ratio_vs_torch"] is not None else "-",
+            r["ms_per_step"],
+            r["gflops"],
+            r["pct_fp32_peak"] if r["pct_fp32_peak"] is not None else "unknown",
+        ]
+        if bf16:
+            row.append(r["pct_bf16_peak"] if r["pct_bf16_peak"] is not None else "unknown")
+        rows.append(row)
+    print_table(headers, rows)
+    for name, r in results.items():
+        if r.get("error"):
+            print(f"{name}: failed: {r['error']}")
+    setup = ", ".join(f"{n} {r['setup_s']} s" for n, r in results.items() if "setup_s" in r)
+    print(f"build + warm-up (untimed): {setup or '-'}")
+    print(
+        f"x {REFERENCE}: median over rounds of (variant samples/s / plain torch samples/s in "
+        "the same round); > 1 is faster than plain PyTorch"
+    )
+    print_machine(machine)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
