@@ -140,7 +140,10 @@ def reproduce_synthetic(
         job_scores = score_records(records, uth)
         if any(r.methods for r in job.rows):
             for statistic in statistics:
-                other = score_records(records, calibrate_uth(maxima, statistic))
+                own = statistic == job.recipe.eval.uth_statistic
+                other = (
+                    job_scores if own else score_records(records, calibrate_uth(maxima, statistic))
+                )
                 for row in job.rows:
                     by_statistic[statistic].setdefault(row.key, {})[job.seed] = other
         if job.seed not in prior:

@@ -98,8 +98,11 @@ def run_job(recipe: Recipe, run_dir: Path, samples: Path, threads: int | None) -
     with open(run_dir / "train.log", "a") as log, contextlib.redirect_stdout(log):
         if not training_finished(run_dir, recipe):
             train(recipe, run_dir, verbose=2)
-        if not samples.is_file():
+        maxima_path = maxima_file(samples)
+        net = None
+        if not samples.is_file() or not maxima_path.is_file():
             net = load_network(run_dir / "model.keras")
+        if not samples.is_file():
             records = collect_records(
                 net,
                 ShardSet(recipe.data.test),
@@ -117,10 +120,8 @@ def run_job(recipe: Recipe, run_dir: Path, samples: Path, threads: int | None) -
                 "seed": 0,
             }
             save_records(records, samples)
-        maxima_path = maxima_file(samples)
         if not maxima_path.is_file():
             # the same images and noise as the calibration at the end of training
-            net = load_network(run_dir / "model.keras")
             train_shards = ShardSet(recipe.data.train)
             indices = calibration_indices(len(train_shards), recipe.eval.calibration_samples)
             maxima = negative_maxima(
