@@ -82,6 +82,9 @@ def synthetic(
         workers = jobs or (1 if quick or (os.cpu_count() or 1) < 2 else 2)
         work_dir = work or Path("runs") / ("reproduce-quick" if quick else "reproduce-synthetic")
         command = shlex.join(["avloc", "reproduce", "synthetic", *sys.argv[3:]])
+        from avloc.reproduce.plan import plan_jobs
+
+        total = len(plan_jobs(budget, work_dir / "data"))  # bad --set fails here, before output
         console = Console(stderr=True)
         with Progress(*progress_columns("trainings"), console=console) as progress:
             task = progress.add_task("training + recording", total=None)
@@ -92,9 +95,7 @@ def synthetic(
                     f"  {job.key}: {seconds / 60:.1f} min ({', '.join(r.label for r in job.rows)})"
                 )
 
-            from avloc.reproduce.plan import plan_jobs
-
-            progress.update(task, total=len(plan_jobs(budget, work_dir / "data")))
+            progress.update(task, total=total)
             result = reproduce_synthetic(
                 out,
                 work_dir,
