@@ -142,7 +142,10 @@ def piece_runners(shards, args) -> dict:
 
     count = max(args.batch, min(args.piece_samples, len(shards)) // args.batch * args.batch)
     indices = np.arange(count) % len(shards)
-    batches = [indices[i : i + args.batch] for i in range(0, count, args.batch)]
+    # the shard read takes the rows in a shuffled order, as training does (batch b of epoch 0)
+    shuffled = np.random.default_rng([0, 0]).permutation(len(shards))
+    shuffled = np.resize(shuffled, count)
+    batches = [shuffled[i : i + args.batch] for i in range(0, count, args.batch)]
     rows = shards.read(indices, ["image", "audio"])
     images, waves = rows["image"], rows["audio"]
     clip = int(round(shards.attrs["sample_rate"] * shards.attrs["clip_seconds"]))
@@ -212,7 +215,7 @@ def piece_runners(shards, args) -> dict:
         return run
 
     return {
-        "shard read (HDF5 image + PCM audio)": per_sample(read),
+        "shard read (HDF5 image + PCM audio, shuffled)": per_sample(read),
         "image resize (bicubic, shorter side)": per_sample(resize_images),
         "image crop + flip + normalise": per_sample(crop_normalise),
         "preprocess_train (the two above)": per_sample(preprocess),

@@ -216,11 +216,16 @@ class ShardSet:
         for shard in np.unique(shard_of):
             positions = np.nonzero(shard_of == shard)[0]
             local = indices[positions] - self.offsets[shard]
-            # h5py wants increasing, unique indices: read those, then scatter back (repeats ok).
+            # One plain read per distinct row: h5py's list (fancy) indexing costs about 100x
+            # more per row on these one-row chunks (benchmarks/loader.py). Repeats read once.
             unique, inverse = np.unique(local, return_inverse=True)
             f = self._file(int(shard))
             for field in fields:
-                rows = f[field][unique.tolist()]
+                dataset = f[field]
+                if unique[-1] - unique[0] + 1 == len(unique):  # a contiguous run: one slice
+                    rows = dataset[int(unique[0]) : int(unique[-1]) + 1]
+                else:
+                    rows = [dataset[int(row)] for row in unique]
                 for pos, row in zip(positions, inverse, strict=True):
                     out[field][pos] = rows[row]
         result = {}
