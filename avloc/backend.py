@@ -1,32 +1,59 @@
-"""Backend-specific set-up, applied once before any model is built.
+"""CPU kernel choice: oneDNN where it computes correctly, the frameworks' own kernels elsewhere.
 
-torch on CPU: oneDNN (mkldnn) convolution backward in torch 2.13.0 corrupts the heap for the
-ResNet pair trained here (``corrupted size vs. prev_size`` / segfault in ``backward``, reproduced
-with plain torch modules). avloc therefore turns oneDNN off for CPU training; torch then uses its
-native convolution kernels, which measured as fast or faster for the widths in the recipes
-(see benchmarks/). GPUs are unaffected (cuDNN is used there).
+oneDNN (torch's ``mkldnn`` kernels, TensorFlow's oneDNN ops) runs the ResNet pair about twice as
+fast on CPU as the frameworks' own kernels (benchmarks/RESULTS.md), but in torch 2.13.0 and
+TensorFlow 2.21.0 its convolution kernels fail on layers with fewer channels than their vector
+width (16 floats for AVX-512, 8 for AVX2):
+
+- AVX-512: the stride-2 1x1 convolution's backward (``brgconv_strided:avx512_core``) on 8
+  channels, channels-last, 56x56 (the width-8 shortcut of layer 2 at 112 px) segfaults; training
+  the width-8 quickstart dies within its first steps on torch and on TensorFlow alike
+  (``ONEDNN_VERBOSE=1`` names that convolution last). Widths 16, 32 and 64 train.
+- AVX2: width 8 trains its full epoch, also under glibc's malloc checks, with gradients
+  repeatable bit for bit and as close to torch's own kernels' as float32 allows
+  (tests/test_backend.py); at widths 2 and 4 (the test suite's networks) the ``jit:avx2``
+  backward-weights convolution hangs or gives different gradients on a repeat.
+
+So ``avloc/__init__.py`` caps oneDNN at AVX2 (``ONEDNN_MAX_CPU_ISA=AVX2``, read once by oneDNN
+at its first use; a value the user exported is kept), and on torch every ResNet trunk built
+reports its width here (:func:`note_conv_width`): oneDNN stays on while every trunk built in the
+process is at least :data:`ONEDNN_MIN_WIDTH` wide and is switched off for good once a narrower
+one is built. TensorFlow's oneDNN switch is process-wide and read at import, so TensorFlow keeps
+its own kernels unless ``TF_ENABLE_ONEDNN_OPTS=1`` is exported (safe for widths >= 8; about 2x on
+the width-8 quickstart). GPUs are unaffected (cuDNN is used there).
 """
 
 from __future__ import annotations
 
 import contextlib
+import os
 from collections.abc import Iterator
 
 import keras
 
-_configured = False
+#: The narrowest first-stage width that oneDNN's AVX2 kernels train correctly.
+ONEDNN_MIN_WIDTH = 8
+
+_narrowest_width: int | None = None
 
 
-def configure_backend() -> None:
-    global _configured
-    if _configured:
-        return
-    _configured = True
+def onednn_isa_cap() -> str:
+    """The ``ONEDNN_MAX_CPU_ISA`` in force for this process (avloc's AVX2 or the user's value)."""
+    return os.environ.get("ONEDNN_MAX_CPU_ISA", "DEFAULT")
+
+
+def note_conv_width(width: int) -> None:
+    """Record a trunk's first-stage width; on torch, oneDNN is on only while all are wide enough.
+
+    Called by :func:`avloc.models.resnet.resnet` before the trunk runs anything, so no layer
+    narrower than :data:`ONEDNN_MIN_WIDTH` ever reaches oneDNN in this process.
+    """
+    global _narrowest_width
+    _narrowest_width = width if _narrowest_width is None else min(_narrowest_width, width)
     if keras.backend.backend() == "torch":
         import torch
 
-        if not torch.cuda.is_available():
-            torch.backends.mkldnn.enabled = False
+        torch.backends.mkldnn.enabled = _narrowest_width >= ONEDNN_MIN_WIDTH
 
 
 @contextlib.contextmanager

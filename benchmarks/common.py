@@ -151,6 +151,8 @@ def machine_info() -> dict[str, Any]:
                 "TF_NUM_INTRAOP_THREADS",
                 "XLA_FLAGS",
                 "CUDA_VISIBLE_DEVICES",
+                "ONEDNN_MAX_CPU_ISA",
+                "TF_ENABLE_ONEDNN_OPTS",
             )
             if k in os.environ
         },
@@ -206,8 +208,13 @@ def set_threads(threads: int) -> None:
 
 
 def set_device(device: str) -> None:
-    """``cpu`` hides every GPU from every framework; ``cuda`` keeps them, memory on demand."""
+    """``cpu`` hides every GPU from every framework; ``cuda`` keeps them, memory on demand.
+
+    oneDNN is capped at AVX2 as importing avloc caps it (``avloc/backend.py``), so plain torch
+    measured before avloc is imported runs the same kernels.
+    """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
     if device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
         os.environ["JAX_PLATFORMS"] = "cpu"

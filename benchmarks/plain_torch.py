@@ -104,7 +104,7 @@ def ezvsl_loss(img, aud, tau: float = 0.03):
 
 
 def set_onednn(enabled: bool) -> None:
-    """oneDNN (mkldnn) CPU kernels on or off; avloc turns them off for CPU training."""
+    """oneDNN (mkldnn) CPU kernels on (torch's default, and avloc's) or off (torch's own)."""
     torch.backends.mkldnn.enabled = enabled
 
 

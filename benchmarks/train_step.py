@@ -8,7 +8,8 @@ spectrogram (3 s at 16 kHz), D = 512, batch 16 (``--batch``, ``--width``, ``--im
 ``--dim``, ``--clip-seconds`` change the shapes; small values make a quick smoke test).
 
 Variants (``--variants``, comma-separated; default: every one whose framework is installed, but
-``torch-onednn`` only with ``--plain-onednn`` and the XLA variant only by name):
+``torch-native`` and ``torch-avx512`` only with ``--plain-cpu-kernels`` and the XLA variant only
+by name):
 
 - ``keras-torch``, ``keras-tensorflow``, ``keras-jax``: avloc's own path, as ``avloc train``
   runs it: ``avloc.training.build_task`` on ``recipes/ezvsl.toml`` (with the shape overrides),
@@ -16,11 +17,12 @@ Variants (``--variants``, comma-separated; default: every one whose framework is
   JAX means op-by-op execution;
 - ``keras-jax-jit``, ``keras-tensorflow-xla``: the same with ``train.jit_compile=true``;
 - ``torch``: the same model and loss in plain PyTorch (``benchmarks/plain_torch.py``,
-  ``torch.optim.Adam``), with oneDNN off on CPU as avloc sets it (``avloc/backend.py``), so the
-  comparison with ``keras-torch`` is like for like;
-- ``torch-onednn``: plain PyTorch with oneDNN on (torch's CPU default). It runs in its own
-  process: oneDNN's convolution backward is what avloc turns off for corrupting the heap, and a
-  crash there then costs only this variant.
+  ``torch.optim.Adam``), with oneDNN capped at AVX2 on CPU as importing avloc sets it
+  (``avloc/backend.py``), so the comparison with ``keras-torch`` is like for like;
+- ``torch-native``: plain PyTorch with oneDNN off (torch's own CPU convolution kernels);
+- ``torch-avx512``: plain PyTorch with oneDNN uncapped (``ONEDNN_MAX_CPU_ISA=DEFAULT``, torch's
+  own default). It runs in a process of its own: these kernels crash on layers under 16
+  channels, and a crash then costs only this variant.
 
 Processes: the variants of the current ``KERAS_BACKEND`` (default torch) run in this process,
 so on torch ``keras-torch`` and ``torch`` share one process; every other backend runs in a child
@@ -80,7 +82,8 @@ RECIPE = HERE.parent / "recipes" / "ezvsl.toml"
 #: variant -> (process group, kind); a group is one process (its name is its Keras backend).
 VARIANTS = {
     "torch": ("torch", "plain"),
-    "torch-onednn": ("torch-onednn", "plain"),
+    "torch-native": ("torch", "plain"),
+    "torch-avx512": ("torch-avx512", "plain"),
     "keras-torch": ("torch", "keras"),
     "keras-tensorflow": ("tensorflow", "keras"),
     "keras-tensorflow-xla": ("tensorflow", "keras"),
@@ -89,7 +92,7 @@ VARIANTS = {
 }
 GROUP_BACKEND = {
     "torch": "torch",
-    "torch-onednn": "torch",
+    "torch-avx512": "torch",
     "tensorflow": "tensorflow",
     "jax": "jax",
 }
@@ -190,10 +193,8 @@ def build_plain(name: str, args):
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("torch sees no GPU")
-    if args.device == "cpu":  # as avloc/backend.py sets it for CPU training (or on, by request)
-        plain_torch.set_onednn(name == "torch-onednn")
     image, audio = make_inputs(args)
-    step = plain_torch.TrainStep(
+    plain = plain_torch.TrainStep(
         np.ascontiguousarray(image.transpose(0, 3, 1, 2)),
         np.ascontiguousarray(audio.transpose(0, 3, 1, 2)),
         width=args.width,
@@ -204,10 +205,28 @@ def build_plain(name: str, args):
         precision=args.precision,
         seed=args.seed,
     )
+    # oneDNN as avloc runs it (on for widths it computes correctly, avloc/backend.py), always
+    # for torch-avx512, never for torch-native. The switch is global and keras-torch shares this
+    # process, so each step sets it and then puts back what it found.
+    from avloc.backend import ONEDNN_MIN_WIDTH
+
+    onednn = args.device == "cpu" and (
+        name == "torch-avx512" or (name == "torch" and args.width >= ONEDNN_MIN_WIDTH)
+    )
+
+    def step():
+        found = torch.backends.mkldnn.enabled
+        plain_torch.set_onednn(onednn)
+        try:
+            return plain()
+        finally:
+            plain_torch.set_onednn(found)
+
     info = {
-        "params": step.parameters,
+        "params": plain.parameters,
         "device": args.device,
-        "onednn": bool(torch.backends.mkldnn.enabled),
+        "onednn": onednn,
+        "onednn_max_isa": os.environ.get("ONEDNN_MAX_CPU_ISA", "DEFAULT") if onednn else None,
         "autocast": "bfloat16" if args.precision == "bf16" else "off",
     }
     return step, info
@@ -284,8 +303,9 @@ def resolve_variants(args) -> list[str]:
     else:
         names = ["torch", "keras-torch", "keras-tensorflow", "keras-jax", "keras-jax-jit"]
         names = [n for n in names if installed[GROUP_BACKEND[VARIANTS[n][0]]]]
-    if args.plain_onednn and "torch-onednn" not in names:
-        names.insert(names.index("torch") + 1 if "torch" in names else 0, "torch-onednn")
+    if args.plain_cpu_kernels:
+        at = names.index("torch") + 1 if "torch" in names else 0
+        names[at:at] = [n for n in ("torch-native", "torch-avx512") if n not in names]
     return names
 
 
@@ -304,6 +324,8 @@ def start_groups(args, names: list[str], cli: list[str]) -> tuple[dict, dict]:
             handle = LocalGroup(group, args)
         else:
             env = {**os.environ, "KERAS_BACKEND": backend}
+            if group == "torch-avx512":  # oneDNN with every instruction set the CPU has
+                env["ONEDNN_MAX_CPU_ISA"] = "DEFAULT"
             argv = [sys.executable, str(Path(__file__).resolve()), "--worker", group]
             handle = Worker(group, argv + cli, env)
         handles[group] = handle
@@ -335,7 +357,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps (at least 1)")
     parser.add_argument("--variants", default="", help=f"comma-separated: {', '.join(VARIANTS)}")
     parser.add_argument(
-        "--plain-onednn", action="store_true", help="add plain torch with oneDNN on"
+        "--plain-cpu-kernels",
+        action="store_true",
+        help="add plain torch with oneDNN off (torch-native) and uncapped (torch-avx512)",
     )
     parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")

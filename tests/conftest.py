@@ -4,5 +4,6 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")  # as avloc/__init__.py
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # as avloc/__init__.py
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")

@@ -1,6 +1,5 @@
 """Models: ResNet-18 encoders and the audio-visual network (see :mod:`avloc.models.avnet`)."""
 
-from avloc.backend import configure_backend
 from avloc.models import io  # noqa: F401
 from avloc.models.avnet import (
     ARCHITECTURES,
@@ -10,8 +9,6 @@ from avloc.models.avnet import (
     pair_maps,
     upsample_maps,
 )
-
-configure_backend()
 
 __all__ = [
     "ARCHITECTURES",
