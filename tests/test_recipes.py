@@ -83,16 +83,23 @@ def test_recipe_header_names_its_command_and_results(path):
     load_recipe(path)  # and it is a valid recipe
 
 
-#: What a twin may change: the warm-up length (a shorter run) and the temperatures (0.1 when
-#: training from scratch at width 8, where the paper's 0.03 sits at chance for 6 epochs; see
-#: docs/results/synthetic-notes.md).
+#: What a twin may change: the warm-up length (a shorter run), the temperatures (0.1 when
+#: training from scratch at width 8, where the paper's 0.03 sits at chance for 6 epochs) and the
+#: empty-map weights lambda_S, lambda_N (0.1, where the paper's 1 holds a run at chance for 5-7 of
+#: its 8 epochs); see docs/results/synthetic-notes.md.
 TWIN_MAY_CHANGE = ("start_epoch", "tau")
+EMPTY_MAP_TERMS = ("silence_map", "noise_map")
+TWIN_EMPTY_MAP_WEIGHT = 0.1
 
 
 def objective(recipe) -> dict:
     """What a synthetic twin must share with its paper recipe."""
     loss = {
-        name: {k: v for k, v in kwargs.items() if k not in TWIN_MAY_CHANGE}
+        name: {
+            k: v
+            for k, v in kwargs.items()
+            if k not in TWIN_MAY_CHANGE and not (name in EMPTY_MAP_TERMS and k == "weight")
+        }
         for name, kwargs in recipe.loss.items()
     }
     t = recipe.train
@@ -113,6 +120,10 @@ def test_synthetic_twin_has_the_same_objective_at_quickstart_size(name):
     assert objective(twin) == objective(paper)
     if twin.model.arch == "ezvsl":  # the reproduced family: one temperature, 0.1, everywhere
         assert {kw["tau"] for kw in twin.loss.values() if "tau" in kw} == {0.1}
+    for name in EMPTY_MAP_TERMS:
+        if name in paper.loss:
+            assert paper.loss[name]["weight"] == 1.0
+            assert twin.loss[name]["weight"] == TWIN_EMPTY_MAP_WEIGHT
     for kwargs_paper, kwargs_twin in zip(paper.loss.values(), twin.loss.values(), strict=True):
         # a warm-up stays a warm-up (a shorter one for the shorter run)
         assert (kwargs_paper.get("start_epoch", 0) > 0) == (kwargs_twin.get("start_epoch", 0) > 0)
@@ -149,6 +160,9 @@ def test_ablation_rows_differ_only_in_their_switches():
             assert set(recipe.loss) <= {"ezvsl", "silence_map", "noise_map"}
             tau = 0.03 if folder == "ablation" else 0.1  # see TWIN_MAY_CHANGE
             assert ezvsl.get("margin", 0.0) == 0.0 and ezvsl.get("tau") == tau
+            lam = 1.0 if folder == "ablation" else TWIN_EMPTY_MAP_WEIGHT
+            for term in EMPTY_MAP_TERMS:
+                assert recipe.loss.get(term, {"weight": lam})["weight"] == lam, (folder, name)
             if folder == "ablation":
                 assert recipe.model == sslsan.model and recipe.train == sslsan.train
                 assert recipe.data == sslsan.data
