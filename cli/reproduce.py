@@ -50,7 +50,10 @@ def synthetic(
     threads: Annotated[
         int, typer.Option("--threads", min=0, help="Threads per training (0: cores / jobs)")
     ] = 0,
-    seeds: Annotated[str, typer.Option("--seeds", help="Training seeds, e.g. 0,1,2")] = "0",
+    seeds: Annotated[
+        str | None,
+        typer.Option("--seeds", help="Training seeds, e.g. 0,1,2 (default 0,1; --quick: 0)"),
+    ] = None,
     train_samples: Annotated[
         int | None, typer.Option("--train-samples", min=1, help="Synthetic training scenes")
     ] = None,
@@ -73,7 +76,8 @@ def synthetic(
         from avloc.reproduce import Budget, reproduce_synthetic
 
         budget = Budget.quick() if quick else Budget.full()
-        budget = dataclasses.replace(budget, seeds=_seeds(seeds))
+        if seeds is not None:
+            budget = dataclasses.replace(budget, seeds=_seeds(seeds))
         if train_samples:
             budget = dataclasses.replace(budget, train_samples=train_samples)
         if test_samples:

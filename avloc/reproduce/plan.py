@@ -66,6 +66,7 @@ class Budget:
         return Budget(
             train_samples=2000,
             test_samples=300,
+            seeds=(0, 1),
             overrides=("train.epochs=8", "train.tensorboard=false"),
         )
 
