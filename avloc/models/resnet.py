@@ -6,8 +6,9 @@ With the defaults (width 64, blocks (2, 2, 2, 2), last stride 2) this is torchvi
 ``resnet18`` without its average pool and classifier: a 224x224 image gives 7x7x512, a 257x200
 spectrogram gives 9x7x512. ``last_stride=1`` keeps the last stage at stride 1 (14x14, LVS).
 
-Padding is explicit (``ZeroPadding2D`` + ``valid`` convolutions) so that every layer matches
-PyTorch's symmetric padding exactly; Keras' ``same`` padding is asymmetric at stride 2. Layer names
+Padding is symmetric, as PyTorch's (Keras' ``same`` padding is asymmetric at stride 2), and part
+of the convolution and pooling layers (:mod:`avloc.models.layers`, which also fuses batch norm on
+the torch backend). Layer names
 follow torchvision's state_dict (``conv1``, ``bn1``, ``layer1.0.conv1`` -> ``layer1_0_conv1``) so
 checkpoint import is a name mapping.
 
@@ -26,6 +27,7 @@ import keras
 from keras import layers
 
 from avloc.backend import note_conv_width
+from avloc.models.layers import FusedBatchNorm, PaddedConv2D, PaddedMaxPool2D
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9  # Keras convention: new = momentum * old + (1 - momentum) * batch
@@ -42,8 +44,8 @@ def conv_init() -> keras.initializers.Initializer:
     )
 
 
-def batch_norm(name: str, data_format: str) -> layers.BatchNormalization:
-    return layers.BatchNormalization(
+def batch_norm(name: str, data_format: str) -> FusedBatchNorm:
+    return FusedBatchNorm(
         axis=1 if data_format == "channels_first" else -1,
         epsilon=BN_EPSILON,
         momentum=BN_MOMENTUM,
@@ -53,12 +55,14 @@ def batch_norm(name: str, data_format: str) -> layers.BatchNormalization:
     )
 
 
-def conv(filters: int, kernel: int, stride: int, name: str, data_format: str) -> layers.Conv2D:
-    return layers.Conv2D(
+def conv(
+    filters: int, kernel: int, stride: int, name: str, data_format: str, pad: int = 0
+) -> PaddedConv2D:
+    return PaddedConv2D(
         filters,
         kernel,
+        pad=pad,
         strides=stride,
-        padding="valid",
         use_bias=False,
         kernel_initializer=conv_init(),
         data_format=data_format,
@@ -67,10 +71,8 @@ def conv(filters: int, kernel: int, stride: int, name: str, data_format: str) ->
 
 
 def padded_conv(x, filters: int, kernel: int, stride: int, name: str, data_format: str):
-    pad = kernel // 2
-    if pad:
-        x = layers.ZeroPadding2D(pad, data_format=data_format, name=f"{name}_pad")(x)
-    return conv(filters, kernel, stride, name, data_format)(x)
+    """PyTorch's ``Conv2d(kernel, stride, padding=kernel // 2)``."""
+    return conv(filters, kernel, stride, name, data_format, pad=kernel // 2)(x)
 
 
 def basic_block(x, filters: int, stride: int, name: str, data_format: str):
@@ -112,8 +114,7 @@ def resnet(
     x = layers.ReLU(name="relu")(x)
     if stem_pool:
         # Zero padding is equivalent to PyTorch's -inf padding here: inputs are >= 0 after ReLU.
-        x = layers.ZeroPadding2D(1, data_format=fmt, name="maxpool_pad")(x)
-        x = layers.MaxPooling2D(3, strides=2, padding="valid", data_format=fmt, name="maxpool")(x)
+        x = PaddedMaxPool2D(3, strides=2, pad=1, data_format=fmt, name="maxpool")(x)
     for stage, count in enumerate(blocks):
         filters = width * 2**stage
         for index in range(count):

@@ -1,0 +1,165 @@
+"""Convolution, pooling and batch-norm layers of the ResNet trunks, fused on the torch backend.
+
+Each layer is a subclass of the Keras layer it replaces, with the same weights (same names,
+shapes and dtypes) and the same arithmetic, so checkpoints, ``isinstance`` checks and the
+torchvision name mapping are unchanged. What differs is how the torch backend runs them on
+channels-first (NCHW) float tensors:
+
+- :class:`Conv2D` (``PaddedConv2D``): a convolution with PyTorch's symmetric zero padding of
+  ``pad`` pixels. On torch it is one ``conv2d(..., padding=pad)`` call; elsewhere (and
+  channels-last) an explicit ``ops.pad`` followed by the ``valid`` convolution, which is what the
+  trunk did before. Without this, every padded layer copied its whole input into a padded buffer
+  (and back in backward).
+- :class:`MaxPooling2D` (``PaddedMaxPool2D``): max pooling over ``pad``-padded input; on torch
+  one ``max_pool2d(..., padding=pad)`` (implicit -inf padding; the trunk only pools ReLU
+  outputs, where zero padding gives the same result).
+- :class:`BatchNormalization` (``FusedBatchNorm``): Keras ``BatchNormalization`` semantics
+  (biased batch variance, ``moving = momentum * moving + (1 - momentum) * batch``, float32
+  statistics for half-precision inputs); on torch one ``native_batch_norm`` kernel that
+  normalises, scales and shifts and returns the batch moments, instead of Keras' chain of
+  element-wise ops (about five passes over the activation forward and more backward). No masks,
+  renorm or synchronised statistics: the trunks use none.
+
+The classes carry the names of the Keras layers they replace because Keras' weight files name
+each layer's variables after its class (``conv2d_3/vars``, ``batch_normalization_7/vars``): with
+the same names, checkpoints written before these layers existed load unchanged. Import them as
+the aliases ``PaddedConv2D``, ``PaddedMaxPool2D`` and ``FusedBatchNorm``.
+
+Shapes: inputs ``(B, C, H, W)`` (channels first) or ``(B, H, W, C)`` (channels last), float32 or
+bfloat16/float16 under a mixed policy; outputs keep the input's layout.
+"""
+
+from __future__ import annotations
+
+import keras
+from keras import layers, ops
+
+
+def _torch_channels_first(data_format: str) -> bool:
+    return keras.backend.backend() == "torch" and data_format == "channels_first"
+
+
+def _pad_widths(pad: int, data_format: str) -> list[list[int]]:
+    spatial = [[pad, pad], [pad, pad]]
+    return (
+        [[0, 0], [0, 0], *spatial]
+        if data_format == "channels_first"
+        else [[0, 0], *spatial, [0, 0]]
+    )
+
+
+@keras.saving.register_keras_serializable(package="avloc")
+class Conv2D(layers.Conv2D):
+    """``Conv2D`` over input zero-padded by ``pad`` pixels on every side (``padding="valid"``)."""
+
+    def __init__(self, filters: int, kernel_size, pad: int = 0, **kwargs):
+        kwargs["padding"] = "valid"
+        super().__init__(filters, kernel_size, **kwargs)
+        self.pad = int(pad)
+
+    def convolution_op(self, inputs, kernel):
+        if self.pad and _torch_channels_first(self.data_format) and self.groups == 1:
+            import torch.nn.functional as F
+            from keras.src.backend.torch.core import convert_to_tensor
+
+            weight = convert_to_tensor(kernel).permute(3, 2, 0, 1)  # (kh, kw, in, out) -> OIHW
+            return F.conv2d(
+                inputs,
+                weight,
+                stride=self.strides,
+                padding=self.pad,
+                dilation=self.dilation_rate,
+            )
+        if self.pad:
+            inputs = ops.pad(inputs, _pad_widths(self.pad, self.data_format))
+        return super().convolution_op(inputs, kernel)
+
+    def compute_output_shape(self, input_shape):
+        shape = list(input_shape)
+        axes = (2, 3) if self.data_format == "channels_first" else (1, 2)
+        for axis in axes:
+            if shape[axis] is not None:
+                shape[axis] += 2 * self.pad
+        return super().compute_output_shape(tuple(shape))
+
+    def get_config(self):
+        return {**super().get_config(), "pad": self.pad}
+
+
+@keras.saving.register_keras_serializable(package="avloc")
+class MaxPooling2D(layers.MaxPooling2D):
+    """``MaxPooling2D`` over input zero-padded by ``pad`` pixels (for non-negative inputs)."""
+
+    def __init__(self, pool_size, strides=None, pad: int = 0, **kwargs):
+        kwargs["padding"] = "valid"
+        super().__init__(pool_size, strides=strides, **kwargs)
+        self.pad = int(pad)
+
+    def call(self, inputs):
+        if self.pad and _torch_channels_first(self.data_format):
+            import torch.nn.functional as F
+
+            return F.max_pool2d(inputs, self.pool_size, self.strides, padding=self.pad)
+        if self.pad:
+            inputs = ops.pad(inputs, _pad_widths(self.pad, self.data_format))
+        return super().call(inputs)
+
+    def compute_output_shape(self, input_shape):
+        shape = list(input_shape)
+        axes = (2, 3) if self.data_format == "channels_first" else (1, 2)
+        for axis in axes:
+            if shape[axis] is not None:
+                shape[axis] += 2 * self.pad
+        return super().compute_output_shape(tuple(shape))
+
+    def get_config(self):
+        return {**super().get_config(), "pad": self.pad}
+
+
+@keras.saving.register_keras_serializable(package="avloc")
+class BatchNormalization(layers.BatchNormalization):
+    """``BatchNormalization`` (no mask, renorm or sync) run as one fused kernel on torch."""
+
+    def call(self, inputs, training=None, mask=None):
+        fusable = (
+            keras.backend.backend() == "torch"
+            and mask is None
+            and not self.renorm
+            and not self.synchronized
+            and self.scale
+            and self.center
+            and self.axis == 1
+            and len(inputs.shape) == 4
+        )
+        if not fusable:
+            return super().call(inputs, training=training, mask=mask)
+        import torch
+        from keras.src.backend.torch.core import convert_to_tensor
+
+        x = convert_to_tensor(inputs)
+        x = x.float() if x.dtype in (torch.float16, torch.bfloat16) else x
+        gamma = convert_to_tensor(self.gamma).to(x.dtype)
+        beta = convert_to_tensor(self.beta).to(x.dtype)
+        if training and self.trainable:
+            # Batch statistics (returned as mean and 1 / sqrt(biased var + eps)); no running
+            # buffers are passed, so the moving averages are updated here with Keras' rule.
+            outputs, mean, invstd = torch.native_batch_norm(
+                x, gamma, beta, None, None, True, 0.0, self.epsilon
+            )
+            with torch.no_grad():
+                variance = invstd.double().pow(-2).sub(self.epsilon).clamp_min(0).to(x.dtype)
+                m = self.momentum
+                self.moving_mean.assign(self.moving_mean * m + mean.detach() * (1.0 - m))
+                self.moving_variance.assign(self.moving_variance * m + variance * (1.0 - m))
+        else:
+            moving_mean = convert_to_tensor(self.moving_mean).to(x.dtype)
+            moving_variance = convert_to_tensor(self.moving_variance).to(x.dtype)
+            outputs = torch.nn.functional.batch_norm(
+                x, moving_mean, moving_variance, gamma, beta, False, 0.0, self.epsilon
+            )
+        return ops.cast(outputs, self.compute_dtype)
+
+
+PaddedConv2D = Conv2D
+PaddedMaxPool2D = MaxPooling2D
+FusedBatchNorm = BatchNormalization
