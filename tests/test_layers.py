@@ -213,3 +213,25 @@ def test_trunk_loads_weights_saved_by_the_stock_layer_trunk_and_computes_the_sam
             rtol=1e-4,
             atol=1e-4,
         )
+
+
+def test_torch_kernel_layout_copy_equals_the_plain_permute_forward_and_backward():
+    """The two-step OIHW copy moves the same values as ``permute(3, 2, 0, 1)`` both ways."""
+    if keras.backend.backend() != "torch":
+        pytest.skip("torch-only layout helper")
+    import torch
+
+    from avloc.models.layers import _torch_oihw
+
+    rng = np.random.default_rng(7)
+    kernel = rng.normal(size=(3, 5, 4, 6)).astype("float32")
+    upstream = torch.tensor(rng.normal(size=(6, 4, 3, 5)).astype("float32"))
+    results = []
+    for layout in (_torch_oihw, lambda k: k.permute(3, 2, 0, 1).contiguous()):
+        k = torch.tensor(kernel, requires_grad=True)
+        out = layout(k)
+        out.backward(upstream)
+        assert out.is_contiguous() and out.shape == (6, 4, 3, 5)
+        results.append((out.detach().numpy(), k.grad.numpy()))
+    np.testing.assert_array_equal(results[0][0], results[1][0])
+    np.testing.assert_array_equal(results[0][1], results[1][1])

