@@ -275,12 +275,29 @@ def silence_waveform(num_samples: int) -> np.ndarray:
     return np.zeros(int(num_samples), dtype=np.float32)
 
 
-def noise_waveform(rng: np.random.Generator, num_samples: int) -> np.ndarray:
-    """White Gaussian noise N(0, 1) clipped to [-1, 1], float32 (the "noise" negative).
+#: Power-spectrum exponents of the noise colours: power ~ 1 / f**exponent.
+NOISE_COLORS = {"white": 0.0, "pink": 1.0, "brown": 2.0}
 
-    After clipping the std is about 0.719 and about 31.7 % of samples sit at +-1.
+
+def noise_waveform(rng: np.random.Generator, num_samples: int, color: str = "white") -> np.ndarray:
+    """Gaussian noise with unit variance clipped to [-1, 1], float32 (the "noise" negative).
+
+    ``white`` (SPEC 1.3, what evaluation always uses): N(0, 1) samples; after clipping the std is
+    about 0.719 and about 31.7 % of samples sit at +-1. ``pink`` / ``brown``: the same draws
+    shaped in the frequency domain to power ~ 1/f or 1/f^2 (no DC), rescaled to unit variance,
+    then clipped; a training-only option (``data.noise_color``).
     """
     wave = rng.standard_normal(int(num_samples), dtype=np.float32)
+    exponent = NOISE_COLORS.get(color)
+    if exponent is None:
+        raise ValueError(f"unknown noise colour {color!r} (known: {', '.join(NOISE_COLORS)})")
+    if exponent:
+        spectrum = np.fft.rfft(wave)
+        freqs = np.arange(spectrum.size, dtype=np.float64)
+        freqs[0] = np.inf  # no DC component
+        spectrum *= freqs ** (-exponent / 2.0)
+        wave = np.fft.irfft(spectrum, n=wave.size).astype(np.float32)
+        wave /= max(float(wave.std()), 1e-12)
     return np.clip(wave, -1.0, 1.0, out=wave)
 
 

@@ -39,6 +39,7 @@ class DataConfig:
     use_multiprocessing: bool = False
     max_queue_size: int = 8
     limit: int = 0  # use only the first N training samples (0 = all): a small-run switch
+    noise_color: str = "white"  # training's noise negatives: white (SPEC), pink or brown
 
 
 @dataclass(frozen=True)
@@ -197,8 +198,16 @@ def recipe_from_dict(raw: dict[str, Any], validate_terms: bool = True) -> Recipe
     if validate_terms:
         validate_loss_terms(recipe.loss)
     validate_uth_statistic(recipe.eval.uth_statistic, "eval.uth_statistic")
+    validate_noise_color(recipe.data.noise_color)
     validate_distribute(recipe)
     return recipe
+
+
+def validate_noise_color(color: str) -> None:
+    from avloc.audio import NOISE_COLORS
+
+    if color not in NOISE_COLORS:
+        raise RecipeError(f"data.noise_color: {color!r} is not one of {', '.join(NOISE_COLORS)}")
 
 
 def validate_distribute(recipe: Recipe) -> None:

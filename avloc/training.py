@@ -290,6 +290,7 @@ def train(recipe: Recipe, run_dir: str | Path, verbose: int | None = None) -> Tr
         image_size=recipe.data.image_size,
         train_resize=recipe.data.train_resize,
         with_noise=task.needs_noise,
+        noise_color=recipe.data.noise_color,
         limit=recipe.data.limit,
         steps_per_epoch=t.steps_per_epoch,
         workers=recipe.data.workers,

@@ -207,14 +207,31 @@ def set_threads(threads: int) -> None:
             os.environ["XLA_FLAGS"] = f"{flags} {extra}".strip()
 
 
+#: Whether the user exported ``ONEDNN_MAX_CPU_ISA`` (kept everywhere) or avloc's rule applies:
+#: AVX2 in torch-backend processes, uncapped in TensorFlow and JAX ones (``avloc/__init__.py``).
+ONEDNN_CAP_FROM_USER = "ONEDNN_MAX_CPU_ISA" in os.environ
+
+
+def child_onednn_env(env: dict[str, str], backend: str) -> dict[str, str]:
+    """``env`` for a child process of ``backend`` with oneDNN's cap as avloc would set it."""
+    env = dict(env)
+    if not ONEDNN_CAP_FROM_USER:
+        if backend == "torch":
+            env["ONEDNN_MAX_CPU_ISA"] = "AVX2"
+        else:
+            env.pop("ONEDNN_MAX_CPU_ISA", None)
+    return env
+
+
 def set_device(device: str) -> None:
     """``cpu`` hides every GPU from every framework; ``cuda`` keeps them, memory on demand.
 
-    oneDNN is capped at AVX2 as importing avloc caps it (``avloc/backend.py``), so plain torch
-    measured before avloc is imported runs the same kernels.
+    On the torch backend oneDNN is capped at AVX2 as importing avloc caps it
+    (``avloc/backend.py``), so plain torch measured before avloc is imported runs the same kernels.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
+    if os.environ.get("KERAS_BACKEND", "torch") == "torch":
+        os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
     if device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
         os.environ["JAX_PLATFORMS"] = "cpu"

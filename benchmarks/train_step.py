@@ -62,6 +62,7 @@ from common import (  # noqa: E402
     Worker,
     WorkerDied,
     alternate,
+    child_onednn_env,
     cpu_cores,
     cpu_fp32_peak,
     cuda_peak,
@@ -323,7 +324,7 @@ def start_groups(args, names: list[str], cli: list[str]) -> tuple[dict, dict]:
         if group == local_backend:
             handle = LocalGroup(group, args)
         else:
-            env = {**os.environ, "KERAS_BACKEND": backend}
+            env = child_onednn_env({**os.environ, "KERAS_BACKEND": backend}, backend)
             if group == "torch-avx512":  # oneDNN with every instruction set the CPU has
                 env["ONEDNN_MAX_CPU_ISA"] = "DEFAULT"
             argv = [sys.executable, str(Path(__file__).resolve()), "--worker", group]

@@ -4,6 +4,8 @@ import os
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")  # as avloc/__init__.py
+# as avloc/__init__.py does on torch; here on every backend, since the TensorFlow suite also runs
+# plain-torch references with width-8 layers
+os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
 os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # as avloc/__init__.py
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")

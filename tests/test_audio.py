@@ -96,6 +96,33 @@ def test_noise_waveform_is_reproducible():
     np.testing.assert_array_equal(a, b)
 
 
+@pytest.mark.parametrize("color", ["pink", "brown"])
+def test_coloured_noise_has_its_spectral_slope(color):
+    """Power ~ 1/f^k: the log-log slope of the averaged periodogram is -k (clipping at +-1
+    touches few samples of unit-variance noise and barely bends it)."""
+    n = 2**15
+    exponent = audio.NOISE_COLORS[color]
+    powers = []
+    for seed in range(20):
+        wave = audio.noise_waveform(np.random.default_rng(seed), n, color)
+        assert wave.dtype == np.float32 and wave.shape == (n,)
+        assert np.abs(wave).max() <= 1.0
+        powers.append(np.abs(np.fft.rfft(wave.astype(np.float64))) ** 2)
+    power = np.mean(powers, axis=0)
+    bins = np.arange(power.size)
+    band = (bins >= 16) & (bins <= n // 16)  # away from DC and from clipping's flat floor
+    slope = np.polyfit(np.log(bins[band]), np.log(power[band]), 1)[0]
+    assert slope == pytest.approx(-exponent, abs=0.25)
+
+
+def test_white_noise_is_unchanged_by_the_colour_option():
+    a = audio.noise_waveform(np.random.default_rng(3), 4000)
+    b = audio.noise_waveform(np.random.default_rng(3), 4000, "white")
+    np.testing.assert_array_equal(a, b)
+    with pytest.raises(ValueError, match="unknown noise colour"):
+        audio.noise_waveform(np.random.default_rng(3), 10, "blue")
+
+
 def test_silence_waveform():
     s = audio.silence_waveform(48000)
     assert s.dtype == np.float32 and s.shape == (48000,) and not s.any()

@@ -1,4 +1,5 @@
-"""avloc's CPU kernel set-up (avloc/backend.py): oneDNN on, capped at AVX2 unless the user says.
+"""avloc's CPU kernel set-up (avloc/backend.py): oneDNN on, capped at AVX2 on the torch backend
+unless the user says.
 
 The convolution test runs in a child process so that a kernel crash (what the cap prevents) fails
 this test alone instead of ending the test session.
@@ -28,14 +29,27 @@ def _run(code: str, **env) -> subprocess.CompletedProcess:
     )
 
 
-def test_importing_avloc_caps_onednn_at_avx2():
+def test_importing_avloc_caps_onednn_at_avx2_on_torch_only():
     code = "import avloc, avloc.backend as b; print(b.onednn_isa_cap())"
-    assert _run(code).stdout.strip() == "AVX2"
+    assert _run(code, KERAS_BACKEND="torch").stdout.strip() == "AVX2"
+    # TensorFlow runs faster uncapped and never hands its convolutions to oneDNN here
+    assert _run(code, KERAS_BACKEND="tensorflow").stdout.strip() == "DEFAULT"
+
+
+def test_keras_json_backend_decides_without_keras_backend(tmp_path):
+    (tmp_path / "keras.json").write_text('{"backend": "torch"}')
+    code = "import avloc, avloc.backend as b; print(b.onednn_isa_cap())"
+    env = {"KERAS_HOME": str(tmp_path), "KERAS_BACKEND": ""}
+    assert _run(code, **env).stdout.strip() == "AVX2"
+    (tmp_path / "keras.json").write_text('{"backend": "jax"}')
+    assert _run(code, **env).stdout.strip() == "DEFAULT"
 
 
 def test_an_exported_onednn_cap_is_kept():
     code = "import avloc, avloc.backend as b; print(b.onednn_isa_cap())"
-    assert _run(code, ONEDNN_MAX_CPU_ISA="AVX512_CORE").stdout.strip() == "AVX512_CORE"
+    for backend in ("torch", "tensorflow"):
+        result = _run(code, ONEDNN_MAX_CPU_ISA="AVX512_CORE", KERAS_BACKEND=backend)
+        assert result.stdout.strip() == "AVX512_CORE"
 
 
 @pytest.mark.skipif(keras.backend.backend() != "torch", reason="toggles torch's oneDNN switch")

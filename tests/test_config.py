@@ -342,3 +342,11 @@ def test_cli_train_bad_override(tmp_path):
     assert_cli_user_error(result, "train.batch_size", "KEY=VALUE")
     result = run_cli(["train", str(tmp_path / "missing.toml")], tmp_path)
     assert_cli_user_error(result, "missing.toml")
+
+
+def test_noise_color_is_checked():
+    recipe = load_recipe(QUICKSTART, ["data.noise_color=pink"])
+    assert recipe.data.noise_color == "pink"
+    assert load_recipe(QUICKSTART).data.noise_color == "white"  # the SPEC default
+    with pytest.raises(RecipeError, match=r"data.noise_color: 'blue' is not one of white, pink"):
+        load_recipe(QUICKSTART, ["data.noise_color=blue"])

@@ -40,6 +40,7 @@ class TrainBatches(keras.utils.PyDataset):
         image_size: int = 224,
         train_resize: int = 246,
         with_noise: bool = False,
+        noise_color: str = "white",
         limit: int = 0,
         steps_per_epoch: int = 0,
         epoch: int = 0,
@@ -57,6 +58,7 @@ class TrainBatches(keras.utils.PyDataset):
         self.seed = seed
         self.image_size = image_size
         self.train_resize = train_resize
+        self.noise_color = noise_color
         self.with_noise = with_noise
         self.num_samples = min(len(shards), limit) if limit else len(shards)
         full = self.num_samples // batch_size
@@ -93,7 +95,12 @@ class TrainBatches(keras.utils.PyDataset):
         )
         out = {"image": images, "audio": spectrogram(rows["audio"])[..., None]}
         if self.with_noise:
-            noise = np.stack([noise_waveform(rng, self.clip_samples) for _ in range(len(images))])
+            noise = np.stack(
+                [
+                    noise_waveform(rng, self.clip_samples, self.noise_color)
+                    for _ in range(len(images))
+                ]
+            )
             out["noise"] = spectrogram(noise)[..., None]
         return out
 
@@ -111,7 +118,10 @@ class TrainBatches(keras.utils.PyDataset):
                 train_crop(rng, height, width, self.image_size, self.train_resize)
         out = {"image": np.stack(images), "audio": spectrogram(rows["audio"])[..., None]}
         if self.with_noise:
-            noise = [noise_waveform(rng, self.clip_samples) for _ in range(self.batch_size)]
+            noise = [
+                noise_waveform(rng, self.clip_samples, self.noise_color)
+                for _ in range(self.batch_size)
+            ]
             out["noise"] = spectrogram(np.stack(noise[start:stop]))[..., None]
         return out
 
