@@ -62,31 +62,11 @@ def _pad_widths(pad: int, data_format: str) -> list[list[int]]:
     )
 
 
-@keras.saving.register_keras_serializable(package="avloc")
-class Conv2D(layers.Conv2D):
-    """``Conv2D`` over input zero-padded by ``pad`` pixels on every side (``padding="valid"``)."""
+class _SymmetricPadding:
+    """Shape and config of a layer that zero-pads its input by ``self.pad`` on every side."""
 
-    def __init__(self, filters: int, kernel_size, pad: int = 0, **kwargs):
-        kwargs["padding"] = "valid"
-        super().__init__(filters, kernel_size, **kwargs)
-        self.pad = int(pad)
-
-    def convolution_op(self, inputs, kernel):
-        if self.pad and _torch_channels_first(self.data_format) and self.groups == 1:
-            import torch.nn.functional as F
-            from keras.src.backend.torch.core import convert_to_tensor
-
-            weight = convert_to_tensor(kernel).permute(3, 2, 0, 1)  # (kh, kw, in, out) -> OIHW
-            return F.conv2d(
-                inputs,
-                weight,
-                stride=self.strides,
-                padding=self.pad,
-                dilation=self.dilation_rate,
-            )
-        if self.pad:
-            inputs = ops.pad(inputs, _pad_widths(self.pad, self.data_format))
-        return super().convolution_op(inputs, kernel)
+    pad: int
+    data_format: str
 
     def compute_output_shape(self, input_shape):
         shape = list(input_shape)
@@ -101,7 +81,33 @@ class Conv2D(layers.Conv2D):
 
 
 @keras.saving.register_keras_serializable(package="avloc")
-class MaxPooling2D(layers.MaxPooling2D):
+class Conv2D(_SymmetricPadding, layers.Conv2D):
+    """``Conv2D`` over input zero-padded by ``pad`` pixels on every side (``padding="valid"``)."""
+
+    def __init__(self, filters: int, kernel_size, pad: int = 0, **kwargs):
+        kwargs["padding"] = "valid"
+        super().__init__(filters, kernel_size, **kwargs)
+        self.pad = int(pad)
+
+    def convolution_op(self, inputs, kernel):
+        if _torch_channels_first(self.data_format) and self.groups == 1:
+            import torch.nn.functional as F
+            from keras.src.backend.torch.core import convert_to_tensor
+
+            return F.conv2d(
+                inputs,
+                _torch_oihw(convert_to_tensor(kernel)),
+                stride=self.strides,
+                padding=self.pad,
+                dilation=self.dilation_rate,
+            )
+        if self.pad:
+            inputs = ops.pad(inputs, _pad_widths(self.pad, self.data_format))
+        return super().convolution_op(inputs, kernel)
+
+
+@keras.saving.register_keras_serializable(package="avloc")
+class MaxPooling2D(_SymmetricPadding, layers.MaxPooling2D):
     """``MaxPooling2D`` over input zero-padded by ``pad`` pixels (for non-negative inputs)."""
 
     def __init__(self, pool_size, strides=None, pad: int = 0, **kwargs):
@@ -117,17 +123,6 @@ class MaxPooling2D(layers.MaxPooling2D):
         if self.pad:
             inputs = ops.pad(inputs, _pad_widths(self.pad, self.data_format))
         return super().call(inputs)
-
-    def compute_output_shape(self, input_shape):
-        shape = list(input_shape)
-        axes = (2, 3) if self.data_format == "channels_first" else (1, 2)
-        for axis in axes:
-            if shape[axis] is not None:
-                shape[axis] += 2 * self.pad
-        return super().compute_output_shape(tuple(shape))
-
-    def get_config(self):
-        return {**super().get_config(), "pad": self.pad}
 
 
 @keras.saving.register_keras_serializable(package="avloc")
