@@ -29,6 +29,7 @@ from avloc.errors import DataError, RecipeError
 from avloc.models import all_pair_maps, build_network
 from avloc.models.import_torch import PUBLISHED_INPUTS, import_checkpoint, load_state_dict
 from avloc.models.io import load_network
+from avloc.models.layers import kernel_hwio
 
 ROOT = Path(__file__).resolve().parents[1]
 V_WIDTH, A_WIDTH, DIM = 8, 4, 16  # tiny EZ-VSL: visual width 8, audio width 4, D = 16
@@ -374,7 +375,7 @@ def _hashed_url(path: Path) -> tuple[str, str]:
 
 
 def _first_conv(net):
-    return ops.convert_to_numpy(net.visual_encoder.get_layer("conv1").kernel)
+    return kernel_hwio(net.visual_encoder.get_layer("conv1"))
 
 
 def test_pretrained_url_downloads_once_with_checksum(torchvision_file, tmp_path, monkeypatch):

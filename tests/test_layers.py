@@ -13,7 +13,14 @@ import numpy as np
 import pytest
 from keras import layers
 
-from avloc.models.layers import FusedBatchNorm, PaddedConv2D, PaddedMaxPool2D
+from avloc.models.layers import (
+    HWIO_FROM_OIHW,
+    FusedBatchNorm,
+    PaddedConv2D,
+    PaddedMaxPool2D,
+    assign_kernel_hwio,
+    kernel_hwio,
+)
 from avloc.models.resnet import BN_EPSILON, BN_MOMENTUM
 
 FORMATS = ("channels_first", "channels_last")
@@ -68,7 +75,7 @@ def test_padded_conv_matches_zero_padding_then_valid_conv(fmt, kernel, stride):
     fused, reference, conv = _pair_conv(fmt, kernel, stride)
     fused(x)
     reference(x)
-    conv.kernel.assign(fused.kernel)
+    assign_kernel_hwio(conv, kernel_hwio(fused))
     y_fused = keras.ops.convert_to_numpy(fused(x))
     y_ref = keras.ops.convert_to_numpy(reference(x))
     assert y_fused.shape == y_ref.shape
@@ -77,6 +84,8 @@ def test_padded_conv_matches_zero_padding_then_valid_conv(fmt, kernel, stride):
 
     grads_fused = gradients_of(lambda t: fused(t), x, [fused.kernel])
     grads_ref = gradients_of(reference, x, [conv.kernel])
+    if fused.kernel_layout == "oihw":  # its gradient is in torch's layout too
+        grads_fused[1] = grads_fused[1].transpose(HWIO_FROM_OIHW)
     for a, b in zip(grads_fused, grads_ref, strict=True):
         np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4)
 
@@ -201,10 +210,16 @@ def test_trunk_loads_weights_saved_by_the_stock_layer_trunk_and_computes_the_sam
     fused = resnet(3, width=4, blocks=blocks, data_format=fmt)
     fused.load_weights(tmp_path / "stock.weights.h5")
     assert len(fused.weights) == len(stock.weights)
+    fused_convs = [layer for layer in fused.layers if isinstance(layer, PaddedConv2D)]
+    stock_convs = [layer for layer in stock.layers if isinstance(layer, layers.Conv2D)]
+    assert [c.name for c in fused_convs] == [c.name for c in stock_convs]
+    for a, b in zip(fused_convs, stock_convs, strict=True):
+        np.testing.assert_array_equal(kernel_hwio(a), kernel_hwio(b), err_msg=a.name)
     for a, b in zip(fused.weights, stock.weights, strict=True):
-        np.testing.assert_array_equal(
-            keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), err_msg=a.path
-        )
+        if "kernel" not in a.path:
+            np.testing.assert_array_equal(
+                keras.ops.convert_to_numpy(a), keras.ops.convert_to_numpy(b), err_msg=a.path
+            )
     image = _input(fmt, seed=5, channels=3, size=(40, 36))
     for training in (False, True):
         np.testing.assert_allclose(
@@ -215,23 +230,55 @@ def test_trunk_loads_weights_saved_by_the_stock_layer_trunk_and_computes_the_sam
         )
 
 
-def test_torch_kernel_layout_copy_equals_the_plain_permute_forward_and_backward():
-    """The two-step OIHW copy moves the same values as ``permute(3, 2, 0, 1)`` both ways."""
-    if keras.backend.backend() != "torch":
-        pytest.skip("torch-only layout helper")
-    import torch
-
-    from avloc.models.layers import _torch_oihw
-
+def test_kernel_layout_is_torch_on_torch_channels_first_and_files_hold_keras_layout(tmp_path):
+    """The torch layout stays inside the process: weight files and helpers speak Keras'."""
+    fmt = "channels_first" if keras.backend.backend() == "torch" else "channels_last"
+    x = _input(fmt)
+    conv = PaddedConv2D(6, (3, 5), pad=1, use_bias=True, data_format=fmt)
+    conv(x)
+    torch_layout = keras.backend.backend() == "torch"
+    assert conv.kernel_layout == ("oihw" if torch_layout else "hwio")
+    assert tuple(conv.kernel.shape) == ((6, 5, 3, 5) if torch_layout else (3, 5, 5, 6))
     rng = np.random.default_rng(7)
-    kernel = rng.normal(size=(3, 5, 4, 6)).astype("float32")
-    upstream = torch.tensor(rng.normal(size=(6, 4, 3, 5)).astype("float32"))
-    results = []
-    for layout in (_torch_oihw, lambda k: k.permute(3, 2, 0, 1).contiguous()):
-        k = torch.tensor(kernel, requires_grad=True)
-        out = layout(k)
-        out.backward(upstream)
-        assert out.is_contiguous() and out.shape == (6, 4, 3, 5)
-        results.append((out.detach().numpy(), k.grad.numpy()))
-    np.testing.assert_array_equal(results[0][0], results[1][0])
-    np.testing.assert_array_equal(results[0][1], results[1][1])
+    hwio = rng.normal(size=(3, 5, 5, 6)).astype("float32")
+    assign_kernel_hwio(conv, hwio)
+    conv.bias.assign(rng.normal(size=6).astype("float32"))
+    np.testing.assert_array_equal(kernel_hwio(conv), hwio)
+    if torch_layout:
+        np.testing.assert_array_equal(
+            keras.ops.convert_to_numpy(conv.kernel), hwio.transpose(3, 2, 0, 1)
+        )
+        assert conv.kernel.value.is_contiguous()
+
+    # A stock Keras conv (always Keras layout) loads the file and computes the same map.
+    model = keras.Sequential([keras.Input(x.shape[1:]), conv])
+    model.save_weights(tmp_path / "conv.weights.h5")
+    stock = layers.Conv2D(6, (3, 5), padding="valid", data_format=fmt, name=conv.name)
+    stock_model = keras.Sequential([keras.Input(x.shape[1:]), layers.ZeroPadding2D(1, fmt), stock])
+    import h5py
+
+    with h5py.File(tmp_path / "conv.weights.h5") as f:
+        (group,) = [g for name, g in f["layers"].items() if "conv" in name]
+        np.testing.assert_array_equal(group["vars"]["0"][()], hwio)
+        stock.kernel.assign(group["vars"]["0"][()])
+        stock.bias.assign(group["vars"]["1"][()])
+    np.testing.assert_allclose(
+        keras.ops.convert_to_numpy(stock_model(x)),
+        keras.ops.convert_to_numpy(conv(x)),
+        rtol=1e-5,
+        atol=1e-5,
+    )
+    reloaded = PaddedConv2D(6, (3, 5), pad=1, use_bias=True, data_format=fmt)
+    reloaded_model = keras.Sequential([keras.Input(x.shape[1:]), reloaded])
+    reloaded_model.load_weights(tmp_path / "conv.weights.h5")
+    np.testing.assert_array_equal(kernel_hwio(reloaded), hwio)
+
+
+def test_torch_layout_kernel_is_the_transposed_keras_initialisation():
+    """Fan-in / fan-out come from the Keras shape: the same seed gives the same weights."""
+    fmt = "channels_first" if keras.backend.backend() == "torch" else "channels_last"
+    init = keras.initializers.HeNormal(seed=3)
+    conv = PaddedConv2D(8, 3, pad=1, data_format=fmt, kernel_initializer=init)
+    conv(_input(fmt))
+    want = keras.initializers.HeNormal(seed=3)((3, 3, 5, 8))
+    np.testing.assert_allclose(kernel_hwio(conv), keras.ops.convert_to_numpy(want), rtol=1e-6)

@@ -15,6 +15,7 @@ from torch import nn
 from avloc.errors import DataError
 from avloc.models import AudioVisualNet, all_pair_maps, pair_maps, upsample_maps
 from avloc.models.io import load_network, save_network
+from avloc.models.layers import kernel_hwio
 from avloc.models.resnet import BN_EPSILON, default_data_format, resnet
 
 # ------------------------------------------------------------------------------------------
@@ -139,7 +140,7 @@ def randomise_batch_norms(model, rng):
 
 
 def copy_conv(keras_layer, torch_conv):
-    kernel = ops.convert_to_numpy(keras_layer.kernel)  # (kh, kw, in, out) in both layouts
+    kernel = kernel_hwio(keras_layer)  # (kh, kw, in, out) whatever layout the layer keeps
     torch_conv.weight.data = torch.from_numpy(kernel.transpose(3, 2, 0, 1).copy()).double()
 
 

@@ -146,11 +146,11 @@ class Source:
 
     key: str
     variable: Any  # keras.Variable
-    kind: str  # "conv" (out, in, kh, kw) | "linear" (out, in) | "vector"
+    kind: str  # "conv" Keras (kh, kw, in, out) | "conv_oihw" | "linear" (in, out) | "vector"
 
     def torch_shape(self) -> tuple[int, ...]:
         shape = tuple(int(d) for d in self.variable.shape)
-        if self.kind == "conv":
+        if self.kind == "conv":  # a Keras-layout kernel; "conv_oihw" already is torch's
             kh, kw, cin, cout = shape
             return (cout, cin, kh, kw)
         if self.kind == "linear":
@@ -182,6 +182,8 @@ def layer_sources(layer, module: str) -> list[Source]:
         return [Source(f"{module}.{t}", getattr(layer, k), "vector") for t, k in BN_NAMES]
     if isinstance(layer, (layers.Conv2D, layers.Dense)):
         kind = "conv" if isinstance(layer, layers.Conv2D) else "linear"
+        if getattr(layer, "kernel_layout", "hwio") == "oihw":
+            kind = "conv_oihw"  # avloc's Conv2D on torch keeps the kernel in torch's layout
         out = [Source(f"{module}.weight", layer.kernel, kind)]
         if layer.use_bias:
             out.append(Source(f"{module}.bias", layer.bias, "vector"))

@@ -6,11 +6,15 @@ torchvision name mapping are unchanged. What differs is how the torch backend ru
 channels-first (NCHW) float tensors:
 
 - :class:`Conv2D` (``PaddedConv2D``): a convolution with PyTorch's symmetric zero padding of
-  ``pad`` pixels. On torch it is one ``conv2d(..., padding=pad)`` call, with the kernel put in
-  torch's layout by two cache-friendly copies instead of one strided gather; elsewhere (and
-  channels-last) an explicit ``ops.pad`` followed by the ``valid`` convolution, which is what the
-  trunk did before. Without this, every padded layer copied its whole input into a padded buffer
-  (and back in backward).
+  ``pad`` pixels. On torch with channels-first input the kernel variable is kept in torch's
+  ``(out, in, kh, kw)`` layout and the layer is one ``conv2d(..., padding=pad)`` call: no
+  padded copy of the input, and no copy of the kernel into torch's layout in forward and of
+  its gradient back in backward. Elsewhere (and channels-last) the kernel is Keras'
+  ``(kh, kw, in, out)`` and the layer is an explicit ``ops.pad`` followed by the ``valid``
+  convolution. Weight files always hold the Keras layout (``save_own_variables`` /
+  ``load_own_variables`` transpose), so checkpoints move between backends unchanged; read or
+  set a kernel whatever its layout with :func:`kernel_hwio` and :func:`assign_kernel_hwio`
+  (``get_weights`` returns the variable as stored).
 - :class:`MaxPooling2D` (``PaddedMaxPool2D``): max pooling over ``pad``-padded input; on torch
   one ``max_pool2d(..., padding=pad)`` (implicit -inf padding; the trunk only pools ReLU
   outputs, where zero padding gives the same result).
@@ -33,6 +37,7 @@ bfloat16/float16 under a mixed policy; outputs keep the input's layout.
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import layers, ops
 
 
@@ -40,17 +45,26 @@ def _torch_channels_first(data_format: str) -> bool:
     return keras.backend.backend() == "torch" and data_format == "channels_first"
 
 
-def _torch_oihw(kernel):
-    """Keras' ``(kh, kw, in, out)`` kernel as the contiguous ``(out, in, kh, kw)`` torch wants.
+OIHW_FROM_HWIO = (3, 2, 0, 1)  # Keras (kh, kw, in, out) -> torch (out, in, kh, kw)
+HWIO_FROM_OIHW = (2, 3, 1, 0)
 
-    The same values as ``kernel.permute(3, 2, 0, 1).contiguous()``, but copied in two
-    cache-friendly steps (a 2-D transpose to ``(out, kh, kw, in)``, then small ``(kh*kw, in)``
-    transposes per output channel) instead of one gather that jumps a whole ``in x out`` slice
-    per element; for a 3x3x512x512 kernel that is about 3x faster, forward and backward.
+
+class _TorchLayoutInitializer:
+    """Draws a kernel with a Keras initializer in Keras' layout, returns it in torch's.
+
+    The same values as the initializer gives the Keras-layout kernel (fan-in and fan-out are
+    read from ``(kh, kw, in, out)``), transposed into a contiguous ``(out, in, kh, kw)`` tensor.
     """
-    h, w, i, o = kernel.shape
-    ohwi = kernel.reshape(h * w * i, o).t().contiguous()
-    return ohwi.reshape(o, h, w, i).permute(0, 3, 1, 2).contiguous()
+
+    def __init__(self, keras_initializer):
+        self.keras_initializer = keras_initializer
+
+    def __call__(self, shape, dtype=None):
+        from keras.src.backend.torch.core import convert_to_tensor
+
+        hwio = tuple(shape[i] for i in HWIO_FROM_OIHW)
+        value = convert_to_tensor(self.keras_initializer(hwio, dtype=dtype))
+        return value.permute(*OIHW_FROM_HWIO).contiguous()
 
 
 def _pad_widths(pad: int, data_format: str) -> list[list[int]]:
@@ -82,21 +96,47 @@ class _SymmetricPadding:
 
 @keras.saving.register_keras_serializable(package="avloc")
 class Conv2D(_SymmetricPadding, layers.Conv2D):
-    """``Conv2D`` over input zero-padded by ``pad`` pixels on every side (``padding="valid"``)."""
+    """``Conv2D`` over input zero-padded by ``pad`` pixels on every side (``padding="valid"``).
+
+    ``kernel_layout`` (set when built): ``"oihw"`` where the kernel variable is kept in torch's
+    layout (torch backend, channels first, no groups, constraint or LoRA), else ``"hwio"``.
+    """
 
     def __init__(self, filters: int, kernel_size, pad: int = 0, **kwargs):
         kwargs["padding"] = "valid"
         super().__init__(filters, kernel_size, **kwargs)
         self.pad = int(pad)
+        self.kernel_layout = "hwio"
+
+    def build(self, input_shape):
+        torch_layout = (
+            _torch_channels_first(self.data_format)
+            and self.groups == 1
+            and self.kernel_constraint is None
+            and not self.lora_rank
+        )
+        self.kernel_layout = "oihw" if torch_layout else "hwio"
+        super().build(input_shape)
+
+    def add_weight(self, shape=None, initializer=None, name=None, **kwargs):
+        if name == "kernel" and self.kernel_layout == "oihw":
+            shape = tuple(shape[i] for i in OIHW_FROM_HWIO)
+            initializer = _TorchLayoutInitializer(keras.initializers.get(initializer))
+        return super().add_weight(shape=shape, initializer=initializer, name=name, **kwargs)
+
+    def enable_lora(self, *args, **kwargs):
+        if self.kernel_layout == "oihw":
+            raise ValueError(f"{self.name}: LoRA needs the Keras kernel layout; pass lora_rank")
+        return super().enable_lora(*args, **kwargs)
 
     def convolution_op(self, inputs, kernel):
-        if _torch_channels_first(self.data_format) and self.groups == 1:
+        if self.kernel_layout == "oihw":
             import torch.nn.functional as F
             from keras.src.backend.torch.core import convert_to_tensor
 
             return F.conv2d(
                 inputs,
-                _torch_oihw(convert_to_tensor(kernel)),
+                convert_to_tensor(kernel),
                 stride=self.strides,
                 padding=self.pad,
                 dilation=self.dilation_rate,
@@ -104,6 +144,37 @@ class Conv2D(_SymmetricPadding, layers.Conv2D):
         if self.pad:
             inputs = ops.pad(inputs, _pad_widths(self.pad, self.data_format))
         return super().convolution_op(inputs, kernel)
+
+    def save_own_variables(self, store):
+        if self.kernel_layout != "oihw":
+            return super().save_own_variables(store)
+        store["0"] = kernel_hwio(self)
+        if self.use_bias:
+            store["1"] = self.bias
+
+    def load_own_variables(self, store):
+        if self.kernel_layout != "oihw":
+            return super().load_own_variables(store)
+        self._check_load_own_variables(store)
+        assign_kernel_hwio(self, np.asarray(store["0"]))
+        if self.use_bias:
+            self.bias.assign(store["1"])
+
+
+def kernel_hwio(layer) -> np.ndarray:
+    """A built Keras conv layer's kernel as a ``(kh, kw, in, out)`` array, whatever its layout."""
+    kernel = ops.convert_to_numpy(layer.kernel)
+    if getattr(layer, "kernel_layout", "hwio") == "oihw":
+        kernel = kernel.transpose(HWIO_FROM_OIHW)
+    return np.ascontiguousarray(kernel)
+
+
+def assign_kernel_hwio(layer, value) -> None:
+    """Set a built Keras conv layer's kernel from a ``(kh, kw, in, out)`` array."""
+    value = np.asarray(value)
+    if getattr(layer, "kernel_layout", "hwio") == "oihw":
+        value = np.ascontiguousarray(value.transpose(OIHW_FROM_HWIO))
+    layer.kernel.assign(value)
 
 
 @keras.saving.register_keras_serializable(package="avloc")
