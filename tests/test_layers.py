@@ -3,7 +3,8 @@
 Reference: ``ZeroPadding2D`` + ``Conv2D(padding="valid")``, ``ZeroPadding2D`` +
 ``MaxPooling2D`` and ``BatchNormalization`` with the same weights; checked forward, backward
 (input and weight gradients) and for the moving statistics, in training and inference mode, in
-the layout the backend's trunk uses and in the other one.
+the layout the backend's trunk uses and in the other one; the whole trunk against one built from
+stock layers, forward and backward.
 """
 
 from __future__ import annotations
@@ -228,6 +229,14 @@ def test_trunk_loads_weights_saved_by_the_stock_layer_trunk_and_computes_the_sam
             rtol=1e-4,
             atol=1e-4,
         )
+    # Backward through every layer (in-place ReLU included): input and weight gradients.
+    grads_fused = gradients_of(lambda t: fused(t, training=True), image, fused.trainable_weights)
+    grads_stock = gradients_of(lambda t: stock(t, training=True), image, stock.trainable_weights)
+    names = ["input", *(v.path for v in stock.trainable_weights)]
+    for a, b, name in zip(grads_fused, grads_stock, names, strict=True):
+        if a.shape != b.shape:  # a torch-layout kernel's gradient
+            a = a.transpose(HWIO_FROM_OIHW)
+        np.testing.assert_allclose(a, b, rtol=1e-3, atol=1e-4, err_msg=name)
 
 
 def test_kernel_layout_is_torch_on_torch_channels_first_and_files_hold_keras_layout(tmp_path):

@@ -1,7 +1,7 @@
-"""Convolution, pooling and batch-norm layers of the ResNet trunks, fused on the torch backend.
+"""Convolution, pooling, batch-norm and ReLU layers of the ResNet trunks, fused on torch.
 
-Each layer is a subclass of the Keras layer it replaces, with the same weights (same names,
-shapes and dtypes) and the same arithmetic, so checkpoints, ``isinstance`` checks and the
+Each layer is a subclass of the Keras layer it replaces, with the same weights in its files
+(same names, shapes and dtypes) and the same arithmetic, so checkpoints, ``isinstance`` checks and the
 torchvision name mapping are unchanged. What differs is how the torch backend runs them on
 channels-first (NCHW) float tensors:
 
@@ -24,11 +24,12 @@ channels-first (NCHW) float tensors:
   normalises, scales and shifts and returns the batch moments, instead of Keras' chain of
   element-wise ops (about five passes over the activation forward and more backward). No masks,
   renorm or synchronised statistics: the trunks use none.
+- :class:`ReLU` (``InplaceReLU``): on torch ``relu_`` on the (otherwise unused) input.
 
 The classes carry the names of the Keras layers they replace because Keras' weight files name
 each layer's variables after its class (``conv2d_3/vars``, ``batch_normalization_7/vars``): with
 the same names, checkpoints written before these layers existed load unchanged. Import them as
-the aliases ``PaddedConv2D``, ``PaddedMaxPool2D`` and ``FusedBatchNorm``.
+the aliases ``PaddedConv2D``, ``PaddedMaxPool2D``, ``FusedBatchNorm`` and ``InplaceReLU``.
 
 Shapes: inputs ``(B, C, H, W)`` (channels first) or ``(B, H, W, C)`` (channels last), float32 or
 bfloat16/float16 under a mixed policy; outputs keep the input's layout.
@@ -240,6 +241,27 @@ class BatchNormalization(layers.BatchNormalization):
         return ops.cast(outputs, self.compute_dtype)
 
 
+@keras.saving.register_keras_serializable(package="avloc")
+class ReLU(layers.ReLU):
+    """Plain ``ReLU`` that overwrites its input on torch (``relu_``, torchvision's ``inplace``).
+
+    Only for an input that nothing else reads: the trunk applies it to batch-norm outputs and
+    residual sums, whose backward needs neither (torch's version counters would raise if one
+    did). Saves allocating, first-touching and freeing one activation-sized buffer per ReLU.
+    With ``max_value``, ``negative_slope`` or ``threshold``, or off torch, it is Keras' ReLU.
+    """
+
+    def call(self, inputs):
+        plain = self.max_value is None and not self.negative_slope and not self.threshold
+        if keras.backend.backend() == "torch" and plain:
+            import torch
+            from keras.src.backend.torch.core import convert_to_tensor
+
+            return torch.relu_(convert_to_tensor(inputs))
+        return super().call(inputs)
+
+
 PaddedConv2D = Conv2D
 PaddedMaxPool2D = MaxPooling2D
 FusedBatchNorm = BatchNormalization
+InplaceReLU = ReLU

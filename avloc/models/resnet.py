@@ -27,7 +27,7 @@ import keras
 from keras import layers
 
 from avloc.backend import note_conv_width
-from avloc.models.layers import FusedBatchNorm, PaddedConv2D, PaddedMaxPool2D
+from avloc.models.layers import FusedBatchNorm, InplaceReLU, PaddedConv2D, PaddedMaxPool2D
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9  # Keras convention: new = momentum * old + (1 - momentum) * batch
@@ -82,14 +82,14 @@ def basic_block(x, filters: int, stride: int, name: str, data_format: str):
     shortcut = x
     y = padded_conv(x, filters, 3, stride, f"{name}_conv1", fmt)
     y = batch_norm(f"{name}_bn1", fmt)(y)
-    y = layers.ReLU(name=f"{name}_relu1")(y)
+    y = InplaceReLU(name=f"{name}_relu1")(y)
     y = padded_conv(y, filters, 3, 1, f"{name}_conv2", fmt)
     y = batch_norm(f"{name}_bn2", fmt)(y)
     if stride != 1 or channels != filters:
         shortcut = conv(filters, 1, stride, f"{name}_downsample_0", fmt)(x)
         shortcut = batch_norm(f"{name}_downsample_1", fmt)(shortcut)
     y = layers.Add(name=f"{name}_add")([y, shortcut])
-    return layers.ReLU(name=f"{name}_out")(y)
+    return InplaceReLU(name=f"{name}_out")(y)
 
 
 def resnet(
@@ -111,7 +111,7 @@ def resnet(
     inputs = keras.Input(shape=shape, name=f"{name}_input")
     x = padded_conv(inputs, width, 7, 2, "conv1", fmt)
     x = batch_norm("bn1", fmt)(x)
-    x = layers.ReLU(name="relu")(x)
+    x = InplaceReLU(name="relu")(x)
     if stem_pool:
         # Zero padding is equivalent to PyTorch's -inf padding here: inputs are >= 0 after ReLU.
         x = PaddedMaxPool2D(3, strides=2, pad=1, data_format=fmt, name="maxpool")(x)
