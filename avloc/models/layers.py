@@ -1,8 +1,8 @@
 """Convolution, pooling, batch-norm and ReLU layers of the ResNet trunks, fused on torch.
 
 Each layer is a subclass of the Keras layer it replaces, with the same weights in its files
-(same names, shapes and dtypes) and the same arithmetic, so checkpoints, ``isinstance`` checks and the
-torchvision name mapping are unchanged. What differs is how the torch backend runs them on
+(same names, shapes and dtypes) and the same arithmetic, so checkpoints, ``isinstance`` checks
+and the torchvision name mapping are unchanged. What differs is how the torch backend runs them on
 channels-first (NCHW) float tensors:
 
 - :class:`Conv2D` (``PaddedConv2D``): a convolution with PyTorch's symmetric zero padding of
