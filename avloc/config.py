@@ -85,6 +85,10 @@ class TrainConfig:
     steps_per_epoch: int = 0  # 0 = one pass over the (limited) training set
     backup_every_steps: int = 20  # resumable backup cadence, in optimizer steps
     jit_compile: bool = False
+    # "mixed_bfloat16": layers compute in bfloat16, weights, optimizer and losses stay float32
+    # (Keras' mixed policy; for GPUs with bf16 units). The network keeps the policy it was
+    # trained with when saved.
+    precision: Literal["float32", "mixed_bfloat16"] = "float32"
     tensorboard: bool = True
 
 

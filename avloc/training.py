@@ -24,6 +24,7 @@ resumption (the global batch, and so the recipe, stays the same).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import shutil
@@ -109,17 +110,29 @@ def silence_spectrogram(recipe: Recipe) -> np.ndarray:
     return spectrogram(silence_waveform(samples), sample_rate=recipe.data.sample_rate)
 
 
+@contextlib.contextmanager
+def dtype_policy(name: str):
+    """Keras' global dtype policy set to ``name`` inside the block, restored after it."""
+    previous = keras.config.dtype_policy()
+    keras.config.set_dtype_policy(name)
+    try:
+        yield
+    finally:
+        keras.config.set_dtype_policy(previous)
+
+
 def build_task(recipe: Recipe, placement: Placement | None = None) -> LocalizationTask:
     """Network + loss terms + optimizer, compiled, every weight (optimizer too) created.
 
     With a ``placement`` the loss terms gather their negatives as it says; build inside
     ``placement.scope()``.
     """
-    net = build_network(recipe.model, recipe.data)
-    terms = build_terms(recipe.loss)
-    silence = silence_spectrogram(recipe)
-    batch = placement.batch_view() if placement is not None else None
-    task = LocalizationTask(net, terms, silence, batch=batch, name="task")
+    with dtype_policy(recipe.train.precision):  # layers take the policy when they are made
+        net = build_network(recipe.model, recipe.data)
+        terms = build_terms(recipe.loss)
+        silence = silence_spectrogram(recipe)
+        batch = placement.batch_view() if placement is not None else None
+        task = LocalizationTask(net, terms, silence, batch=batch, name="task")
     t = recipe.train
     optimizer = build_optimizer(t)  # weight decay decoupled or coupled L2: train.weight_decay_mode
     task.compile(optimizer=optimizer, jit_compile=t.jit_compile)

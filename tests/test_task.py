@@ -200,3 +200,42 @@ def test_start_epoch_gates_a_term_by_the_epoch_variable():
         logged = {t.name: float(ops.convert_to_numpy(t.result())) for t in task.term_trackers}
         assert logged["loss_noise_map"] == pytest.approx(raw["noise_map"] if on else 0.0)
         assert logged["loss_ezvsl"] == pytest.approx(raw["ezvsl"], rel=1e-6)
+
+
+def test_mixed_bfloat16_computes_in_bf16_and_keeps_weights_losses_outputs_float32():
+    """``train.precision = "mixed_bfloat16"``: bf16 layers, float32 weights, outputs and loss,
+    a loss close to the float32 task's with the same weights, and the global policy restored."""
+    keras.utils.set_random_seed(2)
+    policy_before = keras.config.dtype_policy().name
+    mixed = build_task(tiny_recipe(SSL_SAN, precision="mixed_bfloat16"))
+    assert keras.config.dtype_policy().name == policy_before
+    full = build_task(tiny_recipe(SSL_SAN))
+    convs = [
+        layer for layer in mixed.net.visual_encoder.layers if isinstance(layer, keras.layers.Conv2D)
+    ]
+    assert convs and all(layer.compute_dtype == "bfloat16" for layer in convs)
+    assert all(v.dtype == "float32" for v in mixed.variables)
+    for ours, theirs in zip(full.variables, mixed.variables, strict=True):
+        ours.assign(theirs)
+
+    x = random_batch(tiny_recipe(SSL_SAN), mixed, 8, seed=2)
+    y_mixed, y_full = mixed(x), full(x)
+    for key, value in y_mixed.items():
+        assert ops.convert_to_numpy(value).dtype == np.float32, key
+        np.testing.assert_allclose(
+            ops.convert_to_numpy(value), ops.convert_to_numpy(y_full[key]), atol=0.1
+        )
+    loss_mixed = float(ops.convert_to_numpy(mixed.compute_loss(x=x, y_pred=y_mixed)))
+    loss_full = float(ops.convert_to_numpy(full.compute_loss(x=x, y_pred=y_full)))
+    assert loss_mixed == pytest.approx(loss_full, rel=0.05)
+
+    history = mixed.fit(x, epochs=2, batch_size=4, verbose=0).history
+    assert all(np.isfinite(v).all() for v in history.values())
+    assert all(v.dtype == "float32" for v in mixed.variables)
+
+
+def test_precision_must_be_a_known_policy():
+    from avloc.errors import RecipeError
+
+    with pytest.raises(RecipeError, match="train.precision"):
+        tiny_recipe({"ezvsl": {}}, precision="float16")

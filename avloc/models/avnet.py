@@ -164,7 +164,7 @@ class AudioVisualNet(keras.Model):
             x = self.visual_proj(x)
         if channels_first:
             x = ops.transpose(x, (0, 2, 3, 1))
-        return l2_normalize(x, axis=-1)
+        return l2_normalize(ops.cast(x, "float32"), axis=-1)  # float32 under a mixed policy too
 
     def encode_audio(self, spectrogram, training=False):
         """``(B, F, T, 1) -> (B, D)`` normalised audio embedding."""
@@ -173,7 +173,7 @@ class AudioVisualNet(keras.Model):
         x = self.audio_pool(self.audio_encoder(spectrogram, training=training))
         if self.projection:
             x = self.audio_proj(x)
-        return l2_normalize(x, axis=-1)
+        return l2_normalize(ops.cast(x, "float32"), axis=-1)
 
     def call(self, inputs, training=False):
         return {
