@@ -42,6 +42,30 @@ def onednn_isa_cap() -> str:
     return os.environ.get("ONEDNN_MAX_CPU_ISA", "DEFAULT")
 
 
+def cpu_bf16_warning(precision: str, cuda: bool | None = None) -> str | None:
+    """One line for the user when bf16 training would run on CPU without fast bf16 kernels.
+
+    Under the AVX2 cap oneDNN has no bf16 convolutions, and the ResNet pair trains about 13x
+    slower in ``mixed_bfloat16`` than in float32 (benchmarks/RESULTS.md); uncapped, on a CPU with
+    AMX, it is about 2x faster. ``None`` when this does not apply (float32, a GPU, TensorFlow or
+    JAX, or an uncapped oneDNN). ``cuda``: whether a GPU is used (default: torch sees one).
+    """
+    if precision != "mixed_bfloat16" or keras.backend.backend() != "torch":
+        return None
+    if cuda is None:
+        import torch
+
+        cuda = torch.cuda.is_available()
+    cap = onednn_isa_cap().upper()
+    if cuda or not (cap.startswith(("AVX2", "AVX", "SSE")) and "512" not in cap):
+        return None
+    return (
+        f'train.precision = "mixed_bfloat16" on CPU with oneDNN capped at {cap} (avloc/backend.py):'
+        " no fast bf16 convolutions here, about 13x slower than float32; use float32 or, at"
+        " widths >= 16, export ONEDNN_MAX_CPU_ISA=DEFAULT"
+    )
+
+
 def note_conv_width(width: int) -> None:
     """Record a trunk's first-stage width; on torch, oneDNN is on only while all are wide enough.
 

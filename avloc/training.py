@@ -40,6 +40,7 @@ import numpy as np
 
 from avloc import __version__, distribute
 from avloc.audio import silence_waveform, spectrogram
+from avloc.backend import cpu_bf16_warning
 from avloc.config import Recipe, recipe_from_dict, save_recipe
 from avloc.data.loader import TrainBatches
 from avloc.data.shards import ShardSet
@@ -297,6 +298,9 @@ def train(recipe: Recipe, run_dir: str | Path, verbose: int | None = None) -> Tr
         verbose = 1 if sys.stdout.isatty() else 2
     if not writer:
         verbose = 0
+    slow_bf16 = cpu_bf16_warning(t.precision)
+    if slow_bf16 and writer:
+        print(f"warning: {slow_bf16}", file=sys.stderr, flush=True)
     common = dict(
         batch_size=t.batch_size,
         seed=recipe.seed,

@@ -22,7 +22,9 @@ by name):
 - ``torch-native``: plain PyTorch with oneDNN off (torch's own CPU convolution kernels);
 - ``torch-avx512``: plain PyTorch with oneDNN uncapped (``ONEDNN_MAX_CPU_ISA=DEFAULT``, torch's
   own default). It runs in a process of its own: these kernels crash on layers under 16
-  channels, and a crash then costs only this variant.
+  channels, and a crash then costs only this variant;
+- ``keras-torch-avx512``: ``keras-torch`` in that process (by name only): what a user gets with
+  ``export ONEDNN_MAX_CPU_ISA=DEFAULT``, e.g. bf16 on AMX.
 
 Processes: the variants of the current ``KERAS_BACKEND`` (default torch) run in this process,
 so on torch ``keras-torch`` and ``torch`` share one process; every other backend runs in a child
@@ -38,10 +40,10 @@ similarity, 2 x multiply-accumulates; see ``common.ezvsl_forward_flops`` and
 training taken as 3 x forward. The peak is an estimate: on CPU cores x GHz x FMA units x FLOP per
 FMA from the vector flags (``--fma-units``, default 2), on CUDA SMs x FP32 lanes x 2 x clock.
 
-Options: ``--device cpu|cuda`` (cpu hides every GPU), ``--precision fp32|bf16`` (Keras'
-``mixed_bfloat16`` policy; ``torch.autocast`` for plain torch), ``--threads N`` (intra-op
-threads of every framework; 0 = their defaults). Prints a table and the machine, and writes
-everything to ``--json``. Timing only: nothing is asserted.
+Options: ``--device cpu|cuda`` (cpu hides every GPU), ``--precision fp32|bf16`` (the recipe's
+``train.precision = "mixed_bfloat16"``; ``torch.autocast`` for plain torch), ``--threads N``
+(intra-op threads of every framework; 0 = their defaults). Prints a table and the machine, and
+writes everything to ``--json``. Timing only: nothing is asserted.
 """
 
 from __future__ import annotations
@@ -86,6 +88,7 @@ VARIANTS = {
     "torch-native": ("torch", "plain"),
     "torch-avx512": ("torch-avx512", "plain"),
     "keras-torch": ("torch", "keras"),
+    "keras-torch-avx512": ("torch-avx512", "keras"),
     "keras-tensorflow": ("tensorflow", "keras"),
     "keras-tensorflow-xla": ("tensorflow", "keras"),
     "keras-jax": ("jax", "keras"),
@@ -151,8 +154,6 @@ def build_keras(name: str, args):
     import numpy as np
 
     device = _check_keras_device(args.device)
-    if args.precision == "bf16":
-        keras.mixed_precision.set_global_policy("mixed_bfloat16")
     from avloc.config import load_recipe
     from avloc.training import build_task
 
@@ -167,6 +168,8 @@ def build_keras(name: str, args):
     ]
     if name.endswith(("-jit", "-xla")):
         overrides.append("train.jit_compile=true")
+    if args.precision == "bf16":
+        overrides.append('train.precision="mixed_bfloat16"')
     keras.utils.set_random_seed(args.seed)
     recipe = load_recipe(RECIPE, overrides)
     task = build_task(recipe)
@@ -182,7 +185,7 @@ def build_keras(name: str, args):
         "params": int(sum(np.prod(v.shape) for v in task.trainable_weights)),
         "device": device,
         "jit_compile": bool(task.jit_compile),
-        "policy": keras.mixed_precision.global_policy().name,
+        "policy": task.net.dtype_policy.name,
     }
     return step, info
 

@@ -127,3 +127,27 @@ def test_a_narrow_trunk_turns_torch_onednn_off_for_good():
     """
     result = _run(code)
     assert result.stdout.strip() == "[True, True, True, False, False]", result.stderr[-2000:]
+
+
+@pytest.mark.parametrize(
+    "cap,precision,cuda,warns",
+    [
+        ("AVX2", "mixed_bfloat16", False, True),
+        ("avx2_vnni", "mixed_bfloat16", False, True),
+        ("AVX2", "float32", False, False),
+        ("AVX2", "mixed_bfloat16", True, False),
+        ("DEFAULT", "mixed_bfloat16", False, False),
+        ("AVX512_CORE_AMX", "mixed_bfloat16", False, False),
+    ],
+)
+def test_bf16_on_a_capped_cpu_warns_on_torch(monkeypatch, cap, precision, cuda, warns):
+    from avloc.backend import cpu_bf16_warning
+
+    monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
+    message = cpu_bf16_warning(precision, cuda=cuda)
+    if keras.backend.backend() != "torch":
+        assert message is None  # the warning is about torch's oneDNN cap only
+        return
+    assert (message is not None) == warns
+    if warns:
+        assert "train.precision" in message and cap.upper() in message and "\n" not in message
