@@ -40,7 +40,6 @@ from typing import Any
 import numpy as np
 
 from avloc.audio import clip_centered, load_audio_segment, spectrogram
-from avloc.backend import inference_mode
 from avloc.errors import AvlocError, DataError, MediaError
 from avloc.image import extract_video_frame, load_image, preprocess_test
 from avloc.utils.files import atomic_path, atomic_write_json
@@ -55,7 +54,9 @@ __all__ = [
     "items_from_directory",
     "items_from_manifest",
     "load_item",
+    "load_cached_model",
     "load_model",
+    "model_file",
     "localize_many",
     "localize_pair",
     "render",
@@ -78,18 +79,19 @@ MANIFEST_EXTS = frozenset({".jsonl", ".ndjson", ".json"})
 # Model and threshold
 
 
-def load_model(run_dir: str | Path | None = None, checkpoint: str | Path | None = None):
-    """The network of a run directory (``RUN_DIR/model.keras``) or of a ``.keras`` checkpoint.
+def model_file(run_dir: str | Path | None = None, checkpoint: str | Path | None = None) -> Path:
+    """The ``.keras`` file of a run directory (``RUN_DIR/model.keras``) or a checkpoint.
 
     Exactly one of the two must be given. Raises a one-line :class:`AvlocError` otherwise, or
-    when the file is missing or not an avloc network.
+    when the file is missing.
     """
-    from avloc.models.io import load_network
-
     if (run_dir is None) == (checkpoint is None):
         raise AvlocError("give the model with exactly one of --run DIR or --checkpoint FILE")
     if checkpoint is not None:
-        return load_network(checkpoint)
+        path = Path(checkpoint)
+        if not path.is_file():
+            raise DataError(f"{path}: no such checkpoint file")
+        return path
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise DataError(f"{run_dir}: no such run directory")
@@ -99,7 +101,38 @@ def load_model(run_dir: str | Path | None = None, checkpoint: str | Path | None 
             f"{run_dir}: no model.keras (training not finished?); "
             f"use --checkpoint {run_dir / 'checkpoints' / 'epoch_NNN.keras'}"
         )
-    return load_network(path)
+    return path
+
+
+def load_model(run_dir: str | Path | None = None, checkpoint: str | Path | None = None):
+    """The Keras network of a run directory or a ``.keras`` checkpoint (see :func:`model_file`).
+
+    On torch it also stores the network for :func:`load_cached_model` (the Keras-free path of
+    :mod:`avloc.torch_infer`), so the next process can skip importing Keras.
+    """
+    from avloc import torch_infer
+    from avloc.models.io import load_network
+
+    path = model_file(run_dir, checkpoint)
+    net = load_network(path)
+    if torch_infer.enabled():
+        try:
+            torch_infer.write_cache(path, net)
+        except OSError:
+            pass  # an unwritable cache only costs the next start its speed
+    return net
+
+
+def load_cached_model(run_dir: str | Path | None = None, checkpoint: str | Path | None = None):
+    """The network as a plain-torch :class:`~avloc.torch_infer.TorchNet`, without Keras.
+
+    ``None`` when the backend is not torch, or the file has no cache entry yet (a first
+    :func:`load_model` of it writes one) or is not of the EZ-VSL family.
+    """
+    from avloc import torch_infer
+
+    path = model_file(run_dir, checkpoint)
+    return torch_infer.load_cached(path) if torch_infer.enabled() else None
 
 
 def resolve_uth(
@@ -206,28 +239,43 @@ def _model_audio(net, waveform: np.ndarray) -> np.ndarray:
 
 def _maps(net, images: Sequence[np.ndarray], waves: Sequence[np.ndarray]) -> np.ndarray:
     """``(B, h, w)`` raw cosine maps of a batch of pairs (any image sizes, any wave lengths)."""
-    from keras import ops
-
-    from avloc.models import pair_maps
-
     size = int(net.inputs["image_size"])
     x_img = np.stack([preprocess_test(_check_image(im), size) for im in images])
     x_aud = np.stack([_model_audio(net, w) for w in waves])[..., None]
+    if _is_torch_net(net):
+        return net.maps(x_img, x_aud)
+    from keras import ops
+
+    from avloc.backend import inference_mode
+    from avloc.models import pair_maps
+
     with inference_mode():
         v_map = net.encode_image(x_img, training=False)
         a_emb = net.encode_audio(x_aud, training=False)
         return ops.convert_to_numpy(pair_maps(v_map, a_emb)).astype(np.float32)
 
 
-def _upsample(small: np.ndarray, height: int, width: int) -> np.ndarray:
-    """``(h, w)`` map -> ``(height, width)`` with :func:`avloc.models.upsample_maps`."""
+def _upsample(net, small: np.ndarray, height: int, width: int) -> np.ndarray:
+    """``(h, w)`` map -> ``(height, width)``: :func:`avloc.models.upsample_maps`, or its numpy
+    twin :func:`avloc.utils.interpolation.upsample` for a Keras-free network."""
+    if _is_torch_net(net):
+        from avloc.utils.interpolation import upsample
+
+        return upsample(small[None], (height, width))[0]
     from keras import ops
 
+    from avloc.backend import inference_mode
     from avloc.models import upsample_maps
 
     with inference_mode():
         big = upsample_maps(small[None], (int(height), int(width)))
         return ops.convert_to_numpy(big)[0].astype(np.float32)
+
+
+def _is_torch_net(net) -> bool:
+    from avloc.torch_infer import TorchNet
+
+    return isinstance(net, TorchNet)
 
 
 def localize_many(
@@ -248,7 +296,7 @@ def localize_many(
     def flush() -> Iterator[Localization]:
         maps = _maps(net, [p[0] for p in batch], [p[1] for p in batch])
         for (image, _), small in zip(batch, maps, strict=True):
-            heat = _upsample(small, image.shape[0], image.shape[1])
+            heat = _upsample(net, small, image.shape[0], image.shape[1])
             yield Localization.from_map(heat, threshold)
         batch.clear()
 

@@ -7,11 +7,14 @@ Measures, on a 640x480 JPEG and a 10 s 44.1 kHz stereo WAV:
 
 * **cold single pair**: wall time of a fresh ``python -m cli.main localize IMAGE AUDIO`` process
   (interpreter start, imports, model load, decoding, one pair, PNG written), median of
-  ``--cold-runs``; plus a breakdown measured inside one fresh process.
+  ``--cold-runs``, through Keras (``AVLOC_TORCH_INFER=0``) and from the cached plain-torch copy
+  (:mod:`avloc.torch_infer`, what every start after a network's first uses on torch), plus the
+  first start with an empty cache; and a breakdown of each measured inside one fresh process.
 * **warm single pair**: in one process after a warm-up: from the files (decode + localise +
   render + write PNG), and the model part alone (preprocess + network + upsampling).
-* **batch pairs/s** per batch size: :func:`avloc.localize.localize_many` on decoded pairs, and
-  :func:`avloc.localize.run_batch` end to end over a directory (decode, model, PNG per pair).
+* **batch pairs/s** per batch size, for both engines: :func:`avloc.localize.localize_many` on
+  decoded pairs, and :func:`avloc.localize.run_batch` end to end over a directory (decode,
+  model, PNG per pair).
 
 ``--model tiny`` is the quickstart network (width 8, D 64, 112 px); ``--model full`` the paper
 setting (ResNet-18 width 64, D 512, 224 px); ``--checkpoint`` uses an existing network. Weights
@@ -96,14 +99,19 @@ def make_network(kind: str, path: Path) -> Path:
 
 
 def child_cold(checkpoint: str, image: str, audio: str, out: str) -> None:
-    """Run inside a fresh process: time imports, model load, decoding and one pair."""
+    """Run inside a fresh process: time imports, model load, decoding and one pair.
+
+    With ``AVLOC_TORCH_INFER=0`` the Keras path (``import keras`` first, as the CLI then does);
+    otherwise the cached plain-torch network, falling back to Keras without a cache entry.
+    """
     t0 = time.perf_counter()
-    import keras  # noqa: F401
+    if os.environ.get("AVLOC_TORCH_INFER") == "0":
+        import keras  # noqa: F401
 
     from avloc import localize as lz
 
     t1 = time.perf_counter()
-    net = lz.load_model(checkpoint=checkpoint)
+    net = lz.load_cached_model(checkpoint=checkpoint) or lz.load_model(checkpoint=checkpoint)
     t2 = time.perf_counter()
     item = lz.load_item(lz.Item("x", image=Path(image), audio=Path(audio)), net.inputs)
     t3 = time.perf_counter()
@@ -114,6 +122,7 @@ def child_cold(checkpoint: str, image: str, audio: str, out: str) -> None:
     print(
         json.dumps(
             {
+                "engine": type(net).__name__,
                 "import_s": t1 - t0,
                 "load_model_s": t2 - t1,
                 "decode_s": t3 - t2,
@@ -124,30 +133,56 @@ def child_cold(checkpoint: str, image: str, audio: str, out: str) -> None:
     )
 
 
-def cold(checkpoint: Path, image: Path, audio: Path, folder: Path, runs: int) -> dict:
-    times = []
-    for i in range(runs):
-        start = time.perf_counter()
-        result = subprocess.run(
-            [sys.executable, "-m", "cli.main", "localize", str(image), str(audio),
-             "--checkpoint", str(checkpoint), "--uth", "0.5", "-o", str(folder / f"cold{i}.png")],
-            cwd=ROOT, env=_env(), capture_output=True, text=True,
-        )  # fmt: skip
-        times.append(time.perf_counter() - start)
-        if result.returncode != 0:
-            raise SystemExit(f"cold run failed: {result.stderr.strip()}")
+def _cli_start(checkpoint: Path, image: Path, audio: Path, out: Path, env: dict) -> float:
+    start = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "cli.main", "localize", str(image), str(audio),
+         "--checkpoint", str(checkpoint), "--uth", "0.5", "-o", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise SystemExit(f"cold run failed: {result.stderr.strip()}")
+    return time.perf_counter() - start
+
+
+def _breakdown(checkpoint: Path, image: Path, audio: Path, out: Path, env: dict) -> dict:
     start = time.perf_counter()
     result = subprocess.run(
         [sys.executable, __file__, "--child-cold", str(checkpoint), str(image), str(audio),
-         str(folder / "child.png")],
-        cwd=ROOT, env=_env(), capture_output=True, text=True,
+         str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True,
     )  # fmt: skip
     total = time.perf_counter() - start
     if result.returncode != 0:
         raise SystemExit(f"cold breakdown failed: {result.stderr.strip()}")
     breakdown = json.loads(result.stdout.strip().splitlines()[-1])
     breakdown["process_total_s"] = total
-    return {"cli_runs_s": times, "cli_median_s": statistics.median(times), "breakdown": breakdown}
+    return breakdown
+
+
+def cold(checkpoint: Path, image: Path, audio: Path, folder: Path, runs: int) -> dict:
+    """Fresh CLI processes: through Keras, the first start (Keras, writes the torch cache) with
+    an empty cache, and cached starts (plain torch), each with a breakdown run."""
+    keras_env = {**_env(), "AVLOC_TORCH_INFER": "0"}
+    keras_runs = [
+        _cli_start(checkpoint, image, audio, folder / f"keras{i}.png", keras_env)
+        for i in range(runs)
+    ]
+    cache_env = {**_env(), "AVLOC_CACHE": str(folder / "cache"), "AVLOC_TORCH_INFER": "1"}
+    first = _cli_start(checkpoint, image, audio, folder / "first.png", cache_env)
+    cached_runs = [
+        _cli_start(checkpoint, image, audio, folder / f"cached{i}.png", cache_env)
+        for i in range(runs)
+    ]
+    return {
+        "keras_runs_s": keras_runs,
+        "keras_median_s": statistics.median(keras_runs),
+        "first_start_s": first,
+        "cached_runs_s": cached_runs,
+        "cached_median_s": statistics.median(cached_runs),
+        "breakdown_keras": _breakdown(checkpoint, image, audio, folder / "bk.png", keras_env),
+        "breakdown_cached": _breakdown(checkpoint, image, audio, folder / "bc.png", cache_env),
+    }
 
 
 def warm(net, image: Path, audio: Path, folder: Path, repeats: int) -> dict:
@@ -170,11 +205,14 @@ def warm(net, image: Path, audio: Path, folder: Path, repeats: int) -> dict:
     return {"files_median_s": statistics.median(files), "model_median_s": statistics.median(model)}
 
 
-def batch(net, image: Path, audio: Path, folder: Path, pairs: int, sizes: list[int]) -> list:
+def batch(
+    net, image: Path, audio: Path, out: Path, media: Path, pairs: int, sizes: list[int]
+) -> list:
     from avloc import localize as lz
 
     loaded = lz.load_item(lz.Item("x", image=image, audio=audio), net.inputs)
-    items = lz.items_from_directory(folder / "pairs")
+    items = lz.items_from_directory(media / "pairs")
+    folder = out
     rows = []
     for size in sizes:
         data = [(loaded.image, loaded.wave)] * pairs
@@ -227,9 +265,13 @@ def main() -> None:
         folder = Path(tmp)
         image, audio, _ = make_media(folder, args.pairs)
         checkpoint = args.checkpoint or make_network(args.model, folder / "net.keras")
-        net = lz.load_model(checkpoint=checkpoint)
-        if net.uth is None:
-            net.calibration = {"uth": 0.5}
+        os.environ["AVLOC_CACHE"] = str(folder / "cache-main")
+        net = lz.load_model(checkpoint=checkpoint)  # writes the torch copy
+        torch_net = lz.load_cached_model(checkpoint=checkpoint)
+        nets = {"keras": net, **({"torch": torch_net} if torch_net is not None else {})}
+        for each in nets.values():
+            if each.uth is None:
+                each.calibration = {"uth": 0.5}
         results = {
             "backend": keras.backend.backend(),
             "model": str(args.checkpoint) if args.checkpoint else args.model,
@@ -239,8 +281,11 @@ def main() -> None:
             "cpu_count": os.cpu_count(),
             "threads": args.threads or "default",
             "cold": cold(checkpoint, image, audio, folder, args.cold_runs),
-            "warm": warm(net, image, audio, folder, args.repeats),
-            "batch": batch(net, image, audio, folder, args.pairs, sizes),
+            "warm": {k: warm(n, image, audio, folder, args.repeats) for k, n in nets.items()},
+            "batch": {
+                k: batch(n, image, audio, folder / k, folder, args.pairs, sizes)
+                for k, n in nets.items()
+            },
             "machine": machine,
         }
     print_table(results)
@@ -250,29 +295,40 @@ def main() -> None:
 
 
 def print_table(r: dict) -> None:
-    b = r["cold"]["breakdown"]
+    c = r["cold"]
     print(
         f"avloc localize benchmark: backend {r['backend']}, model {r['model']} "
         f"({r['parameters']:,} parameters, {r['inputs']['image_size']} px), "
         f"{r['media']}, {r['cpu_count']} CPUs, threads {r['threads']}"
     )
-    print(f"{'measure':<48}{'value':>12}")
-    print("-" * 60)
-    print(f"{'cold single pair, CLI process (median)':<48}{r['cold']['cli_median_s']:>10.2f} s")
-    print(f"{'  fresh process total (breakdown run)':<48}{b['process_total_s']:>10.2f} s")
+    print(f"{'measure':<52}{'keras':>10}{'torch':>10}")
+    print("-" * 72)
+    print(f"{'cold single pair, CLI process (median)':<52}{c['keras_median_s']:>8.2f} s"
+          f"{c['cached_median_s']:>8.2f} s")  # fmt: skip
+    print(f"{'  first start of a network (writes the torch cache)':<52}{'':>10}"
+          f"{c['first_start_s']:>8.2f} s")  # fmt: skip
+    bk, bc = c["breakdown_keras"], c["breakdown_cached"]
     for key, label in [
+        ("process_total_s", "  fresh process total (breakdown run)"),
         ("import_s", "  imports"),
         ("load_model_s", "  load model"),
         ("decode_s", "  decode image + audio"),
         ("first_pair_s", "  first pair (model)"),
         ("render_write_s", "  render + write PNG"),
     ]:
-        print(f"{label:<48}{b[key]:>10.2f} s")
-    print(f"{'warm single pair, from files':<48}{1000 * r['warm']['files_median_s']:>9.1f} ms")
-    print(f"{'warm single pair, model only':<48}{1000 * r['warm']['model_median_s']:>9.1f} ms")
-    for row in r["batch"]:
-        label = f"batch {row['batch_size']}: pairs/s model | end to end"
-        print(f"{label:<48}{row['model_pairs_per_s']:>6.1f} |{row['e2e_pairs_per_s']:>5.1f}")
+        print(f"{label:<52}{bk[key]:>8.2f} s{bc[key]:>8.2f} s")
+    for engine, w in r["warm"].items():
+        label = f"warm single pair ({engine}): from files | model only"
+        files, model = 1000 * w["files_median_s"], 1000 * w["model_median_s"]
+        print(f"{label:<52}{files:>7.1f} ms{model:>7.1f} ms")
+    for engine, rows in r["batch"].items():
+        for row in rows:
+            label = f"batch {row['batch_size']} ({engine}): pairs/s model | end to end"
+            print(f"{label:<52}{row['model_pairs_per_s']:>8.1f}  {row['e2e_pairs_per_s']:>8.1f}")
+    print(
+        "keras: AVLOC_TORCH_INFER=0, the network through Keras; torch: the cached plain-torch "
+        "copy (avloc/torch_infer.py), as avloc localize starts from the second run on"
+    )
 
 
 if __name__ == "__main__":

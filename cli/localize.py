@@ -80,12 +80,14 @@ def localize(
         batch = len(inputs) == 1 and (
             inputs[0].is_dir() or inputs[0].suffix.lower() in (".jsonl", ".ndjson", ".json")
         )
-        quiet_frameworks()
         from avloc import localize as lz
 
         if not batch:
             item = lz.item_from_paths(inputs, time)  # argument errors before the model loads
-        net = lz.load_model(run, checkpoint)
+        net = lz.load_cached_model(run, checkpoint)  # plain torch, no Keras import (on torch)
+        if net is None:
+            quiet_frameworks()
+            net = lz.load_model(run, checkpoint)
         option = f"--checkpoint {checkpoint}" if checkpoint is not None else f"--run {run}"
         threshold = lz.resolve_uth(net, uth, source=str(checkpoint or run), model_option=option)
         if batch:

@@ -1,8 +1,16 @@
 """Shared test set-up: a Keras backend is always chosen explicitly (default torch)."""
 
+import atexit
 import os
+import shutil
+import tempfile
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
+# avloc's cache (Keras-free copies of networks that `avloc localize` loads, downloads) goes to a
+# directory of this test session, also for the commands the tests start
+if "AVLOC_CACHE" not in os.environ:
+    os.environ["AVLOC_CACHE"] = tempfile.mkdtemp(prefix="avloc-test-cache-")
+    atexit.register(shutil.rmtree, os.environ["AVLOC_CACHE"], True)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 # as avloc/__init__.py does on torch; here on every backend, since the TensorFlow suite also runs
 # plain-torch references with width-8 layers

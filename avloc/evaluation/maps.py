@@ -15,15 +15,12 @@ import numpy as np
 
 from avloc.errors import DataError
 from avloc.metrics import gt_flickr, gt_from_boxes_normalized
-from avloc.models.avnet import interpolation_matrix
+from avloc.utils.interpolation import upsample as upsample_maps
 
 
 def upsample(maps: np.ndarray, size: int) -> np.ndarray:
     """``(N, h, w) -> (N, size, size)`` float32, bilinear with aligned corners."""
-    maps = np.asarray(maps, np.float32)
-    rows = interpolation_matrix(maps.shape[1], size)
-    cols = interpolation_matrix(maps.shape[2], size)
-    return np.einsum("yh,nhw,xw->nyx", rows, maps, cols, optimize=True).astype(np.float32)
+    return upsample_maps(maps, (size, size))
 
 
 def ground_truth_maps(records, indices, size: int) -> np.ndarray:

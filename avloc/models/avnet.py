@@ -29,6 +29,7 @@ from keras import layers, ops
 
 from avloc.models.resnet import default_data_format, resnet
 from avloc.registry import Registry
+from avloc.utils.interpolation import interpolation_matrix
 
 ARCHITECTURES = Registry("architecture")
 DEFAULT_INPUTS = {"image_size": 224, "sample_rate": 16000, "clip_seconds": 3.0}
@@ -58,22 +59,6 @@ def all_pair_maps(v_map, a_emb):
 def upsample_maps(maps, size: tuple[int, int]):
     """Bilinear upsampling of ``(B, h, w)`` maps to ``size`` (SPEC 2: aligned corners)."""
     return _resize_align_corners(maps, size)
-
-
-def interpolation_matrix(n_in: int, n_out: int):
-    """``(n_out, n_in)`` float32 weights of 1-D linear interpolation with aligned corners."""
-    import numpy as np
-
-    m = np.zeros((n_out, n_in), dtype=np.float32)
-    if n_in == 1:
-        m[:, 0] = 1.0
-        return m
-    pos = np.arange(n_out) * (n_in - 1) / max(n_out - 1, 1)
-    lo = np.clip(np.floor(pos).astype(int), 0, n_in - 2)
-    frac = (pos - lo).astype(np.float32)
-    m[np.arange(n_out), lo] = 1.0 - frac
-    m[np.arange(n_out), lo + 1] += frac
-    return m
 
 
 def _resize_align_corners(maps, size):

@@ -66,6 +66,7 @@ from typing import Any
 import numpy as np
 
 from avloc.errors import DataError, RecipeError
+from avloc.utils.files import cache_dir
 
 ARCHS = ("ezvsl", "slavc", "fnac", "marginnce", "lvs")
 IMAGENET_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
@@ -159,11 +160,20 @@ class Source:
         return shape
 
     def convert(self, tensor: np.ndarray) -> np.ndarray:
+        """A torch-layout array -> the Keras variable's layout (float32)."""
         if self.kind == "conv":
             tensor = tensor.transpose(2, 3, 1, 0)
         elif self.kind == "linear":
             tensor = tensor.T
         return np.ascontiguousarray(tensor, dtype="float32")
+
+    def to_torch(self, value: np.ndarray) -> np.ndarray:
+        """The Keras variable's value -> torch's layout (float32): the inverse of ``convert``."""
+        if self.kind == "conv":
+            value = value.transpose(3, 2, 0, 1)
+        elif self.kind == "linear":
+            value = value.T
+        return np.ascontiguousarray(value, dtype="float32")
 
 
 BN_NAMES = (
@@ -446,11 +456,6 @@ def import_checkpoint(
 
 # --------------------------------------------------------------------------------------------
 # ImageNet weights for the visual trunk (model.visual.pretrained)
-
-
-def cache_dir() -> Path:
-    """Downloads live in ``$AVLOC_CACHE`` (default ``~/.cache/avloc``)."""
-    return Path(os.environ.get("AVLOC_CACHE") or Path.home() / ".cache" / "avloc").expanduser()
 
 
 def _hash_prefix(name: str) -> str | None:

@@ -40,3 +40,9 @@ def atomic_write_bytes(path: str | Path, data: bytes) -> None:
 
 def atomic_write_json(path: str | Path, obj: Any) -> None:
     atomic_write_bytes(path, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def cache_dir() -> Path:
+    """avloc's cache (downloads, Keras-free copies of networks): ``$AVLOC_CACHE`` or
+    ``~/.cache/avloc``."""
+    return Path(os.environ.get("AVLOC_CACHE") or Path.home() / ".cache" / "avloc").expanduser()

@@ -1,0 +1,33 @@
+"""Bilinear resizing with aligned corners as two 1-D interpolation matrices (SPEC 2), in numpy.
+
+``interpolation_matrix(n_in, n_out)`` is ``(n_out, n_in)`` float32; a ``(h, w)`` map ``m``
+resized to ``(H, W)`` is ``R @ m @ C.T`` with ``R = interpolation_matrix(h, H)`` and
+``C = interpolation_matrix(w, W)``. :func:`avloc.models.upsample_maps` does the same with
+Keras ops; :func:`upsample` here does it in numpy (no framework needed).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def interpolation_matrix(n_in: int, n_out: int):
+    """``(n_out, n_in)`` float32 weights of 1-D linear interpolation with aligned corners."""
+    m = np.zeros((n_out, n_in), dtype=np.float32)
+    if n_in == 1:
+        m[:, 0] = 1.0
+        return m
+    pos = np.arange(n_out) * (n_in - 1) / max(n_out - 1, 1)
+    lo = np.clip(np.floor(pos).astype(int), 0, n_in - 2)
+    frac = (pos - lo).astype(np.float32)
+    m[np.arange(n_out), lo] = 1.0 - frac
+    m[np.arange(n_out), lo + 1] += frac
+    return m
+
+
+def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """``(N, h, w)`` maps -> ``(N, H, W)`` float32 for ``size = (H, W)``."""
+    maps = np.asarray(maps, np.float32)
+    rows = interpolation_matrix(maps.shape[1], int(size[0]))
+    cols = interpolation_matrix(maps.shape[2], int(size[1]))
+    return np.einsum("yh,nhw,xw->nyx", rows, maps, cols, optimize=True).astype(np.float32)
