@@ -31,8 +31,10 @@ import numpy as np
 
 from avloc.utils.files import atomic_path, atomic_write_json, cache_dir
 
-#: avloc.models.resnet.BN_EPSILON (a test checks they agree; importing it would import Keras)
+#: avloc.models.resnet.BN_EPSILON and avloc.backend.ONEDNN_MIN_WIDTH (a test checks that they
+#: agree; importing them would import Keras): oneDNN runs only trunks at least this wide
 BN_EPSILON = 1e-5
+ONEDNN_MIN_WIDTH = 8
 CACHE_VERSION = 1
 
 
@@ -130,6 +132,8 @@ class TorchNet:
         tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
         self.module.load_state_dict(tensors, strict=True)
         self.module.eval()
+        widths = (config["visual"]["width"], config["audio"]["width"])
+        self.onednn = min(widths) >= ONEDNN_MIN_WIDTH  # as avloc.backend.note_conv_width
 
     @property
     def uth(self) -> float | None:
@@ -139,11 +143,16 @@ class TorchNet:
         """``(B, S, S, 3)``, ``(B, F, T, 1)`` -> ``(B, h, w)`` raw cosine maps, float32."""
         import torch
 
-        with torch.inference_mode():
-            x = torch.from_numpy(np.ascontiguousarray(images, np.float32)).permute(0, 3, 1, 2)
-            a = torch.from_numpy(np.ascontiguousarray(spectrograms, np.float32))
-            out = self.module(x.contiguous(), a.permute(0, 3, 1, 2).contiguous())
-            return out.numpy().astype(np.float32)
+        found = torch.backends.mkldnn.enabled
+        torch.backends.mkldnn.enabled = self.onednn
+        try:
+            with torch.inference_mode():
+                x = torch.from_numpy(np.ascontiguousarray(images, np.float32)).permute(0, 3, 1, 2)
+                a = torch.from_numpy(np.ascontiguousarray(spectrograms, np.float32))
+                out = self.module(x.contiguous(), a.permute(0, 3, 1, 2).contiguous())
+                return out.numpy().astype(np.float32)
+        finally:
+            torch.backends.mkldnn.enabled = found
 
 
 def _l2_normalize(x, dim: int):

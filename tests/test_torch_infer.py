@@ -64,8 +64,10 @@ def _pairs(n: int, seed: int = 0):
     return images, waves
 
 
-def test_bn_epsilon_is_the_trunks():
-    assert ti.BN_EPSILON == BN_EPSILON
+def test_constants_are_the_keras_paths():
+    from avloc.backend import ONEDNN_MIN_WIDTH
+
+    assert ti.BN_EPSILON == BN_EPSILON and ti.ONEDNN_MIN_WIDTH == ONEDNN_MIN_WIDTH
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
