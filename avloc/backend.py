@@ -57,7 +57,7 @@ def cpu_bf16_warning(precision: str, cuda: bool | None = None) -> str | None:
 
         cuda = torch.cuda.is_available()
     cap = onednn_isa_cap().upper()
-    if cuda or not (cap.startswith(("AVX2", "AVX", "SSE")) and "512" not in cap):
+    if cuda or not cap.startswith(("AVX", "SSE")) or "512" in cap:
         return None
     return (
         f'train.precision = "mixed_bfloat16" on CPU with oneDNN capped at {cap} (avloc/backend.py):'

@@ -43,6 +43,7 @@ from avloc.audio import clip_centered, load_audio_segment, spectrogram
 from avloc.errors import AvlocError, DataError, MediaError
 from avloc.image import extract_video_frame, load_image, preprocess_test
 from avloc.utils.files import atomic_path, atomic_write_json
+from avloc.utils.interpolation import upsample
 
 __all__ = [
     "AUDIO_EXTS",
@@ -242,7 +243,9 @@ def _maps(net, images: Sequence[np.ndarray], waves: Sequence[np.ndarray]) -> np.
     size = int(net.inputs["image_size"])
     x_img = np.stack([preprocess_test(_check_image(im), size) for im in images])
     x_aud = np.stack([_model_audio(net, w) for w in waves])[..., None]
-    if _is_torch_net(net):
+    from avloc.torch_infer import TorchNet
+
+    if isinstance(net, TorchNet):  # plain torch, no Keras
         return net.maps(x_img, x_aud)
     from keras import ops
 
@@ -253,29 +256,6 @@ def _maps(net, images: Sequence[np.ndarray], waves: Sequence[np.ndarray]) -> np.
         v_map = net.encode_image(x_img, training=False)
         a_emb = net.encode_audio(x_aud, training=False)
         return ops.convert_to_numpy(pair_maps(v_map, a_emb)).astype(np.float32)
-
-
-def _upsample(net, small: np.ndarray, height: int, width: int) -> np.ndarray:
-    """``(h, w)`` map -> ``(height, width)``: :func:`avloc.models.upsample_maps`, or its numpy
-    twin :func:`avloc.utils.interpolation.upsample` for a Keras-free network."""
-    if _is_torch_net(net):
-        from avloc.utils.interpolation import upsample
-
-        return upsample(small[None], (height, width))[0]
-    from keras import ops
-
-    from avloc.backend import inference_mode
-    from avloc.models import upsample_maps
-
-    with inference_mode():
-        big = upsample_maps(small[None], (int(height), int(width)))
-        return ops.convert_to_numpy(big)[0].astype(np.float32)
-
-
-def _is_torch_net(net) -> bool:
-    from avloc.torch_infer import TorchNet
-
-    return isinstance(net, TorchNet)
 
 
 def localize_many(
@@ -296,7 +276,7 @@ def localize_many(
     def flush() -> Iterator[Localization]:
         maps = _maps(net, [p[0] for p in batch], [p[1] for p in batch])
         for (image, _), small in zip(batch, maps, strict=True):
-            heat = _upsample(net, small, image.shape[0], image.shape[1])
+            heat = upsample(small[None], image.shape[:2])[0]
             yield Localization.from_map(heat, threshold)
         batch.clear()
 

@@ -21,6 +21,7 @@ float32 rounding (``tests/test_torch_infer.py``).
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -40,12 +41,20 @@ CACHE_VERSION = 1
 
 def cache_paths(network_file: str | Path) -> tuple[Path, Path]:
     """``(weights .npz, config .json)`` cache entries of a ``.keras`` file (by content hash)."""
+    stat = os.stat(network_file)
+    digest = _sha256(os.path.realpath(network_file), stat.st_size, stat.st_mtime_ns)
+    stem = cache_dir() / "torch-infer" / f"{digest}-v{CACHE_VERSION}"
+    return stem.with_suffix(".npz"), stem.with_suffix(".json")
+
+
+@functools.lru_cache(maxsize=16)
+def _sha256(path: str, size: int, mtime_ns: int) -> str:
+    """The file's SHA-256, hashed once per process while its size and mtime stay the same."""
     digest = hashlib.sha256()
-    with open(network_file, "rb") as f:
+    with open(path, "rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):
             digest.update(chunk)
-    stem = cache_dir() / "torch-infer" / f"{digest.hexdigest()}-v{CACHE_VERSION}"
-    return stem.with_suffix(".npz"), stem.with_suffix(".json")
+    return digest.hexdigest()
 
 
 def enabled() -> bool:
@@ -65,20 +74,24 @@ def supported(net) -> bool:
 def write_cache(network_file: str | Path, net) -> bool:
     """Store a loaded Keras network's weights and config for :func:`load_cached`.
 
-    Returns False (and writes nothing) for an unsupported network.
+    Returns False (and writes nothing) for an unsupported network; an existing complete entry
+    is kept as it is.
     """
     if not supported(net):
         return False
+    weights_path, config_path = cache_paths(network_file)
+    if weights_path.is_file() and config_path.is_file():
+        return True
     import keras
 
     from avloc.models.import_torch import layer_sources, trunk_sources
 
-    sources = trunk_sources(net.visual_encoder, "visual") + trunk_sources(
-        net.audio_encoder, "audio"
-    )
-    sources += layer_sources(net.visual_proj, "img_proj") + layer_sources(
-        net.audio_proj, "aud_proj"
-    )
+    sources = [
+        *trunk_sources(net.visual_encoder, "visual"),
+        *trunk_sources(net.audio_encoder, "audio"),
+        *layer_sources(net.visual_proj, "img_proj"),
+        *layer_sources(net.audio_proj, "aud_proj"),
+    ]
     state = {s.key: s.to_torch(keras.ops.convert_to_numpy(s.variable)) for s in sources}
     config = {
         "embed_dim": int(net.embed_dim),
@@ -87,8 +100,6 @@ def write_cache(network_file: str | Path, net) -> bool:
         "inputs": dict(net.inputs),
         "calibration": net.calibration,
     }
-    weights_path, config_path = cache_paths(network_file)
-    weights_path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(weights_path) as tmp:
         with open(tmp, "wb") as f:
             np.savez(f, **state)
@@ -107,7 +118,8 @@ def load_cached(network_file: str | Path) -> TorchNet | None:
             state = {key: data[key] for key in data.files}
         return TorchNet(config, state)
     except (OSError, ValueError, KeyError, RuntimeError):
-        return None  # a damaged entry: the caller loads the network with Keras and rewrites it
+        config_path.unlink(missing_ok=True)  # damaged: the caller's Keras load writes it again
+        return None
 
 
 def _trunk_config(config: dict[str, Any]) -> dict[str, Any]:
@@ -162,8 +174,9 @@ def _l2_normalize(x, dim: int):
     return x / torch.sqrt(torch.clamp_min(squared, 1e-24))
 
 
+@functools.cache
 def _pair_module():
-    """The torch module class (defined on first use, so that importing this file stays cheap)."""
+    """The torch module class (defined once, on first use: importing this file stays cheap)."""
     import torch
     from torch import nn
 

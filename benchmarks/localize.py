@@ -205,14 +205,13 @@ def warm(net, image: Path, audio: Path, folder: Path, repeats: int) -> dict:
     return {"files_median_s": statistics.median(files), "model_median_s": statistics.median(model)}
 
 
-def batch(
-    net, image: Path, audio: Path, out: Path, media: Path, pairs: int, sizes: list[int]
-) -> list:
+def batch(net, image: Path, audio: Path, folder: Path, pairs: int, sizes: list[int]) -> list:
+    """Pairs/s of ``net`` per batch size (run_batch reads ``folder/pairs``, writes beside it)."""
     from avloc import localize as lz
 
     loaded = lz.load_item(lz.Item("x", image=image, audio=audio), net.inputs)
-    items = lz.items_from_directory(media / "pairs")
-    folder = out
+    items = lz.items_from_directory(folder / "pairs")
+    name = type(net).__name__
     rows = []
     for size in sizes:
         data = [(loaded.image, loaded.wave)] * pairs
@@ -221,7 +220,7 @@ def batch(
         list(lz.localize_many(net, data, batch_size=size))
         in_memory = pairs / (time.perf_counter() - start)
         start = time.perf_counter()
-        summary = lz.run_batch(net, items, folder / f"out{size}", batch_size=size)
+        summary = lz.run_batch(net, items, folder / f"{name}-out{size}", batch_size=size)
         end_to_end = pairs / (time.perf_counter() - start)
         assert summary.ok == pairs, summary.failed
         rows.append(
@@ -283,8 +282,7 @@ def main() -> None:
             "cold": cold(checkpoint, image, audio, folder, args.cold_runs),
             "warm": {k: warm(n, image, audio, folder, args.repeats) for k, n in nets.items()},
             "batch": {
-                k: batch(n, image, audio, folder / k, folder, args.pairs, sizes)
-                for k, n in nets.items()
+                k: batch(n, image, audio, folder, args.pairs, sizes) for k, n in nets.items()
             },
             "machine": machine,
         }
