@@ -13,6 +13,7 @@ from cli import (  # noqa: F401  (registers the commands)
     import_checkpoint,
     localize,
     prepare,
+    pretrain,
     reproduce,
     train,
 )

@@ -528,12 +528,19 @@ def load_imagenet_trunk(trunk, pretrained: str, visual_config=None) -> tuple[lis
     blocks per stage as in the file, and the stem max pool (torchvision always has it).
     """
     where = "model.visual.pretrained"
-    if visual_config is not None and not visual_config.stem_pool:
-        raise RecipeError(
-            "model.visual.stem_pool: torchvision's resnet18 has the stem max pool; set it to "
-            f"true to use {where}"
-        )
     path = resolve_pretrained(pretrained, where)
+    if visual_config is not None:
+        from avloc.jobs.pretrain import pretrained_stem_pool
+
+        # A state_dict cannot say whether its trunk had the (weightless) stem max pool:
+        # avloc pretrain records it beside the file; torchvision's resnet18 always has it.
+        recorded = pretrained_stem_pool(path)
+        expected = True if recorded is None else recorded
+        if bool(visual_config.stem_pool) != expected:
+            raise RecipeError(
+                f"model.visual.stem_pool: {path} was trained with stem_pool = "
+                f"{str(expected).lower()}; set it to {str(expected).lower()} to use {where}"
+            )
     state = load_state_dict(path)
     if "conv1.weight" not in state and any(k.startswith("imgnet.") for k in state):
         raise DataError(
