@@ -78,6 +78,8 @@ class TrainConfig:
     batch_size: int = 128  # global batch
     optimizer: Literal["adam", "adamw"] = "adam"
     learning_rate: float = 1e-4
+    # "constant", or "cosine": decay from learning_rate to 0 over the run's optimizer steps
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     weight_decay: float = 0.0
     # "decoupled": Keras' AdamW-style decay of the weights; "l2": wd * w added to the gradients
     # before Adam's moments, as torch.optim.Adam(weight_decay=...) does (FNAC)
@@ -108,8 +110,12 @@ class DistributeConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    uth_statistic: str = "q3"  # statistic of negative-audio map maxima that sets Uth (SPEC 4.1)
+    """Label-free Uth calibration at the end of training (avloc.evaluation.calibration)."""
+
+    uth_statistic: str = "q3"  # statistic of the calibration maps' maxima that sets Uth
     calibration_samples: int = 256  # training images used for label-free Uth calibration
+    # audio whose map maxima are pooled: "silence", "noise", "other" (another training clip)
+    calibration_audio: tuple[str, ...] = ("silence", "noise")
     batch_size: int = 32
 
 
@@ -202,6 +208,7 @@ def recipe_from_dict(raw: dict[str, Any], validate_terms: bool = True) -> Recipe
     if validate_terms:
         validate_loss_terms(recipe.loss)
     validate_uth_statistic(recipe.eval.uth_statistic, "eval.uth_statistic")
+    validate_calibration_audio(recipe.eval.calibration_audio, "eval.calibration_audio")
     validate_noise_color(recipe.data.noise_color)
     validate_distribute(recipe)
     return recipe
@@ -224,6 +231,22 @@ def validate_distribute(recipe: Recipe) -> None:
             f"distribute.devices: the global batch train.batch_size = {recipe.train.batch_size} "
             f"does not split evenly over {devices} devices"
         )
+
+
+#: What ``eval.calibration_audio`` may name (avloc.evaluation.calibration.CALIBRATION_AUDIO).
+CALIBRATION_AUDIO = ("silence", "noise", "other")
+
+
+def validate_calibration_audio(audio, where: str) -> tuple[str, ...]:
+    """RecipeError naming ``where`` unless ``audio`` is a non-empty subset of the known names."""
+    audio = tuple(audio)
+    bad = [a for a in audio if a not in CALIBRATION_AUDIO]
+    if not audio or bad or len(set(audio)) != len(audio):
+        raise RecipeError(
+            f"{where}: expected distinct names from {', '.join(CALIBRATION_AUDIO)}, got "
+            f"{list(audio)}"
+        )
+    return audio
 
 
 def validate_uth_statistic(statistic: str, where: str) -> str:

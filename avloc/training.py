@@ -122,11 +122,14 @@ def dtype_policy(name: str):
         keras.config.set_dtype_policy(previous)
 
 
-def build_task(recipe: Recipe, placement: Placement | None = None) -> LocalizationTask:
+def build_task(
+    recipe: Recipe, placement: Placement | None = None, total_steps: int | None = None
+) -> LocalizationTask:
     """Network + loss terms + optimizer, compiled, every weight (optimizer too) created.
 
     With a ``placement`` the loss terms gather their negatives as it says; build inside
-    ``placement.scope()``.
+    ``placement.scope()``. ``total_steps`` (optimizer steps of the whole run) sets the length
+    of a ``train.lr_schedule`` other than constant.
     """
     with dtype_policy(recipe.train.precision):  # layers take the policy when they are made
         net = build_network(recipe.model, recipe.data)
@@ -135,7 +138,7 @@ def build_task(recipe: Recipe, placement: Placement | None = None) -> Localizati
         batch = placement.batch_view() if placement is not None else None
         task = LocalizationTask(net, terms, silence, batch=batch, name="task")
     t = recipe.train
-    optimizer = build_optimizer(t)  # weight decay decoupled or coupled L2: train.weight_decay_mode
+    optimizer = build_optimizer(t, total_steps)  # decay mode: train.weight_decay_mode
     task.compile(optimizer=optimizer, jit_compile=t.jit_compile)
     size = recipe.data.image_size
     batch = {
@@ -220,10 +223,12 @@ def calibrate_after_training(net, recipe: Recipe, verbose: int) -> dict[str, Any
         statistic=recipe.eval.uth_statistic,
         seed=recipe.seed,
         batch_size=recipe.eval.batch_size,
+        audio=recipe.eval.calibration_audio,
     )
     if verbose:
+        audio = " + ".join(entry["audio"])
         print(
-            f"Calibrated Uth = {entry['uth']:.4f} ({entry['statistic']} of silence and noise map "
+            f"Calibrated Uth = {entry['uth']:.4f} ({entry['statistic']} of {audio} map "
             f"maxima on {entry['samples']} training images)",
             flush=True,
         )
@@ -231,6 +236,16 @@ def calibrate_after_training(net, recipe: Recipe, verbose: int) -> dict[str, Any
 
 
 # --------------------------------------------------------------------------------------------
+
+
+def run_steps(recipe: Recipe, train_samples: int) -> int:
+    """Optimizer steps of the whole run: epochs x batches per epoch (as the loader makes them)."""
+    t = recipe.train
+    samples = min(train_samples, recipe.data.limit) if recipe.data.limit else train_samples
+    per_epoch = samples // t.batch_size
+    if t.steps_per_epoch:
+        per_epoch = min(per_epoch, t.steps_per_epoch)
+    return max(1, t.epochs * per_epoch)
 
 
 def check_run_dir(run_dir: Path, recipe: Recipe) -> None:
@@ -267,7 +282,7 @@ def train(recipe: Recipe, run_dir: str | Path, verbose: int | None = None) -> Tr
     keras.utils.set_random_seed(recipe.seed)
 
     with placement.scope():
-        task = build_task(recipe, placement)
+        task = build_task(recipe, placement, total_steps=run_steps(recipe, len(shards)))
     epoch, step, global_step = 0, 0, 0
     resumed = latest_backup(run_dir)
     if resumed:

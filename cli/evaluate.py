@@ -50,11 +50,32 @@ def evaluate(
         typer.Option("--calibration-data", help="Calibration shards (default: the run's train)"),
     ] = None,
     calibration_samples: Annotated[
-        int, typer.Option("--calibration-samples", min=1, help="Images used to calibrate")
-    ] = 256,
+        int | None,
+        typer.Option(
+            "--calibration-samples", min=1, help="Images used to calibrate (default: the run's)"
+        ),
+    ] = None,
     uth_statistic: Annotated[
-        str, typer.Option("--uth-statistic", help="q1, median, q3, max, mean or pXX")
-    ] = "q3",
+        str | None,
+        typer.Option(
+            "--uth-statistic", help="q1, median, q3, max, mean or pXX (default: the run's)"
+        ),
+    ] = None,
+    calibration_audio: Annotated[
+        str | None,
+        typer.Option(
+            "--calibration-audio",
+            help="Comma list of silence, noise, other (another clip's audio); default: the run's",
+        ),
+    ] = None,
+    verdict: Annotated[
+        bool,
+        typer.Option(
+            "--verdict",
+            help="Print whether each model localizes and abstains (the quickstart's targets); "
+            "exit 3 if one does not",
+        ),
+    ] = False,
     control: Annotated[
         str | None,
         typer.Option("--control", help="'shuffled': also score audio taken from other samples"),
@@ -89,8 +110,13 @@ def evaluate(
         columns = progress_columns("samples")
         if calibrate:
             for source in sources:
+                audio = (
+                    tuple(a.strip() for a in calibration_audio.split(",") if a.strip())
+                    if calibration_audio
+                    else None
+                )
                 with Progress(*columns, console=console, transient=True) as bar:
-                    task = bar.add_task(f"calibrating {source.name}", total=calibration_samples)
+                    task = bar.add_task(f"calibrating {source.name}", total=None)
                     entry = ev.calibrate_checkpoint(
                         source,
                         data=calibration_data,
@@ -99,10 +125,12 @@ def evaluate(
                         seed=seed,
                         batch_size=batch_size,
                         progress=lambda n, t=task, b=bar: b.advance(t, n),
+                        audio=audio,
                     )
                 console.print(
                     f"{source.name}: Uth = {entry['uth']:.4f} ({entry['statistic']} of "
-                    f"{entry['samples']} silence and noise maxima), saved in {source.checkpoint}"
+                    f"{entry['samples']} images' {' + '.join(entry['audio'])} map maxima), "
+                    f"saved in {source.checkpoint}"
                 )
             if dataset is None:
                 return
@@ -129,7 +157,17 @@ def evaluate(
                 data_root_dir=data_root,
                 progress=progress,
             )
+        verdicts = {}
+        if verdict:
+            from avloc.evaluation.verdict import judge
+
+            verdicts = {row["name"]: judge(row["metrics"]) for row in result.rows}
         if as_json:
+            if verdict:
+                from avloc.evaluation.verdict import verdict_json
+
+                for row in result.rows:
+                    row["verdict"] = verdict_json(verdicts[row["name"]])
             typer.echo(json.dumps({"models": result.rows}, indent=2))
         else:
             typer.echo(result.text.rstrip())
@@ -137,6 +175,15 @@ def evaluate(
             f"results: {result.out_dir / 'results.json'}, plots: "
             f"{result.out_dir / 'plots'}, per-sample: {result.out_dir / 'samples'}"
         )
+        if verdict:
+            from avloc.evaluation.verdict import learned, verdict_lines
+
+            if not as_json:
+                for name, outcomes in verdicts.items():
+                    typer.echo("")
+                    typer.echo("\n".join(verdict_lines(name, outcomes)))
+            if not all(learned(o) for o in verdicts.values()):
+                raise typer.Exit(3)
 
 
 app.command("eval")(evaluate)

@@ -25,6 +25,7 @@ RECIPE = ROOT / "recipes" / "quickstart.toml"
 TINY = [
     "model.embed_dim=16",
     "model.visual.width=4",
+    'model.visual.pretrained=""',  # random init: no trunk file in tests
     "model.audio.width=4",
     "data.image_size=32",
 ]
@@ -306,6 +307,78 @@ def test_calibration_is_the_third_quartile_of_negative_maxima(data, checkpoint, 
     net.calibration = entry
     saved = save_network(net, tmp_path / "calibrated.keras")
     assert load_network(saved).uth == pytest.approx(entry["uth"])
+
+
+def test_other_clip_calibration_matches_a_naive_loop(data, checkpoint):
+    """ "other" = each calibration image with another calibration clip's audio (a derangement)."""
+    from keras import ops
+
+    from avloc.evaluation.calibration import calibrate, calibration_indices, negative_maxima
+    from avloc.evaluation.inference import AudioFrontEnd, derangement
+    from avloc.image import preprocess_test
+    from avloc.models.io import load_network
+
+    net = load_network(checkpoint)
+    shards = ShardSet(data / "train")
+    idx = calibration_indices(len(shards), 9)
+    got = negative_maxima(net, shards, idx, seed=3, batch_size=4, conditions=("other",))
+    assert set(got) == {"other"}
+    rows = shards.read(idx, ["image", "audio"])
+    partner = derangement(len(idx), 3)
+    front = AudioFrontEnd(net, int(shards.attrs["sample_rate"]))
+    size = int(net.inputs["image_size"])
+    want = []
+    for j in range(len(idx)):  # one image and one clip at a time, through the network
+        image = preprocess_test(rows["image"][j], size)[None]
+        spec = front(rows["audio"][partner[j]])[None, :, :, None]
+        v = ops.convert_to_numpy(net.encode_image(image))
+        a = ops.convert_to_numpy(net.encode_audio(spec))
+        want.append(upsample(np.einsum("bhwd,bd->bhw", v, a), size).max())
+    np.testing.assert_allclose(got["other"], want, rtol=1e-4, atol=1e-5)
+    entry = calibrate(net, data / "train", samples=9, statistic="max", seed=3, audio=("other",))
+    assert entry["audio"] == ["other"] and entry["uth"] == pytest.approx(max(want), rel=1e-4)
+    assert set(entry) >= {"other_max"} and "silence_max" not in entry
+
+
+def test_calibrate_run_honours_the_runs_eval_settings(data, tmp_path):
+    """`avloc eval --calibrate --run R` repeats the run's [eval]: statistic, audio, samples."""
+    from avloc.config import load_recipe
+    from avloc.evaluation import evaluate as ev
+    from avloc.evaluation.calibration import calibration_indices, negative_maxima
+    from avloc.models.io import load_network
+    from avloc.training import train
+
+    recipe = load_recipe(
+        RECIPE,
+        [
+            *TINY,
+            f"data.train={data / 'train'}",
+            "train.epochs=1",
+            "train.batch_size=8",
+            "train.tensorboard=false",
+            "data.workers=1",
+            'eval.uth_statistic="max"',
+            'eval.calibration_audio=["silence", "other"]',
+            "eval.calibration_samples=12",
+            "seed=4",
+        ],
+    )
+    run = tmp_path / "run"
+    train(recipe, run, verbose=0)
+    trained = load_network(run / "model.keras").calibration
+    assert trained["statistic"] == "max" and trained["audio"] == ["silence", "other"]
+    (source,) = ev.resolve_models([run], [], [])
+    entry = ev.calibrate_checkpoint(source)
+    assert entry["statistic"] == "max" and entry["audio"] == ["silence", "other"]
+    assert entry["samples"] == 12
+    net = load_network(run / "model.keras")
+    shards = ShardSet(data / "train")
+    maxima = negative_maxima(
+        net, shards, calibration_indices(len(shards), 12), seed=4, conditions=("silence", "other")
+    )
+    assert entry["uth"] == pytest.approx(float(np.max(np.concatenate(list(maxima.values())))))
+    assert entry["uth"] == pytest.approx(trained["uth"])  # the same calibration as training's
+    assert net.uth == pytest.approx(entry["uth"])
 
 
 # --------------------------------------------------------------------------------------------

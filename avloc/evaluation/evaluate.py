@@ -144,22 +144,63 @@ def calibration_data(source: ModelSource, explicit: str | Path | None) -> Path:
     )
 
 
+def run_calibration_settings(source: ModelSource) -> dict[str, Any]:
+    """The ``[eval]`` calibration settings and seed of the run that made ``source`` (if any).
+
+    Keys: ``samples``, ``statistic``, ``audio``, ``seed``; the recipe defaults where the
+    checkpoint has no run directory.
+    """
+    from avloc.config import EvalConfig, recipe_from_dict
+
+    defaults = EvalConfig()
+    settings = {
+        "samples": defaults.calibration_samples,
+        "statistic": defaults.uth_statistic,
+        "audio": tuple(defaults.calibration_audio),
+        "seed": 0,
+    }
+    if source.run_dir is not None and (source.run_dir / "recipe.toml").is_file():
+        raw = tomllib.loads((source.run_dir / "recipe.toml").read_text())
+        recipe = recipe_from_dict(raw, validate_terms=False)
+        settings.update(
+            samples=recipe.eval.calibration_samples,
+            statistic=recipe.eval.uth_statistic,
+            audio=tuple(recipe.eval.calibration_audio),
+            seed=recipe.seed,
+        )
+    return settings
+
+
 def calibrate_checkpoint(
     source: ModelSource,
     *,
     data: str | Path | None = None,
-    samples: int = 256,
-    statistic: str = "q3",
-    seed: int = 0,
+    samples: int | None = None,
+    statistic: str | None = None,
+    seed: int | None = None,
     batch_size: int = 32,
     progress: Callable[[int], None] | None = None,
+    audio: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
-    """Calibrate Uth for a checkpoint and save it into the checkpoint file (atomically)."""
+    """Calibrate Uth for a checkpoint and save it into the checkpoint file (atomically).
+
+    Settings left ``None`` come from the run's recipe (its ``[eval]`` and seed), so that
+    ``avloc eval --calibrate --run R`` repeats what training did; see
+    :func:`run_calibration_settings`.
+    """
+    from avloc.config import validate_calibration_audio
     from avloc.evaluation.calibration import calibrate
     from avloc.models.io import load_network, save_network
 
     if source.checkpoint is None:
         raise DataError(f"{source.records}: per-sample results cannot be calibrated")
+    run = run_calibration_settings(source)
+    statistic = run["statistic"] if statistic is None else statistic
+    samples = run["samples"] if samples is None else samples
+    seed = run["seed"] if seed is None else seed
+    audio = validate_calibration_audio(
+        run["audio"] if audio is None else audio, "--calibration-audio"
+    )
     check_statistic(statistic)
     net = load_network(source.checkpoint)
     where = calibration_data(source, data)
@@ -171,6 +212,7 @@ def calibrate_checkpoint(
         seed=seed,
         batch_size=batch_size,
         progress=progress,
+        audio=audio,
     )
     save_network(net, source.checkpoint)
     return net.calibration
