@@ -20,6 +20,7 @@ from avloc.data.synthetic import SyntheticConfig
 TINY = [
     "model.embed_dim=16",
     "model.visual.width=4",
+    'model.visual.pretrained=""',  # random init: no trunk file in tests
     "model.audio.width=4",
     "data.image_size=32",
     "data.train_resize=36",
@@ -178,3 +179,28 @@ def test_model_trained_on_one_backend_gives_same_maps_on_the_other(
     for key in ("maps", "v_map", "a_emb"):
         diff = np.abs(results[train_backend][key] - results[other][key]).max()
         assert diff < 1e-4, (key, diff)
+
+
+def test_cosine_learning_rate_spans_the_whole_run():
+    import keras
+
+    from avloc.config import load_recipe
+    from avloc.errors import RecipeError
+    from avloc.optimizers import build_optimizer, learning_rate
+    from avloc.training import run_steps
+
+    recipe = load_recipe(RECIPE, [*TINY, "train.epochs=3", 'train.lr_schedule="cosine"'])
+    assert run_steps(recipe, 50) == 3 * (50 // 8)  # the loader's whole batches per epoch
+    limited = load_recipe(RECIPE, [*TINY, "train.epochs=3", "data.limit=20"])
+    assert run_steps(limited, 50) == 3 * (20 // 8)
+    capped = load_recipe(RECIPE, [*TINY, "train.epochs=2", "train.steps_per_epoch=4"])
+    assert run_steps(capped, 50) == 8
+    schedule = learning_rate(recipe.train, 18)
+    lr = recipe.train.learning_rate
+    got = [float(keras.ops.convert_to_numpy(schedule(s))) for s in (0, 9, 18)]
+    np.testing.assert_allclose(got, [lr, lr / 2, 0.0], atol=1e-9)
+    assert build_optimizer(recipe.train, 18).get_config()["learning_rate"]["config"]["decay_steps"] == 18
+    constant = load_recipe(RECIPE, TINY)
+    assert learning_rate(constant.train, None) == constant.train.learning_rate
+    with pytest.raises(RecipeError, match="lr_schedule"):
+        learning_rate(recipe.train, None)
