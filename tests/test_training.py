@@ -199,7 +199,8 @@ def test_cosine_learning_rate_spans_the_whole_run():
     lr = recipe.train.learning_rate
     got = [float(keras.ops.convert_to_numpy(schedule(s))) for s in (0, 9, 18)]
     np.testing.assert_allclose(got, [lr, lr / 2, 0.0], atol=1e-9)
-    assert build_optimizer(recipe.train, 18).get_config()["learning_rate"]["config"]["decay_steps"] == 18
+    config = build_optimizer(recipe.train, 18).get_config()["learning_rate"]["config"]
+    assert config["decay_steps"] == 18
     constant = load_recipe(RECIPE, TINY)
     assert learning_rate(constant.train, None) == constant.train.learning_rate
     with pytest.raises(RecipeError, match="lr_schedule"):

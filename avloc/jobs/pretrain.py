@@ -13,8 +13,8 @@ layouts), the classifier ``fc.weight`` / ``fc.bias`` and each batch norm's
 ``num_batches_tracked``. ``model.visual.pretrained`` loads it exactly as it loads torchvision's
 ImageNet file (``fc.*`` ignored). Beside it, ``OUT.json`` records the resolved recipe, the
 held-out accuracy, the file's SHA-256, the SHA-256 of its weights (``content_sha256``: the
-same for every run of the same recipe on a machine) and the trunk's ``stem_pool`` (a state_dict cannot say
-whether its trunk had the stem max pool; ``load_imagenet_trunk`` in
+same for every run of the same recipe on a machine) and the trunk's ``stem_pool`` (a
+state_dict cannot say whether its trunk had the stem max pool; ``load_imagenet_trunk`` in
 :mod:`avloc.models.import_torch` reads it from there).
 
 Running the command again with the same recipe finds the finished file (same recipe in its
