@@ -52,7 +52,7 @@ def synthetic(
     ] = 0,
     seeds: Annotated[
         str | None,
-        typer.Option("--seeds", help="Training seeds, e.g. 0,1,2 (default 0,1; --quick: 0)"),
+        typer.Option("--seeds", help="Training seeds, e.g. 0,1,2 (default 0,1,2,3,4; --quick: 0)"),
     ] = None,
     train_samples: Annotated[
         int | None, typer.Option("--train-samples", min=1, help="Synthetic training scenes")

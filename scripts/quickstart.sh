@@ -1,12 +1,40 @@
 #!/usr/bin/env bash
-# The main job on the built-in synthetic data: prepare scenes -> train SSL-SaN -> evaluate it
-# with positive, silence, noise and offscreen audio.
+# The main job on the built-in synthetic data: prepare scenes -> pretrain the visual trunk on
+# synthetic objects (the synthetic world's ImageNet) -> train SSL-SaN -> evaluate it with
+# positive, silence, noise and offscreen audio and print a verdict -> localize one test scene
+# with its own audio, with silence and with an offscreen sound.
 # Usage: scripts/quickstart.sh [OUT_DIR]   (backend: KERAS_BACKEND, default torch)
+# The verdict block says which of the quickstart's targets the model meets (README, "What the
+# quickstart prints"); `avloc eval --verdict` alone exits 3 when one is missed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export KERAS_BACKEND=${KERAS_BACKEND:-torch} TF_CPP_MIN_LOG_LEVEL=3
 out=${1:-runs/quickstart}
 avloc prepare synthetic --out data/synthetic --train 1200 --test 200 --seed 0
+avloc pretrain recipes/synthetic/visual_trunk.toml --out data/synthetic/visual_trunk.pth
 avloc train recipes/quickstart.toml --run-dir "$out"
-avloc eval --dataset synthetic --run "$out" --control shuffled --out "$out/eval"
-echo "Quickstart finished: model and logs in $out, evaluation in $out/eval (data in data/synthetic)."
+status=0
+avloc eval --dataset synthetic --run "$out" --control shuffled --out "$out/eval" --verdict \
+    || status=$?
+[ "$status" -eq 0 ] || [ "$status" -eq 3 ] || exit "$status"
+
+# One test scene, three sounds: its own audio, silence, and the sound of an absent class.
+python3 scripts/export_scene.py data/synthetic/test 0 "$out/example"
+for sound in scene silence offscreen; do
+    avloc localize "$out/example/scene.png" "$out/example/$sound.wav" --run "$out" \
+        -o "$out/example/heatmap_$sound.png" --json > "$out/example/heatmap_$sound.json"
+    python3 - "$out/example" "$sound" <<'PY'
+import json, sys
+folder, sound = sys.argv[1:]
+r = json.load(open(f"{folder}/heatmap_{sound}.json"))
+box = json.load(open(f"{folder}/scene.json"))["box"]
+w, h = r["image_size"]
+x, y = r["peak_xy"]
+on = box[0] * w <= x < box[2] * w and box[1] * h <= y < box[3] * h
+verdict = "sounding" if r["sounding"] else "abstains: nothing visible is sounding"
+where = f", peak {'on' if on else 'off'} the sounding object" if r["sounding"] else ""
+print(f"  {sound + '.wav':14s} max {r['max_score']:.3f} vs Uth {r['uth']:.3f}: {verdict}{where}")
+PY
+done
+echo "Quickstart finished: model and logs in $out, evaluation in $out/eval, example heatmaps in"
+echo "$out/example (data in data/synthetic)."

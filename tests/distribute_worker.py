@@ -26,6 +26,7 @@ sys.path.insert(0, str(ROOT))
 TINY = [
     "model.embed_dim=8",
     "model.visual.width=4",
+    'model.visual.pretrained=""',  # random init: no trunk file in tests
     "model.visual.blocks=[1, 1, 1, 1]",
     "model.audio.width=4",
     "model.audio.blocks=[1, 1, 1, 1]",

@@ -35,7 +35,9 @@ from avloc.training import build_task
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE_DIR = ROOT / "recipes"
-RECIPES = sorted(RECIPE_DIR.rglob("*.toml"))
+#: Pretraining recipes (``avloc pretrain``); every other TOML is a training recipe.
+PRETRAIN = [RECIPE_DIR / "synthetic" / "visual_trunk.toml"]
+RECIPES = sorted(p for p in RECIPE_DIR.rglob("*.toml") if p not in PRETRAIN)
 IDS = [p.relative_to(RECIPE_DIR).as_posix() for p in RECIPES]
 PAPER = ["ezvsl.toml", "marginnce.toml", "fnac.toml", "lvs.toml", "sslsan.toml"]
 ABLATION = {  # seed 000's ablation table: file -> (S, N, L_S, L_N)
@@ -83,11 +85,22 @@ def test_recipe_header_names_its_command_and_results(path):
     load_recipe(path)  # and it is a valid recipe
 
 
-#: What a twin may change: the warm-up length (a shorter run), the temperatures (0.1 when
-#: training from scratch at width 8, where the paper's 0.03 sits at chance for 6 epochs) and the
-#: empty-map weights lambda_S, lambda_N (0.1, where the paper's 1 holds a run at chance for 5-7 of
-#: its 8 epochs), and FNAC's term weights and visual dropout (1 and 0, where the published 100
-#: and 0.9 keep it at chance); see docs/results/synthetic-notes.md.
+def test_pretraining_recipe_header_names_its_command():
+    from avloc.jobs.pretrain import load_pretrain_recipe
+
+    for path in PRETRAIN:
+        first = path.read_text().splitlines()[0]
+        assert first.startswith(f"# avloc pretrain recipes/{rel(path)} --out ")
+        load_pretrain_recipe(path)
+
+
+#: What a twin may change: the warm-up length (a shorter run), the temperatures (0.1 at width 8,
+#: where the paper's 0.03 sat at chance from scratch and, with the pretrained trunk, keeps the
+#: silence/noise maps as high as the positives), the empty-map weights lambda_S, lambda_N (0.1,
+#: where the paper's 1 can hold a run at chance), and FNAC's term weights and visual dropout (1
+#: and 0, where the published 100 and 0.9 keep it at chance); see
+#: docs/results/synthetic-notes.md (sections 1, 5, 6 and 9). Twins and quickstart start the
+#: visual trunk from the synthetic pretraining, the paper recipes from ImageNet.
 TWIN_MAY_CHANGE = ("start_epoch", "tau")
 EMPTY_MAP_TERMS = ("silence_map", "noise_map")
 TWIN_EMPTY_MAP_WEIGHT = 0.1
@@ -141,6 +154,11 @@ def test_synthetic_twin_has_the_same_objective_at_quickstart_size(name):
         assert (kwargs_paper.get("start_epoch", 0) > 0) == (kwargs_twin.get("start_epoch", 0) > 0)
         assert kwargs_twin.get("start_epoch", 0) < twin.train.epochs
     assert twin.data == quick.data
+    # the paper recipes start the visual trunk from ImageNet (a user's file), the twins and the
+    # quickstart from its synthetic stand-in (avloc pretrain recipes/synthetic/visual_trunk.toml)
+    assert twin.model.visual.pretrained == quick.model.visual.pretrained
+    assert twin.model.visual.pretrained == "data/synthetic/visual_trunk.pth"
+    assert paper.model.visual.pretrained == ""
     assert twin.model.visual.width == quick.model.visual.width
     assert twin.model.audio.width == quick.model.audio.width
     assert twin.model.visual.stem_pool == quick.model.visual.stem_pool
@@ -219,6 +237,7 @@ def test_paper_settings_of_the_baselines():
 SHRINK = [
     "model.embed_dim=16",  # = 8 * width: the lvs architecture has no projection heads
     "model.visual.width=2",
+    'model.visual.pretrained=""',  # random init: no trunk file in tests
     "model.audio.width=2",
     "model.visual.blocks=[1, 1, 1, 1]",
     "model.audio.blocks=[1, 1, 1, 1]",

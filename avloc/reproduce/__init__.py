@@ -21,8 +21,23 @@ from avloc.reproduce.plan import ROWS, Budget, Job, plan_jobs
 
 __all__ = ["Budget", "ReproduceResult", "reproduce_synthetic", "centre_prior_records"]
 
-#: Uth statistics of the sensitivity table (after the recipes' own).
+#: Uth calibrations of the sensitivity table (after the recipes' own): calibration audio x
+#: statistic of the pooled map maxima on the calibration images (avloc.evaluation.calibration).
+UTH_AUDIO = (("silence", "noise"), ("silence", "noise", "other"))
 UTH_STATISTICS = ("q3", "p90", "p99", "max")
+
+
+def calibration_label(audio, statistic: str) -> str:
+    """E.g. ``"p90 of silence+noise+other"``."""
+    return f"{statistic} of {'+'.join(audio)}"
+
+
+def uth_from_maxima(maxima: dict, audio, statistic: str) -> float:
+    """Uth from saved per-condition maxima, pooling only the calibration audio ``audio``."""
+    from avloc.metrics import calibrate_uth
+
+    return calibrate_uth({a: maxima[a] for a in audio}, statistic)
+
 
 #: Hand-written notes on the full-budget report, linked from it when they exist.
 NOTES_NAME = "synthetic-notes.md"
@@ -67,8 +82,11 @@ def _settings(budget: Budget, jobs: list[Job], command: str, seconds: float, qui
         f"Schedule: {t.epochs} epochs, batch {t.batch_size}, {t.optimizer} lr {t.learning_rate:g}"
         f"; training seeds {', '.join(str(s) for s in budget.seeds)}.",
         f"Overrides on every recipe: {', '.join(budget.overrides) or 'none'}.",
-        f"Uth: {recipe.eval.uth_statistic} of silence and noise map maxima on "
-        f"{recipe.eval.calibration_samples} training images, per model (SPEC 4.1).",
+        f"Uth: {recipe.eval.uth_statistic} of {' + '.join(recipe.eval.calibration_audio)} "
+        f"map maxima on {recipe.eval.calibration_samples} training images, per model.",
+        "Visual trunk: pretrained once on synthetic single objects "
+        "(`avloc pretrain recipes/synthetic/visual_trunk.toml`), loaded by every row; the "
+        "audio encoder starts from scratch.",
         f"{len(jobs)} trainings for {len(ROWS)} rows (ablation row 1 is EZ-VSL and row 7 is "
         "SSL-SaN: same recipe, trained once).",
     ]
@@ -108,7 +126,7 @@ def reproduce_synthetic(
     from avloc.evaluation.scoring import score_records
     from avloc.reproduce import claims as claim_rules
     from avloc.reproduce import report
-    from avloc.reproduce.runner import prepare_data, run_jobs
+    from avloc.reproduce.runner import prepare_data, pretrain_trunk, run_jobs
 
     out_dir, work = Path(out_dir), Path(work)
     started = time.perf_counter()
@@ -116,19 +134,27 @@ def reproduce_synthetic(
     work.mkdir(parents=True, exist_ok=True)
     log(f"Preparing {budget.train_samples} + {budget.test_samples} synthetic scenes in {data_dir}")
     prepare_data(data_dir, budget)
+    log(f"Pretraining the visual trunk on synthetic objects ({data_dir / 'pretrain.log'})")
+    pretrain_trunk(data_dir, budget)
     jobs = plan_jobs(budget, data_dir)
     log(f"{len(jobs)} trainings for {len(ROWS)} rows x {len(budget.seeds)} seed(s), "
         f"{workers} at a time")  # fmt: skip
     seconds = run_jobs(jobs, work, workers=workers, threads=threads, on_done=on_job)
 
-    from avloc.metrics import calibrate_uth
     from avloc.reproduce.runner import load_maxima
 
     scores: dict[str, dict[int, object]] = {}
-    #: {statistic: {row key: {seed: Scores}}} for the Uth sensitivity table (methods only)
-    statistics = tuple(dict.fromkeys((jobs[0].recipe.eval.uth_statistic, *UTH_STATISTICS)))
-    by_statistic: dict[str, dict[str, dict[int, object]]] = {s: {} for s in statistics}
+    #: {calibration label: {row key: {seed: Scores}}} for the Uth sensitivity table (methods)
+    own_eval = jobs[0].recipe.eval
+    own = (tuple(own_eval.calibration_audio), own_eval.uth_statistic)
+    settings_grid = list(
+        dict.fromkeys([own, *((a, st) for a in UTH_AUDIO for st in UTH_STATISTICS)])
+    )
+    by_statistic: dict[str, dict[str, dict[int, object]]] = {
+        calibration_label(*c): {} for c in settings_grid
+    }
     metrics: dict[str, list[dict]] = {}
+    per_seed: dict[str, dict[int, dict]] = {}
     prior: dict[int, object] = {}
     figures_dir = out_dir / name
     figures: dict[str, Path] = {}
@@ -136,21 +162,29 @@ def reproduce_synthetic(
         samples_path = work / "samples" / f"{job.key}.npz"
         records = load_records(samples_path)
         maxima = load_maxima(samples_path)
-        uth = calibrate_uth(maxima, job.recipe.eval.uth_statistic)  # == the stored Uth
+        recipe_eval = job.recipe.eval
+        job_own = (tuple(recipe_eval.calibration_audio), recipe_eval.uth_statistic)
+        uth = uth_from_maxima(maxima, *job_own)  # == the stored Uth
         job_scores = score_records(records, uth)
         if any(r.methods for r in job.rows):
-            for statistic in statistics:
-                own = statistic == job.recipe.eval.uth_statistic
+            for setting in settings_grid:
                 other = (
-                    job_scores if own else score_records(records, calibrate_uth(maxima, statistic))
+                    job_scores
+                    if setting == job_own
+                    else score_records(records, uth_from_maxima(maxima, *setting))
                 )
                 for row in job.rows:
-                    by_statistic[statistic].setdefault(row.key, {})[job.seed] = other
+                    by_statistic[calibration_label(*setting)].setdefault(row.key, {})[job.seed] = (
+                        other
+                    )
         if job.seed not in prior:
             prior[job.seed] = score_records(centre_prior_records(records), uth)
         for row in job.rows:
             scores.setdefault(row.key, {})[job.seed] = job_scores
             metrics.setdefault(row.key, []).append(job_scores.metrics)
+            per_seed.setdefault(row.key, {})[job.seed] = report.seed_summary(
+                job_scores.per_sample, job_scores.metrics
+            )
         if job.seed == budget.seeds[0]:
             label = job.rows[0].key
             path = eval_report.plot_score_distributions(
@@ -200,6 +234,7 @@ def reproduce_synthetic(
         figures=figures,
         notes=notes,
         sensitivity=sensitivity,
+        per_seed=per_seed,
     )
     return ReproduceResult(files={**files, **figures}, claims=claims, jobs=jobs, seconds=total)
 

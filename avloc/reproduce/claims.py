@@ -5,9 +5,10 @@ computed at each model's own calibrated Uth. Per-sample arrays are fractions in 
 (``ciou/<family>``, ``pia/<condition>``); reported numbers are percentages, like the tables.
 
 Differences between two models (or between a model and its shuffled-audio control) are
-**paired**: the same test samples, seed by seed, concatenated over seeds. Their uncertainty is
-a 95% percentile bootstrap interval of the mean difference (``BOOTSTRAP`` resamples, fixed seed),
-so a verdict does not hinge on a difference smaller than its own noise.
+**paired**: the same test samples, seed by seed. Their uncertainty is a 95% percentile
+two-level bootstrap interval of the mean difference (``BOOTSTRAP`` resamples, fixed seed):
+training seeds are resampled, then test samples within each seed, so a verdict hinges neither
+on a difference smaller than its own noise nor on one lucky seed.
 
 The rules (thresholds are stated in the report next to each verdict):
 
@@ -60,21 +61,32 @@ class Claim:
         return asdict(self)
 
 
-def bootstrap_interval(diff: np.ndarray, seed: int = 0) -> tuple[float, float]:
-    """95% percentile interval of the mean of ``diff`` (same units as ``diff``)."""
+def bootstrap_interval(diff, seed: int = 0) -> tuple[float, float]:
+    """95% percentile interval of the mean of ``diff`` (same units as ``diff``).
+
+    ``diff`` is a 1-D array of per-sample differences (one seed), or a ``(seeds, samples)``
+    matrix: then each resample draws the seeds with replacement and, within each drawn seed,
+    the samples with replacement (a two-level bootstrap), so the interval carries the spread
+    between training seeds as well as between test samples.
+    """
     diff = np.asarray(diff, np.float64)
     if diff.size == 0:
         return float("nan"), float("nan")
+    matrix = diff[None, :] if diff.ndim == 1 else diff
+    n_seeds, n = matrix.shape
     rng = np.random.default_rng(seed)
     means = np.empty(BOOTSTRAP)
     for i in range(BOOTSTRAP):
-        means[i] = diff[rng.integers(0, diff.size, diff.size)].mean()
+        seeds = rng.integers(0, n_seeds, n_seeds) if n_seeds > 1 else np.zeros(1, np.int64)
+        rows = rng.integers(0, n, (n_seeds, n))
+        means[i] = matrix[seeds[:, None], rows].mean()
     low, high = np.percentile(means, [2.5, 97.5])
     return float(low), float(high)
 
 
 def _stack(by_seed: ScoresBySeed, key: str) -> np.ndarray:
-    return np.concatenate([by_seed[s].per_sample[key] for s in sorted(by_seed)])
+    """``(seeds, samples)`` per-sample values, seeds in sorted order."""
+    return np.stack([by_seed[s].per_sample[key] for s in sorted(by_seed)])
 
 
 def paired(a: ScoresBySeed, b: ScoresBySeed, key_a: str, key_b: str | None = None) -> dict:
@@ -175,7 +187,7 @@ def claim_task_learned(scores: Mapping[str, ScoresBySeed], prior: ScoresBySeed) 
         return Claim("task_learned", text, None, "needs the EZ-VSL row")
     seeds = sorted(scores["ezvsl"])
     ez = _stack(scores["ezvsl"], "ciou/adaptive") >= 0.5
-    centre = np.concatenate([prior[s].per_sample["ciou/adaptive"] for s in seeds]) >= 0.5
+    centre = np.stack([prior[s].per_sample["ciou/adaptive"] for s in seeds]) >= 0.5
     diff = 100.0 * (ez.astype(float) - centre.astype(float))
     low, high = bootstrap_interval(diff)
     numbers = {"ezvsl": 100.0 * ez.mean(), "centre_prior": 100.0 * centre.mean(),

@@ -59,15 +59,22 @@ class Budget:
     data_seed: int = 0  #: seed of the synthetic scenes
     seeds: tuple[int, ...] = (0,)  #: training seeds; every row is trained once per seed
     overrides: tuple[str, ...] = ()  #: recipe overrides applied to every row (``key=value``)
+    #: overrides of the visual trunk's pretraining (recipes/synthetic/visual_trunk.toml)
+    trunk_overrides: tuple[str, ...] = ()
 
     @staticmethod
     def full() -> Budget:
-        """The report's setting: about an hour on 2 CPU cores with two jobs at a time."""
+        """The report's setting: about 75 min on 2 CPU cores with two jobs at a time.
+
+        Five training seeds per row, so that a row is judged on its typical run rather than on
+        which seed happens to leave chance first; the pretrained visual trunk lets every row
+        learn in 6 epochs of 1,000 scenes.
+        """
         return Budget(
-            train_samples=2000,
+            train_samples=1000,
             test_samples=300,
-            seeds=(0, 1),
-            overrides=("train.epochs=8", "train.tensorboard=false"),
+            seeds=(0, 1, 2, 3, 4),
+            overrides=("train.epochs=6", "train.tensorboard=false"),
         )
 
     @staticmethod
@@ -89,6 +96,13 @@ class Budget:
                 "data.workers=1",
                 "eval.calibration_samples=16",
                 "eval.batch_size=16",
+            ),
+            trunk_overrides=(
+                "data.images=48",
+                "data.validation=16",
+                "data.shift=2",
+                "train.epochs=1",
+                "train.batch_size=16",
             ),
         )
 
@@ -117,8 +131,32 @@ def objective_fingerprint(recipe: Recipe) -> str:
     return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()
 
 
+#: The pretrained visual trunk every twin starts from, inside the data folder.
+TRUNK_NAME = "visual_trunk.pth"
+
+#: The pretraining recipe of that trunk (``avloc pretrain``).
+TRUNK_RECIPE = RECIPE_DIR / "visual_trunk.toml"
+
+
 def data_overrides(data_dir: Path) -> list[str]:
-    return [f"data.train={data_dir / 'train'}", f"data.test={data_dir / 'test'}"]
+    return [
+        f"data.train={data_dir / 'train'}",
+        f"data.test={data_dir / 'test'}",
+        f"model.visual.pretrained={data_dir / TRUNK_NAME}",
+    ]
+
+
+def trunk_overrides(budget: Budget, recipe_dir: Path = RECIPE_DIR) -> list[str]:
+    """Pretraining overrides that make its trunk fit the twins' ``model.visual`` and image size."""
+    twin = load_recipe(recipe_dir / ROWS[0].recipe, list(budget.overrides), validate_terms=False)
+    v = twin.model.visual
+    return [
+        f"model.visual.width={v.width}",
+        f"model.visual.blocks={list(v.blocks)}",
+        f"model.visual.stem_pool={str(v.stem_pool).lower()}",
+        f"data.image_size={twin.data.image_size}",
+        *budget.trunk_overrides,
+    ]
 
 
 def plan_jobs(

@@ -3,11 +3,13 @@
 Work folder (``work``, resumable: finished steps are kept and skipped on the next call)::
 
     data/train, data/test      synthetic shards (``avloc prepare synthetic``)
+    data/visual_trunk.pth      the pretrained visual trunk (``avloc pretrain``) every job loads
     runs/<job>/                a normal ``avloc train`` run folder (model.keras, log.csv, ...)
     runs/<job>/train.log       what training printed
     samples/<job>.npz          per-sample records of the test set (``avloc eval --samples``)
-    samples/<job>.maxima.npz   silence / noise map maxima (raw cosine) on the calibration
-                               images, so Uth can be recomputed with any statistic
+    samples/<job>.maxima.npz   silence / noise / other-clip map maxima (raw cosine) on the
+                               calibration images, so Uth can be recomputed with any
+                               statistic and calibration audio
     jobs.json                  per job: rows, seconds spent, when it finished
 
 Jobs run ``jobs`` at a time in fresh worker processes (spawned, so each sets its own thread
@@ -30,7 +32,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avloc.config import Recipe
+from avloc.config import CALIBRATION_AUDIO, Recipe
 from avloc.reproduce.plan import Budget, Job
 from avloc.utils.files import atomic_path, atomic_write_json
 
@@ -49,6 +51,18 @@ def prepare_data(data_dir: Path, budget: Budget, progress: Callable[[int], None]
         seed=budget.data_seed,
         progress=progress,
     )
+
+
+def pretrain_trunk(data_dir: Path, budget: Budget) -> Path:
+    """The visual trunk every twin starts from (``avloc pretrain``), kept if already made."""
+    from avloc.jobs.pretrain import load_pretrain_recipe, pretrain
+    from avloc.reproduce.plan import TRUNK_NAME, TRUNK_RECIPE, trunk_overrides
+
+    recipe = load_pretrain_recipe(TRUNK_RECIPE, trunk_overrides(budget))
+    out = data_dir / TRUNK_NAME
+    with open(data_dir / "pretrain.log", "a") as log, contextlib.redirect_stdout(log):
+        pretrain(recipe, out, verbose=2)
+    return out
 
 
 def set_threads(threads: int) -> None:
@@ -125,7 +139,12 @@ def run_job(recipe: Recipe, run_dir: Path, samples: Path, threads: int | None) -
             train_shards = ShardSet(recipe.data.train)
             indices = calibration_indices(len(train_shards), recipe.eval.calibration_samples)
             maxima = negative_maxima(
-                net, train_shards, indices, seed=recipe.seed, batch_size=recipe.eval.batch_size
+                net,
+                train_shards,
+                indices,
+                seed=recipe.seed,
+                batch_size=recipe.eval.batch_size,
+                conditions=CALIBRATION_AUDIO,
             )
             with atomic_path(maxima_path) as tmp, open(tmp, "wb") as fh:
                 np.savez(fh, **maxima)
