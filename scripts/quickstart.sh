@@ -21,19 +21,26 @@ avloc eval --dataset synthetic --run "$out" --control shuffled --out "$out/eval"
 # One test scene, three sounds: its own audio, silence, and the sound of an absent class.
 python3 scripts/export_scene.py data/synthetic/test 0 "$out/example"
 for sound in scene silence offscreen; do
-    avloc localize "$out/example/scene.png" "$out/example/$sound.wav" --run "$out" \
+    avloc localize "$out/example/scene.png" "$out/example/$sound.wav" --run "$out" --raw \
         -o "$out/example/heatmap_$sound.png" --json > "$out/example/heatmap_$sound.json"
     python3 - "$out/example" "$sound" <<'PY'
 import json, sys
+import numpy as np
 folder, sound = sys.argv[1:]
 r = json.load(open(f"{folder}/heatmap_{sound}.json"))
-box = json.load(open(f"{folder}/scene.json"))["box"]
-w, h = r["image_size"]
-x, y = r["peak_xy"]
-on = box[0] * w <= x < box[2] * w and box[1] * h <= y < box[3] * h
-verdict = "sounding" if r["sounding"] else "abstains: nothing visible is sounding"
-where = f", peak {'on' if on else 'off'} the sounding object" if r["sounding"] else ""
-print(f"  {sound + '.wav':14s} max {r['max_score']:.3f} vs Uth {r['uth']:.3f}: {verdict}{where}")
+x1, y1, x2, y2 = json.load(open(f"{folder}/scene.json"))["box"]
+heat = np.load(f"{folder}/heatmap_{sound}.npy")
+h, w = heat.shape
+box = np.zeros_like(heat, bool)
+box[int(y1 * h) : int(np.ceil(y2 * h)), int(x1 * w) : int(np.ceil(x2 * w))] = True
+above = heat > r["uth"]
+line = f"  {sound + '.wav':14s} max {r['max_score']:.3f} vs Uth {r['uth']:.3f}: "
+if r["sounding"]:
+    line += (f"sounding; the region above Uth covers {100 * above[box].mean():.0f} % of the "
+             f"sounding object and {100 * above.mean():.0f} % of the image")
+else:
+    line += "abstains: nothing visible is sounding"
+print(line)
 PY
 done
 echo "Quickstart finished: model and logs in $out, evaluation in $out/eval, example heatmaps in"

@@ -51,6 +51,19 @@ def test_bootstrap_interval_brackets_the_mean_and_is_exact_for_a_constant():
     assert high - low == pytest.approx(2 * half, rel=0.15)
 
 
+def test_two_level_bootstrap_carries_the_spread_between_seeds():
+    rng = np.random.default_rng(2)
+    noise = rng.normal(0.0, 1.0, (5, 200))
+    same = 1.0 + noise  # five seeds that agree
+    apart = same + np.array([-3.0, -1.5, 0.0, 1.5, 3.0])[:, None]  # five seeds that do not
+    low_same, high_same = rules.bootstrap_interval(same)
+    low_apart, high_apart = rules.bootstrap_interval(apart)
+    assert low_same < 1.0 < high_same and low_apart < 1.0 < high_apart
+    assert (high_apart - low_apart) > 5 * (high_same - low_same)
+    flat_low, flat_high = rules.bootstrap_interval(apart.ravel())  # samples only: too narrow
+    assert (flat_high - flat_low) < 0.5 * (high_apart - low_apart)
+
+
 def test_pia_claim_needs_a_large_and_significant_drop():
     n = 100
     ez = _scores(pia__silence=np.full(n, 0.10), pia__noise=np.linspace(0.0, 0.2, n))
@@ -168,11 +181,26 @@ def test_quick_reproduction_writes_the_report(tmp_path):
     stored = load_records(work / "samples" / "ezvsl-s0.npz").meta["uth"]
     assert data["rows"][0]["metrics_by_seed"][0]["uth"] == pytest.approx(stored, abs=1e-6)
     sensitivity = data["uth_sensitivity"]
-    order = ["q3", "p90", "p99", "max"]
-    assert set(sensitivity) == set(order)
-    uths = [sensitivity[s]["metrics_by_row"]["ezvsl"][0]["uth"] for s in order]
-    assert uths == sorted(uths)  # higher statistics, higher thresholds
-    assert "## Uth statistic" in md
+    for audio in ("silence+noise", "silence+noise+other"):
+        order = [f"{s} of {audio}" for s in ("q3", "p90", "p99", "max")]
+        assert set(order) <= set(sensitivity)
+        uths = [sensitivity[s]["metrics_by_row"]["ezvsl"][0]["uth"] for s in order]
+        assert uths == sorted(uths)  # higher statistics, higher thresholds
+    assert len(sensitivity) == 8
+    assert "## Uth calibration" in md
+    # every row and seed in the per-seed table, with the empty-maps count
+    per_seed = data["per_seed"]
+    assert set(per_seed) == {r.key for r in ROWS}
+    for key, seeds in per_seed.items():
+        (line,) = seeds.values()
+        assert line["empty_negative_maps"] == (line["q3_silence_noise"] <= 0.2), key
+    seeds_md = md.split("## Per seed")[1].split("## Uth calibration")[0]
+    assert len(re.findall(r"^\| \*[^|]+\* \| \*\d of 1 empty\* \|", seeds_md, flags=re.M)) == 9
+    # the trunk every row started from
+    trunk = json.loads((work / "data" / "visual_trunk.pth.json").read_text())
+    assert trunk["recipe"]["model"]["visual"]["width"] == 4
+    recipe = (work / "runs" / "ezvsl-s0" / "recipe.toml").read_text()
+    assert str(work / "data" / "visual_trunk.pth") in recipe
 
     # a second call resumes: nothing is trained again and the claims are the same
     ledger = json.loads((work / "jobs.json").read_text())
