@@ -260,10 +260,8 @@ def validate_uth_statistic(statistic: str, where: str) -> str:
     return statistic
 
 
-def load_recipe(
-    path: str | Path, overrides: list[str] | None = None, validate_terms: bool = True
-) -> Recipe:
-    """Read a recipe TOML, apply ``--set`` overrides, and validate it."""
+def read_toml(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
+    """A recipe file as a plain dict with ``--set`` overrides applied (one-line errors)."""
     path = Path(path)
     if not path.is_file():
         raise RecipeError(f"{path}: no such recipe file")
@@ -273,7 +271,15 @@ def load_recipe(
         raise RecipeError(f"{path}: invalid TOML ({exc})") from None
     except UnicodeDecodeError:
         raise RecipeError(f"{path}: not a text file") from None
-    raw = apply_overrides(raw, list(overrides or []))
+    return apply_overrides(raw, list(overrides or []))
+
+
+def load_recipe(
+    path: str | Path, overrides: list[str] | None = None, validate_terms: bool = True
+) -> Recipe:
+    """Read a recipe TOML, apply ``--set`` overrides, and validate it."""
+    path = Path(path)
+    raw = read_toml(path, overrides)
     try:
         return recipe_from_dict(raw, validate_terms)
     except RecipeError as exc:

@@ -22,7 +22,6 @@ float32 rounding (``tests/test_torch_infer.py``).
 from __future__ import annotations
 
 import functools
-import hashlib
 import json
 import os
 from pathlib import Path
@@ -30,7 +29,7 @@ from typing import Any
 
 import numpy as np
 
-from avloc.utils.files import atomic_path, atomic_write_json, cache_dir
+from avloc.utils.files import atomic_path, atomic_write_json, cache_dir, file_sha256
 
 #: avloc.models.resnet.BN_EPSILON and avloc.backend.ONEDNN_MIN_WIDTH (a test checks that they
 #: agree; importing them would import Keras): oneDNN runs only trunks at least this wide
@@ -50,11 +49,7 @@ def cache_paths(network_file: str | Path) -> tuple[Path, Path]:
 @functools.lru_cache(maxsize=16)
 def _sha256(path: str, size: int, mtime_ns: int) -> str:
     """The file's SHA-256, hashed once per process while its size and mtime stay the same."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
+    return file_sha256(path)
 
 
 def enabled() -> bool:

@@ -34,13 +34,9 @@ from typing import Any
 
 import numpy as np
 
-from avloc.config import from_dict
+from avloc.config import from_dict, read_toml
 from avloc.errors import AvlocError, RecipeError
-
-try:
-    import tomllib
-except ModuleNotFoundError:  # Python 3.10
-    import tomli as tomllib  # type: ignore[no-redef]
+from avloc.utils.files import file_sha256
 
 
 @dataclass(frozen=True)
@@ -92,17 +88,10 @@ def _positive(value, where: str) -> None:
 
 def load_pretrain_recipe(path: str | Path, overrides: list[str] | None = None) -> PretrainRecipe:
     """Read and validate a pretraining recipe (unknown keys and bad values: one-line errors)."""
-    from avloc.config import apply_overrides
     from avloc.data.synthetic import CLASSES
 
     path = Path(path)
-    if not path.is_file():
-        raise RecipeError(f"{path}: no such recipe file")
-    try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise RecipeError(f"{path}: invalid TOML ({exc})") from None
-    raw = apply_overrides(raw, list(overrides or []))
+    raw = read_toml(path, overrides)
     try:
         recipe = from_dict(PretrainRecipe, raw)
         d, t, v = recipe.data, recipe.train, recipe.model.visual
@@ -259,14 +248,6 @@ def content_sha256(state: dict[str, np.ndarray]) -> str:
         value = np.ascontiguousarray(state[key])
         digest.update(f"{key}:{value.dtype.str}:{value.shape};".encode())
         digest.update(value.tobytes())
-    return digest.hexdigest()
-
-
-def file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
     return digest.hexdigest()
 
 

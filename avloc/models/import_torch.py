@@ -52,7 +52,6 @@ every tensor must be used or on the architecture's ignore list above. Anything e
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import shutil
@@ -66,7 +65,7 @@ from typing import Any
 import numpy as np
 
 from avloc.errors import DataError, RecipeError
-from avloc.utils.files import cache_dir
+from avloc.utils.files import cache_dir, file_sha256
 
 ARCHS = ("ezvsl", "slavc", "fnac", "marginnce", "lvs")
 IMAGENET_URL = "https://download.pytorch.org/models/resnet18-f37072fd.pth"
@@ -464,14 +463,6 @@ def _hash_prefix(name: str) -> str | None:
     return m.group(1) if m else None
 
 
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
-
-
 def fetch_url(url: str, where: str = "model.visual.pretrained") -> Path:
     """The cached file of ``url``, downloaded first if needed; SHA-256 prefix checked."""
     name = url.rsplit("/", 1)[-1]
@@ -483,7 +474,7 @@ def fetch_url(url: str, where: str = "model.visual.pretrained") -> Path:
         )
     target = cache_dir() / name
     if target.is_file():
-        if not _sha256(target).startswith(expected):
+        if not file_sha256(target).startswith(expected):
             raise RecipeError(
                 f"{where}: cached {target} does not match its checksum {expected}; delete it "
                 "to download again"
@@ -501,7 +492,7 @@ def fetch_url(url: str, where: str = "model.visual.pretrained") -> Path:
             f"{where}: cannot download {url} ({reason}); fetch it on a connected machine and "
             f"put it at {target}, or set {where} to its local path"
         ) from None
-    if not _sha256(tmp_path).startswith(expected):
+    if not file_sha256(tmp_path).startswith(expected):
         tmp_path.unlink(missing_ok=True)
         raise RecipeError(f"{where}: download of {url} does not match its checksum {expected}")
     os.replace(tmp_path, target)

@@ -7,6 +7,7 @@ Every writer writes to ``<name>.tmp-<pid>`` in the same directory and renames it
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import os
 from collections.abc import Iterator
@@ -46,3 +47,12 @@ def cache_dir() -> Path:
     """avloc's cache (downloads, Keras-free copies of networks): ``$AVLOC_CACHE`` or
     ``~/.cache/avloc``."""
     return Path(os.environ.get("AVLOC_CACHE") or Path.home() / ".cache" / "avloc").expanduser()
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex SHA-256 of a file's bytes, read in 1 MiB chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
