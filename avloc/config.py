@@ -19,7 +19,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-import tomllib
+try:  # Python >= 3.11
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: the same parser, packaged as tomli
+    import tomli as tomllib
 
 from avloc.errors import RecipeError
 from avloc.registry import check_value
@@ -110,7 +113,7 @@ class DistributeConfig:
 
 @dataclass(frozen=True)
 class EvalConfig:
-    """Label-free Uth calibration at the end of training (avloc.evaluation.calibration)."""
+    """Label-free Uth calibration at the end of training (avloc.maps.calibration)."""
 
     uth_statistic: str = "q3"  # statistic of the calibration maps' maxima that sets Uth
     calibration_samples: int = 256  # training images used for label-free Uth calibration
@@ -233,7 +236,7 @@ def validate_distribute(recipe: Recipe) -> None:
         )
 
 
-#: What ``eval.calibration_audio`` may name (avloc.evaluation.calibration.CALIBRATION_AUDIO).
+#: What ``eval.calibration_audio`` may name (avloc.maps.calibration.CALIBRATION_AUDIO).
 CALIBRATION_AUDIO = ("silence", "noise", "other")
 
 

@@ -39,9 +39,11 @@ from typing import Any
 
 import numpy as np
 
-from avloc.audio import clip_centered, load_audio_segment, spectrogram
+from avloc.audio import load_audio_segment
 from avloc.errors import AvlocError, DataError, MediaError
-from avloc.image import extract_video_frame, load_image, preprocess_test
+from avloc.image import extract_video_frame, load_image
+from avloc.maps.engine import MapsEngine
+from avloc.runs import model_file
 from avloc.utils.files import atomic_path, atomic_write_json
 from avloc.utils.interpolation import upsample
 
@@ -80,60 +82,35 @@ MANIFEST_EXTS = frozenset({".jsonl", ".ndjson", ".json"})
 # Model and threshold
 
 
-def model_file(run_dir: str | Path | None = None, checkpoint: str | Path | None = None) -> Path:
-    """The ``.keras`` file of a run directory (``RUN_DIR/model.keras``) or a checkpoint.
-
-    Exactly one of the two must be given. Raises a one-line :class:`AvlocError` otherwise, or
-    when the file is missing.
-    """
-    if (run_dir is None) == (checkpoint is None):
-        raise AvlocError("give the model with exactly one of --run DIR or --checkpoint FILE")
-    if checkpoint is not None:
-        path = Path(checkpoint)
-        if not path.is_file():
-            raise DataError(f"{path}: no such checkpoint file")
-        return path
-    run_dir = Path(run_dir)
-    if not run_dir.is_dir():
-        raise DataError(f"{run_dir}: no such run directory")
-    path = run_dir / "model.keras"
-    if not path.is_file():
-        raise DataError(
-            f"{run_dir}: no model.keras (training not finished?); "
-            f"use --checkpoint {run_dir / 'checkpoints' / 'epoch_NNN.keras'}"
-        )
-    return path
-
-
 def load_model(run_dir: str | Path | None = None, checkpoint: str | Path | None = None):
     """The Keras network of a run directory or a ``.keras`` checkpoint (see :func:`model_file`).
 
     On torch it also stores the network for :func:`load_cached_model` (the Keras-free path of
-    :mod:`avloc.torch_infer`), so the next process can skip importing Keras.
+    :mod:`avloc.maps.torch_engine`), so the next process can skip importing Keras.
     """
-    from avloc import torch_infer
+    from avloc.maps import torch_engine
     from avloc.models.io import load_network
 
     path = model_file(run_dir, checkpoint)
     net = load_network(path)
-    if torch_infer.enabled():
+    if torch_engine.enabled():
         try:
-            torch_infer.write_cache(path, net)
+            torch_engine.write_cache(path, net)
         except OSError:
             pass  # an unwritable cache only costs the next start its speed
     return net
 
 
 def load_cached_model(run_dir: str | Path | None = None, checkpoint: str | Path | None = None):
-    """The network as a plain-torch :class:`~avloc.torch_infer.TorchNet`, without Keras.
+    """The network as a plain-torch :class:`~avloc.maps.torch_engine.TorchNet`, without Keras.
 
     ``None`` when the backend is not torch, or the file has no cache entry yet (a first
     :func:`load_model` of it writes one) or is not of the EZ-VSL family.
     """
-    from avloc import torch_infer
+    from avloc.maps import torch_engine
 
     path = model_file(run_dir, checkpoint)
-    return torch_infer.load_cached(path) if torch_infer.enabled() else None
+    return torch_engine.load_cached(path) if torch_engine.enabled() else None
 
 
 def resolve_uth(
@@ -224,40 +201,6 @@ class Localization:
         }
 
 
-def _check_image(image: np.ndarray) -> np.ndarray:
-    image = np.asarray(image)
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 RGB image (H, W, 3), got {image.dtype} {image.shape}")
-    return image
-
-
-def _model_audio(net, waveform: np.ndarray) -> np.ndarray:
-    """Waveform at the network's rate -> its clip -> ``(F, T)`` log spectrogram."""
-    rate = int(net.inputs["sample_rate"])
-    clip = clip_centered(waveform, rate, float(net.inputs["clip_seconds"]))
-    return spectrogram(clip, sample_rate=rate)
-
-
-def _maps(net, images: Sequence[np.ndarray], waves: Sequence[np.ndarray]) -> np.ndarray:
-    """``(B, h, w)`` raw cosine maps of a batch of pairs (any image sizes, any wave lengths)."""
-    size = int(net.inputs["image_size"])
-    x_img = np.stack([preprocess_test(_check_image(im), size) for im in images])
-    x_aud = np.stack([_model_audio(net, w) for w in waves])[..., None]
-    from avloc.torch_infer import TorchNet
-
-    if isinstance(net, TorchNet):  # plain torch, no Keras
-        return net.maps(x_img, x_aud)
-    from keras import ops
-
-    from avloc.backend import inference_mode
-    from avloc.models import pair_maps
-
-    with inference_mode():
-        v_map = net.encode_image(x_img, training=False)
-        a_emb = net.encode_audio(x_aud, training=False)
-        return ops.convert_to_numpy(pair_maps(v_map, a_emb)).astype(np.float32)
-
-
 def localize_many(
     net,
     pairs: Iterable[tuple[np.ndarray, np.ndarray]],
@@ -273,8 +216,10 @@ def localize_many(
     threshold = resolve_uth(net, uth)
     batch: list[tuple[np.ndarray, np.ndarray]] = []
 
+    engine = MapsEngine(net)
+
     def flush() -> Iterator[Localization]:
-        maps = _maps(net, [p[0] for p in batch], [p[1] for p in batch])
+        maps = engine.pair_maps([p[0] for p in batch], [p[1] for p in batch])
         for (image, _), small in zip(batch, maps, strict=True):
             heat = upsample(small[None], image.shape[:2])[0]
             yield Localization.from_map(heat, threshold)

@@ -1,15 +1,6 @@
 """``train(recipe, run_dir)``: fit a recipe with ``model.fit``, resumable after ``kill -9``.
 
-Run directory::
-
-    recipe.toml            the resolved recipe (overrides applied)
-    meta.json              backend, versions, git commit, progress, outputs
-    log.csv                one row per epoch: loss and every loss_<term>
-    tensorboard/           TensorBoard event files (train.tensorboard)
-    checkpoints/epoch_NNN.keras   the network after each epoch (atomic writes)
-    backup/LATEST          name of the newest complete backup directory
-    backup/ckpt-NNNNNNNN/  task + optimizer weights and progress.json {epoch, step, global_step}
-    model.keras            the final network (load with avloc.models.io.load_network)
+The run directory's layout is described (and its paths defined) in :mod:`avloc.runs`.
 
 Resuming: running the same command again finds ``backup/LATEST`` and continues from its epoch
 and step; the unfinished epoch is completed with exactly the batches it had not seen (the loader
@@ -41,7 +32,7 @@ import numpy as np
 from avloc import __version__, distribute
 from avloc.audio import silence_waveform, spectrogram
 from avloc.backend import cpu_bf16_warning
-from avloc.config import Recipe, recipe_from_dict, save_recipe
+from avloc.config import Recipe, read_toml, recipe_from_dict, save_recipe
 from avloc.data.loader import TrainBatches
 from avloc.data.shards import ShardSet
 from avloc.distribute import Placement
@@ -50,6 +41,7 @@ from avloc.losses import build_terms
 from avloc.models import build_network
 from avloc.models.io import save_network
 from avloc.optimizers import build_optimizer
+from avloc.runs import RunDir
 from avloc.task import EpochCounter, LocalizationTask
 from avloc.utils.files import atomic_path, atomic_write_bytes, atomic_write_json
 from avloc.utils.quiet import import_tensorflow_quietly
@@ -157,10 +149,10 @@ def build_task(
 
 
 def latest_backup(run_dir: Path) -> tuple[Path, dict[str, int]] | None:
-    pointer = run_dir / "backup" / "LATEST"
+    pointer = RunDir(run_dir).backup / "LATEST"
     if not pointer.exists():
         return None
-    folder = run_dir / "backup" / pointer.read_text().strip()
+    folder = RunDir(run_dir).backup / pointer.read_text().strip()
     progress_file = folder / "progress.json"
     if not progress_file.exists():
         return None
@@ -189,13 +181,13 @@ class ResumableCheckpoint(keras.callbacks.Callback):
             self.save_backup(self.epoch, self.step)
 
     def on_epoch_end(self, epoch, logs=None):
-        path = self.run_dir / "checkpoints" / f"epoch_{epoch + 1:03d}.keras"
+        path = RunDir(self.run_dir).checkpoint(epoch + 1)
         save_network(self.model.net, path)
         self.save_backup(epoch + 1, 0)
         self.epoch, self.step = epoch + 1, 0
 
     def save_backup(self, epoch: int, step: int) -> None:
-        backup = self.run_dir / "backup"
+        backup = RunDir(self.run_dir).backup
         name = f"ckpt-{self.global_step:08d}"
         folder = backup / name
         staging = backup / f".{name}.tmp-{os.getpid()}"
@@ -214,17 +206,9 @@ class ResumableCheckpoint(keras.callbacks.Callback):
 
 def calibrate_after_training(net, recipe: Recipe, verbose: int) -> dict[str, Any]:
     """Label-free Uth on the training shards (SPEC 4.1), stored with the final network."""
-    from avloc.evaluation.calibration import calibrate
+    from avloc.maps.calibration import calibrate
 
-    entry = calibrate(
-        net,
-        recipe.data.train,
-        samples=recipe.eval.calibration_samples,
-        statistic=recipe.eval.uth_statistic,
-        seed=recipe.seed,
-        batch_size=recipe.eval.batch_size,
-        audio=recipe.eval.calibration_audio,
-    )
+    entry = calibrate(net, recipe.data.train, recipe.eval, seed=recipe.seed)
     if verbose:
         audio = " + ".join(entry["audio"])
         print(
@@ -249,12 +233,10 @@ def run_steps(recipe: Recipe, train_samples: int) -> int:
 
 
 def check_run_dir(run_dir: Path, recipe: Recipe) -> None:
-    saved = run_dir / "recipe.toml"
+    saved = RunDir(run_dir).recipe
     if not saved.exists():
         return
-    import tomllib
-
-    previous = recipe_from_dict(tomllib.loads(saved.read_text()), validate_terms=False)
+    previous = recipe_from_dict(read_toml(saved), validate_terms=False)
     if _without_devices(previous) != _without_devices(recipe):
         raise AvlocError(
             f"{run_dir}: holds a run of a different recipe; resume it with the same recipe and "
@@ -278,7 +260,7 @@ def train(recipe: Recipe, run_dir: str | Path, verbose: int | None = None) -> Tr
     run_dir.mkdir(parents=True, exist_ok=True)
     check_run_dir(run_dir, recipe)
     if writer:
-        save_recipe(recipe, run_dir / "recipe.toml")
+        save_recipe(recipe, RunDir(run_dir).recipe)
     keras.utils.set_random_seed(recipe.seed)
 
     with placement.scope():
@@ -293,7 +275,7 @@ def train(recipe: Recipe, run_dir: str | Path, verbose: int | None = None) -> Tr
     # backup before every process has passed this point (the first step needs all of them).
     placement.attach(task)
 
-    meta_path = run_dir / "meta.json"
+    meta_path = RunDir(run_dir).meta
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     meta.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S"))
     meta.update(environment_info())
@@ -338,10 +320,11 @@ def train(recipe: Recipe, run_dir: str | Path, verbose: int | None = None) -> Tr
         callbacks.append(
             ResumableCheckpoint(run_dir, t.backup_every_steps, epoch, step, global_step)
         )
-        callbacks.append(keras.callbacks.CSVLogger(str(run_dir / "log.csv"), append=True))
+        callbacks.append(keras.callbacks.CSVLogger(str(RunDir(run_dir).log), append=True))
     if writer and t.tensorboard:
         import_tensorflow_quietly()  # the callback imports TensorFlow, even under torch
-        callbacks.append(keras.callbacks.TensorBoard(str(run_dir / "tensorboard"), update_freq=10))
+        board = str(RunDir(run_dir).tensorboard)
+        callbacks.append(keras.callbacks.TensorBoard(board, update_freq=10))
 
     history: dict[str, list[float]] = {}
 
@@ -363,7 +346,7 @@ def train(recipe: Recipe, run_dir: str | Path, verbose: int | None = None) -> Tr
     if epoch < t.epochs:
         fit(TrainBatches(shards, epoch=epoch, **common), epoch, t.epochs)
 
-    model_path = run_dir / "model.keras"
+    model_path = RunDir(run_dir).model
     if not writer:
         return TrainResult(run_dir, model_path, t.epochs, history, writer=False)
     task.net.calibration = calibrate_after_training(task.net, recipe, verbose)
@@ -371,8 +354,8 @@ def train(recipe: Recipe, run_dir: str | Path, verbose: int | None = None) -> Tr
     meta["epochs_done"] = t.epochs
     meta["outputs"] = {
         "model": str(model_path),
-        "log": str(run_dir / "log.csv"),
-        "checkpoints": str(run_dir / "checkpoints"),
+        "log": str(RunDir(run_dir).log),
+        "checkpoints": str(RunDir(run_dir).checkpoints),
     }
     if history:
         meta["final_losses"] = {k: v[-1] for k, v in history.items()}

@@ -9,7 +9,7 @@ off-screen clip) as shards in a temporary directory, builds one network with ran
 every sample's similarity maps for the four audio conditions (positive, silence, noise,
 off-screen), on the current ``KERAS_BACKEND``:
 
-- ``shared``: :func:`avloc.evaluation.inference.collect_records`, what ``avloc eval`` runs: the
+- ``shared``: :func:`avloc.maps.records.collect_records`, what ``avloc eval`` runs: the
   visual map once per image, all of a batch's clips through the audio encoder in one call, the
   silence embedding once, each condition's map a dot product;
 - ``naive``: one full forward pass of the network per condition and batch (visual and audio
@@ -96,7 +96,7 @@ def numpy(x) -> np.ndarray:
 
 
 def shared_maps(net, shards, indices, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:
-    from avloc.evaluation.inference import collect_records
+    from avloc.maps.records import collect_records
 
     records = collect_records(
         net,
@@ -112,22 +112,24 @@ def shared_maps(net, shards, indices, batch_size: int, seed: int = 0) -> dict[st
 def naive_maps(net, shards, indices, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:
     """One full forward pass (visual + audio) per condition and batch; same inputs as shared."""
     from avloc.backend import inference_mode
-    from avloc.evaluation.inference import AudioFrontEnd
     from avloc.image import preprocess_test
+    from avloc.maps.conditions import noise_rng
+    from avloc.maps.preprocess import InputContract
 
     size = int(net.inputs["image_size"])
-    audio = AudioFrontEnd(net, int(shards.attrs.get("sample_rate", 16000)))
-    silence = audio.silence()
+    contract = InputContract(net.inputs)
+    rate = int(shards.attrs.get("sample_rate", 16000))
+    silence = contract.silence()
     maps: dict[str, list[np.ndarray]] = {c: [] for c in CONDITIONS}
     for start in range(0, len(indices), batch_size):
         batch_idx = indices[start : start + batch_size]
         rows = shards.read(batch_idx, ["image", "audio", "offscreen_audio"])
         images = np.stack([preprocess_test(i, size) for i in rows["image"]])
         spectrograms = {
-            "positive": [audio(w) for w in rows["audio"]],
+            "positive": [contract.spectrogram(w, rate) for w in rows["audio"]],
             "silence": [silence] * len(batch_idx),
-            "noise": [audio.noise(seed, i) for i in batch_idx],
-            "offscreen": [audio(w) for w in rows["offscreen_audio"]],
+            "noise": [contract.noise(noise_rng(seed, i)) for i in batch_idx],
+            "offscreen": [contract.spectrogram(w, rate) for w in rows["offscreen_audio"]],
         }
         for condition, specs in spectrograms.items():
             with inference_mode():

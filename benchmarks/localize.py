@@ -8,7 +8,7 @@ Measures, on a 640x480 JPEG and a 10 s 44.1 kHz stereo WAV:
 * **cold single pair**: wall time of a fresh ``python -m cli.main localize IMAGE AUDIO`` process
   (interpreter start, imports, model load, decoding, one pair, PNG written), median of
   ``--cold-runs``, through Keras (``AVLOC_TORCH_INFER=0``) and from the cached plain-torch copy
-  (:mod:`avloc.torch_infer`, what every start after a network's first uses on torch), plus the
+  (:mod:`avloc.maps.torch_engine`, what every start after a network's first uses on torch), plus the
   first start with an empty cache; and a breakdown of each measured inside one fresh process.
 * **warm single pair**: in one process after a warm-up: from the files (decode + localise +
   render + write PNG), and the model part alone (preprocess + network + upsampling).
@@ -325,7 +325,7 @@ def print_table(r: dict) -> None:
             print(f"{label:<52}{row['model_pairs_per_s']:>8.1f}  {row['e2e_pairs_per_s']:>8.1f}")
     print(
         "keras: AVLOC_TORCH_INFER=0, the network through Keras; torch: the cached plain-torch "
-        "copy (avloc/torch_infer.py), as avloc localize starts from the second run on"
+        "copy (avloc/maps/torch_engine.py), as avloc localize starts from the second run on"
     )
 
 

@@ -90,7 +90,14 @@ def evaluate(
     ] = None,
     batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="First N samples")] = None,
-    seed: Annotated[int, typer.Option("--seed", help="Seed of the generated noise")] = 0,
+    seed: Annotated[
+        int | None,
+        typer.Option(
+            "--seed",
+            help="Seed of the generated noise and shuffled audio (default 0; with --calibrate: "
+            "the run's seed)",
+        ),
+    ] = None,
     overlays: Annotated[int, typer.Option("--overlays", min=0, help="Samples in the grid")] = 4,
     data_root: Annotated[
         Path | None, typer.Option("--data-root", help="Where names resolve (default data/)")
@@ -152,7 +159,7 @@ def evaluate(
                 metric_groups=groups,
                 batch_size=batch_size,
                 limit=limit,
-                seed=seed,
+                seed=0 if seed is None else seed,
                 overlays=overlays,
                 data_root_dir=data_root,
                 progress=progress,

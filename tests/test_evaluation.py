@@ -15,10 +15,11 @@ from avloc.data.prepare_synthetic import prepare_synthetic
 from avloc.data.shards import ShardSet, write_shard
 from avloc.data.synthetic import SyntheticConfig
 from avloc.errors import DataError
-from avloc.evaluation.maps import ground_truth_maps, upsample
-from avloc.evaluation.records import SampleRecords, load_records, save_records
+from avloc.evaluation.ground_truth import ground_truth_maps
 from avloc.evaluation.scoring import score_records
+from avloc.maps.records import SampleRecords, load_records, save_records
 from avloc.metrics import gt_flickr, gt_from_boxes_normalized
+from avloc.utils.interpolation import upsample
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE = ROOT / "recipes" / "quickstart.toml"
@@ -248,8 +249,8 @@ def test_maps_equal_the_network_forward_and_visual_runs_once_per_image(data, che
     from keras import ops
 
     from avloc.audio import clip_centered, spectrogram
-    from avloc.evaluation.inference import collect_records
     from avloc.image import preprocess_test
+    from avloc.maps.records import collect_records
     from avloc.models import pair_maps
     from avloc.models.io import load_network
 
@@ -285,7 +286,7 @@ def test_maps_equal_the_network_forward_and_visual_runs_once_per_image(data, che
 
 
 def test_derangement_moves_every_sample():
-    from avloc.evaluation.inference import derangement
+    from avloc.maps.conditions import derangement
 
     for n in (2, 3, 10, 101):
         perm = derangement(n, seed=n)
@@ -293,12 +294,14 @@ def test_derangement_moves_every_sample():
 
 
 def test_calibration_is_the_third_quartile_of_negative_maxima(data, checkpoint, tmp_path):
-    from avloc.evaluation.calibration import calibrate, calibration_indices, negative_maxima
+    from avloc.config import EvalConfig
+    from avloc.maps.calibration import calibrate, calibration_indices, negative_maxima
     from avloc.models.io import load_network, save_network
 
     net = load_network(checkpoint)
     shards = ShardSet(data / "train")
-    entry = calibrate(net, data / "train", samples=10, statistic="q3", batch_size=4)
+    settings = EvalConfig(calibration_samples=10, uth_statistic="q3", batch_size=4)
+    entry = calibrate(net, data / "train", settings)
     idx = calibration_indices(len(shards), 10)
     assert len(idx) == 10 and entry["samples"] == 10
     maxima = negative_maxima(net, shards, idx, batch_size=10)
@@ -313,9 +316,11 @@ def test_other_clip_calibration_matches_a_naive_loop(data, checkpoint):
     """ "other" = each calibration image with another calibration clip's audio (a derangement)."""
     from keras import ops
 
-    from avloc.evaluation.calibration import calibrate, calibration_indices, negative_maxima
-    from avloc.evaluation.inference import AudioFrontEnd, derangement
+    from avloc.config import EvalConfig
     from avloc.image import preprocess_test
+    from avloc.maps.calibration import calibrate, calibration_indices, negative_maxima
+    from avloc.maps.conditions import derangement
+    from avloc.maps.preprocess import InputContract
     from avloc.models.io import load_network
 
     net = load_network(checkpoint)
@@ -325,17 +330,19 @@ def test_other_clip_calibration_matches_a_naive_loop(data, checkpoint):
     assert set(got) == {"other"}
     rows = shards.read(idx, ["image", "audio"])
     partner = derangement(len(idx), 3)
-    front = AudioFrontEnd(net, int(shards.attrs["sample_rate"]))
+    contract = InputContract(net.inputs)
     size = int(net.inputs["image_size"])
     want = []
     for j in range(len(idx)):  # one image and one clip at a time, through the network
         image = preprocess_test(rows["image"][j], size)[None]
-        spec = front(rows["audio"][partner[j]])[None, :, :, None]
+        spec = contract.spectrogram(rows["audio"][partner[j]], int(shards.attrs["sample_rate"]))
+        spec = spec[None, :, :, None]
         v = ops.convert_to_numpy(net.encode_image(image))
         a = ops.convert_to_numpy(net.encode_audio(spec))
         want.append(upsample(np.einsum("bhwd,bd->bhw", v, a), size).max())
     np.testing.assert_allclose(got["other"], want, rtol=1e-4, atol=1e-5)
-    entry = calibrate(net, data / "train", samples=9, statistic="max", seed=3, audio=("other",))
+    settings = EvalConfig(calibration_samples=9, uth_statistic="max", calibration_audio=("other",))
+    entry = calibrate(net, data / "train", settings, seed=3)
     assert entry["audio"] == ["other"] and entry["uth"] == pytest.approx(max(want), rel=1e-4)
     assert set(entry) >= {"other_max"} and "silence_max" not in entry
 
@@ -344,7 +351,7 @@ def test_calibrate_run_honours_the_runs_eval_settings(data, tmp_path):
     """`avloc eval --calibrate --run R` repeats the run's [eval]: statistic, audio, samples."""
     from avloc.config import load_recipe
     from avloc.evaluation import evaluate as ev
-    from avloc.evaluation.calibration import calibration_indices, negative_maxima
+    from avloc.maps.calibration import calibration_indices, negative_maxima
     from avloc.models.io import load_network
     from avloc.training import train
 

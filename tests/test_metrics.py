@@ -307,7 +307,6 @@ def test_separability_against_percentile():
 def test_calibrate_uth_statistics():
     x = np.arange(1.0, 9.0)  # 1..8
     # linear interpolation: q1 at position 1.75 -> 2.75; median 4.5; q3 at 5.25 -> 6.25
-    assert M.calibrate_uth(x) == pytest.approx(6.25)
     assert M.calibrate_uth(x, "q3") == pytest.approx(6.25)
     assert M.calibrate_uth(x, "q1") == pytest.approx(2.75)
     assert M.calibrate_uth(x, "median") == pytest.approx(4.5)
@@ -316,12 +315,12 @@ def test_calibrate_uth_statistics():
     assert M.calibrate_uth(x, "p90") == pytest.approx(7.3)  # position 6.3 -> 7 + 0.3
     assert M.calibrate_uth(x, "p99.5") == pytest.approx(np.percentile(x, 99.5))
     assert M.calibrate_uth({"silence": x[:3], "noise": x[3:]}, "q3") == pytest.approx(6.25)
-    assert M.calibrate_uth([x[:5], x[5:]]) == pytest.approx(6.25)
+    assert M.calibrate_uth([x[:5], x[5:]], "q3") == pytest.approx(6.25)
     for bad in ("q2", "p101", "pfoo", "p", "", "minimum"):
         with pytest.raises(ValueError):
             M.calibrate_uth(x, bad)
     with pytest.raises(ValueError):
-        M.calibrate_uth([])
+        M.calibrate_uth([], "q3")
 
 
 # --------------------------------------------------------------------------- retrieval

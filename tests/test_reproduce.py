@@ -122,7 +122,7 @@ def test_task_learned_claim_against_the_centre_prior():
 
 
 def test_centre_prior_peaks_in_the_middle_and_ignores_audio():
-    from avloc.evaluation.records import SampleRecords
+    from avloc.maps.records import SampleRecords
 
     maps = {"positive": np.random.rand(3, 7, 7), "silence": np.random.rand(3, 7, 7)}
     records = SampleRecords(
@@ -176,7 +176,7 @@ def test_quick_reproduction_writes_the_report(tmp_path):
     assert data["rows"][0]["metrics_by_seed"] == data["rows"][4]["metrics_by_seed"]
     assert data["settings"]["quick"] is True
     # Uth recomputed from the saved calibration maxima is the one training stored
-    from avloc.evaluation.records import load_records
+    from avloc.maps.records import load_records
 
     stored = load_records(work / "samples" / "ezvsl-s0.npz").meta["uth"]
     assert data["rows"][0]["metrics_by_seed"][0]["uth"] == pytest.approx(stored, abs=1e-6)

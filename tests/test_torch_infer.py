@@ -16,7 +16,8 @@ import soundfile as sf
 from PIL import Image
 
 from avloc import localize as lz
-from avloc import torch_infer as ti
+from avloc.maps import torch_engine as ti
+from avloc.maps.engine import MapsEngine
 from avloc.models import AudioVisualNet
 from avloc.models.io import save_network
 from avloc.models.resnet import BN_EPSILON
@@ -66,8 +67,9 @@ def _pairs(n: int, seed: int = 0):
 
 def test_constants_are_the_keras_paths():
     from avloc.backend import ONEDNN_MIN_WIDTH
+    from avloc.models import torch_ref
 
-    assert ti.BN_EPSILON == BN_EPSILON and ti.ONEDNN_MIN_WIDTH == ONEDNN_MIN_WIDTH
+    assert torch_ref.BN_EPSILON == BN_EPSILON and ti.ONEDNN_MIN_WIDTH == ONEDNN_MIN_WIDTH
 
 
 @pytest.mark.parametrize("name", list(CONFIGS))
@@ -82,8 +84,8 @@ def test_torch_net_gives_the_keras_networks_maps(tmp_path, name):
     assert isinstance(torch_net, ti.TorchNet)
     assert torch_net.inputs == keras_net.inputs and torch_net.uth == keras_net.uth == 0.125
     images, waves = _pairs(3)
-    want = lz._maps(keras_net, images, waves)
-    got = lz._maps(torch_net, images, waves)
+    want = MapsEngine(keras_net).pair_maps(images, waves)
+    got = MapsEngine(torch_net).pair_maps(images, waves)
     assert got.dtype == np.float32 and got.shape == want.shape
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=2e-6)
     for image, wave in zip(images, waves, strict=True):  # upsampled maps and decisions
@@ -105,7 +107,8 @@ def test_cache_follows_the_files_content_and_survives_damage(tmp_path):
     lz.load_model(checkpoint=path)
     second = lz.load_cached_model(checkpoint=path)
     images, waves = _pairs(1)
-    assert not np.allclose(lz._maps(first, images, waves), lz._maps(second, images, waves))
+    maps = [MapsEngine(net).pair_maps(images, waves) for net in (first, second)]
+    assert not np.allclose(*maps)
 
     weights, config = ti.cache_paths(path)
     weights.write_bytes(b"not an npz")

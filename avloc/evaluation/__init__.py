@@ -1,7 +1,7 @@
-"""Evaluation with negative audio (SPEC 4): inference, calibration, scoring, reports.
+"""Evaluation with negative audio (SPEC 4): scoring, reports, verdicts.
 
-Modules: :mod:`.inference` (maps per audio condition, visual features once per image),
-:mod:`.calibration` (label-free universal threshold), :mod:`.records` (per-sample results),
-:mod:`.maps` (upsampling and ground truth), :mod:`.scoring` (every metric),
-:mod:`.report` (tables and plots), :mod:`.evaluate` (the orchestration behind ``avloc eval``).
+Maps and Uth calibration come from the maps stage (:mod:`avloc.maps`). Modules here:
+:mod:`.ground_truth` (ground truth at full resolution), :mod:`.scoring` (every metric),
+:mod:`.report` (tables and plots), :mod:`.verdict` (the quickstart's targets),
+:mod:`.evaluate` (the orchestration behind ``avloc eval``).
 """

@@ -11,6 +11,7 @@ Output directory::
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import re
 from collections.abc import Callable, Sequence
@@ -19,18 +20,24 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import tomllib
 
-from avloc.config import validate_uth_statistic
+from avloc.config import (
+    EvalConfig,
+    Recipe,
+    load_recipe,
+    validate_calibration_audio,
+    validate_uth_statistic,
+)
 from avloc.data.shards import ShardSet
 from avloc.errors import DataError, RecipeError
 from avloc.evaluation import report
-from avloc.evaluation.inference import collect_records
-from avloc.evaluation.maps import upsample
-from avloc.evaluation.records import POSITIVE, SampleRecords, load_records, save_records
 from avloc.evaluation.scoring import score_records
 from avloc.image import resize_uint8
+from avloc.maps.conditions import POSITIVE
+from avloc.maps.records import SampleRecords, collect_records, load_records, save_records
+from avloc.runs import RunDir, run_of_checkpoint
 from avloc.utils.files import atomic_write_bytes, atomic_write_json
+from avloc.utils.interpolation import upsample
 
 #: Names ``avloc prepare`` writes (any other prepared name works too).
 KNOWN_DATASETS = ("vggss", "flickr", "is3", "is3plus", "avsbench-s4", "synthetic")
@@ -106,16 +113,13 @@ def resolve_models(
     out = []
     for run in runs:
         run = Path(run)
-        model = run / "model.keras"
-        if not run.is_dir():
-            raise DataError(f"{run}: no such run directory")
-        if not model.is_file():
-            raise DataError(f"{run}: no model.keras in this run directory (training unfinished?)")
+        model = RunDir(run).finished_model()
         out.append(ModelSource(_unique(run.name, taken), checkpoint=model, run_dir=run))
     for ckpt in checkpoints:
         ckpt = Path(ckpt)
         stem = ckpt.parent.name if ckpt.stem == "model" and ckpt.parent.name else ckpt.stem
-        run_dir = ckpt.parent if (ckpt.parent / "recipe.toml").is_file() else None
+        run = run_of_checkpoint(ckpt)
+        run_dir = None if run is None else run.root
         out.append(ModelSource(_unique(stem, taken), checkpoint=ckpt, run_dir=run_dir))
     for path in samples:
         path = Path(path)
@@ -129,46 +133,31 @@ def check_statistic(statistic: str) -> str:
     return validate_uth_statistic(statistic, "--uth-statistic")
 
 
+def run_recipe(source: ModelSource) -> Recipe | None:
+    """The recipe of the run that made ``source`` (its ``recipe.toml``), or None."""
+    if source.run_dir is None or not RunDir(source.run_dir).recipe.is_file():
+        return None
+    return load_recipe(RunDir(source.run_dir).recipe, validate_terms=False)
+
+
 def calibration_data(source: ModelSource, explicit: str | Path | None) -> Path:
     """The calibration split: ``explicit``, else the run's training shards."""
     if explicit:
         return Path(explicit)
-    if source.run_dir is not None:
-        recipe = tomllib.loads((source.run_dir / "recipe.toml").read_text())
-        train = recipe.get("data", {}).get("train")
-        if train:
-            return Path(train)
+    recipe = run_recipe(source)
+    if recipe is not None and recipe.data.train:
+        return Path(recipe.data.train)
     raise DataError(
         f"{source.checkpoint}: no recipe next to this checkpoint to find its training data; "
         "pass --calibration-data SHARDS"
     )
 
 
-def run_calibration_settings(source: ModelSource) -> dict[str, Any]:
-    """The ``[eval]`` calibration settings and seed of the run that made ``source`` (if any).
-
-    Keys: ``samples``, ``statistic``, ``audio``, ``seed``; the recipe defaults where the
-    checkpoint has no run directory.
-    """
-    from avloc.config import EvalConfig, recipe_from_dict
-
-    defaults = EvalConfig()
-    settings = {
-        "samples": defaults.calibration_samples,
-        "statistic": defaults.uth_statistic,
-        "audio": tuple(defaults.calibration_audio),
-        "seed": 0,
-    }
-    if source.run_dir is not None and (source.run_dir / "recipe.toml").is_file():
-        raw = tomllib.loads((source.run_dir / "recipe.toml").read_text())
-        recipe = recipe_from_dict(raw, validate_terms=False)
-        settings.update(
-            samples=recipe.eval.calibration_samples,
-            statistic=recipe.eval.uth_statistic,
-            audio=tuple(recipe.eval.calibration_audio),
-            seed=recipe.seed,
-        )
-    return settings
+def run_calibration_settings(source: ModelSource) -> tuple[EvalConfig, int]:
+    """The ``[eval]`` settings and seed of the run that made ``source``; the recipe defaults
+    and seed 0 where the checkpoint has no run directory."""
+    recipe = run_recipe(source)
+    return (EvalConfig(), 0) if recipe is None else (recipe.eval, recipe.seed)
 
 
 def calibrate_checkpoint(
@@ -178,7 +167,7 @@ def calibrate_checkpoint(
     samples: int | None = None,
     statistic: str | None = None,
     seed: int | None = None,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     progress: Callable[[int], None] | None = None,
     audio: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
@@ -188,31 +177,25 @@ def calibrate_checkpoint(
     ``avloc eval --calibrate --run R`` repeats what training did; see
     :func:`run_calibration_settings`.
     """
-    from avloc.config import validate_calibration_audio
-    from avloc.evaluation.calibration import calibrate
+    from avloc.maps.calibration import calibrate
     from avloc.models.io import load_network, save_network
 
     if source.checkpoint is None:
         raise DataError(f"{source.records}: per-sample results cannot be calibrated")
-    run = run_calibration_settings(source)
-    statistic = run["statistic"] if statistic is None else statistic
-    samples = run["samples"] if samples is None else samples
-    seed = run["seed"] if seed is None else seed
-    audio = validate_calibration_audio(
-        run["audio"] if audio is None else audio, "--calibration-audio"
-    )
-    check_statistic(statistic)
+    settings, run_seed = run_calibration_settings(source)
+    given = {
+        "calibration_samples": samples,
+        "uth_statistic": statistic,
+        "calibration_audio": audio,
+        "batch_size": batch_size,
+    }
+    settings = dataclasses.replace(settings, **{k: v for k, v in given.items() if v is not None})
+    validate_calibration_audio(settings.calibration_audio, "--calibration-audio")
+    check_statistic(settings.uth_statistic)
     net = load_network(source.checkpoint)
     where = calibration_data(source, data)
     net.calibration = calibrate(
-        net,
-        where,
-        samples=samples,
-        statistic=statistic,
-        seed=seed,
-        batch_size=batch_size,
-        progress=progress,
-        audio=audio,
+        net, where, settings, seed=run_seed if seed is None else seed, progress=progress
     )
     save_network(net, source.checkpoint)
     return net.calibration

@@ -28,8 +28,8 @@ from typing import Any
 
 import numpy as np
 
-from avloc.evaluation.maps import ground_truth_maps, upsample
-from avloc.evaluation.records import POSITIVE, SampleRecords
+from avloc.evaluation.ground_truth import ground_truth_maps
+from avloc.maps.records import POSITIVE, SampleRecords
 from avloc.metrics import (
     auc_n_pct,
     binarize,
@@ -43,6 +43,7 @@ from avloc.metrics import (
     separability,
 )
 from avloc.metrics.segmentation import s4_fscore_totals
+from avloc.utils.interpolation import upsample
 
 FAMILIES = ("median", "adaptive", "universal")
 

@@ -22,7 +22,7 @@ from __future__ import annotations
 from keras import ops
 
 from avloc.losses.base import LOSS_TERMS, LossTerm
-from avloc.models.avnet import all_pair_maps
+from avloc.models.similarity import all_pair_maps
 
 
 def mil_logits(v_map, a_emb):

@@ -14,7 +14,7 @@ from __future__ import annotations
 from keras import ops
 
 from avloc.losses.base import LOSS_TERMS, LossTerm
-from avloc.models.avnet import pair_maps
+from avloc.models.similarity import pair_maps, shared_audio_maps
 
 
 def mean_squared_map_norm(maps):
@@ -33,8 +33,7 @@ class SilenceMap(LossTerm):
 
     def __call__(self, outputs):
         v_map, a_silence = outputs["v_map"], outputs["a_silence"]  # (B,h,w,D), (1,D)
-        maps = ops.einsum("bhwd,d->bhw", v_map, a_silence[0])
-        return mean_squared_map_norm(maps)
+        return mean_squared_map_norm(shared_audio_maps(v_map, a_silence[0]))
 
 
 @LOSS_TERMS.register("noise_map")

@@ -27,7 +27,7 @@ from keras import ops
 
 from avloc.losses.base import LOCAL_BATCH, LOSS_TERMS, LossTerm
 from avloc.losses.contrastive import mil_logits
-from avloc.models.avnet import pair_maps
+from avloc.models.similarity import pair_maps
 
 
 def row_softmax(logits):

@@ -30,7 +30,7 @@ from keras import ops
 
 from avloc.losses.base import LOSS_TERMS, LossTerm
 from avloc.losses.contrastive import positive_mask
-from avloc.models.avnet import all_pair_maps, pair_maps
+from avloc.models.similarity import all_pair_maps, pair_maps
 
 EXCLUDED_LOGIT = -1e9
 

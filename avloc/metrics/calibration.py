@@ -1,8 +1,9 @@
 """Universal threshold calibration (SPEC section 4).
 
-``Uth = statistic(per-sample maxima of raw maps under generated silence and noise)``, by default
-the third quartile. The threshold is in raw cosine-similarity units and is then used for every
-image and audio (:func:`avloc.metrics.binarize_universal`, :func:`avloc.metrics.pia_pct`).
+``Uth = statistic(per-sample maxima of raw maps under generated silence and noise)``; the paper
+uses the third quartile (the recipe default lives in :class:`avloc.config.EvalConfig`). The
+threshold is in raw cosine-similarity units and is then used for every image and audio
+(:func:`avloc.metrics.binarize_universal`, :func:`avloc.metrics.pia_pct`).
 """
 
 from __future__ import annotations
@@ -19,10 +20,10 @@ UTH_STATISTICS = ("q1", "median", "q3", "max", "mean")
 _PERCENTILES = {"q1": 25.0, "median": 50.0, "q3": 75.0}
 
 
-def calibrate_uth(negative_maxima, statistic: str = "q3") -> float:
+def calibrate_uth(negative_maxima, statistic: str) -> float:
     """Universal threshold from per-sample maxima of negative (silence/noise) maps.
 
-    Statistics: ``"q1"`` = ``np.percentile(x, 25)``, ``"median"`` = 50th, ``"q3"`` (default) =
+    Statistics: ``"q1"`` = ``np.percentile(x, 25)``, ``"median"`` = 50th, ``"q3"`` =
     75th, ``"pXX"`` = ``np.percentile(x, XX)`` for ``0 <= XX <= 100`` (e.g. ``"p90"``,
     ``"p99.5"``), all with linear interpolation; ``"max"`` = ``np.max``; ``"mean"`` =
     ``np.mean``.

@@ -17,7 +17,7 @@ the trunks' channel count and ``a_emb`` is the normalised max-pooled audio trunk
 training only, before the projection and the L2 norm, as in the FNAC reference code (dropout on
 the ResNet output, then ``img_proj``, then normalisation); inference is unaffected.
 
-Similarity maps (cosine, in [-1, 1]) come from :func:`pair_maps` and :func:`all_pair_maps`.
+Similarity maps (cosine, in [-1, 1]) are computed in :mod:`avloc.models.similarity`.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ from keras import layers, ops
 
 from avloc.models.resnet import default_data_format, resnet
 from avloc.registry import Registry
-from avloc.utils.interpolation import interpolation_matrix
 
 ARCHITECTURES = Registry("architecture")
 DEFAULT_INPUTS = {"image_size": 224, "sample_rate": 16000, "clip_seconds": 3.0}
@@ -44,29 +43,6 @@ def l2_normalize(x, axis: int = -1):
     """
     squared = ops.sum(ops.square(x), axis=axis, keepdims=True)
     return x / ops.sqrt(ops.maximum(squared, 1e-24))
-
-
-def pair_maps(v_map, a_emb):
-    """``S(v_i, a_i)``: ``(B, h, w, D) x (B, D) -> (B, h, w)``."""
-    return ops.einsum("bhwd,bd->bhw", v_map, a_emb)
-
-
-def all_pair_maps(v_map, a_emb):
-    """``S(v_n, a_m)`` for every pair: ``(N, h, w, D) x (M, D) -> (N, M, h, w)``."""
-    return ops.einsum("nhwd,md->nmhw", v_map, a_emb)
-
-
-def upsample_maps(maps, size: tuple[int, int]):
-    """Bilinear upsampling of ``(B, h, w)`` maps to ``size`` (SPEC 2: aligned corners)."""
-    return _resize_align_corners(maps, size)
-
-
-def _resize_align_corners(maps, size):
-    """Bilinear resize with align_corners=True as two interpolation matrices (any backend)."""
-    h, w = int(maps.shape[1]), int(maps.shape[2])
-    rows = ops.convert_to_tensor(interpolation_matrix(h, size[0]))
-    cols = ops.convert_to_tensor(interpolation_matrix(w, size[1]))
-    return ops.einsum("yh,bhw,xw->byx", rows, ops.cast(maps, "float32"), cols)
 
 
 @keras.saving.register_keras_serializable(package="avloc")
@@ -87,7 +63,7 @@ class AudioVisualNet(keras.Model):
         super().__init__(**kwargs)
         #: How inputs were prepared in training: image_size (px), sample_rate (Hz), clip_seconds.
         self.inputs = {**DEFAULT_INPUTS, **(inputs or {})}
-        #: Universal-threshold calibration (see avloc.evaluation.calibration): ``{"uth": float,
+        #: Universal-threshold calibration (see avloc.maps.calibration): ``{"uth": float,
         #: "statistic": str, ...}`` or None before calibration. Saved with the network.
         self.calibration = dict(calibration) if calibration else None
         visual = dict(visual or {})

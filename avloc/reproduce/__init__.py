@@ -22,7 +22,7 @@ from avloc.reproduce.plan import ROWS, Budget, Job, plan_jobs
 __all__ = ["Budget", "ReproduceResult", "reproduce_synthetic", "centre_prior_records"]
 
 #: Uth calibrations of the sensitivity table (after the recipes' own): calibration audio x
-#: statistic of the pooled map maxima on the calibration images (avloc.evaluation.calibration).
+#: statistic of the pooled map maxima on the calibration images (avloc.maps.calibration).
 UTH_AUDIO = (("silence", "noise"), ("silence", "noise", "other"))
 UTH_STATISTICS = ("q3", "p90", "p99", "max")
 
@@ -122,8 +122,8 @@ def reproduce_synthetic(
     on_job: Callable[[Job, float], None] | None = None,
 ) -> ReproduceResult:
     from avloc.evaluation import report as eval_report
-    from avloc.evaluation.records import load_records
     from avloc.evaluation.scoring import score_records
+    from avloc.maps.records import load_records
     from avloc.reproduce import claims as claim_rules
     from avloc.reproduce import report
     from avloc.reproduce.runner import prepare_data, pretrain_trunk, run_jobs
@@ -255,8 +255,8 @@ def wall_seconds(work: Path, this_call: float) -> float:
 def _overlays(records, uth: float, job: Job, figures_dir: Path) -> Path:
     from avloc.data.shards import ShardSet
     from avloc.evaluation import report as eval_report
-    from avloc.evaluation.maps import upsample
     from avloc.image import resize_uint8
+    from avloc.utils.interpolation import upsample
 
     k = min(4, len(records))
     images = ShardSet(job.recipe.data.test).read(np.arange(k), ["image"])["image"]

@@ -34,6 +34,7 @@ import numpy as np
 
 from avloc.config import CALIBRATION_AUDIO, Recipe
 from avloc.reproduce.plan import Budget, Job
+from avloc.runs import RunDir
 from avloc.utils.files import atomic_path, atomic_write_json
 
 #: Conditions recorded for every job: the three negatives and the shuffled-audio control.
@@ -89,8 +90,8 @@ def _limit_framework_threads(threads: int) -> None:
 
 
 def training_finished(run_dir: Path, recipe: Recipe) -> bool:
-    meta = run_dir / "meta.json"
-    if not (run_dir / "model.keras").is_file() or not meta.is_file():
+    meta = RunDir(run_dir).meta
+    if not RunDir(run_dir).model.is_file() or not meta.is_file():
         return False
     return json.loads(meta.read_text()).get("epochs_done") == recipe.train.epochs
 
@@ -98,9 +99,8 @@ def training_finished(run_dir: Path, recipe: Recipe) -> bool:
 def run_job(recipe: Recipe, run_dir: Path, samples: Path, threads: int | None) -> float:
     """Train (or resume) one job and record its test maps; returns the seconds it took."""
     from avloc.data.shards import ShardSet
-    from avloc.evaluation.calibration import calibration_indices, negative_maxima
-    from avloc.evaluation.inference import collect_records
-    from avloc.evaluation.records import save_records
+    from avloc.maps.calibration import calibration_indices, negative_maxima
+    from avloc.maps.records import collect_records, save_records
     from avloc.models.io import load_network
     from avloc.training import check_run_dir, train
 
@@ -115,7 +115,7 @@ def run_job(recipe: Recipe, run_dir: Path, samples: Path, threads: int | None) -
         maxima_path = maxima_file(samples)
         net = None
         if not samples.is_file() or not maxima_path.is_file():
-            net = load_network(run_dir / "model.keras")
+            net = load_network(RunDir(run_dir).model)
         if not samples.is_file():
             records = collect_records(
                 net,
@@ -126,7 +126,7 @@ def run_job(recipe: Recipe, run_dir: Path, samples: Path, threads: int | None) -
             )
             records.meta = {
                 "model": run_dir.name,
-                "checkpoint": str(run_dir / "model.keras"),
+                "checkpoint": str(RunDir(run_dir).model),
                 "dataset": "synthetic",
                 "shards": recipe.data.test,
                 "uth": net.uth,
@@ -188,7 +188,7 @@ def run_jobs(
     from avloc.training import check_run_dir
 
     for job in jobs:  # finished runs of other recipes (a changed twin, other --set) stop here
-        if (paths(job)[0] / "recipe.toml").is_file():
+        if RunDir(paths(job)[0]).recipe.is_file():
             check_run_dir(paths(job)[0], job.recipe)
     todo = [j for j in jobs if not (maxima_file(paths(j)[1]).is_file() and j.key in ledger)]
     for job in jobs:

@@ -2,7 +2,7 @@
 
 ``interpolation_matrix(n_in, n_out)`` is ``(n_out, n_in)`` float32; a ``(h, w)`` map ``m``
 resized to ``(H, W)`` is ``R @ m @ C.T`` with ``R = interpolation_matrix(h, H)`` and
-``C = interpolation_matrix(w, W)``. :func:`avloc.models.upsample_maps` does the same with
+``C = interpolation_matrix(w, W)``. :func:`avloc.models.similarity.upsample_maps` does the same with
 Keras ops; :func:`upsample` here does it in numpy (no framework needed).
 """
 
@@ -25,8 +25,10 @@ def interpolation_matrix(n_in: int, n_out: int):
     return m
 
 
-def upsample(maps: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """``(N, h, w)`` maps -> ``(N, H, W)`` float32 for ``size = (H, W)``."""
+def upsample(maps: np.ndarray, size: int | tuple[int, int]) -> np.ndarray:
+    """``(N, h, w)`` maps -> ``(N, H, W)`` float32 for ``size = (H, W)`` (an int: square)."""
+    if isinstance(size, int | np.integer):
+        size = (int(size), int(size))
     maps = np.asarray(maps, np.float32)
     rows = interpolation_matrix(maps.shape[1], int(size[0]))
     cols = interpolation_matrix(maps.shape[2], int(size[1]))

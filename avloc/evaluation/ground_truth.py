@@ -1,8 +1,5 @@
-"""Full-resolution heatmaps and ground truth for the metrics (SPEC 4.1, 4.2), in numpy.
+"""Ground truth at full resolution for the metrics (SPEC 4.1, 4.2), in numpy.
 
-- :func:`upsample` turns float32 ``(N, h, w)`` raw cosine maps into ``(N, S, S)`` with the
-  network's bilinear, aligned-corners rule (the same matrices as
-  :func:`avloc.models.avnet.upsample_maps`).
 - :func:`ground_truth_maps` builds float32 ``(N, S, S)`` ground truth in ``[0, 1]`` from a
   record's ``gt_rule``: ``"boxes"`` (VGG-SS binary union of normalised boxes), ``"consensus"``
   (Flickr: per-annotator unions summed, halved, clipped; boxes stored as ``v / 256``), ``"mask"``
@@ -15,12 +12,6 @@ import numpy as np
 
 from avloc.errors import DataError
 from avloc.metrics import gt_flickr, gt_from_boxes_normalized
-from avloc.utils.interpolation import upsample as upsample_maps
-
-
-def upsample(maps: np.ndarray, size: int) -> np.ndarray:
-    """``(N, h, w) -> (N, size, size)`` float32, bilinear with aligned corners."""
-    return upsample_maps(maps, (size, size))
 
 
 def ground_truth_maps(records, indices, size: int) -> np.ndarray:

@@ -1,10 +1,10 @@
-"""Keras-free inference of a saved EZ-VSL-family network in plain torch (fast ``avloc localize``).
+"""The maps stage without Keras: a saved EZ-VSL-family network in plain torch (fast ``localize``).
 
 Starting a process that imports Keras costs about 3 s on a laptop-class CPU (Keras imports
 torch's compiler, scikit-learn, scipy.stats and matplotlib on its own import), more than a
 single localisation. This module runs the same network without Keras: a torchvision-style
-ResNet pair, the projections and the L2 norms in plain torch, with weights from a cache that
-the first (Keras) load of a network writes.
+ResNet pair, the projections and the L2 norms in plain torch (:mod:`avloc.models.torch_ref`),
+with weights from a cache that the first (Keras) load of a network writes.
 
 Cache: ``$AVLOC_CACHE/torch-infer/<sha256 of the .keras file>.npz`` (float32 arrays under
 torchvision-style keys, the mapping of :mod:`avloc.models.import_torch`) and ``.json`` (the
@@ -13,14 +13,15 @@ with ``allow_pickle=False`` / ``json``; a file that changes gets a new hash and 
 Only the EZ-VSL family (``AudioVisualNet`` with projections) is supported; for anything else
 :func:`load_cached` returns ``None`` and the caller uses Keras.
 
-Shapes: images ``(B, S, S, 3)`` float32 normalised (:func:`avloc.image.preprocess_test`),
-spectrograms ``(B, F, T, 1)`` float32; :meth:`TorchNet.maps` returns ``(B, h, w)`` float32 raw
-cosine maps, equal to :func:`avloc.models.pair_maps` of the Keras network's encodings up to
-float32 rounding (``tests/test_torch_infer.py``).
+:class:`TorchNet` has the encoder interface of :class:`avloc.maps.engine.KerasEncoders`, in numpy:
+images ``(B, S, S, 3)`` float32 normalised -> ``(B, h, w, D)``; spectrograms ``(B, F, T, 1)``
+-> ``(B, D)``; :meth:`TorchNet.pair_maps` gives ``(B, h, w)`` float32 raw cosine maps, equal to
+:func:`avloc.models.similarity.pair_maps` up to float32 rounding (``tests/test_torch_infer.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import os
@@ -31,9 +32,8 @@ import numpy as np
 
 from avloc.utils.files import atomic_path, atomic_write_json, cache_dir, file_sha256
 
-#: avloc.models.resnet.BN_EPSILON and avloc.backend.ONEDNN_MIN_WIDTH (a test checks that they
-#: agree; importing them would import Keras): oneDNN runs only trunks at least this wide
-BN_EPSILON = 1e-5
+#: avloc.backend.ONEDNN_MIN_WIDTH (a test checks that they agree; importing it would import
+#: Keras): oneDNN runs only trunks at least this wide
 ONEDNN_MIN_WIDTH = 8
 CACHE_VERSION = 1
 
@@ -127,15 +127,17 @@ def _trunk_config(config: dict[str, Any]) -> dict[str, Any]:
 
 
 class TorchNet:
-    """A cached network in plain torch, with the attributes ``avloc.localize`` reads."""
+    """A cached network in plain torch: the attributes and encoders the maps stage reads."""
 
     def __init__(self, config: dict[str, Any], state: dict[str, np.ndarray]):
         import torch
 
+        from avloc.models.torch_ref import EZVSLPair
+
         self.inputs = dict(config["inputs"])
         self.calibration = config.get("calibration")
         self.embed_dim = int(config["embed_dim"])
-        self.module = _pair_module()(config["visual"], config["audio"], self.embed_dim)
+        self.module = EZVSLPair(config["visual"], config["audio"], self.embed_dim)
         tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
         self.module.load_state_dict(tensors, strict=True)
         self.module.eval()
@@ -146,98 +148,35 @@ class TorchNet:
     def uth(self) -> float | None:
         return None if not self.calibration else float(self.calibration["uth"])
 
-    def maps(self, images: np.ndarray, spectrograms: np.ndarray) -> np.ndarray:
-        """``(B, S, S, 3)``, ``(B, F, T, 1)`` -> ``(B, h, w)`` raw cosine maps, float32."""
+    @contextlib.contextmanager
+    def _mode(self):
         import torch
 
         found = torch.backends.mkldnn.enabled
         torch.backends.mkldnn.enabled = self.onednn
         try:
             with torch.inference_mode():
-                x = torch.from_numpy(np.ascontiguousarray(images, np.float32)).permute(0, 3, 1, 2)
-                a = torch.from_numpy(np.ascontiguousarray(spectrograms, np.float32))
-                out = self.module(x.contiguous(), a.permute(0, 3, 1, 2).contiguous())
-                return out.numpy().astype(np.float32)
+                yield torch
         finally:
             torch.backends.mkldnn.enabled = found
 
+    def encode_image(self, images: np.ndarray) -> np.ndarray:
+        """``(B, S, S, 3)`` normalised images -> ``(B, h, w, D)`` float32 visual maps."""
+        with self._mode() as torch:
+            x = torch.from_numpy(np.ascontiguousarray(images, np.float32)).permute(0, 3, 1, 2)
+            v = self.module.encode_image(x.contiguous())
+            return v.permute(0, 2, 3, 1).numpy().astype(np.float32)
 
-def _l2_normalize(x, dim: int):
-    import torch
+    def encode_audio(self, spectrograms: np.ndarray) -> np.ndarray:
+        """``(B, F, T, 1)`` spectrograms -> ``(B, D)`` float32 audio embeddings."""
+        with self._mode() as torch:
+            a = torch.from_numpy(np.ascontiguousarray(spectrograms, np.float32))
+            return self.module.encode_audio(a.permute(0, 3, 1, 2).contiguous()).numpy()
 
-    squared = (x * x).sum(dim=dim, keepdim=True)
-    return x / torch.sqrt(torch.clamp_min(squared, 1e-24))
+    def pair_maps(self, v: np.ndarray, a: np.ndarray) -> np.ndarray:
+        """``(B, h, w, D) x (B, D) -> (B, h, w)`` raw cosine maps (torch's S(v, a))."""
+        from avloc.models.torch_ref import pair_maps
 
-
-@functools.cache
-def _pair_module():
-    """The torch module class (defined once, on first use: importing this file stays cheap)."""
-    import torch
-    from torch import nn
-
-    class BasicBlock(nn.Module):
-        def __init__(self, inputs: int, filters: int, stride: int):
-            super().__init__()
-            self.conv1 = nn.Conv2d(inputs, filters, 3, stride, 1, bias=False)
-            self.bn1 = nn.BatchNorm2d(filters, eps=BN_EPSILON)
-            self.conv2 = nn.Conv2d(filters, filters, 3, 1, 1, bias=False)
-            self.bn2 = nn.BatchNorm2d(filters, eps=BN_EPSILON)
-            self.downsample = None
-            if stride != 1 or inputs != filters:
-                self.downsample = nn.Sequential(
-                    nn.Conv2d(inputs, filters, 1, stride, bias=False),
-                    nn.BatchNorm2d(filters, eps=BN_EPSILON),
-                )
-
-        def forward(self, x):
-            y = torch.relu_(self.bn1(self.conv1(x)))
-            y = self.bn2(self.conv2(y))
-            shortcut = x if self.downsample is None else self.downsample(x)
-            return torch.relu_(y + shortcut)
-
-    class Trunk(nn.Module):
-        """avloc.models.resnet.resnet with torchvision's module names."""
-
-        def __init__(self, in_channels: int, width: int, blocks, last_stride: int, stem_pool):
-            super().__init__()
-            self.conv1 = nn.Conv2d(in_channels, width, 7, 2, 3, bias=False)
-            self.bn1 = nn.BatchNorm2d(width, eps=BN_EPSILON)
-            self.stem_pool = bool(stem_pool)
-            channels = width
-            for stage, count in enumerate(blocks):
-                filters = width * 2**stage
-                layer = []
-                for index in range(count):
-                    if index == 0 and stage > 0:
-                        stride = last_stride if stage == len(blocks) - 1 else 2
-                    else:
-                        stride = 1
-                    layer.append(BasicBlock(channels, filters, stride))
-                    channels = filters
-                self.add_module(f"layer{stage + 1}", nn.Sequential(*layer))
-            self.stages = len(blocks)
-            self.channels = channels
-
-        def forward(self, x):
-            x = torch.relu_(self.bn1(self.conv1(x)))
-            if self.stem_pool:
-                x = nn.functional.max_pool2d(x, 3, 2, 1)
-            for stage in range(self.stages):
-                x = getattr(self, f"layer{stage + 1}")(x)
-            return x
-
-    class Pair(nn.Module):
-        def __init__(self, visual: dict, audio: dict, embed_dim: int):
-            super().__init__()
-            self.visual = Trunk(3, **visual)
-            self.audio = Trunk(1, **audio)
-            self.img_proj = nn.Conv2d(self.visual.channels, embed_dim, 1)
-            self.aud_proj = nn.Linear(self.audio.channels, embed_dim)
-
-        def forward(self, image, spectrogram):
-            v = _l2_normalize(self.img_proj(self.visual(image)), dim=1)  # (B, D, h, w)
-            a = self.audio(spectrogram).amax(dim=(2, 3))
-            a = _l2_normalize(self.aud_proj(a), dim=1)  # (B, D)
-            return torch.einsum("bdhw,bd->bhw", v, a)
-
-    return Pair
+        with self._mode() as torch:
+            v_nchw = torch.from_numpy(np.ascontiguousarray(v, np.float32)).permute(0, 3, 1, 2)
+            return pair_maps(v_nchw, torch.from_numpy(np.asarray(a, np.float32))).numpy()

@@ -1,12 +1,16 @@
 """Per-sample evaluation records: everything the metrics need, without the model.
 
+:func:`collect_records` runs a network over test shards through the maps stage
+(:class:`avloc.maps.engine.MapsEngine`): the positive map and one map per negative condition
+(:mod:`avloc.maps.conditions`) for every sample, plus the retrieval embeddings.
+
 A :class:`SampleRecords` holds, for N test samples of one model:
 
 - ``maps[condition]``: float32 ``(N, h, w)`` raw cosine-similarity maps at the network's output
   resolution (7x7 for the EZ-VSL family at 224 input), for ``positive`` and each negative
   condition (``silence``, ``noise``, ``offscreen``) and the ``shuffled`` control when run. The
   metrics upsample them to ``map_size`` x ``map_size`` (bilinear, aligned corners, exactly as
-  :func:`avloc.models.avnet.upsample_maps`), so tables can be recomputed bit for bit;
+  :func:`avloc.models.similarity.upsample_maps`), so tables can be recomputed bit for bit;
 - ``image_emb`` / ``audio_emb``: float32 ``(N, D)`` retrieval embeddings (SPEC 4.4);
 - ``labels``: int32 ``(N,)`` class indices (-1 unknown) or None;
 - ground truth inputs: ``gt_rule`` (``"boxes"``, ``"consensus"``, ``"mask"`` or ``""`` when
@@ -21,6 +25,7 @@ Saved as one ``.npz`` file (no pickles: loading never runs code).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,12 +33,13 @@ from typing import Any
 import numpy as np
 
 from avloc.errors import DataError
+from avloc.maps.conditions import NOISE, OFFSCREEN, POSITIVE, SHUFFLED, SILENCE
 from avloc.utils.files import atomic_path
 
 FORMAT_VERSION = 1
-POSITIVE = "positive"
-NEGATIVE_CONDITIONS = ("silence", "noise", "offscreen")
-CONTROL_CONDITIONS = ("shuffled",)
+NEGATIVE_CONDITIONS = (SILENCE, NOISE, OFFSCREEN)
+CONTROL_CONDITIONS = (SHUFFLED,)
+GT_FIELDS = ("boxes", "box", "box_group", "mask")
 
 
 @dataclass
@@ -114,4 +120,81 @@ def load_records(path: str | Path) -> SampleRecords:
         class_names=[str(c) for c in data["class_names"]],
         meta=json.loads(str(data["meta"])),
         **{name: data.get(name) for name in _OPTIONAL},
+    )
+
+
+def gt_rule_of(shards) -> str:
+    """The ground-truth rule of a shard set: its ``ground_truth`` attribute, else by fields."""
+    rule = str(shards.attrs.get("ground_truth", ""))
+    if rule:
+        return rule
+    if "boxes" in shards.fields or "box" in shards.fields:
+        return "boxes"
+    if "mask" in shards.fields:
+        return "mask"
+    return ""
+
+
+def collect_records(
+    net,
+    shards,
+    *,
+    indices: np.ndarray | None = None,
+    batch_size: int = 32,
+    seed: int = 0,
+    negatives: tuple[str, ...] = NEGATIVE_CONDITIONS,
+    control: str | None = None,
+    progress: Callable[[int], None] | None = None,
+) -> SampleRecords:
+    """Maps and embeddings of ``net`` on ``shards`` (all samples, or ``indices``).
+
+    ``negatives``: any of silence, noise, offscreen (skipped when the shards hold no offscreen
+    audio); ``control``: ``"shuffled"`` or None. Noise and the shuffled partner follow
+    :mod:`avloc.maps.conditions` with ``seed``.
+    """
+    from avloc.maps.engine import MapsEngine
+
+    indices = np.arange(len(shards)) if indices is None else np.asarray(indices, np.int64)
+    if OFFSCREEN in negatives and "offscreen_audio" not in shards.fields:
+        negatives = tuple(c for c in negatives if c != OFFSCREEN)
+    conditions = (POSITIVE, *negatives, *([control] if control else []))
+    fields = ["id", *(f for f in ("label", "group", *GT_FIELDS) if f in shards.fields)]
+    maps: dict[str, list[np.ndarray]] = {c: [] for c in conditions}
+    columns: dict[str, list[np.ndarray]] = {f: [] for f in fields}
+    image_emb, audio_emb = [], []
+    engine = MapsEngine(net)
+    for part in engine.condition_batches(
+        shards,
+        indices,
+        conditions,
+        seed=seed,
+        batch_size=batch_size,
+        fields=fields,
+        progress=progress,
+    ):
+        for name in conditions:
+            maps[name].append(part.maps[name])
+        mean = part.v.mean(axis=(1, 2))
+        image_emb.append(mean / np.maximum(np.linalg.norm(mean, axis=1, keepdims=True), 1e-12))
+        audio_emb.append(part.positive_audio)
+        for f in fields:
+            columns[f].append(part.rows[f])
+
+    cat = {f: np.concatenate(v) for f, v in columns.items()}
+    boxes = cat.get("boxes")
+    if boxes is None and "box" in cat:
+        boxes = cat["box"][:, None, :].astype(np.float32)
+    return SampleRecords(
+        ids=cat["id"],
+        maps={c: np.concatenate(m).astype(np.float32) for c, m in maps.items()},
+        image_emb=np.concatenate(image_emb).astype(np.float32),
+        audio_emb=np.concatenate(audio_emb).astype(np.float32),
+        map_size=int(net.inputs["image_size"]),
+        labels=cat.get("label"),
+        gt_rule=gt_rule_of(shards),
+        boxes=boxes,
+        box_group=cat.get("box_group"),
+        mask=cat.get("mask"),
+        groups=cat.get("group"),
+        class_names=list(shards.class_names),
     )

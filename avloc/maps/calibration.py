@@ -1,0 +1,118 @@
+"""Universal threshold calibration without labels (SPEC 4.1).
+
+On ``calibration_samples`` images of a calibration split (by default the training shards; no
+labels are read), the network's maps under the calibration audio are upsampled to the input
+size and their per-sample maxima pooled; ``Uth = statistic(maxima)`` (see
+:func:`avloc.metrics.calibrate_uth`). The settings are a recipe's ``[eval]`` section,
+:class:`avloc.config.EvalConfig`, whose defaults are the only defaults. The calibration audio
+(``eval.calibration_audio``) is any of:
+
+- ``silence``: the all-zero clip;
+- ``noise``: clipped N(0, 1) noise, a fresh clip per image (seeded apart from evaluation's
+  noise, :data:`avloc.maps.conditions.CALIBRATION_NOISE_OFFSET`);
+- ``other``: the audio of *another* calibration clip (a fixed derangement of the chosen images).
+  It needs no labels; most such pairings are offscreen sounds for the image, some match an
+  object that happens to be visible, so a high statistic of these maxima sits between
+  "offscreen" and "sounding".
+
+The result is stored in the network's ``calibration`` entry and saved with the checkpoint::
+
+    {"uth": float (raw cosine), "statistic": str, "audio": [str, ...], "samples": int,
+     "data": str, "<audio>_max": {"q1", "median", "q3"} per calibration audio}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from avloc.config import CALIBRATION_AUDIO, EvalConfig
+from avloc.data.shards import ShardSet
+from avloc.maps.conditions import CALIBRATION_NOISE_OFFSET
+from avloc.metrics import calibrate_uth
+from avloc.utils.interpolation import upsample
+
+
+def calibration_indices(total: int, samples: int) -> np.ndarray:
+    """``samples`` indices spread evenly over ``0..total-1`` (all of them if fewer)."""
+    if samples >= total:
+        return np.arange(total)
+    return np.unique(np.linspace(0, total - 1, samples).round().astype(np.int64))
+
+
+def negative_maxima(
+    net,
+    shards: ShardSet,
+    indices: np.ndarray,
+    *,
+    seed: int = 0,
+    batch_size: int = 32,
+    progress: Callable[[int], None] | None = None,
+    conditions: tuple[str, ...] = CALIBRATION_AUDIO,
+) -> dict[str, np.ndarray]:
+    """Per-sample maxima (raw cosine, upsampled maps) under each calibration audio."""
+    from avloc.maps.engine import MapsEngine
+
+    unknown = sorted(set(conditions) - set(CALIBRATION_AUDIO))
+    if unknown:
+        raise ValueError(f"unknown calibration audio {unknown}; expected {CALIBRATION_AUDIO}")
+    size = int(net.inputs["image_size"])
+    out: dict[str, list[np.ndarray]] = {c: [] for c in conditions}
+    batches = MapsEngine(net).condition_batches(
+        shards,
+        indices,
+        conditions,
+        seed=seed,
+        noise_seed=seed + CALIBRATION_NOISE_OFFSET,
+        batch_size=batch_size,
+        progress=progress,
+    )
+    for part in batches:
+        for name in conditions:
+            out[name].append(upsample(part.maps[name], (size, size)).max(axis=(1, 2)))
+    return {k: np.concatenate(v) for k, v in out.items()}
+
+
+def _quartiles(x: np.ndarray) -> dict[str, float]:
+    q1, q2, q3 = np.percentile(x, [25, 50, 75])
+    return {"q1": float(q1), "median": float(q2), "q3": float(q3)}
+
+
+def calibrate(
+    net,
+    data: str | Path,
+    settings: EvalConfig | None = None,
+    *,
+    seed: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> dict[str, Any]:
+    """Measure Uth for ``net`` on the shards at ``data``; returns the calibration entry.
+
+    ``settings``: a recipe's ``[eval]`` (default: :class:`~avloc.config.EvalConfig`'s
+    defaults); ``seed``: the run's seed (noise clips and the ``other`` derangement).
+    """
+    settings = settings or EvalConfig()
+    shards = ShardSet(data)
+    indices = calibration_indices(len(shards), settings.calibration_samples)
+    maxima = negative_maxima(
+        net,
+        shards,
+        indices,
+        seed=seed,
+        batch_size=settings.batch_size,
+        progress=progress,
+        conditions=tuple(settings.calibration_audio),
+    )
+    entry: dict[str, Any] = {
+        "uth": calibrate_uth(maxima, settings.uth_statistic),
+        "statistic": settings.uth_statistic,
+        "audio": list(settings.calibration_audio),
+        "samples": int(len(indices)),
+        "data": str(data),
+    }
+    for name, values in maxima.items():
+        entry[f"{name}_max"] = _quartiles(values)
+    return entry

@@ -1,0 +1,70 @@
+"""The network's input contract: uint8 images and waveforms -> model inputs (SPEC 1.2, 2).
+
+A network records how it was trained in ``net.inputs``: ``image_size`` (px), ``sample_rate``
+(Hz) and ``clip_seconds`` (s). :class:`InputContract` applies them at test time, the one way
+every stage after training turns media into model inputs:
+
+- images: uint8 RGB ``(H, W, 3)`` of any size -> bicubic resize to ``image_size`` and ImageNet
+  normalisation -> float32 ``(B, S, S, 3)`` (:func:`avloc.image.preprocess_test`);
+- audio: a mono float32 waveform at ``rate`` Hz (any length) -> resampled to ``sample_rate``
+  when it differs -> the centred ``clip_seconds`` clip (tiled when short) -> float32 log
+  spectrogram ``(F, T)`` (:func:`avloc.audio.spectrogram`); batches are ``(B, F, T, 1)``;
+- generated audio: the all-zero clip (silence) and clipped N(0, 1) noise from a caller's
+  :class:`numpy.random.Generator` (:mod:`avloc.maps.conditions` owns the seeding rule).
+
+Training's random crops and flips live in :mod:`avloc.data.loader`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+
+from avloc.audio import clip_centered, noise_waveform, resample, silence_waveform, spectrogram
+from avloc.image import preprocess_test
+
+
+def check_image(image: np.ndarray) -> np.ndarray:
+    """``image`` as a uint8 RGB ``(H, W, 3)`` array; ValueError for anything else."""
+    image = np.asarray(image)
+    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+        raise ValueError(f"expected a uint8 RGB image (H, W, 3), got {image.dtype} {image.shape}")
+    return image
+
+
+class InputContract:
+    """How media become inputs of one network (its ``inputs`` settings)."""
+
+    def __init__(self, inputs: dict[str, Any]):
+        self.image_size = int(inputs["image_size"])
+        self.sample_rate = int(inputs["sample_rate"])
+        self.clip_seconds = float(inputs["clip_seconds"])
+        self.clip_samples = int(round(self.sample_rate * self.clip_seconds))
+
+    def images(self, images_uint8: Sequence[np.ndarray]) -> np.ndarray:
+        """uint8 ``(H, W, 3)`` images (sizes may differ) -> float32 ``(B, S, S, 3)``."""
+        return np.stack([preprocess_test(check_image(i), self.image_size) for i in images_uint8])
+
+    def spectrogram(self, wave: np.ndarray, rate: int | None = None) -> np.ndarray:
+        """A waveform at ``rate`` Hz (default: the network's) -> float32 ``(F, T)``."""
+        wave = np.asarray(wave, np.float32)
+        if rate is not None and int(rate) != self.sample_rate:
+            wave = resample(wave, int(rate), self.sample_rate)
+        wave = clip_centered(wave, self.sample_rate, self.clip_seconds)
+        return spectrogram(wave, sample_rate=self.sample_rate)
+
+    def silence(self) -> np.ndarray:
+        """``(F, T)``: the spectrogram of the all-zero clip."""
+        return spectrogram(silence_waveform(self.clip_samples), sample_rate=self.sample_rate)
+
+    def noise(self, rng: np.random.Generator) -> np.ndarray:
+        """``(F, T)``: the spectrogram of one clipped white-noise clip drawn from ``rng``."""
+        wave = noise_waveform(rng, self.clip_samples)
+        return spectrogram(wave, sample_rate=self.sample_rate)
+
+
+def batch(spectrograms: Sequence[np.ndarray]) -> np.ndarray:
+    """``(F, T)`` spectrograms -> the network's ``(B, F, T, 1)`` audio input."""
+    return np.stack(spectrograms)[..., None]
