@@ -15,7 +15,7 @@ ImageNet file (``fc.*`` ignored). Beside it, ``OUT.json`` records the resolved r
 held-out accuracy, the file's SHA-256, the SHA-256 of its weights (``content_sha256``: the
 same for every run of the same recipe on a machine) and the trunk's ``stem_pool`` (a
 state_dict cannot say whether its trunk had the stem max pool; ``load_imagenet_trunk`` in
-:mod:`avloc.models.import_torch` reads it from there).
+:mod:`avloc.models.pretrained` reads it from there).
 
 Running the command again with the same recipe finds the finished file (same recipe in its
 ``.json``) and does nothing; another recipe is refused unless ``--force``.
@@ -36,6 +36,7 @@ import numpy as np
 
 from avloc.config import from_dict, read_toml
 from avloc.errors import AvlocError, RecipeError
+from avloc.models.pretrained import sidecar
 from avloc.utils.files import file_sha256
 
 
@@ -212,7 +213,7 @@ def trunk_state_dict(trunk, fc) -> dict[str, np.ndarray]:
     """torchvision-keyed arrays (float32, torch layouts) of the trunk and its classifier."""
     import keras
 
-    from avloc.models.import_torch import layer_sources, trunk_sources
+    from avloc.models.torch_keys import layer_sources, trunk_sources
 
     sources = [*trunk_sources(trunk, ""), *layer_sources(fc, "fc")]
     state = {s.key: s.to_torch(keras.ops.convert_to_numpy(s.variable)) for s in sources}
@@ -249,10 +250,6 @@ def content_sha256(state: dict[str, np.ndarray]) -> str:
         digest.update(f"{key}:{value.dtype.str}:{value.shape};".encode())
         digest.update(value.tobytes())
     return digest.hexdigest()
-
-
-def sidecar(path: Path) -> Path:
-    return path.with_name(path.name + ".json")
 
 
 def finished(out: Path, recipe: PretrainRecipe) -> dict[str, Any] | None:
@@ -334,15 +331,3 @@ def pretrain(
     }
     atomic_write_json(sidecar(out), info)
     return PretrainResult(out, info, reused=False)
-
-
-def pretrained_stem_pool(path: Path) -> bool | None:
-    """``stem_pool`` recorded beside a pretrained trunk file, None when nothing is recorded."""
-    info_path = sidecar(Path(path))
-    if not info_path.is_file():
-        return None
-    try:
-        value = json.loads(info_path.read_text()).get("stem_pool")
-    except (OSError, ValueError):
-        return None
-    return bool(value) if isinstance(value, bool) else None

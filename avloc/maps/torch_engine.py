@@ -7,7 +7,7 @@ ResNet pair, the projections and the L2 norms in plain torch (:mod:`avloc.models
 with weights from a cache that the first (Keras) load of a network writes.
 
 Cache: ``$AVLOC_CACHE/torch-infer/<sha256 of the .keras file>.npz`` (float32 arrays under
-torchvision-style keys, the mapping of :mod:`avloc.models.import_torch`) and ``.json`` (the
+torchvision-style keys, the mapping of :mod:`avloc.models.torch_keys`) and ``.json`` (the
 network's config: sizes, preprocessing ``inputs``, ``calibration``). Both are plain data read
 with ``allow_pickle=False`` / ``json``; a file that changes gets a new hash and so a new entry.
 Only the EZ-VSL family (``AudioVisualNet`` with projections) is supported; for anything else
@@ -79,7 +79,7 @@ def write_cache(network_file: str | Path, net) -> bool:
         return True
     import keras
 
-    from avloc.models.import_torch import layer_sources, trunk_sources
+    from avloc.models.torch_keys import layer_sources, trunk_sources
 
     sources = [
         *trunk_sources(net.visual_encoder, "visual"),

@@ -13,7 +13,7 @@ import importlib
 _EXPORTS = {
     "ARCHITECTURES": "avloc.models.avnet",
     "AudioVisualNet": "avloc.models.avnet",
-    "build_network": "avloc.models.avnet",
+    "build_network": "avloc.models.build",
     "all_pair_maps": "avloc.models.similarity",
     "pair_maps": "avloc.models.similarity",
     "shared_audio_maps": "avloc.models.similarity",

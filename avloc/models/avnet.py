@@ -211,9 +211,7 @@ def build_ezvsl(model_config, data_config=None) -> AudioVisualNet:
         visual_dropout=_check_visual_dropout(model_config),
         name="avnet",
     )
-    from avloc.models.import_torch import apply_pretrained  # model.visual.pretrained (ImageNet)
-
-    return apply_pretrained(net, model_config)
+    return net
 
 
 def trunk_channels(width: int, blocks) -> int:
@@ -264,14 +262,4 @@ def build_lvs(model_config, data_config=None) -> AudioVisualNet:
         visual_dropout=_check_visual_dropout(model_config),
         name="avnet",
     )
-    from avloc.models.import_torch import apply_pretrained  # model.visual.pretrained (ImageNet)
-
-    return apply_pretrained(net, model_config)
-
-
-def build_network(model_config, data_config=None) -> AudioVisualNet:
-    """The network of a recipe's ``model`` section; ``data_config`` records its input settings."""
-    net = ARCHITECTURES.get(model_config.arch, "model.arch")(model_config, data_config)
-    from avloc.models.import_torch import apply_init  # model.init: start from a saved network
-
-    return apply_init(net, model_config)
+    return net
