@@ -218,7 +218,7 @@ def recipe_from_dict(raw: dict[str, Any], validate_terms: bool = True) -> Recipe
 
 
 def validate_noise_color(color: str) -> None:
-    from avloc.audio import NOISE_COLORS
+    from avloc.media.audio import NOISE_COLORS
 
     if color not in NOISE_COLORS:
         raise RecipeError(f"data.noise_color: {color!r} is not one of {', '.join(NOISE_COLORS)}")

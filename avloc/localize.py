@@ -2,11 +2,12 @@
 
 Data contract:
 
-* Inputs: an image as ``uint8`` RGB ``(H, W, 3)`` (any size; see :func:`avloc.image.load_image`)
-  and a mono ``float32`` waveform in [-1, 1] at the network's sample rate (any length: it is
-  cut to the network's clip length around its middle, short audio tiled; see
-  :func:`avloc.audio.clip_centered`). The network's preprocessing comes from ``net.inputs``
-  (``image_size``, ``sample_rate``, ``clip_seconds``).
+* Inputs: an image as ``uint8`` RGB ``(H, W, 3)`` (any size; see
+  :func:`avloc.media.image.load_image`) and a mono ``float32`` waveform in [-1, 1] at the
+  network's sample rate (any length: it is cut to the network's clip length around its middle,
+  short audio tiled; see :func:`avloc.media.audio.clip_centered`). The network's preprocessing
+  comes from ``net.inputs`` (``image_size``, ``sample_rate``, ``clip_seconds``) and is applied by
+  the maps stage (:mod:`avloc.maps.preprocess`).
 * Map: the ``h x w`` cosine map ``S(v, a)`` upsampled bilinearly with aligned corners (SPEC 2)
   straight to the **original** image size ``(H, W)``, ``float32``, values in [-1, 1]. For an
   image of the model's input size this is exactly SPEC 2's localisation map; for other sizes
@@ -39,18 +40,17 @@ from typing import Any
 
 import numpy as np
 
-from avloc.audio import load_audio_segment
 from avloc.errors import AvlocError, DataError, MediaError
-from avloc.image import extract_video_frame, load_image
 from avloc.maps.engine import MapsEngine
+from avloc.media.audio import load_audio_segment
+from avloc.media.formats import AUDIO_EXTS, IMAGE_EXTS, VIDEO_EXTS, kind_of
+from avloc.media.image import extract_video_frame, load_image
+from avloc.media.items import ItemError, parse_media_item
 from avloc.runs import model_file
 from avloc.utils.files import atomic_path, atomic_write_json
 from avloc.utils.interpolation import upsample
 
 __all__ = [
-    "AUDIO_EXTS",
-    "IMAGE_EXTS",
-    "VIDEO_EXTS",
     "BatchSummary",
     "Item",
     "Localization",
@@ -67,15 +67,6 @@ __all__ = [
     "run_batch",
     "write_outputs",
 ]
-
-IMAGE_EXTS = frozenset(
-    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".webp", ".tif", ".tiff", ".ppm", ".pgm"}
-)
-AUDIO_EXTS = frozenset({".wav", ".flac", ".mp3", ".ogg", ".oga", ".opus", ".m4a", ".aac", ".aif"})
-VIDEO_EXTS = frozenset(
-    {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".flv", ".3gp", ".ts", ".mpg", ".mpeg"}
-)
-MANIFEST_EXTS = frozenset({".jsonl", ".ndjson", ".json"})
 
 
 # --------------------------------------------------------------------------------------------
@@ -250,8 +241,8 @@ def render(
     value_range: tuple[float, float] | str = (-1.0, 1.0),
 ) -> np.ndarray:
     """The PNG content: heatmap blended over the image, the above-Uth region outlined; when
-    nothing is sounding, a caption saying so (see :mod:`avloc.overlay`)."""
-    from avloc.overlay import overlay_heatmap, stamp_caption
+    nothing is sounding, a caption saying so (see :mod:`avloc.media.overlay`)."""
+    from avloc.media.overlay import overlay_heatmap, stamp_caption
 
     out = overlay_heatmap(image, loc.heatmap, loc.uth, value_range=value_range)
     if not loc.sounding:
@@ -416,16 +407,7 @@ def items_from_directory(folder: str | Path, time: float | None = None) -> list[
     for path in sorted(folder.iterdir()):
         if not path.is_file() or path.name.startswith("."):
             continue
-        ext = path.suffix.lower()
-        kind = (
-            "image"
-            if ext in IMAGE_EXTS
-            else "audio"
-            if ext in AUDIO_EXTS
-            else "video"
-            if ext in VIDEO_EXTS
-            else None
-        )
+        kind = kind_of(path)
         if kind is not None:
             groups.setdefault(path.stem, {}).setdefault(kind, []).append(path)
     items: list[Item] = []
@@ -450,36 +432,12 @@ def items_from_directory(folder: str | Path, time: float | None = None) -> list[
 
 
 def _manifest_item(entry: Any, base: Path, where: str, time: float | None) -> Item:
-    if not isinstance(entry, dict):
-        return Item(where, error=f"{where}: expected a JSON object")
-
-    def path_of(key: str) -> Path | None:
-        value = entry.get(key)
-        if value is None:
-            return None
-        if not isinstance(value, str) or not value:
-            raise ValueError(f'"{key}" must be a path string')
-        p = Path(value).expanduser()
-        return p if p.is_absolute() else base / p
-
     try:
-        image, audio, video = path_of("image"), path_of("audio"), path_of("video")
-        when = entry.get("time", time)
-        if when is not None:
-            if isinstance(when, bool) or not isinstance(when, int | float):
-                raise ValueError('"time" must be a number of seconds')
-            if not math.isfinite(when) or when < 0:
-                raise ValueError('"time" must be >= 0 seconds')
-            when = float(when)
-        if image is not None and video is not None:
-            raise ValueError('give "image" or "video", not both')
-        if video is None and (image is None or audio is None):
-            raise ValueError('needs "image" and "audio", or "video"')
-    except ValueError as exc:
+        media = parse_media_item(entry, base, time)
+    except ItemError as exc:
         return Item(where, error=f"{where}: {exc}")
-    name = entry.get("id")
-    name = str(name) if name not in (None, "") else (image or video).stem
-    return Item(name, image=image, audio=audio, video=video, time=when)
+    name = media.id if media.id is not None else media.visual.stem
+    return Item(name, image=media.image, audio=media.audio, video=media.video, time=media.time)
 
 
 def items_from_manifest(path: str | Path, time: float | None = None) -> list[Item]:

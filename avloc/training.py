@@ -30,7 +30,6 @@ import keras
 import numpy as np
 
 from avloc import __version__, distribute
-from avloc.audio import silence_waveform, spectrogram
 from avloc.backend import cpu_bf16_warning
 from avloc.config import Recipe, read_toml, recipe_from_dict, save_recipe
 from avloc.data.loader import TrainBatches
@@ -38,6 +37,7 @@ from avloc.data.shards import ShardSet
 from avloc.distribute import Placement
 from avloc.errors import AvlocError
 from avloc.losses import build_terms
+from avloc.media.audio import silence_waveform, spectrogram
 from avloc.models import build_network
 from avloc.models.io import save_network
 from avloc.optimizers import build_optimizer

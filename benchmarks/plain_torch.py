@@ -1,7 +1,8 @@
 """EZ-VSL in plain PyTorch: the reference the Keras training step is compared with.
 
 The same network and loss as ``recipes/ezvsl.toml`` builds in avloc, written the way the
-published EZ-VSL code is (torchvision-style ResNet-18 with the same key names):
+published EZ-VSL code is, on avloc's one plain-torch ResNet-18 (:mod:`avloc.models.torch_ref`,
+torchvision's key names):
 
 - ``imgnet``: ResNet-18 trunk on RGB (no average pool or classifier), ``img_proj``: 1x1 conv to
   D, L2-normalised over channels -> ``(B, D, h, w)`` (7x7 at 224 px);
@@ -25,59 +26,19 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-
-class BasicBlock(nn.Module):
-    """torchvision's BasicBlock: conv1/bn1/conv2/bn2 and downsample.0/.1."""
-
-    def __init__(self, cin: int, cout: int, stride: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout)
-        self.relu = nn.ReLU(inplace=True)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout)
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout)
-            )
-
-    def forward(self, x):
-        y = self.relu(self.bn1(self.conv1(x)))
-        y = self.bn2(self.conv2(y))
-        return self.relu(y + (x if self.downsample is None else self.downsample(x)))
+from avloc.models.torch_ref import ResNet
 
 
-class ResNet18(nn.Module):
-    """torchvision's resnet18 layout; ``forward`` is the trunk (layer4 output, no pooling)."""
-
-    def __init__(self, in_channels: int = 3, width: int = 64, last_stride: int = 2):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, width, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(width)
-        self.relu = nn.ReLU(inplace=True)
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        cin = width
-        for stage in range(4):
-            cout = width * 2**stage
-            stride = 1 if stage == 0 else (last_stride if stage == 3 else 2)
-            setattr(
-                self,
-                f"layer{stage + 1}",
-                nn.Sequential(BasicBlock(cin, cout, stride), BasicBlock(cout, cout, 1)),
-            )
-            cin = cout
-        self.out_channels = cin
-        for module in self.modules():  # torchvision's initialisation
-            if isinstance(module, nn.Conv2d):
-                nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(module, nn.BatchNorm2d):
-                nn.init.ones_(module.weight)
-                nn.init.zeros_(module.bias)
-
-    def forward(self, x):
-        x = self.maxpool(self.relu(self.bn1(self.conv1(x))))
-        return self.layer4(self.layer3(self.layer2(self.layer1(x))))
+def ResNet18(in_channels: int = 3, width: int = 64) -> nn.Module:
+    """avloc's plain-torch ResNet-18 (torchvision's layout) with torchvision's initialisation."""
+    trunk = ResNet(in_channels, width)
+    for module in trunk.modules():
+        if isinstance(module, nn.Conv2d):
+            nn.init.kaiming_normal_(module.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(module, nn.BatchNorm2d):
+            nn.init.ones_(module.weight)
+            nn.init.zeros_(module.bias)
+    return trunk
 
 
 class EZVSL(nn.Module):

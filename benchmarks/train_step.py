@@ -106,7 +106,7 @@ REFERENCE = "torch"
 def audio_shape(clip_seconds: float, sample_rate: int = 16000) -> tuple[int, int]:
     import numpy as np
 
-    from avloc.audio import spectrogram
+    from avloc.media.audio import spectrogram
 
     return spectrogram(np.zeros(int(round(sample_rate * clip_seconds)), np.float32)).shape
 

@@ -13,6 +13,7 @@ from typing import Annotated
 
 import typer
 
+from avloc.media.formats import MANIFEST_EXTS
 from cli.app import app, quiet_frameworks, user_errors
 
 
@@ -78,7 +79,7 @@ def localize(
             raise AvlocError(f"--scale must be 'fixed' or 'minmax', got {scale!r}")
         value_range = "minmax" if scale == "minmax" else (-1.0, 1.0)
         batch = len(inputs) == 1 and (
-            inputs[0].is_dir() or inputs[0].suffix.lower() in (".jsonl", ".ndjson", ".json")
+            inputs[0].is_dir() or inputs[0].suffix.lower() in MANIFEST_EXTS
         )
         from avloc import localize as lz
 

@@ -1,4 +1,4 @@
-"""Tests for avloc.audio: decoding, clipping, negatives and the log-spectrogram."""
+"""Tests for avloc.media.audio: decoding, clipping, negatives and the log-spectrogram."""
 
 from __future__ import annotations
 
@@ -10,8 +10,8 @@ import pytest
 import scipy.signal
 import soundfile as sf
 
-from avloc import audio
 from avloc.errors import AvlocError, MediaError
+from avloc.media import audio
 
 SR = 16000
 

@@ -1,4 +1,4 @@
-"""Tests for avloc.image: loading any image mode, preprocessing and video-frame extraction."""
+"""Tests for avloc.media.image: loading any image mode, preprocessing and video-frame extraction."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from avloc import image
 from avloc.errors import MediaError
+from avloc.media import image
 
 
 def _asym(h: int = 40, w: int = 60) -> np.ndarray:

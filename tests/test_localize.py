@@ -20,12 +20,12 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from avloc import localize as lz
-from avloc.audio import clip_centered, load_audio, spectrogram
 from avloc.errors import AvlocError, DataError
-from avloc.image import load_image, preprocess_test
+from avloc.media.audio import clip_centered, load_audio, spectrogram
+from avloc.media.image import load_image, preprocess_test
+from avloc.media.overlay import outline_mask, overlay_heatmap, stamp_caption
 from avloc.models import AudioVisualNet, pair_maps, upsample_maps
 from avloc.models.io import load_network, save_network
-from avloc.overlay import outline_mask, overlay_heatmap, stamp_caption
 from cli.main import app
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -10,13 +10,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 from keras import ops
-from torch import nn
 
 from avloc.errors import DataError
 from avloc.models import AudioVisualNet, all_pair_maps, pair_maps, upsample_maps
 from avloc.models.io import load_network, save_network
 from avloc.models.layers import kernel_hwio
-from avloc.models.resnet import BN_EPSILON, default_data_format, resnet
+from avloc.models.resnet import default_data_format, resnet
+from avloc.models.torch_ref import ResNet
 
 # ------------------------------------------------------------------------------------------
 # output shapes and normalisation
@@ -69,59 +69,7 @@ def test_encoders_are_per_sample_in_inference():
 
 
 # ------------------------------------------------------------------------------------------
-# parity with a plain-PyTorch ResNet-18
-
-
-class TorchBasicBlock(nn.Module):
-    def __init__(self, cin: int, cout: int, stride: int):
-        super().__init__()
-        self.conv1 = nn.Conv2d(cin, cout, 3, stride, 1, bias=False)
-        self.bn1 = nn.BatchNorm2d(cout, eps=BN_EPSILON)
-        self.conv2 = nn.Conv2d(cout, cout, 3, 1, 1, bias=False)
-        self.bn2 = nn.BatchNorm2d(cout, eps=BN_EPSILON)
-        self.downsample = None
-        if stride != 1 or cin != cout:
-            self.downsample = nn.Sequential(
-                nn.Conv2d(cin, cout, 1, stride, bias=False), nn.BatchNorm2d(cout, eps=BN_EPSILON)
-            )
-
-    def forward(self, x):
-        y = F.relu(self.bn1(self.conv1(x)))
-        y = self.bn2(self.conv2(y))
-        shortcut = x if self.downsample is None else self.downsample(x)
-        return F.relu(y + shortcut)
-
-
-class TorchResNet(nn.Module):
-    """torchvision-style ResNet-18 trunk (no avgpool / fc)."""
-
-    def __init__(self, in_channels, width, blocks=(2, 2, 2, 2), last_stride=2, stem_pool=True):
-        super().__init__()
-        self.conv1 = nn.Conv2d(in_channels, width, 7, 2, 3, bias=False)
-        self.bn1 = nn.BatchNorm2d(width, eps=BN_EPSILON)
-        self.stem_pool = stem_pool
-        self.stages = nn.ModuleList()
-        cin = width
-        for s, count in enumerate(blocks):
-            cout = width * 2**s
-            stage = []
-            for i in range(count):
-                if i == 0 and s > 0:
-                    stride = last_stride if s == len(blocks) - 1 else 2
-                else:
-                    stride = 1
-                stage.append(TorchBasicBlock(cin, cout, stride))
-                cin = cout
-            self.stages.append(nn.ModuleList(stage))
-
-    def forward(self, x):
-        x = F.relu(self.bn1(self.conv1(x)))
-        if self.stem_pool:
-            x = F.max_pool2d(x, 3, 2, 1)
-        for stage in self.stages:
-            for block in stage:
-                x = block(x)
-        return x
+# parity with the plain-PyTorch ResNet-18 (avloc.models.torch_ref, torchvision's layout)
 
 
 def randomise_batch_norms(model, rng):
@@ -157,8 +105,8 @@ def copy_weights(keras_model, torch_model):
     copy_conv(layer("conv1"), torch_model.conv1)
     copy_bn(layer("bn1"), torch_model.bn1)
     copied = 2
-    for s, stage in enumerate(torch_model.stages):
-        for i, block in enumerate(stage):
+    for s in range(torch_model.stages):
+        for i, block in enumerate(getattr(torch_model, f"layer{s + 1}")):
             prefix = f"layer{s + 1}_{i}"
             copy_conv(layer(f"{prefix}_conv1"), block.conv1)
             copy_bn(layer(f"{prefix}_bn1"), block.bn1)
@@ -188,7 +136,7 @@ def test_resnet_matches_plain_torch(in_channels, hw, kwargs):
     fmt = default_data_format()
     trunk = resnet(in_channels, name="trunk", data_format=fmt, **kwargs)
     randomise_batch_norms(trunk, rng)
-    reference = TorchResNet(in_channels, **kwargs).double().eval()
+    reference = ResNet(in_channels, **kwargs).double().eval()
     copy_weights(trunk, reference)
 
     x = rng.standard_normal((2, in_channels, *hw)).astype("float32")  # NCHW

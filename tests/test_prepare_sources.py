@@ -26,7 +26,7 @@ from avloc.data.fakemedia import (
 from avloc.data.prepare import prepare, read_report
 from avloc.data.shards import ShardSet, read_info
 from avloc.data.sources import build_preparer, preparer_names
-from avloc.image import load_image, resize_uint8
+from avloc.media.image import load_image, resize_uint8
 from avloc.metrics import gt_flickr, gt_from_boxes_normalized
 
 RATE = 16000
@@ -473,7 +473,7 @@ def test_manifest_lines_pixel_boxes_video_time_and_negatives(tmp_path):
     assert result.written == 2
     assert [(s.id, s.reason[:14]) for s in result.skipped] == [
         ("line 3", "not valid JSON"),
-        ("line 4", "a line needs e"),
+        ("line 4", "needs exactly "),
     ]
     assert result.shards[0].name == "mine-test-00000.h5"
     info = read_info(result.shards[0])

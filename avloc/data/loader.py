@@ -25,9 +25,9 @@ from __future__ import annotations
 import keras
 import numpy as np
 
-from avloc.audio import noise_waveform, spectrogram
 from avloc.data.shards import ShardSet
-from avloc.image import preprocess_train, train_crop
+from avloc.media.audio import noise_waveform, spectrogram
+from avloc.media.image import preprocess_train, train_crop
 
 
 class TrainBatches(keras.utils.PyDataset):

@@ -282,7 +282,7 @@ def _load_mask(path: str, size: int) -> np.ndarray:
 
 
 def _load_clip(ref_path: str, center: float | None, settings: Settings) -> np.ndarray:
-    from avloc.audio import clip_centered, load_audio
+    from avloc.media.audio import clip_centered, load_audio
 
     wave = _media(ref_path, load_audio, ref_path, settings.sample_rate)
     seconds = wave.shape[0] / settings.sample_rate
@@ -300,7 +300,7 @@ def _load_clip(ref_path: str, center: float | None, settings: Settings) -> np.nd
 
 
 def _row(spec: SampleSpec, settings: Settings) -> dict[str, Any]:
-    from avloc.image import extract_video_frame, load_image, resize_uint8
+    from avloc.media.image import extract_video_frame, load_image, resize_uint8
 
     size = settings.image_size
     fields = settings.fields

@@ -31,7 +31,8 @@ for test sets, ``ground_truth``: how evaluation builds the ground-truth map (SPE
 - ``"mask"``: the ``mask`` field (AVSBench S4, IS3 masks).
 
 Every string field (``id``, ``group``) is stored as variable-length UTF-8.
-Audio is stored as PCM so the spectrogram is computed by the one function in :mod:`avloc.audio`.
+Audio is stored as PCM so the spectrogram is computed by the one function in
+:mod:`avloc.media.audio`.
 
 Writers write ``.name.h5.tmp-<pid>`` and rename on success, so a finished shard is never partial.
 Readers open files lazily (once per thread/process) so they can be used inside loader workers.

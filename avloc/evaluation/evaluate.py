@@ -32,9 +32,9 @@ from avloc.data.shards import ShardSet
 from avloc.errors import DataError, RecipeError
 from avloc.evaluation import report
 from avloc.evaluation.scoring import score_records
-from avloc.image import resize_uint8
 from avloc.maps.conditions import POSITIVE
 from avloc.maps.records import SampleRecords, collect_records, load_records, save_records
+from avloc.media.image import resize_uint8
 from avloc.runs import RunDir, run_of_checkpoint
 from avloc.utils.files import atomic_write_bytes, atomic_write_json
 from avloc.utils.interpolation import upsample

@@ -255,7 +255,7 @@ def overlay_grid(
         images: uint8 ``(n, S, S, 3)``; maps: ``{condition: float32 (n, S, S)}`` raw cosine.
         uth: the universal threshold drawn as the outlined region.
     """
-    from avloc.overlay import overlay_heatmap
+    from avloc.media.overlay import overlay_heatmap
 
     plt = _pyplot()
     conditions = list(maps)

@@ -5,10 +5,10 @@ A network records how it was trained in ``net.inputs``: ``image_size`` (px), ``s
 every stage after training turns media into model inputs:
 
 - images: uint8 RGB ``(H, W, 3)`` of any size -> bicubic resize to ``image_size`` and ImageNet
-  normalisation -> float32 ``(B, S, S, 3)`` (:func:`avloc.image.preprocess_test`);
+  normalisation -> float32 ``(B, S, S, 3)`` (:func:`avloc.media.image.preprocess_test`);
 - audio: a mono float32 waveform at ``rate`` Hz (any length) -> resampled to ``sample_rate``
   when it differs -> the centred ``clip_seconds`` clip (tiled when short) -> float32 log
-  spectrogram ``(F, T)`` (:func:`avloc.audio.spectrogram`); batches are ``(B, F, T, 1)``;
+  spectrogram ``(F, T)`` (:func:`avloc.media.audio.spectrogram`); batches are ``(B, F, T, 1)``;
 - generated audio: the all-zero clip (silence) and clipped N(0, 1) noise from a caller's
   :class:`numpy.random.Generator` (:mod:`avloc.maps.conditions` owns the seeding rule).
 
@@ -22,8 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from avloc.audio import clip_centered, noise_waveform, resample, silence_waveform, spectrogram
-from avloc.image import preprocess_test
+from avloc.media.audio import clip_centered, noise_waveform, resample, silence_waveform, spectrogram
+from avloc.media.image import preprocess_test
 
 
 def check_image(image: np.ndarray) -> np.ndarray:

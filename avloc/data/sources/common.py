@@ -12,11 +12,7 @@ import numpy as np
 
 from avloc.data.prepare import AudioRef, Plan, SampleSpec, Settings, Skip
 from avloc.errors import DataError
-
-VIDEO_EXTS = (".mp4", ".mkv", ".webm", ".avi", ".mov", ".m4v", ".flv", ".mpg", ".mpeg", ".ts")
-AUDIO_EXTS = (".wav", ".flac", ".mp3", ".ogg", ".m4a", ".aac", ".opus")
-IMAGE_EXTS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-_STRIP_EXTS = VIDEO_EXTS + AUDIO_EXTS + IMAGE_EXTS
+from avloc.media.formats import AUDIO_EXTS, IMAGE_EXTS, VIDEO_EXTS, strip_media_ext
 
 #: Offscreen candidates listed per sample (the first that decodes is used).
 OFFSCREEN_CANDIDATES = 8
@@ -38,13 +34,6 @@ def require_file(path: Path | str, what: str) -> Path:
     if not path.is_file():
         raise DataError(f"{path}: {what} not found (no such file)")
     return path
-
-
-def strip_media_ext(name: str) -> str:
-    for ext in _STRIP_EXTS:
-        if name.lower().endswith(ext):
-            return name[: -len(ext)]
-    return name
 
 
 def read_id_list(path: Path | str) -> list[str]:

@@ -43,28 +43,19 @@ from avloc.data.sources.common import (
     require_file,
 )
 from avloc.errors import DataError
+from avloc.media.items import ItemError, media_path, number, parse_media_item
 
 GROUND_TRUTH_CHOICES = ("auto", "boxes", "consensus", "mask", "none")
 
 
-class _LineError(ValueError):
-    pass
-
-
-def _number(value, what: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise _LineError(f"'{what}' must be a number")
-    return float(value)
-
-
 def _box_list(value) -> tuple:
     if not isinstance(value, list):
-        raise _LineError("'boxes' must be a list of [x1, y1, x2, y2]")
+        raise ItemError("'boxes' must be a list of [x1, y1, x2, y2]")
     boxes = []
     for box in value:
         if not isinstance(box, list) or len(box) != 4:
-            raise _LineError("'boxes' must be a list of [x1, y1, x2, y2]")
-        boxes.append(tuple(_number(v, "boxes") for v in box))
+            raise ItemError("'boxes' must be a list of [x1, y1, x2, y2]")
+        boxes.append(tuple(number(v, "boxes") for v in box))
     return tuple(boxes)
 
 
@@ -102,25 +93,15 @@ class ManifestPreparer(SourceBase):
         self.keep_silent = bool(keep_silent)
 
     def _path(self, value, what: str, base: Path) -> str:
-        if not isinstance(value, str) or not value:
-            raise _LineError(f"'{what}' must be a path")
-        path = Path(value)
-        return str(path if path.is_absolute() else base / path)
+        return str(media_path(value, what, base))
 
     def _line(self, entry: dict, base: Path) -> dict:
-        if not isinstance(entry, dict):
-            raise _LineError("a line must be a JSON object")
-        if bool(entry.get("image")) == bool(entry.get("video")):
-            raise _LineError("a line needs exactly one of 'image' or 'video'")
-        visual_key = "image" if entry.get("image") else "video"
-        visual = self._path(entry[visual_key], visual_key, base)
-        audio = self._path(entry["audio"], "audio", base) if entry.get("audio") else None
-        if audio is None and visual_key == "image":
-            raise _LineError("an image line needs 'audio'")
-        when = _number(entry["time"], "time") if entry.get("time") is not None else None
-        if when is not None and when < 0:
-            raise _LineError("'time' must be >= 0")
-        sample_id = entry.get("id")
+        media = parse_media_item(entry, base)
+        visual_key = "image" if media.image is not None else "video"
+        visual = str(media.visual)
+        audio = None if media.audio is None else str(media.audio)
+        when = media.time
+        sample_id = media.id
         if sample_id is None:
             sample_id = Path(visual).stem
             if audio and Path(audio).stem != sample_id:
@@ -128,34 +109,34 @@ class ManifestPreparer(SourceBase):
         label = entry.get("label")
         present = entry.get("present", [] if label is None else [label])
         if not isinstance(present, list):
-            raise _LineError("'present' must be a list of class names")
+            raise ItemError("'present' must be a list of class names")
         boxes = _box_list(entry.get("boxes", []))
         fmt = entry.get("box_format", self.box_format)
         if fmt not in ("normalized", "pixel"):
-            raise _LineError("'box_format' must be normalized or pixel")
+            raise ItemError("'box_format' must be normalized or pixel")
         frame: tuple[float, float] | None = (1.0, 1.0)
         if fmt == "pixel":
             size = entry.get("box_size")
             if size is None:
                 frame = None  # the image's own size
             elif isinstance(size, list) and len(size) == 2:
-                frame = (_number(size[0], "box_size"), _number(size[1], "box_size"))
+                frame = (number(size[0], "box_size"), number(size[1], "box_size"))
             else:
-                raise _LineError("'box_size' must be [width, height]")
+                raise ItemError("'box_size' must be [width, height]")
         groups = entry.get("box_group", [])
         if not isinstance(groups, list) or len(groups) not in (0, len(boxes)):
-            raise _LineError("'box_group' must give one integer per box")
+            raise ItemError("'box_group' must give one integer per box")
         negatives = []
         for neg in entry.get("negatives", []) or []:
             if isinstance(neg, str):
                 neg = {"audio": neg}
             if not isinstance(neg, dict) or not neg.get("audio"):
-                raise _LineError("'negatives' must be audio paths or {'audio': ...} objects")
+                raise ItemError("'negatives' must be audio paths or {'audio': ...} objects")
             neg_time = neg.get("time")
             negatives.append(
                 (
                     self._path(neg["audio"], "negatives", base),
-                    None if neg_time is None else _number(neg_time, "negatives.time"),
+                    None if neg_time is None else number(neg_time, "negatives.time"),
                     neg.get("label"),
                 )
             )
@@ -188,7 +169,7 @@ class ManifestPreparer(SourceBase):
                 lines.append(self._line(json.loads(text), base))
             except json.JSONDecodeError as exc:
                 skipped.append(Skip(f"line {n}", where, f"not valid JSON ({exc.msg})"))
-            except _LineError as exc:
+            except ItemError as exc:
                 skipped.append(Skip(f"line {n}", where, str(exc)))
         names = [x["label"] for x in lines if x["label"]] + [p for x in lines for p in x["present"]]
         names += [str(neg[2]) for x in lines for neg in x["negatives"] if neg[2] is not None]

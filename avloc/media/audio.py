@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 
 from avloc.errors import MediaError
+from avloc.media.formats import CONTAINER_EXTS
 
 __all__ = [
     "LOG_EPS",
@@ -48,27 +49,6 @@ __all__ = [
 LOG_EPS = 1e-7
 #: The log-PSD is divided by this.
 LOG_SCALE = 12.0
-
-# Extensions that are (usually) containers soundfile cannot read: go straight to PyAV.
-_CONTAINER_EXTS = frozenset(
-    {
-        ".mp4",
-        ".m4a",
-        ".m4v",
-        ".mov",
-        ".mkv",
-        ".webm",
-        ".aac",
-        ".avi",
-        ".flv",
-        ".3gp",
-        ".ts",
-        ".mpg",
-        ".mpeg",
-        ".wma",
-        ".wmv",
-    }
-)
 
 
 # --------------------------------------------------------------------------------------------
@@ -165,7 +145,7 @@ def _decode(name: str) -> tuple[np.ndarray, int]:
 
     ext = Path(name).suffix.lower()
     sf_error: Exception | None = None
-    if ext not in _CONTAINER_EXTS:
+    if ext not in CONTAINER_EXTS:
         try:
             return _read_soundfile(name)
         except Exception as exc:  # libsndfile cannot read it: try FFmpeg
