@@ -24,7 +24,8 @@ def _keras_backend_name() -> str:
 
 # oneDNN, torch's CPU convolution kernels, fails on layers narrower than its vector width
 # (AVX-512 segfaults on the width-8 networks of the quickstart and the synthetic recipes; see
-# avloc/backend.py). oneDNN reads this cap once, at its first use, so it is set here, before any
+# avloc/runtime/backend.py). oneDNN reads this cap once, at its first use, so it is set here,
+# before any
 # framework runs, and only for the torch backend: TensorFlow (its own convolution kernels, see
 # below) trains about 1.2x slower with the cap, and has no such fault. Export
 # ONEDNN_MAX_CPU_ISA=DEFAULT for torch's AVX-512 kernels: about 1.3x faster at the paper's

@@ -2,7 +2,8 @@
 
 A recipe has the sections ``[data]``, ``[model]`` (with ``[model.visual]``, ``[model.audio]``),
 ``[loss.<term>]`` (one table per registered loss term, see :mod:`avloc.losses`), ``[train]``,
-``[distribute]`` (data-parallel training, see :mod:`avloc.distribute`) and ``[eval]``. Unknown
+``[distribute]`` (data-parallel training, see :mod:`avloc.runtime.distribute`) and ``[eval]``.
+Unknown
 keys and wrong types are rejected at load with a one-line :class:`~avloc.errors.RecipeError`
 that names the TOML path (``train.batch_size: expected int``).
 
@@ -99,7 +100,8 @@ class TrainConfig:
 
 @dataclass(frozen=True)
 class DistributeConfig:
-    """Data-parallel training (:mod:`avloc.distribute`): ``train.batch_size`` is the global batch.
+    """Data-parallel training (:mod:`avloc.runtime.distribute`); ``train.batch_size`` is the
+    global batch.
 
     Several machines need no recipe field: the launcher's environment says how many there are
     (torchrun's variables, ``TF_CONFIG``, or Keras' ``KERAS_DISTRIBUTION_*`` for JAX).

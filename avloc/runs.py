@@ -1,6 +1,6 @@
 """The run directory: its layout (one place), and the network behind ``--run`` / ``--checkpoint``.
 
-Layout that ``avloc train`` writes (:mod:`avloc.training`)::
+Layout that ``avloc train`` writes (:mod:`avloc.jobs.train`)::
 
     recipe.toml            the resolved recipe (overrides applied)
     meta.json              backend, versions, git commit, progress, outputs

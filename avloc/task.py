@@ -14,7 +14,7 @@ weighted terms, and updates one ``keras.metrics.Mean`` per term, so the progress
 TensorBoard logs show ``loss_<term>`` next to the total ``loss``.
 
 Warm-up: the task holds a non-trainable ``epoch`` variable (the 0-based index of the running
-epoch), set by the :class:`EpochCounter` callback that ``avloc.training`` installs. A term whose
+epoch), set by the :class:`EpochCounter` callback that ``avloc.jobs.train`` installs. A term whose
 ``start_epoch`` is later than ``epoch`` is multiplied by 0 (a factor computed with ``keras.ops``
 inside the step, so compiled steps see the change); its ``loss_<term>`` then logs 0, and the
 logged ``loss`` is always the weighted sum of the logged terms. Without the callback (a bare
@@ -23,7 +23,7 @@ logged ``loss`` is always the weighted sum of the logged terms. Without the call
 Batch norm sees real, noise and silence spectrograms in one batch **[choice]**: one forward pass
 of the audio encoder per step.
 
-Data parallel (:mod:`avloc.distribute` sets these; on one device they change nothing):
+Data parallel (:mod:`avloc.runtime.distribute` sets these; on one device they change nothing):
 ``batch`` (given to every term: where global negatives are gathered from), ``loss_scale`` (the
 factor an engine that sums per-device gradients needs: 1/devices under ``tf.distribute``; the
 logged terms stay unscaled), ``loss_groups`` (JAX with per-device negatives: the one global

@@ -227,7 +227,8 @@ def set_device(device: str) -> None:
     """``cpu`` hides every GPU from every framework; ``cuda`` keeps them, memory on demand.
 
     On the torch backend oneDNN is capped at AVX2 as importing avloc caps it
-    (``avloc/backend.py``), so plain torch measured before avloc is imported runs the same kernels.
+    (``avloc/runtime/backend.py``), so plain torch measured before avloc is imported runs the same
+    kernels.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
     if os.environ.get("KERAS_BACKEND", "torch") == "torch":

@@ -15,7 +15,8 @@ off-screen), on the current ``KERAS_BACKEND``:
 - ``naive``: one full forward pass of the network per condition and batch (visual and audio
   branch both, so the visual branch is computed four times), the same clips and spectrograms;
 
-Both run their network calls under :func:`avloc.backend.inference_mode` (no autograd graph on
+Both run their network calls under :func:`avloc.runtime.backend.inference_mode` (no autograd graph
+on
 torch), as ``avloc eval`` does.
 
 Both read the shards and compute the same spectrograms inside the timed region; images are
@@ -111,10 +112,10 @@ def shared_maps(net, shards, indices, batch_size: int, seed: int = 0) -> dict[st
 
 def naive_maps(net, shards, indices, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:
     """One full forward pass (visual + audio) per condition and batch; same inputs as shared."""
-    from avloc.backend import inference_mode
     from avloc.maps.conditions import noise_rng
     from avloc.maps.preprocess import InputContract
     from avloc.media.image import preprocess_test
+    from avloc.runtime.backend import inference_mode
 
     size = int(net.inputs["image_size"])
     contract = InputContract(net.inputs)

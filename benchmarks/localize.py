@@ -12,8 +12,8 @@ Measures, on a 640x480 JPEG and a 10 s 44.1 kHz stereo WAV:
   first start with an empty cache; and a breakdown of each measured inside one fresh process.
 * **warm single pair**: in one process after a warm-up: from the files (decode + localise +
   render + write PNG), and the model part alone (preprocess + network + upsampling).
-* **batch pairs/s** per batch size, for both engines: :func:`avloc.localize.localize_many` on
-  decoded pairs, and :func:`avloc.localize.run_batch` end to end over a directory (decode,
+* **batch pairs/s** per batch size, for both engines: :func:`avloc.jobs.localize.localize_many` on
+  decoded pairs, and :func:`avloc.jobs.localize.run_batch` end to end over a directory (decode,
   model, PNG per pair).
 
 ``--model tiny`` is the quickstart network (width 8, D 64, 112 px); ``--model full`` the paper
@@ -108,7 +108,7 @@ def child_cold(checkpoint: str, image: str, audio: str, out: str) -> None:
     if os.environ.get("AVLOC_TORCH_INFER") == "0":
         import keras  # noqa: F401
 
-    from avloc import localize as lz
+    from avloc.jobs import localize as lz
 
     t1 = time.perf_counter()
     net = lz.load_cached_model(checkpoint=checkpoint) or lz.load_model(checkpoint=checkpoint)
@@ -186,7 +186,7 @@ def cold(checkpoint: Path, image: Path, audio: Path, folder: Path, runs: int) ->
 
 
 def warm(net, image: Path, audio: Path, folder: Path, repeats: int) -> dict:
-    from avloc import localize as lz
+    from avloc.jobs import localize as lz
 
     item = lz.Item("x", image=image, audio=audio)
     loaded = lz.load_item(item, net.inputs)
@@ -207,7 +207,7 @@ def warm(net, image: Path, audio: Path, folder: Path, repeats: int) -> dict:
 
 def batch(net, image: Path, audio: Path, folder: Path, pairs: int, sizes: list[int]) -> list:
     """Pairs/s of ``net`` per batch size (run_batch reads ``folder/pairs``, writes beside it)."""
-    from avloc import localize as lz
+    from avloc.jobs import localize as lz
 
     loaded = lz.load_item(lz.Item("x", image=image, audio=audio), net.inputs)
     items = lz.items_from_directory(folder / "pairs")
@@ -257,7 +257,7 @@ def main() -> None:
     quiet_frameworks()  # no framework start-up chatter in the table
     import keras
 
-    from avloc import localize as lz
+    from avloc.jobs import localize as lz
 
     sizes = [int(s) for s in args.batch_sizes.split(",") if s.strip()]
     with tempfile.TemporaryDirectory(prefix="avloc-bench-") as tmp:

@@ -12,13 +12,13 @@ Variants (``--variants``, comma-separated; default: every one whose framework is
 by name):
 
 - ``keras-torch``, ``keras-tensorflow``, ``keras-jax``: avloc's own path, as ``avloc train``
-  runs it: ``avloc.training.build_task`` on ``recipes/ezvsl.toml`` (with the shape overrides),
+  runs it: ``avloc.jobs.train.build_task`` on ``recipes/ezvsl.toml`` (with the shape overrides),
   one ``task.train_on_batch`` per step. The recipe leaves ``train.jit_compile`` off, which on
   JAX means op-by-op execution;
 - ``keras-jax-jit``, ``keras-tensorflow-xla``: the same with ``train.jit_compile=true``;
 - ``torch``: the same model and loss in plain PyTorch (``benchmarks/plain_torch.py``,
   ``torch.optim.Adam``), with oneDNN capped at AVX2 on CPU as importing avloc sets it
-  (``avloc/backend.py``), so the comparison with ``keras-torch`` is like for like;
+  (``avloc/runtime/backend.py``), so the comparison with ``keras-torch`` is like for like;
 - ``torch-native``: plain PyTorch with oneDNN off (torch's own CPU convolution kernels);
 - ``torch-avx512``: plain PyTorch with oneDNN uncapped (``ONEDNN_MAX_CPU_ISA=DEFAULT``, torch's
   own default). It runs in a process of its own: these kernels crash on layers under 16
@@ -155,7 +155,7 @@ def build_keras(name: str, args):
 
     device = _check_keras_device(args.device)
     from avloc.config import load_recipe
-    from avloc.training import build_task
+    from avloc.jobs.train import build_task
 
     overrides = [
         f"train.batch_size={args.batch}",
@@ -209,10 +209,11 @@ def build_plain(name: str, args):
         precision=args.precision,
         seed=args.seed,
     )
-    # oneDNN as avloc runs it (on for widths it computes correctly, avloc/backend.py), always
+    # oneDNN as avloc runs it (on for widths it computes correctly, avloc/runtime/backend.py),
+    # always
     # for torch-avx512, never for torch-native. The switch is global and keras-torch shares this
     # process, so each step sets it and then puts back what it found.
-    from avloc.backend import ONEDNN_MIN_WIDTH
+    from avloc.runtime.backend import ONEDNN_MIN_WIDTH
 
     onednn = args.device == "cpu" and (
         name == "torch-avx512" or (name == "torch" and args.width >= ONEDNN_MIN_WIDTH)

@@ -110,7 +110,7 @@ def evaluate(
         from rich.console import Console
         from rich.progress import Progress
 
-        from avloc.evaluation import evaluate as ev
+        from avloc.jobs import evaluate as ev
 
         sources = ev.resolve_models(runs or [], checkpoints or [], samples or [])
         console = Console(stderr=as_json)

@@ -81,7 +81,7 @@ def localize(
         batch = len(inputs) == 1 and (
             inputs[0].is_dir() or inputs[0].suffix.lower() in MANIFEST_EXTS
         )
-        from avloc import localize as lz
+        from avloc.jobs import localize as lz
 
         if not batch:
             item = lz.item_from_paths(inputs, time)  # argument errors before the model loads

@@ -73,7 +73,7 @@ def synthetic(
         from rich.console import Console
         from rich.progress import Progress
 
-        from avloc.reproduce import Budget, reproduce_synthetic
+        from avloc.jobs.reproduce import Budget, reproduce_synthetic
 
         budget = Budget.quick() if quick else Budget.full()
         if seeds is not None:
@@ -86,7 +86,7 @@ def synthetic(
         workers = jobs or (1 if quick or (os.cpu_count() or 1) < 2 else 2)
         work_dir = work or Path("runs") / ("reproduce-quick" if quick else "reproduce-synthetic")
         command = shlex.join(["avloc", "reproduce", "synthetic", *sys.argv[3:]])
-        from avloc.reproduce.plan import plan_jobs
+        from avloc.jobs.reproduce.plan import plan_jobs
 
         total = len(plan_jobs(budget, work_dir / "data"))  # bad --set fails here, before output
         console = Console(stderr=True)

@@ -34,7 +34,7 @@ def train(
     """Train a recipe; running the same command again resumes from the last backup."""
     with user_errors():
         from avloc.config import load_recipe
-        from avloc.distribute import prepare_host
+        from avloc.runtime.distribute import prepare_host
 
         sets = list(overrides or [])
         if devices is not None:
@@ -43,14 +43,14 @@ def train(
         prepare_host(load_recipe(recipe, sets, validate_terms=False).distribute.devices)
         quiet_frameworks()
         loaded = load_recipe(recipe, sets)
-        from avloc.distribute import torchrun_command
+        from avloc.runtime.distribute import torchrun_command
 
         argv = ["train", str(recipe), *(["--run-dir", str(run_dir)] if run_dir else [])]
         argv += [arg for value in sets for arg in ("--set", value)]
         command = torchrun_command(loaded.distribute.devices, argv)
         if command is not None:
             raise typer.Exit(subprocess.call(command))
-        from avloc.training import train as run_training
+        from avloc.jobs.train import train as run_training
 
         out = run_dir or Path("runs") / loaded.name
         result = run_training(loaded, out)

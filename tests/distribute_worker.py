@@ -3,7 +3,7 @@
     python tests/distribute_worker.py --shards DIR --run-dir DIR [--devices N]
         [--negatives global|local] [--frozen-batch-norm] [--stop-after-backup] [--set K=V ...]
 
-Trains the quickstart recipe shrunk to a tiny network with ``avloc.training.train`` (the real
+Trains the quickstart recipe shrunk to a tiny network with ``avloc.jobs.train.train`` (the real
 path: engine set-up, loader, ``fit``, backups, logs), for the steps the ``--set`` options give.
 ``--frozen-batch-norm`` builds every batch-norm layer non-trainable, i.e. in inference mode, so
 that a run's numbers do not depend on how the batch is split over devices.
@@ -82,8 +82,8 @@ def main() -> None:
 
     if os.environ.get("KERAS_BACKEND") == "tensorflow":
         split_cpu_for_tensorflow()
-    from avloc import training
     from avloc.config import load_recipe
+    from avloc.jobs import train as training
 
     if args.frozen_batch_norm:
         training.build_network = freeze_batch_norm(training.build_network)

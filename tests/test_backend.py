@@ -1,5 +1,5 @@
-"""avloc's CPU kernel set-up (avloc/backend.py): oneDNN on, capped at AVX2 on the torch backend
-unless the user says.
+"""avloc's CPU kernel set-up (avloc/runtime/backend.py): oneDNN on, capped at AVX2 on the torch
+backend unless the user says.
 
 The convolution test runs in a child process so that a kernel crash (what the cap prevents) fails
 this test alone instead of ending the test session.
@@ -30,7 +30,7 @@ def _run(code: str, **env) -> subprocess.CompletedProcess:
 
 
 def test_importing_avloc_caps_onednn_at_avx2_on_torch_only():
-    code = "import avloc, avloc.backend as b; print(b.onednn_isa_cap())"
+    code = "import avloc, avloc.runtime.backend as b; print(b.onednn_isa_cap())"
     assert _run(code, KERAS_BACKEND="torch").stdout.strip() == "AVX2"
     # TensorFlow runs faster uncapped and never hands its convolutions to oneDNN here
     assert _run(code, KERAS_BACKEND="tensorflow").stdout.strip() == "DEFAULT"
@@ -38,7 +38,7 @@ def test_importing_avloc_caps_onednn_at_avx2_on_torch_only():
 
 def test_keras_json_backend_decides_without_keras_backend(tmp_path):
     (tmp_path / "keras.json").write_text('{"backend": "torch"}')
-    code = "import avloc, avloc.backend as b; print(b.onednn_isa_cap())"
+    code = "import avloc, avloc.runtime.backend as b; print(b.onednn_isa_cap())"
     env = {"KERAS_HOME": str(tmp_path), "KERAS_BACKEND": ""}
     assert _run(code, **env).stdout.strip() == "AVX2"
     (tmp_path / "keras.json").write_text('{"backend": "jax"}')
@@ -46,7 +46,7 @@ def test_keras_json_backend_decides_without_keras_backend(tmp_path):
 
 
 def test_an_exported_onednn_cap_is_kept():
-    code = "import avloc, avloc.backend as b; print(b.onednn_isa_cap())"
+    code = "import avloc, avloc.runtime.backend as b; print(b.onednn_isa_cap())"
     for backend in ("torch", "tensorflow"):
         result = _run(code, ONEDNN_MAX_CPU_ISA="AVX512_CORE", KERAS_BACKEND=backend)
         assert result.stdout.strip() == "AVX512_CORE"
@@ -141,7 +141,7 @@ def test_a_narrow_trunk_turns_torch_onednn_off_for_good():
     ],
 )
 def test_bf16_on_a_capped_cpu_warns_on_torch(monkeypatch, cap, precision, cuda, warns):
-    from avloc.backend import cpu_bf16_warning
+    from avloc.runtime.backend import cpu_bf16_warning
 
     monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", cap)
     message = cpu_bf16_warning(precision, cuda=cuda)

@@ -1,11 +1,13 @@
-"""Data-parallel training (``[distribute]``, avloc.distribute) on every engine, on 2 CPU cores.
+"""Data-parallel training (``[distribute]``, avloc.runtime.distribute) on every engine, on 2 CPU
+cores.
 
-Engine tests run real training (``avloc.training.train`` via tests/distribute_worker.py) for one
+Engine tests run real training (``avloc.jobs.train.train`` via tests/distribute_worker.py) for one
 step in fresh processes and compare a two-device run with a one-device run on the same global
 batch: the loss (and every logged term) and the optimizer's state after the step, which for
 Adam is ``m = (1 - beta_1) g`` and ``v = (1 - beta_2) g^2``, i.e. the gradient the engine
 handed to the optimizer. Batch norm runs in inference mode there (``--frozen-batch-norm``):
-torch and TensorFlow compute its statistics per device (avloc.distribute), which a one-device
+torch and TensorFlow compute its statistics per device (avloc.runtime.distribute), which a
+one-device
 run cannot reproduce. JAX's one program normalises over the global batch, so its test keeps
 batch norm training.
 
@@ -87,7 +89,7 @@ def test_cli_bad_device_count_is_one_line_error(value, message):
 
 
 def test_torch_devices_outside_torchrun_is_relaunched(monkeypatch):
-    from avloc import distribute
+    from avloc.runtime import distribute
 
     monkeypatch.delenv(distribute.TORCHRUN_ENV, raising=False)
     command = distribute.torchrun_command(2, ["train", "r.toml", "--set", "x=1"])
@@ -435,7 +437,7 @@ def test_keras_data_parallel_on_two_jax_devices_equals_one_device(shards, tmp_pa
 
 def test_resume_on_another_device_count_is_the_same_recipe(tmp_path):
     from avloc.config import save_recipe
-    from avloc.training import check_run_dir
+    from avloc.jobs.train import check_run_dir
 
     recipe = load_recipe(ROOT / "recipes" / "quickstart.toml")
     save_recipe(recipe, tmp_path / "recipe.toml")
@@ -451,9 +453,9 @@ def test_resume_on_another_device_count_is_the_same_recipe(tmp_path):
 
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow engine")
 def test_several_tensorflow_workers_are_refused_in_one_line(monkeypatch):
-    from avloc import distribute
     from avloc.config import DistributeConfig
     from avloc.errors import AvlocError
+    from avloc.runtime import distribute
 
     monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["a:1", "b:1"]}}')
     with pytest.raises(AvlocError, match="use torch .* or JAX"):

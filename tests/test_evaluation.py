@@ -350,10 +350,10 @@ def test_other_clip_calibration_matches_a_naive_loop(data, checkpoint):
 def test_calibrate_run_honours_the_runs_eval_settings(data, tmp_path):
     """`avloc eval --calibrate --run R` repeats the run's [eval]: statistic, audio, samples."""
     from avloc.config import load_recipe
-    from avloc.evaluation import evaluate as ev
+    from avloc.jobs import evaluate as ev
+    from avloc.jobs.train import train
     from avloc.maps.calibration import calibration_indices, negative_maxima
     from avloc.models.io import load_network
-    from avloc.training import train
 
     recipe = load_recipe(
         RECIPE,

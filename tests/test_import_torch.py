@@ -458,7 +458,7 @@ def test_model_init_starts_from_imported_network(ezvsl_file, tmp_path):
 
 
 def test_imported_network_localizes(ezvsl_file, tmp_path):
-    from avloc.localize import localize_pair
+    from avloc.jobs.localize import localize_pair
 
     import_checkpoint(ezvsl_file, "ezvsl", tmp_path / "m.keras")
     net = load_network(tmp_path / "m.keras")

@@ -19,10 +19,10 @@ from avloc.data.prepare_synthetic import prepare_synthetic
 from avloc.data.shards import ShardSet
 from avloc.data.synthetic import SyntheticConfig, make_scene
 from avloc.jobs.pretrain import load_pretrain_recipe, pretrain
+from avloc.jobs.reproduce.plan import TRUNK_RECIPE
+from avloc.jobs.train import train
 from avloc.maps.records import collect_records
 from avloc.models.io import load_network
-from avloc.reproduce.plan import TRUNK_RECIPE
-from avloc.training import train
 from avloc.utils.interpolation import upsample
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -19,8 +19,8 @@ from keras import ops
 from PIL import Image
 from typer.testing import CliRunner
 
-from avloc import localize as lz
 from avloc.errors import AvlocError, DataError
+from avloc.jobs import localize as lz
 from avloc.media.audio import clip_centered, load_audio, spectrogram
 from avloc.media.image import load_image, preprocess_test
 from avloc.media.overlay import outline_mask, overlay_heatmap, stamp_caption

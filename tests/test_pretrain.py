@@ -160,7 +160,7 @@ def test_recipe_errors_are_one_line(tmp_path):
 
 def test_shipped_recipe_fits_the_synthetic_twins():
     from avloc.config import load_recipe
-    from avloc.reproduce.plan import RECIPE_DIR, TRUNK_RECIPE
+    from avloc.jobs.reproduce.plan import RECIPE_DIR, TRUNK_RECIPE
 
     trunk = load_pretrain_recipe(TRUNK_RECIPE)
     for name in ("sslsan.toml", "ezvsl.toml"):

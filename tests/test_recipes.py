@@ -3,12 +3,12 @@
 The smoke test trains each recipe with overrides that shrink it (width-2 ResNets with one block
 per stage, 32 px images, 0.5 s clips, batch 4) for one ``fit`` step on the first batch the
 loader draws from tiny synthetic shards, with the task, loss terms and optimizer built by
-:func:`avloc.training.build_task` as ``avloc train`` builds them. Recipes whose shrunk, resolved
+:func:`avloc.jobs.train.build_task` as ``avloc train`` builds them. Recipes whose shrunk, resolved
 settings are identical (e.g. a paper recipe and its synthetic twin, or ``sslsan.toml`` and
 ablation row 7) share one training step: the shrunk configuration is what is trained. The step
 runs eagerly to keep the suite fast (tracing a graph per recipe would cost seconds each under
 TensorFlow); the same terms, architectures and optimizers run in compiled steps in
-tests/test_baselines.py, tests/test_task.py and in the one full :func:`avloc.training.train` run
+tests/test_baselines.py, tests/test_task.py and in the one full :func:`avloc.jobs.train.train` run
 here (synthetic FNAC, two epochs), which also checks the warm-up end to end.
 """
 
@@ -28,10 +28,10 @@ from avloc.data.loader import TrainBatches
 from avloc.data.prepare_synthetic import prepare_synthetic
 from avloc.data.shards import ShardSet
 from avloc.data.synthetic import SyntheticConfig
+from avloc.jobs.train import build_task
 from avloc.losses import LOSS_TERMS
 from avloc.models.io import load_network
 from avloc.task import EpochCounter
-from avloc.training import build_task
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE_DIR = ROOT / "recipes"
@@ -293,7 +293,7 @@ def weights_of(variables) -> list[np.ndarray]:
 
 
 def train_one_step(recipe) -> dict:
-    """As ``avloc.training.train`` does: seed, build_task, the loader's first batch, one step."""
+    """As ``avloc.jobs.train.train`` does: seed, build_task, the loader's first batch, one step."""
     keras.utils.set_random_seed(recipe.seed)
     task = build_task(recipe)
     task.run_eagerly = True  # see the module docstring
@@ -342,7 +342,7 @@ def test_recipe_trains_one_step(path, shards, runs):
 def test_fnac_warmup_switches_on_at_its_epoch_through_train(shards, tmp_path):
     """``avloc train`` installs the epoch counter: the synthetic FNAC recipe (start_epoch 1)
     logs its FNAC terms as 0 in epoch 0 and as positive values from epoch 1."""
-    from avloc.training import train
+    from avloc.jobs.train import train
 
     recipe = load_recipe(
         RECIPE_DIR / "synthetic" / "fnac.toml",

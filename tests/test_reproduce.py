@@ -14,9 +14,9 @@ import pytest
 from typer.testing import CliRunner
 
 from avloc.evaluation.scoring import Scores
-from avloc.reproduce import Budget, centre_prior_records
-from avloc.reproduce import claims as rules
-from avloc.reproduce.plan import ROWS, objective_fingerprint, plan_jobs
+from avloc.jobs.reproduce import Budget, centre_prior_records
+from avloc.jobs.reproduce import claims as rules
+from avloc.jobs.reproduce.plan import ROWS, objective_fingerprint, plan_jobs
 
 
 def test_plan_trains_each_objective_once_per_seed(tmp_path):

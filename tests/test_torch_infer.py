@@ -15,7 +15,7 @@ import pytest
 import soundfile as sf
 from PIL import Image
 
-from avloc import localize as lz
+from avloc.jobs import localize as lz
 from avloc.maps import torch_engine as ti
 from avloc.maps.engine import MapsEngine
 from avloc.models import AudioVisualNet
@@ -66,8 +66,8 @@ def _pairs(n: int, seed: int = 0):
 
 
 def test_constants_are_the_keras_paths():
-    from avloc.backend import ONEDNN_MIN_WIDTH
     from avloc.models import torch_ref
+    from avloc.runtime.backend import ONEDNN_MIN_WIDTH
 
     assert torch_ref.BN_EPSILON == BN_EPSILON and ti.ONEDNN_MIN_WIDTH == ONEDNN_MIN_WIDTH
 

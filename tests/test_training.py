@@ -67,7 +67,7 @@ def read_log(run_dir: Path) -> list[dict[str, str]]:
 
 def test_train_logs_every_term_and_loss_falls(shards, tmp_path):
     from avloc.config import load_recipe
-    from avloc.training import train
+    from avloc.jobs.train import train
 
     recipe = load_recipe(RECIPE, [f"data.train={shards / 'train'}", *TINY, "train.epochs=5"])
     result = train(recipe, tmp_path / "run", verbose=0)
@@ -188,8 +188,8 @@ def test_cosine_learning_rate_spans_the_whole_run():
 
     from avloc.config import load_recipe
     from avloc.errors import RecipeError
-    from avloc.optimizers import build_optimizer, learning_rate
-    from avloc.training import run_steps
+    from avloc.jobs.train import run_steps
+    from avloc.runtime.optimizers import build_optimizer, learning_rate
 
     recipe = load_recipe(RECIPE, [*TINY, "train.epochs=3", 'train.lr_schedule="cosine"'])
     assert run_steps(recipe, 50) == 3 * (50 // 8)  # the loader's whole batches per epoch

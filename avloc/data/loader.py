@@ -14,7 +14,7 @@ noise) comes from ``default_rng([seed, e, i])``. Batches can thus be built in an
 number of workers, and a resumed run rebuilds exactly the batches it had not seen. The epoch
 counter advances in ``on_epoch_end`` (after Keras has stopped the workers).
 
-Data parallel (:mod:`avloc.distribute`): ``rows = (start, stop)`` makes every batch rows
+Data parallel (:mod:`avloc.runtime.distribute`): ``rows = (start, stop)`` makes every batch rows
 ``start:stop`` of the global batch above, for a process that feeds only its own devices. Only
 those rows are read and decoded; the random draws of the other rows are replayed (they take no
 decoding), so the rows are exactly those of the global batch.

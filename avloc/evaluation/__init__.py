@@ -1,7 +1,7 @@
 """Evaluation with negative audio (SPEC 4): scoring, reports, verdicts.
 
-Maps and Uth calibration come from the maps stage (:mod:`avloc.maps`). Modules here:
-:mod:`.ground_truth` (ground truth at full resolution), :mod:`.scoring` (every metric),
-:mod:`.report` (tables and plots), :mod:`.verdict` (the quickstart's targets),
-:mod:`.evaluate` (the orchestration behind ``avloc eval``).
+Maps and Uth calibration come from the maps stage (:mod:`avloc.maps`); the job behind
+``avloc eval`` is :mod:`avloc.jobs.evaluate`. Modules here: :mod:`.ground_truth` (ground truth
+at full resolution), :mod:`.scoring` (every metric), :mod:`.report` (tables and plots),
+:mod:`.verdict` (the quickstart's targets).
 """

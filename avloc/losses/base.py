@@ -17,7 +17,8 @@ epoch variable, so it works inside compiled train steps; see :mod:`avloc.task`.
 
 Negatives across devices: a term that contrasts rows with each other (``ezvsl``, ``fnac_*``,
 ``lvs``) reads the batch through ``self.batch``, a :class:`LocalBatch` unless the task was built
-for data-parallel training with global negatives (:mod:`avloc.distribute`). Such a term computes
+for data-parallel training with global negatives (:mod:`avloc.runtime.distribute`). Such a term
+computes
 the rows of its ``(b, G)`` matrices for its own ``b`` rows against all ``G`` gathered rows
 (``batch.gather``), where its positives sit at columns ``batch.first_row(b) + i``; averaged over
 devices this is exactly the loss of the ``G``-row batch on one device. Terms that only look at a

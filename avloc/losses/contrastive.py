@@ -11,7 +11,7 @@ where the image-to-audio candidates are the B real audios, plus the silence clip
 the audio-to-image direction is unchanged. CE is the mean softmax cross-entropy with the
 diagonal as the target. Shapes: ``v_map (B, h, w, D)``, ``a_emb (B, D)``; returns a scalar.
 
-Data parallel with global negatives (:mod:`avloc.distribute`): a device holding ``b`` of the
+Data parallel with global negatives (:mod:`avloc.runtime.distribute`): a device holding ``b`` of the
 ``G`` rows computes its ``b`` image rows against all ``G`` audios (and noise clips) and its ``b``
 audio rows against all ``G`` images, targets at columns ``first_row + i``; the mean of the
 devices' values is the ``G``-row loss above.

@@ -35,13 +35,13 @@ class KerasEncoders:
         self.net = net
 
     def encode_image(self, images: np.ndarray) -> np.ndarray:
-        from avloc.backend import inference_mode
+        from avloc.runtime.backend import inference_mode
 
         with inference_mode():
             return _to_numpy(self.net.encode_image(images, training=False))
 
     def encode_audio(self, spectrograms: np.ndarray) -> np.ndarray:
-        from avloc.backend import inference_mode
+        from avloc.runtime.backend import inference_mode
 
         with inference_mode():
             return _to_numpy(self.net.encode_audio(spectrograms, training=False))

@@ -32,7 +32,7 @@ import numpy as np
 
 from avloc.utils.files import atomic_path, atomic_write_json, cache_dir, file_sha256
 
-#: avloc.backend.ONEDNN_MIN_WIDTH (a test checks that they agree; importing it would import
+#: avloc.runtime.backend.ONEDNN_MIN_WIDTH (a test checks that they agree; importing it would import
 #: Keras): oneDNN runs only trunks at least this wide
 ONEDNN_MIN_WIDTH = 8
 CACHE_VERSION = 1
@@ -142,7 +142,7 @@ class TorchNet:
         self.module.load_state_dict(tensors, strict=True)
         self.module.eval()
         widths = (config["visual"]["width"], config["audio"]["width"])
-        self.onednn = min(widths) >= ONEDNN_MIN_WIDTH  # as avloc.backend.note_conv_width
+        self.onednn = min(widths) >= ONEDNN_MIN_WIDTH  # as avloc.runtime.backend.note_conv_width
 
     @property
     def uth(self) -> float | None:

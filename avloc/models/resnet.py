@@ -26,8 +26,8 @@ from __future__ import annotations
 import keras
 from keras import layers
 
-from avloc.backend import note_conv_width
 from avloc.models.layers import FusedBatchNorm, InplaceReLU, PaddedConv2D, PaddedMaxPool2D
+from avloc.runtime.backend import note_conv_width
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9  # Keras convention: new = momentum * old + (1 - momentum) * batch
@@ -105,7 +105,8 @@ def resnet(
 
     Input and output use ``data_format`` (default: :func:`default_data_format`).
     """
-    note_conv_width(width)  # oneDNN only for widths it computes correctly (avloc/backend.py)
+    # oneDNN only for widths it computes correctly (avloc/runtime/backend.py)
+    note_conv_width(width)
     fmt = data_format or default_data_format()
     shape = (in_channels, None, None) if fmt == "channels_first" else (None, None, in_channels)
     inputs = keras.Input(shape=shape, name=f"{name}_input")

@@ -7,7 +7,8 @@ and step; the unfinished epoch is completed with exactly the batches it had not 
 is a pure function of (seed, epoch, batch)). Every file is written under a temporary name and
 renamed, so a kill at any moment leaves either the old or the new file, never a partial one.
 
-Several devices (``[distribute]``, :mod:`avloc.distribute`): the task is built in the engine's
+Several devices (``[distribute]``, :mod:`avloc.runtime.distribute`): the task is built in the
+engine's
 scope, every process resumes from the same backup and feeds its rows of each global batch, and
 only process 0 writes the run directory. The device count may change between a run and its
 resumption (the global batch, and so the recipe, stays the same).
@@ -29,19 +30,20 @@ from typing import Any
 import keras
 import numpy as np
 
-from avloc import __version__, distribute
-from avloc.backend import cpu_bf16_warning
+from avloc import __version__
 from avloc.config import Recipe, read_toml, recipe_from_dict, save_recipe
 from avloc.data.loader import TrainBatches
 from avloc.data.shards import ShardSet
-from avloc.distribute import Placement
 from avloc.errors import AvlocError
 from avloc.losses import build_terms
 from avloc.media.audio import silence_waveform, spectrogram
 from avloc.models import build_network
 from avloc.models.io import save_network
-from avloc.optimizers import build_optimizer
 from avloc.runs import RunDir
+from avloc.runtime import distribute
+from avloc.runtime.backend import cpu_bf16_warning
+from avloc.runtime.distribute import Placement
+from avloc.runtime.optimizers import build_optimizer
 from avloc.task import EpochCounter, LocalizationTask
 from avloc.utils.files import atomic_path, atomic_write_bytes, atomic_write_json
 from avloc.utils.quiet import import_tensorflow_quietly

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 
 from avloc.config import CALIBRATION_AUDIO, Recipe
-from avloc.reproduce.plan import Budget, Job
+from avloc.jobs.reproduce.plan import Budget, Job
 from avloc.runs import RunDir
 from avloc.utils.files import atomic_path, atomic_write_json
 
@@ -57,7 +57,7 @@ def prepare_data(data_dir: Path, budget: Budget, progress: Callable[[int], None]
 def pretrain_trunk(data_dir: Path, budget: Budget) -> Path:
     """The visual trunk every twin starts from (``avloc pretrain``), kept if already made."""
     from avloc.jobs.pretrain import load_pretrain_recipe, pretrain
-    from avloc.reproduce.plan import TRUNK_NAME, TRUNK_RECIPE, trunk_overrides
+    from avloc.jobs.reproduce.plan import TRUNK_NAME, TRUNK_RECIPE, trunk_overrides
 
     recipe = load_pretrain_recipe(TRUNK_RECIPE, trunk_overrides(budget))
     out = data_dir / TRUNK_NAME
@@ -99,10 +99,10 @@ def training_finished(run_dir: Path, recipe: Recipe) -> bool:
 def run_job(recipe: Recipe, run_dir: Path, samples: Path, threads: int | None) -> float:
     """Train (or resume) one job and record its test maps; returns the seconds it took."""
     from avloc.data.shards import ShardSet
+    from avloc.jobs.train import check_run_dir, train
     from avloc.maps.calibration import calibration_indices, negative_maxima
     from avloc.maps.records import collect_records, save_records
     from avloc.models.io import load_network
-    from avloc.training import check_run_dir, train
 
     if threads:
         _limit_framework_threads(threads)
@@ -185,7 +185,7 @@ def run_jobs(
     def paths(job: Job) -> tuple[Path, Path]:
         return work / "runs" / job.key, work / "samples" / f"{job.key}.npz"
 
-    from avloc.training import check_run_dir
+    from avloc.jobs.train import check_run_dir
 
     for job in jobs:  # finished runs of other recipes (a changed twin, other --set) stop here
         if RunDir(paths(job)[0]).recipe.is_file():

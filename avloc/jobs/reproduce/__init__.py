@@ -2,10 +2,11 @@
 
 :func:`reproduce_synthetic` prepares synthetic scenes, trains the ``recipes/synthetic/`` twins of
 EZ-VSL, marginNCE, FNAC, SSL-SaN and the seven ablation rows with the same data, model size,
-schedule and seeds (:mod:`~avloc.reproduce.plan`), records every model's test maps under
-positive, silence, noise, offscreen and shuffled audio (:mod:`~avloc.reproduce.runner`), scores
-them at each model's calibrated Uth, tests the claims (:mod:`~avloc.reproduce.claims`) and writes
-the report (:mod:`~avloc.reproduce.report`).
+schedule and seeds (:mod:`~avloc.jobs.reproduce.plan`), records every model's test maps under
+positive, silence, noise, offscreen and shuffled audio (:mod:`~avloc.jobs.reproduce.runner`), scores
+them at each model's calibrated Uth, tests the claims (:mod:`~avloc.jobs.reproduce.claims`) and
+writes
+the report (:mod:`~avloc.jobs.reproduce.report`).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avloc.reproduce.plan import ROWS, Budget, Job, plan_jobs
+from avloc.jobs.reproduce.plan import ROWS, Budget, Job, plan_jobs
 
 __all__ = ["Budget", "ReproduceResult", "reproduce_synthetic", "centre_prior_records"]
 
@@ -69,7 +70,7 @@ def centre_prior_records(records):
 
 
 def _settings(budget: Budget, jobs: list[Job], command: str, seconds: float, quick: bool):
-    from avloc.reproduce.report import machine_info
+    from avloc.jobs.reproduce.report import machine_info
 
     recipe = jobs[0].recipe
     m, t = recipe.model, recipe.train
@@ -123,10 +124,10 @@ def reproduce_synthetic(
 ) -> ReproduceResult:
     from avloc.evaluation import report as eval_report
     from avloc.evaluation.scoring import score_records
+    from avloc.jobs.reproduce import claims as claim_rules
+    from avloc.jobs.reproduce import report
+    from avloc.jobs.reproduce.runner import prepare_data, pretrain_trunk, run_jobs
     from avloc.maps.records import load_records
-    from avloc.reproduce import claims as claim_rules
-    from avloc.reproduce import report
-    from avloc.reproduce.runner import prepare_data, pretrain_trunk, run_jobs
 
     out_dir, work = Path(out_dir), Path(work)
     started = time.perf_counter()
@@ -141,7 +142,7 @@ def reproduce_synthetic(
         f"{workers} at a time")  # fmt: skip
     seconds = run_jobs(jobs, work, workers=workers, threads=threads, on_done=on_job)
 
-    from avloc.reproduce.runner import load_maxima
+    from avloc.jobs.reproduce.runner import load_maxima
 
     scores: dict[str, dict[int, object]] = {}
     #: {calibration label: {row key: {seed: Scores}}} for the Uth sensitivity table (methods)

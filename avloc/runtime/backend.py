@@ -60,7 +60,8 @@ def cpu_bf16_warning(precision: str, cuda: bool | None = None) -> str | None:
     if cuda or not cap.startswith(("AVX", "SSE")) or "512" in cap:
         return None
     return (
-        f'train.precision = "mixed_bfloat16" on CPU with oneDNN capped at {cap} (avloc/backend.py):'
+        f'train.precision = "mixed_bfloat16" on CPU with oneDNN capped at {cap} '
+        "(avloc/runtime/backend.py):"
         " no fast bf16 convolutions here, about 13x slower than float32; use float32 or, at"
         " widths >= 16, export ONEDNN_MAX_CPU_ISA=DEFAULT"
     )

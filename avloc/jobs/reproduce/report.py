@@ -14,8 +14,8 @@ from typing import Any
 import numpy as np
 
 from avloc.evaluation import report as eval_report
-from avloc.reproduce.claims import Claim
-from avloc.reproduce.plan import Row
+from avloc.jobs.reproduce.claims import Claim
+from avloc.jobs.reproduce.plan import Row
 from avloc.utils.files import atomic_write_bytes, atomic_write_json
 
 #: (header, path into the metrics, digits) of the methods table.
@@ -274,7 +274,8 @@ def write_report(
         claims_table(claims),
         "",
         "Differences are paired over the same test samples (and seeds), with a 95% bootstrap "
-        "interval in brackets; the rules behind each verdict are in `avloc/reproduce/claims.py`.",
+        "interval in brackets; the rules behind each verdict are in "
+        "`avloc/jobs/reproduce/claims.py`.",
         "",
         "## Methods",
         "",
