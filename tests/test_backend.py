@@ -29,6 +29,7 @@ def _run(code: str, **env) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.large  # starts subprocesses
 def test_importing_avloc_caps_onednn_at_avx2_on_torch_only():
     code = "import avloc, avloc.runtime.backend as b; print(b.onednn_isa_cap())"
     assert _run(code, KERAS_BACKEND="torch").stdout.strip() == "AVX2"
@@ -36,6 +37,7 @@ def test_importing_avloc_caps_onednn_at_avx2_on_torch_only():
     assert _run(code, KERAS_BACKEND="tensorflow").stdout.strip() == "DEFAULT"
 
 
+@pytest.mark.large  # starts subprocesses
 def test_keras_json_backend_decides_without_keras_backend(tmp_path):
     (tmp_path / "keras.json").write_text('{"backend": "torch"}')
     code = "import avloc, avloc.runtime.backend as b; print(b.onednn_isa_cap())"
@@ -45,6 +47,7 @@ def test_keras_json_backend_decides_without_keras_backend(tmp_path):
     assert _run(code, **env).stdout.strip() == "DEFAULT"
 
 
+@pytest.mark.large  # starts subprocesses
 def test_an_exported_onednn_cap_is_kept():
     code = "import avloc, avloc.runtime.backend as b; print(b.onednn_isa_cap())"
     for backend in ("torch", "tensorflow"):
@@ -52,6 +55,7 @@ def test_an_exported_onednn_cap_is_kept():
         assert result.stdout.strip() == "AVX512_CORE"
 
 
+@pytest.mark.large  # starts subprocesses
 @pytest.mark.skipif(keras.backend.backend() != "torch", reason="toggles torch's oneDNN switch")
 def test_onednn_gradients_match_torch_native_kernels_at_width_8():
     """Gradients with oneDNN on equal those of torch's own kernels, for
@@ -109,6 +113,7 @@ def test_onednn_gradients_match_torch_native_kernels_at_width_8():
     assert float(worst) < 1e-4
 
 
+@pytest.mark.large  # starts subprocesses
 @pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch's oneDNN switch")
 def test_a_narrow_trunk_turns_torch_onednn_off_for_good():
     """Widths 2 and 4 (the test suite's) hang or repeat differently in oneDNN's AVX2 kernels."""

@@ -303,6 +303,7 @@ def assert_cli_user_error(result: subprocess.CompletedProcess, *fragments: str) 
         assert fragment in lines[0]
 
 
+@pytest.mark.large  # starts subprocesses
 def test_cli_train_unknown_key(tmp_path):
     path = write(tmp_path, MINIMAL.replace("batch_size = 4", "batch_size = 4\nbogus = 1"))
     result = run_cli(["train", str(path), "--run-dir", str(tmp_path / "run")], tmp_path)
@@ -310,6 +311,7 @@ def test_cli_train_unknown_key(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.large  # starts subprocesses
 def test_cli_train_missing_shards(tmp_path):
     path = write(tmp_path, MINIMAL)
     result = run_cli(
@@ -327,6 +329,7 @@ def test_cli_train_missing_shards(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.large  # starts subprocesses
 def test_cli_user_error_is_the_only_stderr_line(tmp_path):
     """The whole stderr is the one error line, framework start-up logs included."""
     path = write(tmp_path, MINIMAL)
@@ -336,6 +339,7 @@ def test_cli_user_error_is_the_only_stderr_line(tmp_path):
     assert len(lines) == 1 and lines[0].startswith("avloc: error: "), result.stderr
 
 
+@pytest.mark.large  # starts subprocesses
 def test_cli_train_bad_override(tmp_path):
     path = write(tmp_path, MINIMAL)
     result = run_cli(["train", str(path), "--set", "train.batch_size"], tmp_path)

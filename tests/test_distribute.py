@@ -338,6 +338,7 @@ def one_device(shards, tmp_path_factory) -> Path:
     return run_dir
 
 
+@pytest.mark.large  # starts subprocesses
 @pytest.mark.skipif(BACKEND != "torch", reason="torch engine")
 def test_torchrun_two_processes_equal_one_device(shards, one_device, tmp_path):
     run_worker(
@@ -358,6 +359,7 @@ def test_torchrun_two_processes_equal_one_device(shards, one_device, tmp_path):
     }
 
 
+@pytest.mark.large  # starts subprocesses
 @pytest.mark.skipif(BACKEND != "torch", reason="torch engine")
 def test_torchrun_local_negatives_give_other_gradients(shards, one_device, tmp_path):
     """The control: per-device negatives are a different loss, so the equality above is real."""
@@ -380,6 +382,7 @@ def test_torchrun_local_negatives_give_other_gradients(shards, one_device, tmp_p
     assert difference > 100 * GRADIENT_RTOL
 
 
+@pytest.mark.large  # starts subprocesses
 @pytest.mark.skipif(BACKEND != "torch", reason="torch engine")
 def test_torchrun_run_killed_after_a_backup_resumes(shards, tmp_path):
     run_dir = tmp_path / "run"
@@ -406,6 +409,7 @@ def test_torchrun_run_killed_after_a_backup_resumes(shards, tmp_path):
     assert_single_writer(run_dir, replicas=2)
 
 
+@pytest.mark.large  # starts subprocesses
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow engine")
 def test_mirrored_strategy_on_two_cpu_devices_equals_one_device(shards, one_device, tmp_path):
     env = {"KERAS_BACKEND": "tensorflow", "AVLOC_TEST_CPU_DEVICES": "2"}
@@ -416,6 +420,7 @@ def test_mirrored_strategy_on_two_cpu_devices_equals_one_device(shards, one_devi
     assert meta["devices"]["engine"] == "tf.distribute"
 
 
+@pytest.mark.large  # starts subprocesses
 @pytest.mark.skipif(importlib.util.find_spec("jax") is None, reason="jax is not installed")
 @pytest.mark.skipif(BACKEND != "tensorflow", reason="run once per suite, in the TensorFlow pass")
 def test_keras_data_parallel_on_two_jax_devices_equals_one_device(shards, tmp_path):

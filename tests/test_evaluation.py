@@ -3,17 +3,13 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
+from harness import QUICKSTART, TINY_NET, run_avloc, synthetic_shards
 
-from avloc.data.prepare_synthetic import prepare_synthetic
 from avloc.data.shards import ShardSet, write_shard
-from avloc.data.synthetic import SyntheticConfig
 from avloc.errors import DataError
 from avloc.evaluation.ground_truth import ground_truth_maps
 from avloc.evaluation.scoring import score_records
@@ -21,15 +17,8 @@ from avloc.maps.records import SampleRecords, load_records, save_records
 from avloc.metrics import gt_flickr, gt_from_boxes_normalized
 from avloc.utils.interpolation import upsample
 
-ROOT = Path(__file__).resolve().parents[1]
-RECIPE = ROOT / "recipes" / "quickstart.toml"
-TINY = [
-    "model.embed_dim=16",
-    "model.visual.width=4",
-    'model.visual.pretrained=""',  # random init: no trunk file in tests
-    "model.audio.width=4",
-    "data.image_size=32",
-]
+RECIPE = QUICKSTART
+TINY = TINY_NET
 
 
 # --------------------------------------------------------------------------------------------
@@ -38,9 +27,7 @@ TINY = [
 
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("synthetic")
-    prepare_synthetic(out, train=24, test=20, seed=5, config=SyntheticConfig(image_size=40))
-    return out
+    return synthetic_shards(tmp_path_factory.mktemp("synthetic"), train=24, test=20, seed=5)
 
 
 @pytest.fixture(scope="module")
@@ -55,20 +42,6 @@ def checkpoint(tmp_path_factory) -> Path:
     recipe = load_recipe(RECIPE, TINY)
     net = build_network(recipe.model, recipe.data)
     return save_network(net, tmp_path_factory.mktemp("ckpt") / "net.keras")
-
-
-def avloc(*args: str, backend: str | None = None, cwd: Path = ROOT) -> subprocess.CompletedProcess:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    if backend:
-        env["KERAS_BACKEND"] = backend
-    return subprocess.run(
-        [sys.executable, "-m", "cli.main", *args],
-        env=env,
-        cwd=cwd,
-        capture_output=True,
-        text=True,
-        timeout=600,
-    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -392,6 +365,7 @@ def test_calibrate_run_honours_the_runs_eval_settings(data, tmp_path):
 # the command, end to end
 
 
+@pytest.mark.large  # starts subprocesses
 def test_eval_command_end_to_end_and_same_metrics_on_the_other_backend(data, checkpoint, tmp_path):
     import keras
 
@@ -399,7 +373,7 @@ def test_eval_command_end_to_end_and_same_metrics_on_the_other_backend(data, che
     ckpt.write_bytes(checkpoint.read_bytes())
     backend = keras.backend.backend()
     other = "tensorflow" if backend == "torch" else "torch"
-    calib = avloc(
+    calib = run_avloc(
         "eval", "--calibrate", "--checkpoint", str(ckpt),
         "--calibration-data", str(data / "train"), "--calibration-samples", "12",
     )  # fmt: skip
@@ -408,7 +382,7 @@ def test_eval_command_end_to_end_and_same_metrics_on_the_other_backend(data, che
     outs = {}
     for b in (backend, other):
         out = tmp_path / f"eval_{b}"
-        done = avloc(
+        done = run_avloc(
             "eval", "--dataset", str(data / "test"), "--checkpoint", str(ckpt),
             "--out", str(out), "--control", "shuffled", backend=b,
         )  # fmt: skip
@@ -435,12 +409,13 @@ def test_eval_command_end_to_end_and_same_metrics_on_the_other_backend(data, che
 
     # Per-sample results recompute the same table without the model; --uth changes Uth only.
     samples = tmp_path / f"eval_{backend}" / "samples" / "tiny.npz"
-    again = avloc("eval", "--samples", str(samples), "--out", str(tmp_path / "re"), "--json")
+    again = run_avloc("eval", "--samples", str(samples), "--out", str(tmp_path / "re"), "--json")
     assert again.returncode == 0, again.stderr[-3000:]
     recomputed = json.loads(again.stdout)["models"][0]["metrics"]
     assert dict(flat(recomputed)) == pytest.approx(ours, abs=1e-9)
 
 
+@pytest.mark.large  # starts subprocesses
 def test_eval_bad_inputs_give_one_line_errors(data, checkpoint, tmp_path):
     # shards without any ground truth, asked for localisation metrics
     rng = np.random.default_rng(0)
@@ -468,7 +443,7 @@ def test_eval_bad_inputs_give_one_line_errors(data, checkpoint, tmp_path):
         (["--dataset", str(data / "test"), "--checkpoint", str(checkpoint)], "--calibrate"),
     ]  # fmt: skip
     for args, needle in cases:
-        done = avloc("eval", *args, "--out", str(tmp_path / "out"))
+        done = run_avloc("eval", *args, "--out", str(tmp_path / "out"))
         lines = [line for line in done.stderr.splitlines() if line.strip()]
         assert done.returncode == 2, (args, done.stderr[-2000:])
         assert len(lines) == 1 and lines[0].startswith("avloc: error:"), done.stderr

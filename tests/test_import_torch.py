@@ -575,6 +575,7 @@ def test_cli_import_checkpoint(ezvsl_file, tmp_path):
     assert load_network(out).embed_dim == DIM
 
 
+@pytest.mark.large  # starts subprocesses
 def test_cli_import_checkpoint_error_is_one_line(ezvsl_state, tmp_path):
     state = dict(ezvsl_state)
     del state["module.aud_proj.bias"]

@@ -25,6 +25,8 @@ from avloc.maps.records import collect_records
 from avloc.models.io import load_network
 from avloc.utils.interpolation import upsample
 
+pytestmark = pytest.mark.large  # trains a model until it localizes
+
 ROOT = Path(__file__).resolve().parents[1]
 SIZE, WIDTH, SECONDS, SEED = 96, 8, 1.0, 2
 CONFIG = SyntheticConfig(image_size=SIZE, num_classes=8, max_objects=2, clip_seconds=SECONDS)

@@ -474,6 +474,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.large  # starts subprocesses
 def test_cli_silence_gives_sounding_false_with_json_and_raw(models, media, tmp_path):
     out = tmp_path / "heat.png"
     result = _cli(
@@ -501,6 +502,7 @@ def test_cli_silence_gives_sounding_false_with_json_and_raw(models, media, tmp_p
     np.testing.assert_array_equal(png[differing[-1] + 1 :], plain[differing[-1] + 1 :])
 
 
+@pytest.mark.large  # starts subprocesses
 def test_cli_subprocess_bad_input_is_one_line(models, media, tmp_path):
     result = _cli(str(media["mute"]), "--checkpoint", str(models["low"]), "-o", str(tmp_path))
     assert result.returncode != 0

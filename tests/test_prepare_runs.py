@@ -87,6 +87,7 @@ def assert_same_shards(a: Path, b: Path) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+@pytest.mark.large  # starts subprocesses
 def test_kill_during_a_multi_shard_run_then_resume_equals_an_uninterrupted_run(tmp_path):
     root = tmp_path / "corpus"
     extracted_corpus(root, 7)

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 from avloc.config import recipe_from_dict
 from avloc.data.synthetic import make_scene
-from avloc.data.synthetic_objects import make_object_image, make_object_images
+from avloc.data.synthetic.objects import make_object_image, make_object_images
 from avloc.errors import AvlocError, RecipeError
 from avloc.jobs.pretrain import PretrainRecipe, from_dict, load_pretrain_recipe, pretrain
 from avloc.models import build_network
@@ -113,6 +113,7 @@ def test_rerun_keeps_the_file_and_another_recipe_is_refused(trunk_file):
         pretrain(tiny_recipe("seed=1"), out, verbose=0)
 
 
+@pytest.mark.large  # starts subprocesses
 def test_the_command_reproduces_its_file(tmp_path):
     """Run twice from scratch (fresh processes), ``avloc pretrain`` writes the same weights."""
     import os

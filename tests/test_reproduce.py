@@ -139,6 +139,7 @@ def test_centre_prior_peaks_in_the_middle_and_ignores_audio():
     assert records.maps["positive"] is maps["positive"]  # the input is untouched
 
 
+@pytest.mark.large  # trains the reproduction's jobs
 def test_quick_reproduction_writes_the_report(tmp_path):
     from cli.main import app
 

@@ -135,6 +135,7 @@ def test_switch_off_with_avloc_torch_infer_0(tmp_path, monkeypatch):
     assert lz.load_cached_model(checkpoint=path) is None
 
 
+@pytest.mark.large  # starts subprocesses
 @pytest.mark.skipif(not ON_TORCH, reason="the torch path is used with the torch backend only")
 def test_cli_second_start_skips_keras_and_says_the_same(tmp_path):
     path = save_network(_network(CONFIGS["ezvsl-like"]), tmp_path / "net.keras")

@@ -13,46 +13,22 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-
-from avloc.data.prepare_synthetic import prepare_synthetic
-from avloc.data.synthetic import SyntheticConfig
+from harness import QUICKSTART, ROOT, TINY_NET, avloc_process, synthetic_shards
 
 TINY = [
-    "model.embed_dim=16",
-    "model.visual.width=4",
-    'model.visual.pretrained=""',  # random init: no trunk file in tests
-    "model.audio.width=4",
-    "data.image_size=32",
+    *TINY_NET,
     "data.train_resize=36",
     "data.workers=1",
     "train.batch_size=8",
     "train.learning_rate=0.001",
     "train.tensorboard=false",
 ]
-ROOT = Path(__file__).resolve().parents[1]
-RECIPE = ROOT / "recipes" / "quickstart.toml"
+RECIPE = QUICKSTART
 
 
 @pytest.fixture(scope="module")
 def shards(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("synthetic")
-    prepare_synthetic(out, train=48, test=8, seed=3, config=SyntheticConfig(image_size=40))
-    return out
-
-
-def avloc_cmd(*args: str, backend: str | None = None, **kw) -> subprocess.Popen:
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
-    if backend:
-        env["KERAS_BACKEND"] = backend
-    return subprocess.Popen(
-        [sys.executable, "-m", "cli.main", *args],
-        env=env,
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        **kw,
-    )
+    return synthetic_shards(tmp_path_factory.mktemp("synthetic"), train=48, test=8, seed=3)
 
 
 def overrides(shards: Path, *extra: str) -> list[str]:
@@ -108,17 +84,18 @@ def _wait_for_mid_epoch_backup(run_dir: Path, proc: subprocess.Popen, timeout: f
     raise AssertionError("no mid-epoch backup appeared")
 
 
+@pytest.mark.large  # starts subprocesses
 def test_resume_after_kill_continues_from_backup(shards, tmp_path):
     run_dir = tmp_path / "run"
     args = ["train", str(RECIPE), "--run-dir", str(run_dir)]
     args += overrides(shards, "train.epochs=2", "train.backup_every_steps=2")
-    proc = avloc_cmd(*args)
+    proc = avloc_process(*args)
     state = _wait_for_mid_epoch_backup(run_dir, proc)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert proc.returncode == -signal.SIGKILL
     # The killed run left only complete files: the backup it points to loads.
-    resumed = avloc_cmd(*args)
+    resumed = avloc_process(*args)
     out, err = resumed.communicate(timeout=600)
     assert resumed.returncode == 0, err[-3000:]
     meta = json.loads((run_dir / "meta.json").read_text())
@@ -145,6 +122,7 @@ np.savez(sys.argv[3], maps=as_np(maps), v_map=as_np(out["v_map"]), a_emb=as_np(o
 """
 
 
+@pytest.mark.large  # starts subprocesses
 @pytest.mark.parametrize("train_backend,other", [("torch", "tensorflow"), ("tensorflow", "torch")])
 def test_model_trained_on_one_backend_gives_same_maps_on_the_other(
     shards, tmp_path, train_backend, other
@@ -152,7 +130,7 @@ def test_model_trained_on_one_backend_gives_same_maps_on_the_other(
     run_dir = tmp_path / "run"
     args = ["train", str(RECIPE), "--run-dir", str(run_dir)]
     args += overrides(shards, "train.epochs=1", "train.steps_per_epoch=2")
-    proc = avloc_cmd(*args, backend=train_backend)
+    proc = avloc_process(*args, backend=train_backend)
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
     rng = np.random.default_rng(0)

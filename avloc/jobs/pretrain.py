@@ -3,7 +3,7 @@
 The paper's SSL-SaN starts its visual ResNet-18 from ImageNet classification; the synthetic twins
 start from this: the same trunk (``model.visual`` of the recipe) plus a linear classifier on its
 global average, trained with softmax cross-entropy to name the single object in images from
-:mod:`avloc.data.synthetic_objects` (the scene classes plus distractor classes, never an
+:mod:`avloc.data.synthetic.objects` (the scene classes plus distractor classes, never an
 audio-visual scene). Images are ImageNet-normalised as the audio-visual loader does, with a
 random horizontal flip and a random shift (pad ``shift`` px with edge pixels, crop back).
 
@@ -123,7 +123,7 @@ def load_pretrain_recipe(path: str | Path, overrides: list[str] | None = None) -
 
 def make_dataset(recipe: PretrainRecipe) -> dict[str, np.ndarray]:
     """Training and held-out images and labels (uint8 / int32), generated in memory."""
-    from avloc.data.synthetic_objects import make_object_images
+    from avloc.data.synthetic.objects import make_object_images
 
     d = recipe.data
     kw = dict(seed=recipe.seed, image_size=d.image_size, num_classes=d.classes)

@@ -22,7 +22,7 @@ from pathlib import Path
 from avloc.config import Recipe, load_recipe
 
 #: Where the synthetic twins live, relative to the project root.
-RECIPE_DIR = Path(__file__).resolve().parents[2] / "recipes" / "synthetic"
+RECIPE_DIR = Path(__file__).resolve().parents[3] / "recipes" / "synthetic"
 
 
 @dataclass(frozen=True)

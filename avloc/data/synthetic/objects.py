@@ -20,13 +20,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from avloc.data.synthetic import (
-    CLASSES,
-    SPLITS,
-    _background,
-    _draw_object,
-    _uniform,
-)
+from avloc.data.synthetic.classes import CLASSES, SPLITS
+from avloc.data.synthetic.images import background, draw_object
+from avloc.data.synthetic.sounds import uniform
 
 #: Seed-sequence id of the pretraining images (scene splits use 0 and 1).
 PRETRAIN_SPLIT_ID = 7
@@ -49,10 +45,10 @@ def make_object_image(
     label = int(rng.integers(num_classes))
     side = max(6, int(round(rng.uniform(*object_scale) * s)))
     x0, y0 = (int(v) for v in rng.integers(0, s - side + 1, 2))
-    img = _background(rng, s)
-    _draw_object(img, label, (x0, y0, side), rng)
+    img = background(rng, s)
+    draw_object(img, label, (x0, y0, side), rng)
     amp = np.float32(rng.uniform(3.0, 10.0))
-    img += _uniform(rng, (s, s, 3), np.uint8) * (2 * amp) + (np.float32(0.5) - amp)
+    img += uniform(rng, (s, s, 3), np.uint8) * (2 * amp) + (np.float32(0.5) - amp)
     return np.clip(img, 0, 255, out=img).astype(np.uint8), label
 
 

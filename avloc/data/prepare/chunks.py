@@ -1,0 +1,178 @@
+"""Chunks of the plan: fingerprints, state files, atomic shard writes, leftovers, parts."""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import hashlib
+import json
+import os
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from avloc.data.prepare.plan import STATE_DIR, Plan, SampleSpec, Skip
+from avloc.data.shards import SCHEMA_VERSION, read_info, write_shard
+from avloc.errors import AvlocError, DataError
+from avloc.utils.files import atomic_write_json
+
+
+def fingerprint(plan: Plan, chunk: Sequence[SampleSpec]) -> str:
+    payload = {
+        "schema": SCHEMA_VERSION,
+        "source": plan.source,
+        "split": plan.split,
+        "class_names": plan.class_names,
+        "ground_truth": plan.ground_truth,
+        "attrs": plan.attrs,
+        "settings": dataclasses.asdict(plan.settings),
+        "samples": [dataclasses.asdict(s) for s in chunk],
+    }
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
+def state_path(out: Path, shard: Path) -> Path:
+    return out / STATE_DIR / f"{shard.stem}.json"
+
+
+def read_state(path: Path) -> dict | None:
+    try:
+        return json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def chunk_complete(shard: Path, state: dict | None, fingerprint: str) -> bool:
+    if not state or state.get("fingerprint") != fingerprint:
+        return False
+    if int(state.get("written", -1)) == 0:
+        return not shard.exists()
+    try:
+        info = read_info(shard)
+    except DataError:
+        return False
+    return info.count == int(state["written"]) and info.attrs.get("plan_fingerprint") == fingerprint
+
+
+def _stack(rows: list[dict], name: str) -> Any:
+    values = [r[name] for r in rows]
+    if name in ("id", "group"):
+        return values
+    return np.stack(values)
+
+
+def write_chunk(
+    plan: Plan, path: Path, state_path: Path, index: int, fingerprint: str, rows, skips
+) -> None:
+    state = {
+        "fingerprint": fingerprint,
+        "planned": len(rows) + len(skips),
+        "written": len(rows),
+        "skipped": [[s.id, s.file, s.reason] for s in skips],
+    }
+    atomic_write_json(state_path, state)  # first: a shard never exists without its state
+    if not rows:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        return
+    names = ["id", "image", "audio", *plan.settings.fields]
+    if "offscreen_audio" in names:
+        names.append("offscreen_label")
+    arrays = {name: _stack(rows, name) for name in dict.fromkeys(names)}
+    attrs = {"plan_fingerprint": fingerprint, "chunk": index, "chunk_planned": state["planned"]}
+    if plan.ground_truth:
+        attrs["ground_truth"] = plan.ground_truth
+    attrs.update(plan.attrs)
+    write_shard(
+        path,
+        arrays,
+        source=plan.source,
+        split=plan.split,
+        class_names=plan.class_names,
+        sample_rate=plan.settings.sample_rate,
+        clip_seconds=plan.settings.clip_seconds,
+        extra_attrs=attrs,
+    )
+
+
+_TMP = re.compile(r"^\.(?P<stem>.+)\.tmp-(?P<pid>\d+)(?P<suffix>\..*)?$")
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def tidy(out: Path, prefix: str, count: int, owned: range | None = None) -> None:
+    """Remove temporary files of dead writers and shards/states beyond the plan's chunks.
+
+    With ``owned`` (a part's chunks), only the temporary files of those chunks are removed: the
+    other parts may be writing theirs on other machines, where their pids mean nothing here.
+    """
+    own = re.compile(rf"^{re.escape(prefix)}-(\d{{5}})$")
+    for directory in (out, out / STATE_DIR):
+        if not directory.is_dir():
+            continue
+        for path in directory.iterdir():
+            tmp = _TMP.match(path.name)
+            if tmp and not _pid_alive(int(tmp["pid"])):
+                chunk = own.match(tmp["stem"])
+                if owned is None or (chunk and int(chunk.group(1)) in owned):
+                    with contextlib.suppress(FileNotFoundError):
+                        path.unlink()
+                continue
+            stem = path.name.rsplit(".", 1)[0]
+            match = own.match(stem)
+            if match and int(match.group(1)) >= count and path.suffix in (".h5", ".json"):
+                path.unlink()
+
+
+def check_out(out: Path, prefix: str) -> None:
+    own = re.compile(rf"^{re.escape(prefix)}-\d{{5}}\.h5$")
+    foreign = sorted(
+        p.name for p in out.glob("*.h5") if not p.name.startswith(".") and not own.match(p.name)
+    )
+    if foreign:
+        raise DataError(
+            f"{out}: holds other shards ({', '.join(foreign[:3])}); prepare each data set "
+            "into a directory of its own"
+        )
+
+
+def parse_part(text: str) -> tuple[int, int]:
+    """``"I/N"`` -> ``(I, N)`` with ``1 <= I <= N``; an :class:`AvlocError` otherwise."""
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(text))
+    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
+        raise AvlocError(f"--part {text}: expected I/N with 1 <= I <= N, e.g. --part 2/8")
+    return int(match.group(1)), int(match.group(2))
+
+
+def part_range(count: int, part: tuple[int, int]) -> range:
+    """The chunks ``0 <= j < count`` of part ``part = (I, N)``: the I-th of N contiguous runs."""
+    index, parts = part
+    if not 1 <= index <= parts:
+        raise ValueError(f"part {index}/{parts}: expected 1 <= I <= N")
+    return range((index - 1) * count // parts, index * count // parts)
+
+
+def finished_chunks(out: Path, paths: Sequence[Path], prints: Sequence[str]):
+    """Over every chunk whose shard and state are complete: (chunks, rows, skips, shards)."""
+    finished, written, skipped, shards = [], 0, [], []
+    for index, (path, fp) in enumerate(zip(paths, prints, strict=True)):
+        state = read_state(state_path(out, path))
+        if chunk_complete(path, state, fp):
+            finished.append(index)
+            written += int(state["written"])
+            skipped += [Skip(*row) for row in state["skipped"]]
+            if path.exists():
+                shards.append(path)
+    return finished, written, skipped, shards
