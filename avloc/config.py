@@ -3,9 +3,11 @@
 A recipe has the sections ``[data]``, ``[model]`` (with ``[model.visual]``, ``[model.audio]``),
 ``[loss.<term>]`` (one table per registered loss term, see :mod:`avloc.losses`), ``[train]``,
 ``[distribute]`` (data-parallel training, see :mod:`avloc.runtime.distribute`) and ``[eval]``.
-Unknown
-keys and wrong types are rejected at load with a one-line :class:`~avloc.errors.RecipeError`
-that names the TOML path (``train.batch_size: expected int``).
+Unknown keys and wrong types (``typing.Literal`` where a value is one of a set) are rejected at
+load with a one-line :class:`~avloc.errors.RecipeError` that names the TOML path
+(``train.batch_size: expected int``). This module only parses and type-checks: checks that need
+a stage (loss-term arguments, the architecture, the Uth statistic) run at job start, in
+:mod:`avloc.recipe_checks`, still before any output.
 
 Overrides use dotted paths: ``load_recipe(path, ["train.batch_size=8"])``; the value is parsed
 as a TOML value (``8``, ``1e-4``, ``true``, ``"text"``, ``[2, 2]``), falling back to a plain
@@ -28,6 +30,10 @@ except ModuleNotFoundError:  # Python 3.10: the same parser, packaged as tomli
 from avloc.errors import RecipeError
 from avloc.registry import check_value
 
+#: What ``eval.calibration_audio`` may name (see :mod:`avloc.maps.calibration`).
+CalibrationAudio = Literal["silence", "noise", "other"]
+CALIBRATION_AUDIO: tuple[str, ...] = typing.get_args(CalibrationAudio)
+
 
 @dataclass(frozen=True)
 class DataConfig:
@@ -43,7 +49,8 @@ class DataConfig:
     use_multiprocessing: bool = False
     max_queue_size: int = 8
     limit: int = 0  # use only the first N training samples (0 = all): a small-run switch
-    noise_color: str = "white"  # training's noise negatives: white (SPEC), pink or brown
+    # training's noise negatives: white (SPEC), pink or brown (avloc.media.audio.NOISE_COLORS)
+    noise_color: Literal["white", "pink", "brown"] = "white"
 
 
 @dataclass(frozen=True)
@@ -120,7 +127,7 @@ class EvalConfig:
     uth_statistic: str = "q3"  # statistic of the calibration maps' maxima that sets Uth
     calibration_samples: int = 256  # training images used for label-free Uth calibration
     # audio whose map maxima are pooled: "silence", "noise", "other" (another training clip)
-    calibration_audio: tuple[str, ...] = ("silence", "noise")
+    calibration_audio: tuple[CalibrationAudio, ...] = ("silence", "noise")
     batch_size: int = 32
 
 
@@ -197,33 +204,12 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
-def validate_loss_terms(loss: dict[str, Any]) -> None:
-    """Check every ``[loss.<term>]`` table against the registered term's signature."""
-    from avloc.losses import LOSS_TERMS  # imported here: it pulls in keras
-
-    for name, kwargs in loss.items():
-        where = f"loss.{name}"
-        if not isinstance(kwargs, dict):
-            raise RecipeError(f"{where}: expected a table, got {type(kwargs).__name__}")
-        LOSS_TERMS.check_kwargs(name, kwargs, where)
-
-
-def recipe_from_dict(raw: dict[str, Any], validate_terms: bool = True) -> Recipe:
+def recipe_from_dict(raw: dict[str, Any]) -> Recipe:
+    """A typed, type-checked recipe (stage-level checks: :mod:`avloc.recipe_checks`)."""
     recipe = from_dict(Recipe, raw)
-    if validate_terms:
-        validate_loss_terms(recipe.loss)
-    validate_uth_statistic(recipe.eval.uth_statistic, "eval.uth_statistic")
     validate_calibration_audio(recipe.eval.calibration_audio, "eval.calibration_audio")
-    validate_noise_color(recipe.data.noise_color)
     validate_distribute(recipe)
     return recipe
-
-
-def validate_noise_color(color: str) -> None:
-    from avloc.media.audio import NOISE_COLORS
-
-    if color not in NOISE_COLORS:
-        raise RecipeError(f"data.noise_color: {color!r} is not one of {', '.join(NOISE_COLORS)}")
 
 
 def validate_distribute(recipe: Recipe) -> None:
@@ -238,10 +224,6 @@ def validate_distribute(recipe: Recipe) -> None:
         )
 
 
-#: What ``eval.calibration_audio`` may name (avloc.maps.calibration.CALIBRATION_AUDIO).
-CALIBRATION_AUDIO = ("silence", "noise", "other")
-
-
 def validate_calibration_audio(audio, where: str) -> tuple[str, ...]:
     """RecipeError naming ``where`` unless ``audio`` is a non-empty subset of the known names."""
     audio = tuple(audio)
@@ -252,17 +234,6 @@ def validate_calibration_audio(audio, where: str) -> tuple[str, ...]:
             f"{list(audio)}"
         )
     return audio
-
-
-def validate_uth_statistic(statistic: str, where: str) -> str:
-    """RecipeError naming ``where`` unless ``statistic`` is a known Uth statistic."""
-    from avloc.metrics import UTH_STATISTICS, calibrate_uth
-
-    try:
-        calibrate_uth([0.0], statistic)
-    except ValueError:
-        raise RecipeError(f"{where}: {statistic!r} is not one of {UTH_STATISTICS} or pXX") from None
-    return statistic
 
 
 def read_toml(path: str | Path, overrides: list[str] | None = None) -> dict[str, Any]:
@@ -279,14 +250,16 @@ def read_toml(path: str | Path, overrides: list[str] | None = None) -> dict[str,
     return apply_overrides(raw, list(overrides or []))
 
 
-def load_recipe(
-    path: str | Path, overrides: list[str] | None = None, validate_terms: bool = True
-) -> Recipe:
-    """Read a recipe TOML, apply ``--set`` overrides, and validate it."""
+def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
+    """Read a recipe TOML, apply ``--set`` overrides, parse and type-check it.
+
+    Checks that need a stage (loss terms, architecture, Uth statistic) run at job start:
+    :func:`avloc.recipe_checks.check_recipe`.
+    """
     path = Path(path)
     raw = read_toml(path, overrides)
     try:
-        return recipe_from_dict(raw, validate_terms)
+        return recipe_from_dict(raw)
     except RecipeError as exc:
         raise RecipeError(f"{path}: {exc}") from None
 

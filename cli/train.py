@@ -40,9 +40,11 @@ def train(
         if devices is not None:
             sets.append(f"distribute.devices={devices}")
         # Before any framework starts: CPU-only machines split their CPU into devices.
-        prepare_host(load_recipe(recipe, sets, validate_terms=False).distribute.devices)
+        prepare_host(load_recipe(recipe, sets).distribute.devices)
         quiet_frameworks()
-        loaded = load_recipe(recipe, sets)
+        from avloc.recipe_checks import check_recipe
+
+        loaded = check_recipe(load_recipe(recipe, sets), recipe)
         from avloc.runtime.distribute import torchrun_command
 
         argv = ["train", str(recipe), *(["--run-dir", str(run_dir)] if run_dir else [])]

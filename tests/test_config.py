@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import sys
 import textwrap
+import typing
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,7 @@ from avloc.config import (
     save_recipe,
 )
 from avloc.errors import AvlocError, RecipeError
+from avloc.recipe_checks import check_recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPES = sorted((ROOT / "recipes").glob("*.toml"))
@@ -52,6 +54,11 @@ def write(tmp_path: Path, text: str, name: str = "recipe.toml") -> Path:
     path = tmp_path / name
     path.write_text(text)
     return path
+
+
+def load_and_check(path: Path, overrides: list[str] | None = None):
+    """What a job does with a recipe file: parse it, then check it against the stages."""
+    return check_recipe(load_recipe(path, overrides), path)
 
 
 def recipe_error(func, *args, **kwargs) -> str:
@@ -147,16 +154,23 @@ def test_int_accepted_for_float(tmp_path):
 def test_invalid_recipes_name_the_toml_path(tmp_path, old, new, fragments):
     assert old in MINIMAL
     path = write(tmp_path, MINIMAL.replace(old, new, 1))
-    message = recipe_error(load_recipe, path)
+    message = recipe_error(load_and_check, path)
     assert message.startswith(f"{path}: ")
     for fragment in fragments:
         assert fragment in message
 
 
-def test_unknown_loss_term_passes_without_term_validation(tmp_path):
+def test_loading_parses_and_the_job_start_checks_the_terms(tmp_path):
+    """config only parses: loss terms are checked where they are built (check_recipe)."""
     path = write(tmp_path, MINIMAL.replace("[loss.ezvsl]", "[loss.future_term]"))
-    recipe = load_recipe(path, validate_terms=False)
+    recipe = load_recipe(path)
     assert recipe.loss == {"future_term": {"tau": 0.05}}
+    message = recipe_error(check_recipe, recipe, path)
+    assert message.startswith(f"{path}: loss.future_term: unknown loss term")
+    bad_arch = load_recipe(QUICKSTART, ["model.arch=resnet"])
+    assert "model.arch: unknown architecture 'resnet'" in recipe_error(check_recipe, bad_arch)
+    bad_uth = load_recipe(QUICKSTART, ["eval.uth_statistic=q5"])
+    assert "eval.uth_statistic: 'q5' is not one of" in recipe_error(check_recipe, bad_uth)
 
 
 def test_unreadable_recipe_files(tmp_path):
@@ -232,7 +246,7 @@ def test_parse_override_values():
     ],
 )
 def test_bad_overrides(tmp_path, override, fragments):
-    message = recipe_error(load_recipe, write(tmp_path, MINIMAL), [override])
+    message = recipe_error(load_and_check, write(tmp_path, MINIMAL), [override])
     for fragment in fragments:
         assert fragment in message
 
@@ -262,7 +276,7 @@ def test_save_recipe_round_trip(tmp_path):
 def test_recipe_from_dict_equals_loaded(tmp_path):
     recipe = load_recipe(write(tmp_path, MINIMAL))
     assert recipe_from_dict(recipe.to_dict()) == recipe
-    assert Recipe() == recipe_from_dict({}, validate_terms=False)
+    assert Recipe() == recipe_from_dict({})
 
 
 # ------------------------------------------------------------------------------------------
@@ -352,5 +366,10 @@ def test_noise_color_is_checked():
     recipe = load_recipe(QUICKSTART, ["data.noise_color=pink"])
     assert recipe.data.noise_color == "pink"
     assert load_recipe(QUICKSTART).data.noise_color == "white"  # the SPEC default
-    with pytest.raises(RecipeError, match=r"data.noise_color: 'blue' is not one of white, pink"):
+    with pytest.raises(RecipeError, match=r"data.noise_color: expected one of .*'pink'"):
         load_recipe(QUICKSTART, ["data.noise_color=blue"])
+    from avloc.config import DataConfig
+    from avloc.media.audio import NOISE_COLORS
+
+    hint = typing.get_type_hints(DataConfig)["noise_color"]
+    assert set(typing.get_args(hint)) == set(NOISE_COLORS)  # the recipe's set is the audio's

@@ -58,18 +58,18 @@ GRADIENT_RTOL = 1e-3  # of each variable's largest |value|; measured: 2e-5 torch
 
 
 def test_distribute_table_defaults_and_errors():
-    recipe = recipe_from_dict({}, validate_terms=False)
+    recipe = recipe_from_dict({})
     assert recipe.distribute.devices == 1 and recipe.distribute.negatives == "global"
-    two = recipe_from_dict({"distribute": {"devices": 2, "negatives": "local"}}, False)
+    two = recipe_from_dict({"distribute": {"devices": 2, "negatives": "local"}})
     assert two.distribute.devices == 2 and two.distribute.negatives == "local"
     with pytest.raises(RecipeError, match=r"distribute\.gpus: unknown key"):
-        recipe_from_dict({"distribute": {"gpus": 2}}, validate_terms=False)
+        recipe_from_dict({"distribute": {"gpus": 2}})
     with pytest.raises(RecipeError, match=r"distribute\.negatives"):
-        recipe_from_dict({"distribute": {"negatives": "all"}}, validate_terms=False)
+        recipe_from_dict({"distribute": {"negatives": "all"}})
     with pytest.raises(RecipeError, match=r"distribute\.devices: expected a count >= 1"):
-        recipe_from_dict({"distribute": {"devices": 0}}, validate_terms=False)
+        recipe_from_dict({"distribute": {"devices": 0}})
     with pytest.raises(RecipeError, match="does not split evenly over 3 devices"):
-        recipe_from_dict({"train": {"batch_size": 8}, "distribute": {"devices": 3}}, False)
+        recipe_from_dict({"train": {"batch_size": 8}, "distribute": {"devices": 3}})
 
 
 @pytest.mark.parametrize(

@@ -321,7 +321,7 @@ def trunk_output(net, image_nchw):
 
 
 def recipe_model(**model):
-    return recipe_from_dict({"model": model}, validate_terms=False).model
+    return recipe_from_dict({"model": model}).model
 
 
 @pytest.mark.parametrize("arch, last_stride", [("ezvsl", 2), ("lvs", 1)])

@@ -78,7 +78,6 @@ def test_pretrained_trunk_loads_through_the_recipe_with_reference_maps(trunk_fil
                 "audio": {"width": WIDTH},
             }
         },
-        validate_terms=False,
     ).model
     net = build_network(model)
     reference = ResNet18(3, width=WIDTH, classes=12)
@@ -98,7 +97,6 @@ def test_stem_pool_must_match_the_recorded_one(trunk_file):
     out, _ = trunk_file
     model = recipe_from_dict(
         {"model": {"visual": {"width": WIDTH, "stem_pool": True, "pretrained": str(out)}}},
-        validate_terms=False,
     ).model
     with pytest.raises(RecipeError, match=r"model\.visual\.stem_pool: .* stem_pool = false"):
         build_network(model)

@@ -26,7 +26,6 @@ from avloc.config import (
     Recipe,
     load_recipe,
     validate_calibration_audio,
-    validate_uth_statistic,
 )
 from avloc.data.shards import ShardSet
 from avloc.errors import DataError, RecipeError
@@ -35,6 +34,7 @@ from avloc.evaluation.scoring import score_records
 from avloc.maps.conditions import POSITIVE
 from avloc.maps.records import SampleRecords, collect_records, load_records, save_records
 from avloc.media.image import resize_uint8
+from avloc.recipe_checks import check_uth_statistic
 from avloc.runs import RunDir, run_of_checkpoint
 from avloc.utils.files import atomic_write_bytes, atomic_write_json
 from avloc.utils.interpolation import upsample
@@ -130,14 +130,14 @@ def resolve_models(
 
 
 def check_statistic(statistic: str) -> str:
-    return validate_uth_statistic(statistic, "--uth-statistic")
+    return check_uth_statistic(statistic, "--uth-statistic")
 
 
 def run_recipe(source: ModelSource) -> Recipe | None:
     """The recipe of the run that made ``source`` (its ``recipe.toml``), or None."""
     if source.run_dir is None or not RunDir(source.run_dir).recipe.is_file():
         return None
-    return load_recipe(RunDir(source.run_dir).recipe, validate_terms=False)
+    return load_recipe(RunDir(source.run_dir).recipe)
 
 
 def calibration_data(source: ModelSource, explicit: str | Path | None) -> Path:

@@ -39,6 +39,7 @@ from avloc.losses import build_terms
 from avloc.media.audio import silence_waveform, spectrogram
 from avloc.models import build_network
 from avloc.models.io import save_network
+from avloc.recipe_checks import check_recipe
 from avloc.runs import RunDir
 from avloc.runtime import distribute
 from avloc.runtime.backend import cpu_bf16_warning
@@ -238,7 +239,7 @@ def check_run_dir(run_dir: Path, recipe: Recipe) -> None:
     saved = RunDir(run_dir).recipe
     if not saved.exists():
         return
-    previous = recipe_from_dict(read_toml(saved), validate_terms=False)
+    previous = recipe_from_dict(read_toml(saved))
     if _without_devices(previous) != _without_devices(recipe):
         raise AvlocError(
             f"{run_dir}: holds a run of a different recipe; resume it with the same recipe and "
@@ -256,6 +257,7 @@ def _without_devices(recipe: Recipe) -> dict[str, Any]:
 def train(recipe: Recipe, run_dir: str | Path, verbose: int | None = None) -> TrainResult:
     """Train ``recipe`` into ``run_dir`` (resuming if it holds a backup of the same recipe)."""
     run_dir = Path(run_dir)
+    check_recipe(recipe)  # loss terms, architecture, Uth statistic: before any output
     shards = ShardSet(recipe.data.train)  # fails early, naming the path, if data are missing
     placement = distribute.setup(recipe.distribute, recipe.train.batch_size)
     writer = placement.is_writer

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from avloc.config import Recipe, load_recipe
+from avloc.recipe_checks import check_recipe
 
 #: Where the synthetic twins live, relative to the project root.
 RECIPE_DIR = Path(__file__).resolve().parents[3] / "recipes" / "synthetic"
@@ -148,7 +149,7 @@ def data_overrides(data_dir: Path) -> list[str]:
 
 def trunk_overrides(budget: Budget, recipe_dir: Path = RECIPE_DIR) -> list[str]:
     """Pretraining overrides that make its trunk fit the twins' ``model.visual`` and image size."""
-    twin = load_recipe(recipe_dir / ROWS[0].recipe, list(budget.overrides), validate_terms=False)
+    twin = load_recipe(recipe_dir / ROWS[0].recipe, list(budget.overrides))
     v = twin.model.visual
     return [
         f"model.visual.width={v.width}",
@@ -171,7 +172,7 @@ def plan_jobs(
     for seed in budget.seeds:
         for row in rows:
             overrides = [*budget.overrides, *data_overrides(data_dir), f"seed={seed}"]
-            recipe = load_recipe(recipe_dir / row.recipe, overrides)
+            recipe = check_recipe(load_recipe(recipe_dir / row.recipe, overrides), row.recipe)
             key = (objective_fingerprint(recipe), seed)
             if key not in by_print:
                 by_print[key] = Job(key=f"{row.key}-s{seed}", recipe=recipe, seed=seed)
