@@ -2,6 +2,7 @@
 
 avloc localize IMAGE AUDIO -o heat.png [--json] [--raw]
 avloc localize VIDEO [AUDIO] [--time SEC] -o heat.png
+avloc localize VIDEO -o heat.mp4 [--fps 10] [--start S] [--end S]   (a heatmap video + timeline)
 avloc localize DIR|MANIFEST.jsonl -o OUT_DIR          (batch mode, progress bar)
 """
 
@@ -13,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from avloc.media.formats import MANIFEST_EXTS
+from avloc.media.formats import MANIFEST_EXTS, VIDEO_EXTS
 from cli.app import app, quiet_frameworks, user_errors
 
 
@@ -40,7 +41,8 @@ def localize(
         typer.Option(
             "--out",
             "-o",
-            help="Output PNG (default NAME_heat.png); in batch mode the output directory",
+            help="Output PNG (default NAME_heat.png); a video file (.mp4) for a heatmap video "
+            "of a VIDEO input; in batch mode the output directory",
         ),
     ] = None,
     run: Annotated[
@@ -68,8 +70,20 @@ def localize(
         typer.Option("--scale", help="Heatmap colours: 'fixed' (cosine -1..1) or 'minmax'"),
     ] = "fixed",
     batch_size: Annotated[
-        int, typer.Option("--batch-size", min=1, help="Pairs per model call (batch mode)")
+        int, typer.Option("--batch-size", min=1, help="Pairs (or video frames) per model call")
     ] = 8,
+    fps: Annotated[
+        float, typer.Option("--fps", help="Heatmap video: output frames per second")
+    ] = 10.0,
+    start: Annotated[
+        float | None, typer.Option("--start", min=0.0, help="Heatmap video: first second")
+    ] = None,
+    end: Annotated[
+        float | None, typer.Option("--end", min=0.0, help="Heatmap video: last second")
+    ] = None,
+    max_side: Annotated[
+        int, typer.Option("--max-side", min=16, help="Heatmap video: longer side of its frames")
+    ] = 640,
 ) -> None:
     """Localise the sounding object, or say that nothing visible is making the sound."""
     with user_errors():
@@ -93,6 +107,9 @@ def localize(
         threshold = lz.resolve_uth(net, uth, source=str(checkpoint or run), model_option=option)
         if batch:
             _batch(lz, net, inputs[0], out, threshold, time, batch_size, as_json, raw, value_range)
+            return
+        if out is not None and out.suffix.lower() in VIDEO_EXTS:
+            _video(item, net, out, threshold, fps, start, end, batch_size, max_side, value_range)
             return
         loaded = lz.load_item(item, net.inputs)
         loc = lz.localize_pair(net, loaded.image, loaded.wave, uth=threshold)
@@ -163,3 +180,43 @@ def _batch(lz, net, source, out, threshold, time, batch_size, as_json, raw, valu
     if summary.failed:
         typer.echo(f"avloc: {len(summary.failed)} item(s) failed (see above)", err=True)
         raise typer.Exit(1)
+
+
+def _video(item, net, out, threshold, fps, start, end, batch_size, max_side, value_range):
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    from avloc.errors import AvlocError
+    from avloc.jobs.video import localize_video
+
+    if item.video is None or item.audio is not None:
+        raise AvlocError(f"{out}: a heatmap video needs one VIDEO input (its own audio track)")
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=Console(stderr=True),
+        transient=True,
+    ) as progress:
+        task = progress.add_task("frames", total=None)
+        result = localize_video(
+            net,
+            item.video,
+            out,
+            uth=threshold,
+            fps=fps,
+            start=start,
+            end=end,
+            batch_size=batch_size,
+            max_side=max_side,
+            value_range=value_range,
+            progress=lambda done, total: progress.update(task, completed=done, total=total),
+        )
+    typer.echo(
+        f"Localized {result.frames} frames at {fps:g} frames/s: {result.sounding_frames} "
+        f"sounding, {result.frames - result.sounding_frames} with nothing visible sounding."
+    )
+    typer.echo(f"  heatmap video: {result.video}")
+    typer.echo(f"  timeline:      {result.timeline_json}, {result.timeline_csv.name}")
+    typer.echo(f"  plot:          {result.timeline_png}")

@@ -34,7 +34,8 @@ MARGIN = 0.2  # how much more often the own audio must point at the sounding obj
 
 
 @pytest.fixture(scope="module")
-def records(tmp_path_factory):
+def trained(tmp_path_factory) -> Path:
+    """The work folder: ``data/`` (train, test), ``trunk.pth`` and the trained ``run/``."""
     work = tmp_path_factory.mktemp("listens")
     prepare_synthetic(work / "data", train=640, test=128, seed=SEED, config=CONFIG)
     trunk = load_pretrain_recipe(
@@ -71,8 +72,13 @@ def records(tmp_path_factory):
         ],
     )
     train(recipe, work / "run", verbose=0)
-    net = load_network(work / "run" / "model.keras")
-    return collect_records(net, ShardSet(work / "data" / "test"), control="shuffled")
+    return work
+
+
+@pytest.fixture(scope="module")
+def records(trained):
+    net = load_network(trained / "run" / "model.keras")
+    return collect_records(net, ShardSet(trained / "data" / "test"), control="shuffled")
 
 
 def pointing(maps: np.ndarray, size: int) -> np.ndarray:
@@ -99,3 +105,40 @@ def test_a_tiny_model_listens(records):
     shuffled = pointing(records.maps["shuffled"], records.map_size)
     assert len(own) >= 20  # enough two-object scenes to tell
     assert own.mean() >= shuffled.mean() + MARGIN, (own.mean(), shuffled.mean())
+
+
+def test_heatmap_video_follows_the_sounding_object_and_abstains_in_silence(trained, tmp_path):
+    """An object crosses the picture; its sound plays only from 2 s to 6 s of 8 s."""
+    import av
+
+    from avloc.data.fakemedia import write_moving_object_video
+    from avloc.jobs.video import localize_video
+
+    net = load_network(trained / "run" / "model.keras")
+    centres = write_moving_object_video(
+        tmp_path / "in.mp4", label=3, seconds=8.0, fps=10, size=SIZE, seed=SEED
+    )
+    fps, half = 5.0, SECONDS / 2  # windows of 1 s: inside the sound span, or all silence
+    scores = localize_video(net, tmp_path / "in.mp4", tmp_path / "probe.mp4", uth=0.0, fps=fps)
+    t = np.array([row["time"] for row in scores.timeline])
+    score = np.array([row["max_score"] for row in scores.timeline])
+    sound = (t - half >= 2.0) & (t + half <= 6.0)
+    silence = (t + half <= 2.0) | (t - half >= 6.0)
+    assert score[sound].min() > score[silence].max(), (score[sound], score[silence])
+    uth = float(score[sound].min() + score[silence].max()) / 2  # a Uth between the two
+
+    result = localize_video(net, tmp_path / "in.mp4", tmp_path / "out.mp4", uth=uth, fps=fps)
+    sounding = np.array([row["sounding"] for row in result.timeline])
+    assert sounding[sound].all() and not sounding[silence].any()
+    # the peak follows the object across the picture while it sounds
+    peak_x = np.array([row["peak_x"] for row in result.timeline], np.float64) / SIZE
+    object_x = np.interp(t, np.arange(len(centres)) / 10.0, centres)
+    assert np.corrcoef(peak_x[sound], object_x[sound])[0, 1] > 0.7
+    assert np.abs(peak_x[sound] - object_x[sound]).mean() < 0.2
+    # a playable video: every output frame, and the audio track
+    with av.open(str(result.video)) as container:
+        assert [s.type for s in container.streams] == ["video", "audio"]
+        assert sum(1 for _ in container.decode(video=0)) == len(t) == 41
+    rows = result.timeline_csv.read_text().splitlines()
+    assert rows[0].split(",")[:3] == ["time", "sounding", "max_score"] and len(rows) == 42
+    assert result.timeline_png.stat().st_size > 0
