@@ -204,9 +204,54 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
+#: Sane ranges of the recipe's numbers: dotted path -> (test, what it must be). Checked at load,
+#: so a nonsensical value never creates a run directory.
+RANGES: dict[str, tuple[Any, str]] = {
+    "seed": (lambda v: v >= 0, "at least 0"),
+    "data.image_size": (lambda v: v >= 16, "at least 16 (pixels)"),
+    "data.train_resize": (lambda v: v >= 16, "at least 16 (pixels)"),
+    "data.sample_rate": (lambda v: v >= 1000, "at least 1000 (Hz)"),
+    "data.clip_seconds": (lambda v: 0.05 <= v <= 600, "between 0.05 and 600 (seconds)"),
+    "data.workers": (lambda v: v >= 0, "at least 0"),
+    "data.max_queue_size": (lambda v: v >= 1, "at least 1"),
+    "data.limit": (lambda v: v >= 0, "at least 0 (0 = all samples)"),
+    "model.embed_dim": (lambda v: 1 <= v <= 65536, "between 1 and 65536"),
+    "model.visual.width": (lambda v: 1 <= v <= 4096, "between 1 and 4096"),
+    "model.visual.blocks": (lambda v: len(v) >= 1 and all(1 <= b <= 64 for b in v), "1-64 each"),
+    "model.visual.last_stride": (lambda v: v in (1, 2), "1 or 2"),
+    "model.audio.width": (lambda v: 1 <= v <= 4096, "between 1 and 4096"),
+    "model.audio.blocks": (lambda v: len(v) >= 1 and all(1 <= b <= 64 for b in v), "1-64 each"),
+    "train.epochs": (lambda v: v >= 1, "at least 1"),
+    "train.batch_size": (lambda v: v >= 1, "at least 1"),
+    "train.learning_rate": (lambda v: v > 0, "above 0"),
+    "train.weight_decay": (lambda v: v >= 0, "at least 0"),
+    "train.steps_per_epoch": (lambda v: v >= 0, "at least 0 (0 = one pass over the data)"),
+    "train.backup_every_steps": (lambda v: v >= 1, "at least 1"),
+    "eval.calibration_samples": (lambda v: v >= 1, "at least 1"),
+    "eval.batch_size": (lambda v: v >= 1, "at least 1"),
+}
+
+
+def check_ranges(recipe: Recipe) -> None:
+    """RecipeError naming the first value outside :data:`RANGES`."""
+    for path, (ok, words) in RANGES.items():
+        value: Any = recipe
+        for part in path.split("."):
+            value = getattr(value, part)
+        if not ok(value):
+            shown = list(value) if isinstance(value, tuple) else value
+            raise RecipeError(f"{path}: must be {words}, got {shown}")
+    if recipe.data.train_resize < recipe.data.image_size:
+        raise RecipeError(
+            f"data.train_resize: must be at least data.image_size ({recipe.data.image_size}), "
+            f"got {recipe.data.train_resize}"
+        )
+
+
 def recipe_from_dict(raw: dict[str, Any]) -> Recipe:
     """A typed, type-checked recipe (stage-level checks: :mod:`avloc.recipe_checks`)."""
     recipe = from_dict(Recipe, raw)
+    check_ranges(recipe)
     validate_calibration_audio(recipe.eval.calibration_audio, "eval.calibration_audio")
     validate_distribute(recipe)
     return recipe

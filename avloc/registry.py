@@ -9,6 +9,7 @@ values with a one-line :class:`~avloc.errors.RecipeError` naming the TOML path, 
 from __future__ import annotations
 
 import inspect
+import math
 import typing
 from collections.abc import Callable
 from typing import Any
@@ -23,8 +24,9 @@ def _type_name(tp: Any) -> str:
 def check_value(value: Any, annotation: Any, where: str) -> Any:
     """Return ``value`` converted to ``annotation`` or raise a RecipeError naming ``where``.
 
-    Supported annotations: bool, int, float (ints accepted), str, tuple[T, ...], list[T],
-    ``X | None``, typing.Literal, and dict (passed through). Anything else is passed through.
+    Supported annotations: bool, int, float (ints accepted; NaN and infinities are not), str,
+    tuple[T, ...], list[T], ``X | None``, typing.Literal, and dict (passed through). Anything
+    else is passed through.
     """
     if annotation is inspect.Parameter.empty or annotation is Any:
         return value
@@ -78,6 +80,8 @@ def check_value(value: Any, annotation: Any, where: str) -> Any:
     if annotation is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise RecipeError(f"{where}: expected float, got {type(value).__name__}")
+        if not math.isfinite(value):
+            raise RecipeError(f"{where}: expected a finite number, got {value}")
         return float(value)
     if annotation is str:
         if not isinstance(value, str):

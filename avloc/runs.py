@@ -17,6 +17,9 @@ or unfinished run gives the same one-line error everywhere.
 
 from __future__ import annotations
 
+import contextlib
+import os
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -63,6 +66,45 @@ class RunDir:
     @property
     def model(self) -> Path:
         return self.root / "model.keras"
+
+    @property
+    def lock_file(self) -> Path:
+        return self.root / ".lock"
+
+    def has_progress(self) -> bool:
+        """Whether training ever got anywhere here: a backup, an epoch checkpoint or a model."""
+        return (
+            (self.backup / "LATEST").is_file()
+            or self.model.is_file()
+            or any(self.checkpoints.glob("epoch_*.keras"))
+        )
+
+    @contextlib.contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run directory for one ``avloc train``: a second one is refused in one line
+        naming the process that holds it. The lock (``flock`` on ``.lock``) ends with the
+        process, however it ends, so a killed run never leaves its directory locked."""
+        import fcntl
+
+        self.root.mkdir(parents=True, exist_ok=True)
+        handle = open(self.lock_file, "a+")
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                handle.seek(0)
+                holder = handle.read().strip() or "unknown"
+                raise AvlocError(
+                    f"{self.root}: in use by another avloc train (process {holder}); wait for it "
+                    "to finish or choose another --run-dir"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+            yield
+        finally:
+            handle.close()  # releases the lock
 
     def finished_model(self) -> Path:
         """``model.keras``; a one-line DataError when the directory or the file is missing."""

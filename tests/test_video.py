@@ -5,6 +5,7 @@ a trained one follows a sounding object is tested in tests/test_learning.py."""
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import av
 import keras
@@ -100,7 +101,8 @@ def test_bad_inputs_are_one_line_errors_and_leave_nothing(net, clip, tmp_path):
     cases = [
         (silent, tmp_path / "a.mp4", {}, MediaError, "has no audio stream"),
         (text, tmp_path / "b.mp4", {}, MediaError, "not a readable video"),
-        (clip, tmp_path / "missing" / "c.mp4", {}, MediaError, "cannot write"),
+        (clip, Path("/proc/avloc-test/c.mp4"), {}, AvlocError, "cannot create the output folder"),
+        (clip, tmp_path, {}, AvlocError, "exists and is a directory"),
         (clip, tmp_path / "d.mp4", {"fps": 0.0}, AvlocError, "--fps"),
         (clip, tmp_path / "e.mp4", {"start": 5.0}, AvlocError, "leave nothing"),
     ]
@@ -110,6 +112,12 @@ def test_bad_inputs_are_one_line_errors_and_leave_nothing(net, clip, tmp_path):
         assert "\n" not in str(info.value)
     left = sorted(p.name for p in tmp_path.iterdir())
     assert left == ["silent.mp4", "text.mp4"]
+    # never replaces what is not a regular file: a symlink stays a symlink
+    link = tmp_path / "link.mp4"
+    link.symlink_to(silent)
+    with pytest.raises(AvlocError, match="exists and is a symbolic link"):
+        localize_video(net, clip, link)
+    assert link.is_symlink() and link.resolve() == silent
 
 
 def test_writer_leaves_nothing_when_aborted(tmp_path):

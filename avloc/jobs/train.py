@@ -236,8 +236,13 @@ def run_steps(recipe: Recipe, train_samples: int) -> int:
 
 
 def check_run_dir(run_dir: Path, recipe: Recipe) -> None:
+    """Refuse a run directory whose training progress belongs to another recipe.
+
+    A directory where training never got anywhere (a start that failed before its first backup)
+    holds nothing to protect: its recipe is simply replaced.
+    """
     saved = RunDir(run_dir).recipe
-    if not saved.exists():
+    if not saved.exists() or not RunDir(run_dir).has_progress():
         return
     previous = recipe_from_dict(read_toml(saved))
     if _without_devices(previous) != _without_devices(recipe):
@@ -254,21 +259,55 @@ def _without_devices(recipe: Recipe) -> dict[str, Any]:
     return plain
 
 
+def check_enough_data(recipe: Recipe, samples: int) -> None:
+    """AvlocError unless the training data hold at least one batch."""
+    usable = min(samples, recipe.data.limit) if recipe.data.limit else samples
+    if usable < recipe.train.batch_size:
+        raise AvlocError(
+            f"{recipe.data.train}: {usable} training samples, fewer than one batch of "
+            f"train.batch_size = {recipe.train.batch_size}"
+        )
+
+
+class StopOnNonFinite(keras.callbacks.Callback):
+    """Stops training at the first step whose loss or a loss term is not finite, in one line."""
+
+    def __init__(self, global_step: int):
+        super().__init__()
+        self.global_step = global_step
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.global_step += 1
+        for key, value in (logs or {}).items():
+            if key.startswith("loss") and not np.isfinite(float(value)):
+                raise AvlocError(
+                    f"training step {self.global_step}: {key} is {float(value)}; stopped (the "
+                    "last backup holds the state before it; try a lower train.learning_rate)"
+                )
+
+
 def train(recipe: Recipe, run_dir: str | Path, verbose: int | None = None) -> TrainResult:
     """Train ``recipe`` into ``run_dir`` (resuming if it holds a backup of the same recipe)."""
     run_dir = Path(run_dir)
     check_recipe(recipe)  # loss terms, architecture, Uth statistic: before any output
     shards = ShardSet(recipe.data.train)  # fails early, naming the path, if data are missing
+    check_enough_data(recipe, len(shards))
     placement = distribute.setup(recipe.distribute, recipe.train.batch_size)
+    writer = placement.is_writer
+    lock = RunDir(run_dir).lock() if writer else contextlib.nullcontext()
+    with lock:
+        return _train_locked(recipe, run_dir, shards, placement, verbose)
+
+
+def _train_locked(recipe, run_dir, shards, placement, verbose) -> TrainResult:
     writer = placement.is_writer
     run_dir.mkdir(parents=True, exist_ok=True)
     check_run_dir(run_dir, recipe)
-    if writer:
-        save_recipe(recipe, RunDir(run_dir).recipe)
     keras.utils.set_random_seed(recipe.seed)
-
     with placement.scope():
         task = build_task(recipe, placement, total_steps=run_steps(recipe, len(shards)))
+    if writer:  # after the network and its starting weights are built: a failed start
+        save_recipe(recipe, RunDir(run_dir).recipe)  # leaves no recipe to refuse the next
     epoch, step, global_step = 0, 0, 0
     resumed = latest_backup(run_dir)
     if resumed:
@@ -319,6 +358,7 @@ def train(recipe: Recipe, run_dir: str | Path, verbose: int | None = None) -> Tr
     callbacks: list[keras.callbacks.Callback] = [
         EpochCounter(),  # task.epoch for the loss terms' start_epoch (warm-up)
         *placement.callbacks(),  # e.g. logs averaged over processes, before they are written
+        StopOnNonFinite(global_step),  # before a backup could store the non-finite state
     ]
     if writer:
         callbacks.append(

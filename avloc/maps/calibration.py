@@ -23,6 +23,7 @@ The result is stored in the network's ``calibration`` entry and saved with the c
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -31,6 +32,7 @@ import numpy as np
 
 from avloc.config import CALIBRATION_AUDIO, EvalConfig
 from avloc.data.shards import ShardSet
+from avloc.errors import AvlocError
 from avloc.maps.conditions import CALIBRATION_NOISE_OFFSET
 from avloc.metrics import calibrate_uth
 from avloc.utils.interpolation import upsample
@@ -106,8 +108,14 @@ def calibrate(
         progress=progress,
         conditions=tuple(settings.calibration_audio),
     )
+    uth = calibrate_uth(maxima, settings.uth_statistic)
+    if not math.isfinite(uth):
+        raise AvlocError(
+            f"{data}: the calibration maps are not finite (Uth = {uth}); the network's weights "
+            "are broken, so no Uth is stored"
+        )
     entry: dict[str, Any] = {
-        "uth": calibrate_uth(maxima, settings.uth_statistic),
+        "uth": uth,
         "statistic": settings.uth_statistic,
         "audio": list(settings.calibration_audio),
         "samples": int(len(indices)),

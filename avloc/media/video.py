@@ -27,6 +27,7 @@ import numpy as np
 
 from avloc.errors import MediaError
 from avloc.media.image import _frame_rgb, _one_line
+from avloc.utils.files import check_replaceable, make_parent
 
 
 @dataclass(frozen=True)
@@ -124,7 +125,8 @@ class VideoWriter:
     ):
         import av
 
-        self.path = Path(path)
+        self.path = check_replaceable(path)
+        make_parent(self.path)
         self.tmp = self.path.with_name(f".{self.path.stem}.tmp-{os.getpid()}{self.path.suffix}")
         self.width, self.height = (int(size[0]) // 2) * 2, (int(size[1]) // 2) * 2
         if self.width < 2 or self.height < 2:
@@ -189,6 +191,7 @@ class VideoWriter:
             self._mux(self.audio.encode(None))
         self.container.close()
         self.closed = True
+        check_replaceable(self.path)
         os.replace(self.tmp, self.path)
         return self.path
 

@@ -1,7 +1,10 @@
 """Atomic file writes: nothing half-written is ever left under the final name.
 
 Every writer writes to ``<name>.tmp-<pid>`` in the same directory and renames it into place with
-``os.replace`` (atomic on POSIX); on an exception the temporary file is removed.
+``os.replace`` (atomic on POSIX); on an exception the temporary file is removed. Only a regular
+file (or nothing) at the final name is ever replaced: a directory, a symlink, a FIFO or a
+device there is refused with one line (:func:`check_replaceable`), and a folder that cannot be
+written is one line too, both :class:`~avloc.errors.AvlocError`.
 """
 
 from __future__ import annotations
@@ -15,15 +18,46 @@ from pathlib import Path
 from typing import Any
 
 
+def check_replaceable(path: str | Path) -> Path:
+    """``path`` if nothing or a regular file is there; AvlocError naming it otherwise."""
+    from avloc.errors import AvlocError
+
+    path = Path(path)
+    if path.is_symlink() or (path.exists() and not path.is_file()):
+        kind = (
+            "a symbolic link"
+            if path.is_symlink()
+            else "a directory"
+            if path.is_dir()
+            else "not a regular file"
+        )
+        raise AvlocError(f"{path}: exists and is {kind}; avloc only replaces regular files")
+    return path
+
+
+def make_parent(path: str | Path) -> None:
+    """Create the folder of ``path``; one-line AvlocError when that is not possible."""
+    from avloc.errors import AvlocError
+
+    folder = Path(path).parent
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise AvlocError(f"{folder}: cannot create the output folder ({exc.strerror})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise AvlocError(f"{folder}: cannot write there (permission denied)")
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | Path) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it to ``path`` if the block succeeds."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    path = check_replaceable(path)
+    make_parent(path)
     suffix = "".join(path.suffixes) or ""
     tmp = path.with_name(f".{path.stem}.tmp-{os.getpid()}{suffix}")
     try:
         yield tmp
+        check_replaceable(path)  # not swapped for something else meanwhile
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(FileNotFoundError):

@@ -1,0 +1,119 @@
+"""Faults and bad input, tried as an adversarial user would: nonsense recipes are refused at load,
+one `avloc train` per run directory, a failed start blocks nothing, non-finite losses stop in
+one line, and a non-finite Uth is never stored."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from harness import QUICKSTART, TINY_NET, synthetic_shards
+
+from avloc.config import load_recipe
+from avloc.errors import AvlocError, RecipeError
+from avloc.jobs.train import train
+from avloc.recipe_checks import check_recipe
+from avloc.runs import RunDir
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    return synthetic_shards(tmp_path_factory.mktemp("synthetic"), train=12, test=4, seed=3)
+
+
+def tiny(shards: Path, *extra: str):
+    return load_recipe(
+        QUICKSTART,
+        [
+            f"data.train={shards / 'train'}",
+            *TINY_NET,
+            "data.train_resize=36",
+            "data.workers=1",
+            "train.batch_size=4",
+            "train.epochs=1",
+            "train.steps_per_epoch=2",
+            "train.tensorboard=false",
+            "eval.calibration_samples=4",
+            "eval.batch_size=4",
+            *extra,
+        ],
+    )
+
+
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("train.epochs=-1", "train.epochs: must be at least 1, got -1"),
+        ("train.batch_size=0", "train.batch_size: must be at least 1, got 0"),
+        ("train.learning_rate=nan", "train.learning_rate: expected a finite number"),
+        ("train.learning_rate=-0.1", "train.learning_rate: must be above 0"),
+        ("model.visual.width=0", "model.visual.width: must be between 1 and 4096, got 0"),
+        ("model.visual.blocks=[]", "model.visual.blocks: must be 1-64 each, got []"),
+        ("data.clip_seconds=0", "data.clip_seconds: must be between 0.05 and 600"),
+        ("seed=-1", "seed: must be at least 0, got -1"),
+        ("eval.calibration_samples=0", "eval.calibration_samples: must be at least 1"),
+        ("data.train_resize=20", "data.train_resize: must be at least data.image_size"),
+        ("loss.ezvsl.tau=inf", "loss.ezvsl.tau: expected a finite number"),
+    ],
+)
+def test_nonsense_recipe_values_are_refused_before_any_output(override, words):
+    """At load (config's ranges), or at job start for loss-term arguments (check_recipe)."""
+    with pytest.raises(RecipeError) as info:
+        check_recipe(load_recipe(QUICKSTART, [override]), QUICKSTART)
+    message = str(info.value)
+    assert words in message and "quickstart.toml" in message and "\n" not in message
+
+
+def test_fewer_samples_than_one_batch_is_one_line_and_makes_no_run_dir(shards, tmp_path):
+    with pytest.raises(AvlocError, match="12 training samples, fewer than one batch of"):
+        train(tiny(shards, "train.batch_size=16"), tmp_path / "run", verbose=0)
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_second_train_on_one_run_dir_is_refused_naming_the_first(shards, tmp_path):
+    run = RunDir(tmp_path / "run")
+    with run.lock():  # as a running `avloc train` holds it
+        with pytest.raises(AvlocError, match=r"in use by another avloc train \(process \d+\)"):
+            train(tiny(shards), run.root, verbose=0)
+    assert not run.recipe.exists() and not run.backup.exists()
+
+
+def test_a_failed_start_leaves_nothing_that_blocks_the_corrected_command(shards, tmp_path):
+    run = tmp_path / "run"
+    with pytest.raises(RecipeError, match="model.init"):
+        train(tiny(shards, f"model.init={tmp_path / 'absent.keras'}"), run, verbose=0)
+    result = train(tiny(shards), run, verbose=0)  # the corrected command
+    assert result.model_path.is_file()
+    # a run that got somewhere is still protected from another recipe
+    with pytest.raises(AvlocError, match="holds a run of a different recipe"):
+        train(tiny(shards, "train.learning_rate=0.5"), run, verbose=0)
+
+
+def test_a_non_finite_loss_stops_training_in_one_line(shards, tmp_path, monkeypatch):
+    from keras import ops
+
+    from avloc.losses.empty_maps import SilenceMap
+
+    monkeypatch.setattr(SilenceMap, "__call__", lambda self, outputs: ops.log(ops.zeros(()) - 1))
+    with pytest.raises(AvlocError, match=r"training step 1: loss\S* is nan") as info:
+        train(tiny(shards), tmp_path / "run", verbose=0)
+    assert "\n" not in str(info.value)
+    assert not RunDir(tmp_path / "run").model.exists()
+    assert not (RunDir(tmp_path / "run").backup / "LATEST").exists()  # no non-finite backup
+
+
+def test_a_non_finite_uth_is_never_stored(shards):
+    import keras
+
+    from avloc.maps.calibration import calibrate
+    from avloc.models import build_network
+
+    recipe = tiny(shards)
+    net = build_network(recipe.model, recipe.data)
+    kernel = net.visual_proj.kernel
+    kernel.assign(np.full(tuple(kernel.shape), np.nan, "float32"))
+    keras.utils.set_random_seed(0)
+    with pytest.raises(AvlocError, match="calibration maps are not finite"):
+        calibrate(net, recipe.data.train, recipe.eval)
+    assert net.calibration is None
