@@ -446,6 +446,8 @@ def test_resume_on_another_device_count_is_the_same_recipe(tmp_path):
 
     recipe = load_recipe(ROOT / "recipes" / "quickstart.toml")
     save_recipe(recipe, tmp_path / "recipe.toml")
+    (tmp_path / "backup").mkdir()
+    (tmp_path / "backup" / "LATEST").write_text("ckpt-00000004")  # a run with progress
     check_run_dir(
         tmp_path, load_recipe(ROOT / "recipes" / "quickstart.toml", ["distribute.devices=4"])
     )
