@@ -104,7 +104,7 @@ def evaluate(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON")] = False,
 ) -> None:
-    """Evaluate models with positive, silence, noise and offscreen audio (SPEC 4)."""
+    """Evaluate models with positive, silence, noise and offscreen audio (docs/protocol.md)."""
     with user_errors():
         quiet_frameworks()
         from rich.console import Console

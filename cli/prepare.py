@@ -292,7 +292,8 @@ def prepare_avsbench_s4(
         Path | None, typer.Option("--meta", help="Meta CSV (default ROOT/s4_meta_data.csv)")
     ] = None,
     videos: Annotated[
-        Path | None, typer.Option("--videos", help="Raw videos: frames at SPEC 5 timing")
+        Path | None,
+        typer.Option("--videos", help="Raw videos: frame k at (k - 1 + 15/16) s, as AVSBench"),
     ] = None,
     workers: Workers = 1,
     shard_size: ShardSize = 500,
@@ -322,7 +323,7 @@ def prepare_avsbench_s4(
 
 @prepare_app.command("manifest")
 def prepare_manifest(
-    manifest: Annotated[Path, typer.Argument(help="JSON Lines manifest (SPEC 5)")],
+    manifest: Annotated[Path, typer.Argument(help="JSON Lines manifest (docs/formats.md)")],
     out: Out,
     root: Annotated[
         Path | None, typer.Option("--root", help="Base of relative paths (default: its folder)")
