@@ -10,6 +10,14 @@ import contextlib
 import os
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+#: The command's Keras backend when KERAS_BACKEND is unset (or empty): torch, whatever
+#: ~/.keras/keras.json says, so that every machine runs the same kernels and `avloc localize`
+#: gets its Keras-free fast start. Export KERAS_BACKEND=tensorflow (or jax) to choose another.
+DEFAULT_BACKEND = "torch"
+if not os.environ.get("KERAS_BACKEND"):
+    os.environ["KERAS_BACKEND"] = DEFAULT_BACKEND
+
+from typing import Annotated  # noqa: E402
 
 import typer  # noqa: E402
 
@@ -26,6 +34,32 @@ prepare_app = typer.Typer(
     help="Turn media and annotations into avloc shards.", no_args_is_help=True
 )
 app.add_typer(prepare_app, name="prepare")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        from avloc import __version__
+
+        typer.echo(f"avloc {__version__} (Keras backend: {os.environ['KERAS_BACKEND']})")
+        raise typer.Exit()
+
+
+@app.callback()
+def _options(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version",
+            callback=_print_version,
+            is_eager=True,
+            help="Print avloc's version and Keras backend, then exit",
+        ),
+    ] = False,
+) -> None:
+    """Visual sound source localization that says when nothing visible is sounding.
+
+    The Keras backend is KERAS_BACKEND's, torch when it is unset.
+    """
 
 
 @contextlib.contextmanager

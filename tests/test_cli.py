@@ -142,3 +142,48 @@ def test_localize_passes_the_pair_threshold_and_outputs(tmp_path, monkeypatch):
 def test_every_command_has_help(command):
     result = invoke(command, "--help")
     assert result.exit_code == 0 and "Usage" in result.output
+
+
+def test_version_names_the_backend():
+    import os
+
+    from avloc import __version__
+
+    result = invoke("--version")
+    assert result.exit_code == 0
+    assert (
+        result.output.strip()
+        == f"avloc {__version__} (Keras backend: {os.environ['KERAS_BACKEND']})"
+    )
+
+
+@pytest.mark.large  # starts a subprocess
+def test_the_cli_uses_torch_when_keras_backend_is_unset(tmp_path):
+    """Whatever ~/.keras/keras.json says: the command's default backend is torch."""
+    import os
+    import subprocess
+    import sys
+
+    from harness import ROOT
+
+    (tmp_path / "keras.json").write_text('{"backend": "tensorflow"}')
+    env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
+    env.update(KERAS_HOME=str(tmp_path), PYTHONPATH=str(ROOT))
+    done = subprocess.run(
+        [sys.executable, "-m", "cli.main", "--version"],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 0 and done.stdout.strip().endswith("(Keras backend: torch)")
+
+
+def test_captions_never_print_equal_numbers_for_different_ones():
+    import numpy as np
+
+    from avloc.jobs.localize import Localization
+
+    heat = np.full((4, 4), 0.03412, np.float32)
+    quiet = Localization.from_map(heat, 0.03418)
+    assert quiet.caption() == "no sounding object found (max 0.0341 < Uth 0.0342)"
+    loud = Localization.from_map(heat, 0.0341)
+    assert "max 0.03412 > Uth 0.03410" in loud.caption()
+    assert "max 0.500 > Uth 0.250" in Localization.from_map(heat * 0 + 0.5, 0.25).caption()

@@ -143,3 +143,12 @@ def test_cli_writes_a_heatmap_video(net, clip, tmp_path):
         "localize", str(clip), "--checkpoint", str(checkpoint), "-o", str(out), "--fps", "-1"
     )
     assert bad.returncode == 2 and bad.stderr.strip().startswith("avloc: error: --fps")
+
+
+def test_a_frame_time_past_the_end_is_an_error(clip):
+    from avloc.media.items import Item, load_item
+
+    with pytest.raises(MediaError, match=r"--time 99 s is past its end \(4\.\d\d s\)"):
+        load_item(Item("clip", video=clip, time=99.0), INPUTS)
+    loaded = load_item(Item("clip", video=clip, time=3.9), INPUTS)
+    assert loaded.image.shape == (48, 64, 3) and len(loaded.wave) == 16000

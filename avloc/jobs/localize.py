@@ -137,6 +137,16 @@ def resolve_uth(
 # Localising pairs
 
 
+def _distinct(a: float, b: float) -> tuple[str, str]:
+    """``a`` and ``b`` with 3 decimals, or as many more (up to 8) as it takes to tell them apart,
+    so that a caption never reads ``0.034 < 0.034``."""
+    for digits in range(3, 9):
+        shown = f"{a:.{digits}f}", f"{b:.{digits}f}"
+        if shown[0] != shown[1] or a == b:
+            return shown
+    return shown
+
+
 @dataclass(frozen=True, eq=False)
 class Localization:
     """The map of one (image, audio) pair at the original image size and what it says."""
@@ -175,14 +185,15 @@ class Localization:
 
     def caption(self) -> str:
         """One line saying what was found (stamped on the PNG when nothing is sounding)."""
+        score, uth = _distinct(self.max_score, self.uth)
         if self.sounding:
             return (
                 f"sounding object at (x={self.peak[0]}, y={self.peak[1]}): max "
-                f"{self.max_score:.3f} > Uth {self.uth:.3f}, "
+                f"{score} > Uth {uth}, "
                 f"{100 * self.area_above_uth:.1f}% of the image above Uth"
             )
         relation = "<" if self.max_score < self.uth else "<="
-        return f"no sounding object found (max {self.max_score:.3f} {relation} Uth {self.uth:.3f})"
+        return f"no sounding object found (max {score} {relation} Uth {uth})"
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON fields: peak, max score, area above Uth, sounding flag, Uth, image size."""

@@ -135,6 +135,14 @@ def load_item(item: Item, inputs: dict[str, Any]) -> LoadedItem:
     seconds = float(inputs["clip_seconds"])
     time = item.time
     if item.video is not None:
+        if item.time is not None:
+            from avloc.media.video import probe
+
+            duration = probe(item.video).duration
+            if duration and item.time > duration:
+                raise MediaError(
+                    f"{item.video}: --time {item.time:g} s is past its end ({duration:.2f} s)"
+                )
         try:
             frame, time = extract_video_frame(item.video, item.time)
         except ValueError as exc:
