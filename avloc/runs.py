@@ -4,7 +4,8 @@ Layout that ``avloc train`` writes (:mod:`avloc.jobs.train`)::
 
     recipe.toml            the resolved recipe (overrides applied)
     meta.json              backend, versions, git commit, progress, outputs
-    log.csv                one row per epoch: loss and every loss_<term>
+    log.csv                one row per epoch: loss and every loss_<term> (the same after a resume)
+    timing.csv             one row per epoch trained: seconds and samples/s
     tensorboard/           TensorBoard event files (train.tensorboard)
     checkpoints/epoch_NNN.keras   the network after each epoch (atomic writes)
     backup/LATEST          name of the newest complete backup directory
@@ -46,6 +47,10 @@ class RunDir:
     @property
     def log(self) -> Path:
         return self.root / "log.csv"
+
+    @property
+    def timing(self) -> Path:
+        return self.root / "timing.csv"
 
     @property
     def tensorboard(self) -> Path:

@@ -11,8 +11,14 @@ Each batch is a dict (float32, channels last):
 Determinism: batch ``i`` of epoch ``e`` depends only on ``(seed, e, i)``: the epoch's sample order
 is ``default_rng([seed, e]).permutation(N)`` and every random draw of the batch (crops, flips,
 noise) comes from ``default_rng([seed, e, i])``. Batches can thus be built in any order by any
-number of workers, and a resumed run rebuilds exactly the batches it had not seen. The epoch
-counter advances in ``on_epoch_end`` (after Keras has stopped the workers).
+number of workers, and a resumed run rebuilds exactly the batches it had not seen.
+
+Which epoch is served is set from outside, by :meth:`TrainBatches.start_epoch` (the training
+loop calls it at the start of each Keras epoch, before the first batch is asked for), never by
+counting Keras' hooks: ``fit()`` runs ``on_epoch_end`` once before training starts, so a counter
+advanced there is off by one after a resume. Keras must not reorder the batches either
+(``fit(shuffle=False)``): its shuffle draws from Python's global random state, which a resumed
+process does not share; the sample order above is already random per epoch.
 
 Data parallel (:mod:`avloc.runtime.distribute`): ``rows = (start, stop)`` makes every batch rows
 ``start:stop`` of the global batch above, for a process that feeds only its own devices. Only
@@ -128,6 +134,6 @@ class TrainBatches(keras.utils.PyDataset):
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         return self.make_batch(self.epoch, self.first_batch + index)
 
-    def on_epoch_end(self) -> None:
-        self.epoch += 1
-        self.first_batch = 0
+    def start_epoch(self, epoch: int) -> None:
+        """Serve training epoch ``epoch`` (0-based) from now on; call before its first batch."""
+        self.epoch = epoch

@@ -3,20 +3,35 @@
 The run directory's layout is described (and its paths defined) in :mod:`avloc.runs`.
 
 Resuming: running the same command again finds ``backup/LATEST`` and continues from its epoch
-and step; the unfinished epoch is completed with exactly the batches it had not seen (the loader
-is a pure function of (seed, epoch, batch)). Every file is written under a temporary name and
-renamed, so a kill at any moment leaves either the old or the new file, never a partial one.
+and step, and ends with the same ``log.csv`` and the same weights, bit for bit on CPU, as a run
+that was never stopped (``tests/test_resume.py`` kills runs at each of the moments below):
+
+- the unfinished epoch is completed with exactly the batches it had not seen: the loader is a
+  pure function of (seed, epoch, batch), told the epoch by :class:`FeedEpoch`, and Keras does not
+  reorder batches (``shuffle=False``);
+- a mid-epoch backup holds the loss trackers' sums (:func:`metric_states`), put back when the
+  epoch resumes (:class:`RestoreEpochMetrics`), so its log row averages all of its batches;
+- an epoch's row goes into ``log.csv`` before its backup, and rows of epochs the backup predates
+  are dropped at the start (:func:`keep_log_before`); the epoch's last step is backed up only
+  by the epoch-end backup, after its checkpoint;
+- temporary files and staging folders a killed run left are removed at the start, under the
+  run directory's lock (:func:`avloc.utils.files.remove_stale_temporaries`).
+
+Every file is written under a temporary name and renamed, so a kill at any moment leaves either
+the old or the new file, never a partial one. Throughput per epoch goes to ``timing.csv``
+(:class:`Throughput`), not into ``log.csv``.
 
 Several devices (``[distribute]``, :mod:`avloc.runtime.distribute`): the task is built in the
-engine's
-scope, every process resumes from the same backup and feeds its rows of each global batch, and
-only process 0 writes the run directory. The device count may change between a run and its
-resumption (the global batch, and so the recipe, stays the same).
+engine's scope, every process resumes from the same backup and feeds its rows of each global
+batch, and only process 0 writes the run directory. The device count may change between a run
+and its resumption (the global batch, and so the recipe, stays the same).
 """
 
 from __future__ import annotations
 
 import contextlib
+import csv
+import io
 import json
 import os
 import shutil
@@ -42,11 +57,16 @@ from avloc.models.io import save_network
 from avloc.recipe_checks import check_recipe
 from avloc.runs import RunDir
 from avloc.runtime import distribute
-from avloc.runtime.backend import cpu_bf16_warning
+from avloc.runtime.backend import autotune_gpu_kernels, cpu_bf16_warning
 from avloc.runtime.distribute import Placement
 from avloc.runtime.optimizers import build_optimizer
 from avloc.task import EpochCounter, LocalizationTask
-from avloc.utils.files import atomic_path, atomic_write_bytes, atomic_write_json
+from avloc.utils.files import (
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_json,
+    remove_stale_temporaries,
+)
 from avloc.utils.quiet import import_tensorflow_quietly
 
 
@@ -126,6 +146,7 @@ def build_task(
     ``placement.scope()``. ``total_steps`` (optimizer steps of the whole run) sets the length
     of a ``train.lr_schedule`` other than constant.
     """
+    autotune_gpu_kernels()  # fixed training shapes: let cuDNN keep its fastest algorithms
     with dtype_policy(recipe.train.precision):  # layers take the policy when they are made
         net = build_network(recipe.model, recipe.data)
         terms = build_terms(recipe.loss)
@@ -163,15 +184,29 @@ def latest_backup(run_dir: Path) -> tuple[Path, dict[str, int]] | None:
 
 
 class ResumableCheckpoint(keras.callbacks.Callback):
-    """Backs up task + optimizer every ``every`` steps and at each epoch end; saves epoch nets."""
+    """Backs up task + optimizer every ``every`` steps and at each epoch end; saves epoch nets.
 
-    def __init__(self, run_dir: Path, every: int, epoch: int, step: int, global_step: int):
+    Each backup is a new folder ``backup/ckpt-<global step>`` renamed into place whole, then
+    ``backup/LATEST`` is pointed at it, then older folders are removed: a kill at any moment
+    leaves ``LATEST`` naming a complete backup.
+    """
+
+    def __init__(
+        self,
+        run_dir: Path,
+        every: int,
+        epoch: int,
+        step: int,
+        global_step: int,
+        steps_per_epoch: int,
+    ):
         super().__init__()
         self.run_dir = run_dir
         self.every = max(1, every)
         self.epoch = epoch
         self.step = step
         self.global_step = global_step
+        self.steps_per_epoch = steps_per_epoch
 
     def on_epoch_begin(self, epoch, logs=None):
         if epoch != self.epoch:
@@ -180,7 +215,9 @@ class ResumableCheckpoint(keras.callbacks.Callback):
     def on_train_batch_end(self, batch, logs=None):
         self.step += 1
         self.global_step += 1
-        if self.global_step % self.every == 0:
+        # The epoch's last step is backed up by on_epoch_end, after the epoch's log row and
+        # checkpoint: a backup here would let a resumed run skip both.
+        if self.global_step % self.every == 0 and self.step < self.steps_per_epoch:
             self.save_backup(self.epoch, self.step)
 
     def on_epoch_end(self, epoch, logs=None):
@@ -198,6 +235,8 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         staging.mkdir(parents=True)
         self.model.save_weights(staging / "state.weights.h5")
         progress = {"epoch": epoch, "step": step, "global_step": self.global_step}
+        if step:  # mid-epoch: the loss trackers' sums, so the epoch's log row comes out whole
+            progress["metrics"] = metric_states(self.model)
         (staging / "progress.json").write_text(json.dumps(progress))
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(staging, folder)
@@ -225,14 +264,19 @@ def calibrate_after_training(net, recipe: Recipe, verbose: int) -> dict[str, Any
 # --------------------------------------------------------------------------------------------
 
 
-def run_steps(recipe: Recipe, train_samples: int) -> int:
-    """Optimizer steps of the whole run: epochs x batches per epoch (as the loader makes them)."""
+def epoch_steps(recipe: Recipe, train_samples: int) -> int:
+    """Optimizer steps per epoch, as the loader makes them (``TrainBatches.batches_per_epoch``)."""
     t = recipe.train
     samples = min(train_samples, recipe.data.limit) if recipe.data.limit else train_samples
     per_epoch = samples // t.batch_size
     if t.steps_per_epoch:
         per_epoch = min(per_epoch, t.steps_per_epoch)
-    return max(1, t.epochs * per_epoch)
+    return per_epoch
+
+
+def run_steps(recipe: Recipe, train_samples: int) -> int:
+    """Optimizer steps of the whole run: epochs x batches per epoch."""
+    return max(1, recipe.train.epochs * epoch_steps(recipe, train_samples))
 
 
 def check_run_dir(run_dir: Path, recipe: Recipe) -> None:
@@ -286,6 +330,114 @@ class StopOnNonFinite(keras.callbacks.Callback):
                 )
 
 
+class Throughput(keras.callbacks.Callback):
+    """Appends one row per epoch to ``timing.csv``: epoch, steps, seconds, samples_per_s.
+
+    ``seconds`` is the epoch's wall time; ``samples_per_s`` is global batch x steps / s from the
+    end of the epoch's first step to the end of its last, so that loader start-up and compilation
+    stay out of it (0 for an epoch of one step). Kept out of ``log.csv``, which a resumed run
+    reproduces exactly.
+    """
+
+    FIELDS = ("epoch", "steps", "seconds", "samples_per_s")
+
+    def __init__(self, path: Path, batch_size: int):
+        super().__init__()
+        self.path, self.batch_size = path, batch_size
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.start, self.first, self.steps = time.perf_counter(), None, 0
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.steps += 1
+        if self.first is None:
+            self.first = time.perf_counter()
+
+    def on_epoch_end(self, epoch, logs=None):
+        end = time.perf_counter()
+        steady = end - self.first if self.first is not None else 0.0
+        rate = (self.steps - 1) * self.batch_size / steady if steady > 0 else 0.0
+        new = not self.path.exists() or self.path.stat().st_size == 0
+        with open(self.path, "a", newline="") as f:
+            writer = csv.writer(f)
+            if new:
+                writer.writerow(self.FIELDS)
+            writer.writerow([epoch, self.steps, f"{end - self.start:.3f}", f"{rate:.2f}"])
+
+
+class FeedEpoch(keras.callbacks.Callback):
+    """Tells the loader which training epoch starts, before Keras asks it for a batch."""
+
+    def __init__(self, dataset: TrainBatches):
+        super().__init__()
+        self.dataset = dataset
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.dataset.start_epoch(epoch)
+
+
+def metric_states(task) -> dict[str, list[float]]:
+    """Every loss tracker's variables (a mean's total and count), by name, as exact floats."""
+    return {
+        metric.name: [float(keras.ops.convert_to_numpy(v)) for v in metric.variables]
+        for metric in task.metrics
+    }
+
+
+class RestoreEpochMetrics(keras.callbacks.Callback):
+    """At the start of a resumed epoch, puts back the loss trackers' sums from the backup.
+
+    ``fit()`` resets its metrics at every epoch's start; without this, a resumed epoch would log
+    the mean over its remaining batches only, not over all of them as an unbroken run does.
+    """
+
+    def __init__(self, states: dict[str, list[float]] | None):
+        super().__init__()
+        self.states = states
+
+    def on_epoch_begin(self, epoch, logs=None):
+        if not self.states:
+            return
+        for metric in self.model.metrics:
+            values = self.states.get(metric.name)
+            if values is None:
+                continue
+            for variable, value in zip(metric.variables, values, strict=True):
+                variable.assign(np.asarray(value, dtype=variable.dtype))
+        self.states = None
+
+
+def keep_log_before(path: Path, epoch: int) -> None:
+    """Drop ``log.csv`` rows of epochs >= ``epoch``, and any row cut short.
+
+    A run killed after writing an epoch's row but before that epoch's backup trains the epoch
+    again when resumed, and writes its row again.
+    """
+    if not path.exists():
+        return
+    with open(path, newline="") as f:
+        rows = list(csv.reader(f))
+    if not rows:
+        return
+    header, body = rows[0], rows[1:]
+    kept = [r for r in body if len(r) == len(header) and r[0].isdigit() and int(r[0]) < epoch]
+    if len(kept) != len(body):
+        text = io.StringIO()
+        csv.writer(text).writerows([header, *kept])
+        atomic_write_bytes(path, text.getvalue().encode())
+
+
+def log_last_row(path: Path) -> dict[str, float]:
+    """The losses of ``log.csv``'s last row (a run resumed after its last epoch trains none)."""
+    try:
+        with open(path, newline="") as f:
+            rows = list(csv.DictReader(f))
+    except OSError:
+        return {}
+    last = rows[-1] if rows else {}
+    return {k: float(v) for k, v in last.items() if k.startswith("loss")}
+
+
 def train(recipe: Recipe, run_dir: str | Path, verbose: int | None = None) -> TrainResult:
     """Train ``recipe`` into ``run_dir`` (resuming if it holds a backup of the same recipe)."""
     run_dir = Path(run_dir)
@@ -303,22 +455,30 @@ def _train_locked(recipe, run_dir, shards, placement, verbose) -> TrainResult:
     writer = placement.is_writer
     run_dir.mkdir(parents=True, exist_ok=True)
     check_run_dir(run_dir, recipe)
+    layout = RunDir(run_dir)
+    if writer:  # under the lock: what a killed run left half-written goes
+        for folder in (run_dir, layout.backup, layout.checkpoints):
+            remove_stale_temporaries(folder)
     keras.utils.set_random_seed(recipe.seed)
     with placement.scope():
         task = build_task(recipe, placement, total_steps=run_steps(recipe, len(shards)))
     if writer:  # after the network and its starting weights are built: a failed start
-        save_recipe(recipe, RunDir(run_dir).recipe)  # leaves no recipe to refuse the next
+        save_recipe(recipe, layout.recipe)  # leaves no recipe to refuse the next
     epoch, step, global_step = 0, 0, 0
+    tracker_states = None
     resumed = latest_backup(run_dir)
     if resumed:
         folder, progress = resumed
         task.load_weights(folder / "state.weights.h5")
         epoch, step, global_step = progress["epoch"], progress["step"], progress["global_step"]
+        tracker_states = progress.get("metrics")
+    if writer:  # rows of epochs the backup predates are trained, and written, again
+        keep_log_before(layout.log, epoch)
     # After the resume: DDP starts by broadcasting process 0's weights, and no process writes a
     # backup before every process has passed this point (the first step needs all of them).
     placement.attach(task)
 
-    meta_path = RunDir(run_dir).meta
+    meta_path = layout.meta
     meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
     meta.setdefault("created", time.strftime("%Y-%m-%dT%H:%M:%S"))
     meta.update(environment_info())
@@ -357,17 +517,28 @@ def _train_locked(recipe, run_dir, shards, placement, verbose) -> TrainResult:
     )
     callbacks: list[keras.callbacks.Callback] = [
         EpochCounter(),  # task.epoch for the loss terms' start_epoch (warm-up)
+        RestoreEpochMetrics(tracker_states if step else None),  # a resumed epoch's sums
         *placement.callbacks(),  # e.g. logs averaged over processes, before they are written
         StopOnNonFinite(global_step),  # before a backup could store the non-finite state
     ]
     if writer:
+        callbacks.append(Throughput(layout.timing, t.batch_size))
+        # The epoch's row first, then its backup: a kill between them trains the epoch again
+        # from an earlier backup, and keep_log_before drops the row on the next start.
+        callbacks.append(keras.callbacks.CSVLogger(str(layout.log), append=True))
         callbacks.append(
-            ResumableCheckpoint(run_dir, t.backup_every_steps, epoch, step, global_step)
+            ResumableCheckpoint(
+                run_dir,
+                t.backup_every_steps,
+                epoch,
+                step,
+                global_step,
+                epoch_steps(recipe, len(shards)),
+            )
         )
-        callbacks.append(keras.callbacks.CSVLogger(str(RunDir(run_dir).log), append=True))
     if writer and t.tensorboard:
         import_tensorflow_quietly()  # the callback imports TensorFlow, even under torch
-        board = str(RunDir(run_dir).tensorboard)
+        board = str(layout.tensorboard)
         callbacks.append(keras.callbacks.TensorBoard(board, update_freq=10))
 
     history: dict[str, list[float]] = {}
@@ -377,7 +548,8 @@ def _train_locked(recipe, run_dir, shards, placement, verbose) -> TrainResult:
             dataset,
             initial_epoch=first_epoch,
             epochs=last_epoch,
-            callbacks=callbacks,
+            callbacks=[FeedEpoch(dataset), *callbacks],
+            shuffle=False,  # the loader's own order is the epoch's (see avloc.data.loader)
             verbose=verbose,
         )
         for key, values in result.history.items():
@@ -390,7 +562,7 @@ def _train_locked(recipe, run_dir, shards, placement, verbose) -> TrainResult:
     if epoch < t.epochs:
         fit(TrainBatches(shards, epoch=epoch, **common), epoch, t.epochs)
 
-    model_path = RunDir(run_dir).model
+    model_path = layout.model
     if not writer:
         return TrainResult(run_dir, model_path, t.epochs, history, writer=False)
     task.net.calibration = calibrate_after_training(task.net, recipe, verbose)
@@ -398,11 +570,11 @@ def _train_locked(recipe, run_dir, shards, placement, verbose) -> TrainResult:
     meta["epochs_done"] = t.epochs
     meta["outputs"] = {
         "model": str(model_path),
-        "log": str(RunDir(run_dir).log),
-        "checkpoints": str(RunDir(run_dir).checkpoints),
+        "log": str(layout.log),
+        "checkpoints": str(layout.checkpoints),
     }
-    if history:
-        meta["final_losses"] = {k: v[-1] for k, v in history.items()}
+    final = {k: v[-1] for k, v in history.items() if k.startswith("loss")}
+    meta["final_losses"] = final or log_last_row(layout.log)
     atomic_write_json(meta_path, meta)
     return TrainResult(run_dir, model_path, t.epochs, history)
 

@@ -1,0 +1,96 @@
+"""Exact resume: a run killed at any moment and started again ends as if never stopped.
+
+Each case kills a tiny training run at one point (:mod:`kill_worker`: mid-epoch after a
+backup, mid-epoch with steps lost since the last backup, while an epoch checkpoint is written,
+between a backup folder and ``LATEST``, between an epoch's log row and its backup, during the
+Uth calibration), starts it again with the same command, and compares with an uninterrupted run
+of the same recipe: ``log.csv`` byte for byte, every weight of the final network bit for bit,
+and Uth. The loader runs with one worker (its default for the quickstart on CPU is the same
+pure function of (seed, epoch, batch) either way).
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from harness import ROOT, TINY_NET, synthetic_shards
+
+WORKER = Path(__file__).with_name("kill_worker.py")
+KILLED = 137
+
+# 40 samples, batch 8, 4 steps per epoch, 2 epochs: global steps 1-8. Backups every 3 steps
+# (3, 6) and at each epoch's end (4, 8).
+SETS = [
+    *TINY_NET,
+    "data.train_resize=36",
+    "data.workers=1",
+    "train.batch_size=8",
+    "train.learning_rate=0.001",
+    "train.tensorboard=false",
+    "train.epochs=2",
+    "train.steps_per_epoch=4",
+    "train.backup_every_steps=3",
+]
+
+POINTS = [
+    "step:3",  # mid-epoch, right after a backup: the rest of epoch 0 from its batch 3
+    "step:7",  # mid-epoch, step 7 lost: resumes from the backup at step 6
+    "checkpoint:1",  # epoch 1's checkpoint half-written: step 4 again from the backup at 3
+    "latest:2",  # epoch 0's end backup renamed in, LATEST not yet: epoch 0's row written twice
+    "epoch-row:2",  # the last row written, its backup not: steps 7-8 and the row again
+    "calibration",  # after every epoch: only the calibration again
+]
+
+
+@pytest.fixture(scope="module")
+def shards(tmp_path_factory) -> Path:
+    return synthetic_shards(tmp_path_factory.mktemp("synthetic"), train=40, test=4, seed=5)
+
+
+def run_worker(point: str, run_dir: Path, shards: Path) -> subprocess.CompletedProcess:
+    sets = [f'data.train="{shards / "train"}"', *SETS]
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
+    return subprocess.run(
+        [sys.executable, str(WORKER), point, str(run_dir), *sets],
+        env=env, cwd=ROOT, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+
+
+def final_state(run_dir: Path) -> tuple[list[np.ndarray], float]:
+    from avloc.models.io import load_network
+
+    net = load_network(run_dir / "model.keras")
+    return [np.asarray(w) for w in net.get_weights()], net.calibration["uth"]
+
+
+@pytest.fixture(scope="module")
+def reference(shards, tmp_path_factory) -> Path:
+    run_dir = tmp_path_factory.mktemp("reference") / "run"
+    done = run_worker("none", run_dir, shards)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return run_dir
+
+
+@pytest.mark.large  # two training processes per case
+@pytest.mark.parametrize("point", POINTS)
+def test_killed_run_resumes_to_the_same_end(point, shards, reference, tmp_path):
+    run_dir = tmp_path / "run"
+    killed = run_worker(point, run_dir, shards)
+    assert killed.returncode == KILLED, killed.stderr[-3000:]
+    assert not (run_dir / "model.keras").exists()
+    resumed = run_worker("none", run_dir, shards)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+
+    assert (run_dir / "log.csv").read_text() == (reference / "log.csv").read_text()
+    weights, uth = final_state(run_dir)
+    expected, expected_uth = final_state(reference)
+    assert len(weights) == len(expected)
+    for got, want in zip(weights, expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert uth == expected_uth
+    assert not [p for p in run_dir.rglob(".*.tmp-*")], "temporary files left behind"
