@@ -244,6 +244,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--piece-samples", type=int, default=64, help="samples per piece timing")
     parser.add_argument("--json", type=Path, help="also write the results here")
     parser.add_argument("--dir", type=Path, help="shard directory (default: a temporary one)")
+    parser.add_argument(
+        "--shards", type=Path, help="read these prepared shards instead of writing new ones"
+    )
     args = parser.parse_args(argv)
     counts = [int(w) for w in args.workers.split(",") if w.strip()]
     modes = [m.strip() for m in args.modes.split(",") if m.strip()]
@@ -253,11 +256,15 @@ def main(argv: list[str] | None = None) -> int:
     from avloc.data.shards import ShardSet
 
     with tempfile.TemporaryDirectory(prefix="avloc-bench-") as tmp:
-        folder = args.dir or Path(tmp)
-        seconds = make_shards(folder, args.scenes, args.stored_size, args.shard_size)
-        shards = ShardSet(folder / "train")
+        if args.shards:
+            seconds, shards = 0.0, ShardSet(args.shards)
+        else:
+            folder = args.dir or Path(tmp)
+            seconds = make_shards(folder, args.scenes, args.stored_size, args.shard_size)
+            shards = ShardSet(folder / "train")
         print(
-            f"wrote {len(shards)} synthetic scenes ({args.stored_size} px, "
+            f"{'read' if args.shards else 'wrote'} {len(shards)} synthetic scenes "
+            f"({args.stored_size} px, "
             f"{shards.attrs['clip_seconds']:g} s at {shards.attrs['sample_rate']} Hz) "
             f"in {seconds:.1f} s",
             flush=True,

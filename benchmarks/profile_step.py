@@ -7,6 +7,14 @@ between the two totals can be read off operator by operator. Times are operator 
 seconds summed over the profiled steps; on a busy machine only their split is meaningful.
 
     KERAS_BACKEND=torch python benchmarks/profile_step.py --batch 8 --threads 1
+
+On a GPU (``--device cuda``, ``--precision fp32|bf16``) it also times each step to its end
+(``torch.cuda.synchronize``) and sums the GPU kernels' own time per step, so whether a variant is
+bound by the GPU or by the host's Python and launches reads off one line: GPU busy % = kernel
+time / wall time. A third variant, ``keras-torch-gpu-inputs``, feeds the Keras task a batch that
+is already on the GPU (plain torch's batch always is), which isolates the host-to-device copy.
+
+    KERAS_BACKEND=torch python benchmarks/profile_step.py --device cuda --batch 128 --steps 5
 """
 
 from __future__ import annotations
@@ -24,6 +32,38 @@ for _path in (str(HERE.parent), str(HERE)):
         sys.path.insert(0, _path)
 
 from common import machine_info, print_machine, set_threads, write_json  # noqa: E402
+
+
+def _device_self_seconds(event) -> float:
+    value = getattr(event, "self_device_time_total", None)
+    if value is None:
+        value = getattr(event, "self_cuda_time_total", 0.0)
+    return value / 1e6
+
+
+def wall_and_gpu(step, steps: int) -> dict[str, float]:
+    """Wall ms per step (synchronised) and GPU kernel ms per step, over ``steps`` steps."""
+    import time
+
+    import torch
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    torch.cuda.synchronize()
+    start = time.perf_counter()
+    for _ in range(steps):
+        step()
+    torch.cuda.synchronize()
+    wall = (time.perf_counter() - start) / steps
+    with torch_profile(activities=[ProfilerActivity.CPU, ProfilerActivity.CUDA]) as prof:
+        for _ in range(steps):
+            step()
+        torch.cuda.synchronize()
+    from torch.autograd import DeviceType
+
+    kernels = [e for e in prof.key_averages() if e.device_type == DeviceType.CUDA]
+    gpu = sum(_device_self_seconds(e) for e in kernels) / steps  # kernels and copies only
+    return {"wall_ms": 1000 * wall, "gpu_kernel_ms": 1000 * gpu, "busy_pct": 100 * gpu / wall}
 
 
 def profile(step, steps: int, by_shape: str | None = None):
@@ -63,8 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         "--by-shape", metavar="OP", help="also list OP's input shapes (aten::copy_)"
     )
     parser.add_argument("--json", type=Path, help="also write the per-operator totals here")
+    parser.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    parser.add_argument("--precision", choices=("fp32", "bf16"), default="fp32")
     args = parser.parse_args(argv)
-    args.device, args.precision, args.seed = "cpu", "fp32", 0
+    args.seed = 0
 
     set_threads(args.threads)
     from train_step import build_keras, build_plain
@@ -73,9 +115,24 @@ def main(argv: list[str] | None = None) -> int:
         "keras-torch": build_keras("keras-torch", args)[0],
         "torch": build_plain("torch", args)[0],
     }
+    if args.device == "cuda":
+        steps["keras-torch-gpu-inputs"] = build_keras("keras-torch", args, inputs_on_device=True)[0]
     for step in steps.values():
         for _ in range(args.warmup):
             step()
+    if args.device == "cuda":
+        print(f"GPU time per step: batch {args.batch}, {args.precision}, {args.steps} steps")
+        heads = ("wall ms", "GPU kernel ms", "GPU busy %", "samples/s")
+        print(f"{'variant':26} {heads[0]:>9} {heads[1]:>14} {heads[2]:>11} {heads[3]:>10}")
+        for name, step in steps.items():
+            t = wall_and_gpu(step, args.steps)
+            rate = 1000 * args.batch / t["wall_ms"]
+            print(
+                f"{name:26} {t['wall_ms']:9.1f} {t['gpu_kernel_ms']:14.1f} "
+                f"{t['busy_pct']:11.1f} {rate:10,.0f}"
+            )
+        print()
+        steps.pop("keras-torch-gpu-inputs")
     profiles = {name: profile(step, args.steps, args.by_shape) for name, step in steps.items()}
     ops = {name: p[0] for name, p in profiles.items()}
 

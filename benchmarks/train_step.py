@@ -149,7 +149,7 @@ def _check_keras_device(device: str) -> str:
     return "cuda"
 
 
-def build_keras(name: str, args):
+def build_keras(name: str, args, inputs_on_device: bool = False):
     import keras
     import numpy as np
 
@@ -177,6 +177,8 @@ def build_keras(name: str, args):
     batch = {"image": image, "audio": audio}
     if task.needs_noise:  # not for EZ-VSL; kept so another recipe would still run
         batch["noise"] = audio
+    if inputs_on_device:  # a batch already on the accelerator (profile_step.py)
+        batch = {key: keras.ops.convert_to_tensor(value) for key, value in batch.items()}
 
     def step():
         task.train_on_batch(batch)

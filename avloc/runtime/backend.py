@@ -20,7 +20,9 @@ reports its width here (:func:`note_conv_width`): oneDNN stays on while every tr
 process is at least :data:`ONEDNN_MIN_WIDTH` wide and is switched off for good once a narrower
 one is built. TensorFlow's oneDNN switch is process-wide and read at import, so TensorFlow keeps
 its own kernels unless ``TF_ENABLE_ONEDNN_OPTS=1`` is exported (safe for widths >= 8; about 2x on
-the width-8 quickstart). GPUs are unaffected (cuDNN is used there).
+the width-8 quickstart). GPUs are unaffected (cuDNN is used there); for training on a CUDA GPU
+under torch, :func:`autotune_gpu_kernels` lets cuDNN time its convolution algorithms once per
+shape and keep the fastest (TensorFlow and JAX autotune by themselves).
 """
 
 from __future__ import annotations
@@ -35,6 +37,23 @@ import keras
 ONEDNN_MIN_WIDTH = 8
 
 _narrowest_width: int | None = None
+
+
+def autotune_gpu_kernels() -> bool:
+    """Turn on cuDNN's algorithm search (``torch.backends.cudnn.benchmark``) on torch with CUDA.
+
+    Training feeds fixed shapes, so the search runs on the first steps only. The algorithms it
+    picks may differ between runs, so GPU runs are not bit-repeatable (CPU runs are). Returns
+    whether it was turned on.
+    """
+    if keras.backend.backend() != "torch":
+        return False
+    import torch
+
+    if not torch.cuda.is_available():
+        return False
+    torch.backends.cudnn.benchmark = True
+    return True
 
 
 def onednn_isa_cap() -> str:

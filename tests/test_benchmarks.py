@@ -1,0 +1,42 @@
+"""The GPU benchmark's whole pipeline, run tiny on the CPU (``benchmarks/gpu.py --dry-run``).
+
+Timing only is never asserted: the test checks that every part ran and that each number the
+report is built from was measured (train step, batch search, data, loader, end-to-end epochs
+read back from the run's ``log.csv``).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.large
+def test_gpu_benchmark_dry_run_measures_every_part(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--out", str(tmp_path / "out"),
+         "--work", str(tmp_path / "work"), "--dry-run", "--extra-variants", ""],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    report = json.loads((tmp_path / "out" / "gpu.json").read_text())
+    assert {p["status"] for p in report["parts"].values()} == {"ok"}, report["parts"]
+    for precision in ("fp32", "bf16"):
+        assert set(report["train_step"][precision]) == {"torch", "keras-torch"}
+    assert report["largest_batch"]["fits"]["batch"] == 8  # the dry run's --max-batch
+    assert report["prepare"]["status"] == "ok" and (tmp_path / "work" / "data" / "train").is_dir()
+    assert set(report["loader"]) == {"threads x1, noise on", "threads x2, noise on"}
+    epochs = report["end_to_end"]["epochs"]
+    assert [e["epoch"] for e in epochs] == [0, 1, 2]
+    assert all(e["samples_per_s"] > 0 and e["seconds"] > 0 for e in epochs)
+    assert report["end_to_end"]["ratio_to_step_alone"] > 0
+    text = (tmp_path / "out" / "gpu.md").read_text()
+    assert "| keras-torch |" in text and "End to end" in text
