@@ -23,6 +23,14 @@ ImageSize = Annotated[
     typer.Option("--image-size", min=8, help="Stored image side (default 224 test, 256 train)"),
 ]
 Seed = Annotated[int, typer.Option("--seed", help="Seed of the offscreen clip choice")]
+ClassGroups = Annotated[
+    Path | None,
+    typer.Option(
+        "--class-groups",
+        help='JSON {"group": ["class", ...]}: classes of one group are never each other\'s '
+        "offscreen clip (default: person and human-voice classes form one group)",
+    ),
+]
 Offscreen = Annotated[
     bool, typer.Option("--offscreen/--no-offscreen", help="Store an offscreen clip (test sets)")
 ]
@@ -94,7 +102,7 @@ def prepare_synthetic(
     seed: Annotated[int, typer.Option("--seed", help="Random seed")] = 0,
     image_size: Annotated[int, typer.Option("--image-size", help="Image side, pixels")] = 128,
     classes: Annotated[int, typer.Option("--classes", help="Number of classes (2-12)")] = 8,
-    shard_size: Annotated[int, typer.Option("--shard-size", min=1)] = 250,
+    shard_size: ShardSize = 250,
     part: Part = "1/1",
 ) -> None:
     """The built-in synthetic scenes: objects with sounds, one of them sounding."""
@@ -176,6 +184,7 @@ def prepare_vggss(
     image_size: ImageSize = None,
     seed: Seed = 0,
     offscreen: Offscreen = True,
+    class_groups: ClassGroups = None,
     min_audio_seconds: MinAudio = 1.0,
     part: Part = "1/1",
 ) -> None:
@@ -193,6 +202,7 @@ def prepare_vggss(
         image_size=image_size,
         seed=seed,
         offscreen=offscreen,
+        class_groups=class_groups,
         min_audio_seconds=min_audio_seconds,
     )
 
@@ -219,6 +229,7 @@ def prepare_flickr(
     image_size: ImageSize = None,
     seed: Seed = 0,
     offscreen: Offscreen = True,
+    class_groups: ClassGroups = None,
     min_audio_seconds: MinAudio = 1.0,
     part: Part = "1/1",
 ) -> None:
@@ -238,6 +249,7 @@ def prepare_flickr(
         image_size=image_size,
         seed=seed,
         offscreen=offscreen,
+        class_groups=class_groups,
         min_audio_seconds=min_audio_seconds,
     )
 
@@ -262,6 +274,7 @@ def prepare_is3(
     image_size: ImageSize = None,
     seed: Seed = 0,
     offscreen: Offscreen = True,
+    class_groups: ClassGroups = None,
     min_audio_seconds: MinAudio = 1.0,
     part: Part = "1/1",
 ) -> None:
@@ -279,6 +292,7 @@ def prepare_is3(
         image_size=image_size,
         seed=seed,
         offscreen=offscreen,
+        class_groups=class_groups,
         min_audio_seconds=min_audio_seconds,
     )
 
@@ -300,6 +314,7 @@ def prepare_avsbench_s4(
     image_size: ImageSize = None,
     seed: Seed = 0,
     offscreen: Offscreen = True,
+    class_groups: ClassGroups = None,
     min_audio_seconds: MinAudio = 1.0,
     part: Part = "1/1",
 ) -> None:
@@ -317,6 +332,7 @@ def prepare_avsbench_s4(
         image_size=image_size,
         seed=seed,
         offscreen=offscreen,
+        class_groups=class_groups,
         min_audio_seconds=min_audio_seconds,
     )
 
@@ -346,6 +362,7 @@ def prepare_manifest(
     image_size: ImageSize = None,
     seed: Seed = 0,
     offscreen: Offscreen = True,
+    class_groups: ClassGroups = None,
     min_audio_seconds: MinAudio = 1.0,
     part: Part = "1/1",
 ) -> None:
@@ -366,6 +383,7 @@ def prepare_manifest(
         image_size=image_size,
         seed=seed,
         offscreen=offscreen,
+        class_groups=class_groups,
         min_audio_seconds=min_audio_seconds,
     )
 

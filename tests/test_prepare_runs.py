@@ -289,8 +289,11 @@ def test_cli_summary_and_inspect_draws_the_boxes(tmp_path):
         + ["--out", str(out), "--workers", "1"],
     )
     assert result.exit_code == 0, result.output
-    assert "3 of 4 samples in 1 shard(s)" in result.output
+    # The entry whose media are not on disk is left out at planning, named by its file.
+    assert "3 of 3 samples in 1 shard(s)" in result.output
     assert "skipped 1 broken input(s)" in result.output and "samples/s" in result.output
+    report = (out / "report.tsv").read_text()
+    assert "gone_000000" in report and str(root / "frames" / "gone_000000.jpg") in report
 
     png = tmp_path / "sheet.png"
     result = runner.invoke(app, ["prepare", "inspect", str(out), "--png", str(png)])
@@ -320,7 +323,7 @@ def test_parts_are_disjoint_and_their_union_equals_an_unsplit_run(tmp_path):
     root = tmp_path / "corpus"
     ids = extracted_corpus(root, 9)
     (root / "frames" / f"{ids[4]}.jpg").write_bytes(b"not a JPEG")  # a skip in part 2
-    (root / "audio" / f"{ids[8]}.wav").unlink()  # the last chunk's only sample: no shard
+    (root / "audio" / f"{ids[8]}.wav").write_bytes(b"not a WAV")  # the last chunk: no shard
 
     def preparer():
         return build_preparer("vggsound", root=root, image_size=32)

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from avloc.data.prepare import AudioRef, Plan, SampleSpec, Settings, Skip
+from avloc.data.sources.class_groups import default_groups, expand, read_groups
 from avloc.errors import DataError
 from avloc.media.formats import AUDIO_EXTS, IMAGE_EXTS, VIDEO_EXTS, strip_media_ext
 
@@ -138,16 +139,26 @@ class MediaLayout:
         )
 
     def media(self, sample_id: str) -> dict | None:
-        """Keyword arguments of :class:`SampleSpec` for one id (None: no video for it)."""
+        """Keyword arguments of :class:`SampleSpec` for one id (None: its media are not on disk,
+        so that nothing downstream, offscreen candidates included, counts on it)."""
         if self._videos is not None:
             video = self._videos.get(sample_id)
             return None if video is None else {"video": str(video)}
         image = find_with_stem(self.root / "frames", sample_id, IMAGE_EXTS)
         audio = find_with_stem(self.root / "audio", sample_id, AUDIO_EXTS)
+        if not (image.is_file() and audio.is_file()):
+            return None
         return {"image": str(image), "audio": str(audio)}
 
     def missing(self, sample_id: str) -> Skip:
-        return Skip(sample_id, str(self.root / f"{sample_id}.*"), "no video file for this id")
+        """The report line for an id whose media are not on disk (the file that is missing)."""
+        if self._videos is not None:
+            return Skip(sample_id, str(self.root / f"{sample_id}.*"), "no video file for this id")
+        image = find_with_stem(self.root / "frames", sample_id, IMAGE_EXTS)
+        if not image.is_file():
+            return Skip(sample_id, str(image), "no frame file for this id")
+        audio = find_with_stem(self.root / "audio", sample_id, AUDIO_EXTS)
+        return Skip(sample_id, str(audio), "no audio file for this id")
 
 
 def class_index(names: Iterable[str]) -> tuple[list[str], dict[str, int]]:
@@ -235,6 +246,7 @@ class SourceBase:
         seed: int = 0,
         offscreen: bool = True,
         min_audio_seconds: float = 1.0,
+        class_groups: str | Path | None = None,
     ):
         default = TRAIN_IMAGE_SIZE if self.split == "train" else TEST_IMAGE_SIZE
         self.image_size = int(image_size or default)
@@ -243,6 +255,7 @@ class SourceBase:
         self.seed = int(seed)
         self.offscreen = bool(offscreen)
         self.min_audio_seconds = float(min_audio_seconds)
+        self.class_groups = Path(class_groups) if class_groups else None
 
     def settings(
         self,
@@ -286,6 +299,7 @@ class SourceBase:
             image_classes = [
                 frozenset(s.present or ((s.label,) if s.label >= 0 else ())) for s in samples
             ]
+        image_classes = self.grouped(image_classes, class_names, notes)
         if pool is None:
             pool = [
                 AudioRef(s.sound, s.audio_center if not s.center_on_frame else s.time, s.label)
@@ -297,6 +311,23 @@ class SourceBase:
             f"offscreen pool: clips of other classes from this corpus ({len(kept)} samples)"
         )
         return kept, True
+
+    def grouped(
+        self,
+        image_classes: Sequence[frozenset[int]],
+        class_names: Sequence[str],
+        notes: list[str],
+    ) -> list[frozenset[int]]:
+        """Each image's classes plus those of the same class group (:mod:`.class_groups`)."""
+        if self.class_groups is not None:
+            groups = read_groups(self.class_groups, class_names)
+            where = str(self.class_groups)
+        else:
+            groups = default_groups(class_names)
+            where = "default: person and human-voice classes as one"
+        shared = sum(groups.count(g) > 1 for g in groups)
+        notes.append(f"class groups: {where} ({shared} of {len(class_names)} classes grouped)")
+        return [expand(classes, groups) for classes in image_classes]
 
     def plan(self) -> Plan:  # pragma: no cover - every source overrides it
         raise NotImplementedError
