@@ -133,6 +133,22 @@ def run_of_checkpoint(checkpoint: str | Path) -> RunDir | None:
     return None
 
 
+def calibrate_command(
+    run_dir: str | Path | None = None, checkpoint: str | Path | None = None
+) -> str:
+    """The ``avloc eval --calibrate`` command that stores Uth for this model, as a user types it.
+
+    A checkpoint outside a run directory (an imported one) has no recipe to name its training
+    data, so the command asks for ``--calibration-data``.
+    """
+    if run_dir is not None:
+        return f"avloc eval --calibrate --run {run_dir}"
+    command = f"avloc eval --calibrate --checkpoint {checkpoint}"
+    if run_of_checkpoint(checkpoint) is None:
+        command += " --calibration-data TRAIN_SHARDS"
+    return command
+
+
 def model_file(run_dir: str | Path | None = None, checkpoint: str | Path | None = None) -> Path:
     """The ``.keras`` file of a run directory (``RUN_DIR/model.keras``) or a checkpoint.
 

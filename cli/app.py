@@ -20,8 +20,26 @@ if not os.environ.get("KERAS_BACKEND"):
 from typing import Annotated  # noqa: E402
 
 import typer  # noqa: E402
+import typer.core  # noqa: E402
 
 from avloc.errors import AvlocError  # noqa: E402
+
+
+def _flags_without_type(display_type_rich):
+    """Help shows boolean flags as flags (``--json``), not ``--json <bool>`` (Typer 0.29)."""
+
+    def display(self, ctx):
+        if getattr(self, "is_flag", False):
+            return None
+        return display_type_rich(self, ctx)
+
+    return display
+
+
+if hasattr(typer.core.TyperOption, "display_type_rich"):
+    typer.core.TyperOption.display_type_rich = _flags_without_type(
+        typer.core.TyperOption.display_type_rich
+    )
 
 app = typer.Typer(
     name="avloc",

@@ -88,7 +88,9 @@ def evaluate(
             "must be computable (default: all the data allow)",
         ),
     ] = None,
-    batch_size: Annotated[int, typer.Option("--batch-size", min=1)] = 32,
+    batch_size: Annotated[
+        int, typer.Option("--batch-size", min=1, help="Samples per forward pass")
+    ] = 32,
     limit: Annotated[int | None, typer.Option("--limit", min=1, help="First N samples")] = None,
     seed: Annotated[
         int | None,

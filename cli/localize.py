@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from avloc.media.formats import MANIFEST_EXTS, VIDEO_EXTS
-from cli.app import app, quiet_frameworks, user_errors
+from cli.app import app, progress_columns, quiet_frameworks, user_errors
 
 
 def _single_output(out: Path | None, name: str) -> Path:
@@ -33,7 +33,7 @@ def localize(
         typer.Argument(
             help="IMAGE AUDIO, or VIDEO [AUDIO], or a directory / JSON Lines manifest (batch)",
             show_default=False,
-            metavar="INPUTS...",
+            metavar="INPUT",
         ),
     ],
     out: Annotated[
@@ -103,8 +103,11 @@ def localize(
         if net is None:
             quiet_frameworks()
             net = lz.load_model(run, checkpoint)
-        option = f"--checkpoint {checkpoint}" if checkpoint is not None else f"--run {run}"
-        threshold = lz.resolve_uth(net, uth, source=str(checkpoint or run), model_option=option)
+        from avloc.runs import calibrate_command
+
+        threshold = lz.resolve_uth(
+            net, uth, source=str(checkpoint or run), calibrate=calibrate_command(run, checkpoint)
+        )
         if batch:
             _batch(lz, net, inputs[0], out, threshold, time, batch_size, as_json, raw, value_range)
             return
@@ -136,7 +139,7 @@ def localize(
 
 def _batch(lz, net, source, out, threshold, time, batch_size, as_json, raw, value_range):
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    from rich.progress import Progress
 
     from avloc.errors import AvlocError
 
@@ -147,13 +150,8 @@ def _batch(lz, net, source, out, threshold, time, batch_size, as_json, raw, valu
     else:
         items = lz.items_from_manifest(source, time)
     console = Console(stderr=True)
-    with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=console,
-    ) as progress:
+    # Columns without markup: an error line printed mid-run must not break the label.
+    with Progress(*progress_columns("items"), console=console) as progress:
         task = progress.add_task("localizing", total=len(items))
 
         def report(message: str) -> None:
@@ -184,7 +182,7 @@ def _batch(lz, net, source, out, threshold, time, batch_size, as_json, raw, valu
 
 def _video(item, net, out, threshold, fps, start, end, batch_size, max_side, value_range):
     from rich.console import Console
-    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+    from rich.progress import Progress
 
     from avloc.errors import AvlocError
     from avloc.jobs.video import localize_video
@@ -192,12 +190,7 @@ def _video(item, net, out, threshold, fps, start, end, batch_size, max_side, val
     if item.video is None or item.audio is not None:
         raise AvlocError(f"{out}: a heatmap video needs one VIDEO input (its own audio track)")
     with Progress(
-        "[progress.description]{task.description}",
-        BarColumn(),
-        MofNCompleteColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        transient=True,
+        *progress_columns("frames"), console=Console(stderr=True), transient=True
     ) as progress:
         task = progress.add_task("frames", total=None)
         result = localize_video(

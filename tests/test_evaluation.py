@@ -449,3 +449,15 @@ def test_eval_bad_inputs_give_one_line_errors(data, checkpoint, tmp_path):
         assert len(lines) == 1 and lines[0].startswith("avloc: error:"), done.stderr
         assert needle in lines[0], lines[0]
     assert not (tmp_path / "out" / "results.json").exists()
+
+
+def test_interactive_metrics_need_images_with_two_sounds():
+    from avloc.errors import DataError
+    from avloc.jobs.evaluate import _check_metric_groups
+
+    lonely = _records(n=4, groups=np.array(["a", "b", "c", "d"]))  # one sound per image
+    with pytest.raises(DataError, match="images with two sounds.*interactive"):
+        _check_metric_groups(["interactive"], lonely, "shards")
+    paired = _records(n=4, groups=np.array(["a", "a", "b", "c"]))
+    _check_metric_groups(["interactive"], paired, "shards")  # one image with two sounds
+    assert "interactive" in score_records(paired, 0.3).metrics

@@ -570,6 +570,8 @@ def test_cli_bad_inputs_one_line_nonzero(models, media, tmp_path, case, message)
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("avloc: error: ")
     assert message in lines[0]
+    if case == "uncalibrated":  # a checkpoint outside a run: the hint names the data to give
+        assert f"--checkpoint {model} --calibration-data TRAIN_SHARDS" in lines[0]
     assert not out.exists()
 
 
@@ -589,6 +591,7 @@ def test_cli_batch_directory(models, media, tmp_path):
     errors = [line for line in result.stderr.splitlines() if line.startswith("avloc: error:")]
     assert len(errors) == 1
     assert errors[0].startswith(f"avloc: error: {folder / 'bad.png'}: not a readable image")
+    assert "[progress" not in result.stderr  # no style markup leaks into the progress label
     assert "Localized 3 of 4 item(s)" in result.stdout
     for i in range(3):
         with Image.open(out / f"p{i}.png") as png:

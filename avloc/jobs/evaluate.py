@@ -35,7 +35,7 @@ from avloc.maps.conditions import POSITIVE
 from avloc.maps.records import SampleRecords, collect_records, load_records, save_records
 from avloc.media.image import resize_uint8
 from avloc.recipe_checks import check_uth_statistic
-from avloc.runs import RunDir, run_of_checkpoint
+from avloc.runs import RunDir, calibrate_command, run_of_checkpoint
 from avloc.utils.files import atomic_write_bytes, atomic_write_json
 from avloc.utils.interpolation import upsample
 
@@ -201,15 +201,24 @@ def calibrate_checkpoint(
     return net.calibration
 
 
-def _choose_uth(uth: float | None, calibration: dict | None, where: str) -> tuple[float, str]:
+def _choose_uth(
+    uth: float | None, calibration: dict | None, source: ModelSource
+) -> tuple[float, str]:
     if uth is not None:
         return float(uth), "--uth"
     if calibration and "uth" in calibration:
         return float(calibration["uth"]), "calibration"
     raise DataError(
-        f"{where}: no universal threshold; calibrate it with "
-        f"`avloc eval --calibrate --checkpoint {where}` or pass --uth"
+        f"{source.source}: no universal threshold; calibrate it with "
+        f"`{calibrate_command(checkpoint=source.checkpoint)}` or pass --uth"
     )
+
+
+def _two_sound_images(groups) -> int:
+    """How many groups hold exactly two samples (IS3's images with two sounding objects)."""
+    if groups is None:
+        return 0
+    return int(np.sum(np.unique(groups, return_counts=True)[1] == 2))
 
 
 def _check_metric_groups(groups: Sequence[str] | None, records: SampleRecords, where: str):
@@ -223,7 +232,10 @@ def _check_metric_groups(groups: Sequence[str] | None, records: SampleRecords, w
         "negatives": (bool(records.negative_conditions), "negative audio"),
         "retrieval": (len(records) >= 2, "at least two samples"),
         "s4": (records.gt_rule == "mask", "ground-truth masks"),
-        "interactive": (records.groups is not None, "a `group` field (two sounds per image)"),
+        "interactive": (
+            _two_sound_images(records.groups) > 0,
+            "images with two sounds (a `group` shared by exactly two samples)",
+        ),
     }
     for group in groups:
         ok, what = needs[group]
@@ -286,7 +298,7 @@ def evaluate(
         else:
             net = load_network(source.checkpoint)
             calibration = net.calibration
-        chosen, uth_source = _choose_uth(uth, calibration, source.source)
+        chosen, uth_source = _choose_uth(uth, calibration, source)
         if net is not None:
             indices = np.arange(len(shards) if limit is None else min(limit, len(shards)))
             advance = progress(source.name, len(indices)) if progress else None

@@ -113,11 +113,12 @@ def resolve_uth(
     net,
     override: float | None = None,
     source: str = "the network",
-    model_option: str = "--checkpoint FILE",
+    calibrate: str = "avloc eval --calibrate --checkpoint FILE",
 ) -> float:
     """The universal threshold to use: ``override`` if given, else the network's calibration.
 
-    ``source`` and ``model_option`` only word the error for an uncalibrated network.
+    ``source`` and ``calibrate`` (the command that would store Uth,
+    :func:`avloc.runs.calibrate_command`) only word the error for an uncalibrated network.
     """
     if override is not None:
         value = float(override)
@@ -128,7 +129,7 @@ def resolve_uth(
     if uth is None:
         raise AvlocError(
             f"{source}: no calibrated universal threshold (Uth); run "
-            f"`avloc eval --calibrate {model_option}`, or pass --uth VALUE"
+            f"`{calibrate}`, or pass --uth VALUE"
         )
     return float(uth)
 

@@ -1,0 +1,89 @@
+"""The documentation check: what avloc prints and writes is defined in the docs it ships.
+
+- every key of ``results.json`` that the scorer writes is listed in ``docs/protocol.md``;
+- every option and argument of every ``avloc`` command has help text;
+- no help text cites a document that does not ship (``SPEC``, or a ``docs/`` file that is
+  missing);
+- flags show as flags in help (no ``<bool>``).
+"""
+
+from __future__ import annotations
+
+import os
+import re
+
+import numpy as np
+from harness import ROOT
+from test_evaluation import _records
+
+DOCS = ROOT / "docs"
+
+
+def _leaves(tree: dict, path: tuple[str, ...] = ()):
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from _leaves(value, (*path, key))
+        else:
+            yield (*path, key)
+
+
+def test_every_results_key_is_defined_in_the_protocol_doc():
+    from avloc.evaluation.scoring import score_records
+
+    n = 6
+    mask = np.zeros((n, 20, 20), np.uint8)
+    mask[:, 5:15, 5:15] = 1
+    records = _records(n=n, rule="mask", mask=mask, groups=np.array(["a", "a", "b", "b", "c", "c"]))
+    keys = {path[-1] for path in _leaves(score_records(records, 0.3).metrics)}
+    assert {"ciou_at_05", "pia", "sep", "a2i_instance_R@1", "fscore", "iiou"} <= keys
+    text = (DOCS / "protocol.md").read_text()
+    documented = set(re.findall(r"`([^`]+)`", text))
+    for key in documented.copy():  # `a2i_instance_R@k` stands for k = 1, 5, 10
+        if key.endswith("_R@k"):
+            documented |= {key[:-1] + k for k in ("1", "5", "10")}
+    missing = sorted(keys - documented)
+    assert not missing, f"results.json keys not in docs/protocol.md: {missing}"
+
+
+def _commands():
+    os.environ.setdefault("KERAS_BACKEND", "torch")
+    import typer
+
+    from cli.main import app
+
+    def walk(command, path):
+        if hasattr(command, "commands"):
+            for name, sub in command.commands.items():
+                yield from walk(sub, [*path, name])
+        else:
+            yield " ".join(path), command
+
+    return list(walk(typer.main.get_command(app), ["avloc"]))
+
+
+def test_every_cli_option_has_help_and_cites_only_shipped_docs():
+    commands = _commands()
+    assert len(commands) >= 10
+    for name, command in commands:
+        texts = [command.help or ""]
+        for param in command.params:
+            help_text = getattr(param, "help", None)
+            assert help_text, f"{name} {'/'.join(param.opts)}: no help text"
+            texts.append(help_text)
+        for text in texts:
+            assert "SPEC" not in text, f"{name}: help cites SPEC, which does not ship: {text!r}"
+            for cited in re.findall(r"docs/[\w./-]+\.md", text):
+                assert (ROOT / cited).is_file(), f"{name}: help cites {cited}, which is missing"
+
+
+def test_help_shows_flags_as_flags():
+    from typer.testing import CliRunner
+
+    from cli.main import app
+
+    runner = CliRunner()
+    for args in (["localize", "--help"], ["eval", "--help"], ["train", "--help"]):
+        result = runner.invoke(app, args, env={"COLUMNS": "120", "KERAS_BACKEND": "torch"})
+        assert result.exit_code == 0, result.output
+        assert "<bool>" not in result.output, result.output
+        assert "--help" in result.output
