@@ -7,7 +7,9 @@ Errors caused by user input (:class:`avloc.errors.AvlocError`) print one line
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
+import re
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 #: The command's Keras backend when KERAS_BACKEND is unset (or empty): torch, whatever
@@ -80,14 +82,51 @@ def _options(
     """
 
 
+def disk_full(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised while handling) is a full disk or quota.
+
+    h5py reports a failed write as ``OSError`` or ``RuntimeError`` with the C errno in the
+    message (``errno = 28``), so the words count as much as ``errno``.
+    """
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if isinstance(exc, OSError) and exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        text = str(exc)
+        if "No space left on device" in text or "errno = 28," in text:
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def _full_file(exc: BaseException) -> str:
+    """The file a full-disk error names, if any."""
+    filename = getattr(exc, "filename", None)
+    if filename:
+        return str(filename)
+    found = re.search(r"filename = '([^']+)'", str(exc))
+    return found.group(1) if found else "the output"
+
+
 @contextlib.contextmanager
 def user_errors():
-    """Turn AvlocError into one line on stderr and exit status 2."""
+    """Turn AvlocError (and a full disk) into one line on stderr and exit status 2."""
     try:
         yield
     except AvlocError as exc:
         message = " ".join(str(exc).split())
         typer.echo(f"avloc: error: {message}", err=True)
+        raise typer.Exit(2) from None
+    except Exception as exc:
+        if not disk_full(exc):
+            raise
+        where = _full_file(exc)
+        typer.echo(
+            f"avloc: error: {where}: no space left on device (finished outputs and backups are "
+            "kept; free space and run the same command again)",
+            err=True,
+        )
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         typer.echo("avloc: interrupted (finished shards and backups are kept)", err=True)

@@ -117,3 +117,32 @@ def test_a_non_finite_uth_is_never_stored(shards):
     with pytest.raises(AvlocError, match="calibration maps are not finite"):
         calibrate(net, recipe.data.train, recipe.eval)
     assert net.calibration is None
+
+
+def test_a_zip_bomb_checkpoint_is_refused_before_unpacking(tmp_path, monkeypatch):
+    import zipfile
+
+    from avloc.errors import DataError
+    from avloc.models import io
+
+    bomb = tmp_path / "bomb.keras"
+    with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("metadata.json", "{}")
+        archive.writestr("model.weights.h5", bytes(16 * 2**20))  # 16 MiB of zeros, ~16 KB packed
+    assert bomb.stat().st_size < 100_000
+    with pytest.raises(DataError, match=r"bomb.keras: member model.weights.h5 unpacks 16 MiB"):
+        io.load_network(bomb)
+    # The total size is checked too (here with a lower limit than the real 4 GiB).
+    monkeypatch.setattr(io, "MAX_UNPACKED_BYTES", 2**20)
+    monkeypatch.setattr(io, "MAX_RATIO", 10**9)
+    limit = r"bomb.keras: would unpack to 16 MiB \(more than 1 MiB\); refused"
+    with pytest.raises(DataError, match=limit):
+        io.load_network(bomb)
+
+
+def test_a_real_checkpoint_passes_the_archive_check(shards, tmp_path):
+    from avloc.models import io
+
+    result = train(tiny(shards), tmp_path / "run", verbose=0)
+    io.check_archive(result.model_path)  # no error: real weights are far from the limits
+    assert io.load_network(result.model_path).calibration["uth"] is not None

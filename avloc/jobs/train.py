@@ -65,6 +65,7 @@ from avloc.utils.files import (
     atomic_path,
     atomic_write_bytes,
     atomic_write_json,
+    check_free_space,
     remove_stale_temporaries,
 )
 from avloc.utils.quiet import import_tensorflow_quietly
@@ -222,6 +223,7 @@ class ResumableCheckpoint(keras.callbacks.Callback):
 
     def on_epoch_end(self, epoch, logs=None):
         path = RunDir(self.run_dir).checkpoint(epoch + 1)
+        check_free_space(path.parent, state_bytes(self.model.net), "an epoch checkpoint")
         save_network(self.model.net, path)
         self.save_backup(epoch + 1, 0)
         self.epoch, self.step = epoch + 1, 0
@@ -233,10 +235,14 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         staging = backup / f".{name}.tmp-{os.getpid()}"
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
-        self.model.save_weights(staging / "state.weights.h5")
         progress = {"epoch": epoch, "step": step, "global_step": self.global_step}
         if step:  # mid-epoch: the loss trackers' sums, so the epoch's log row comes out whole
             progress["metrics"] = metric_states(self.model)
+        # A full disk is refused before h5py opens the file: its half-written files fail again
+        # when they are freed. If the disk fills anyway, the staging folder is left for the
+        # next start to remove, and LATEST still names the last complete backup.
+        check_free_space(staging, state_bytes(self.model), "a backup")
+        self.model.save_weights(staging / "state.weights.h5")
         (staging / "progress.json").write_text(json.dumps(progress))
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(staging, folder)
@@ -374,6 +380,11 @@ class FeedEpoch(keras.callbacks.Callback):
 
     def on_epoch_begin(self, epoch, logs=None):
         self.dataset.start_epoch(epoch)
+
+
+def state_bytes(model) -> int:
+    """Bytes of every variable of ``model`` (a task: network and optimizer), as stored."""
+    return int(sum(np.prod(v.shape) * np.dtype(v.dtype).itemsize for v in model.variables))
 
 
 def metric_states(task) -> dict[str, list[float]]:

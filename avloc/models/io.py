@@ -1,7 +1,9 @@
 """Saving and loading the network as ``.keras`` files, safely and on any backend.
 
 ``save_network(net, path)`` writes atomically. ``load_network(path)`` uses Keras' safe mode: only
-classes registered by avloc are deserialised and no code stored in the file is run. Weights are
+classes registered by avloc are deserialised and no code stored in the file is run. Before Keras
+opens the archive, its members' sizes are checked (:func:`check_archive`): a few megabytes that
+would unpack to gigabytes (a zip bomb) are refused without unpacking anything. Weights are
 layout-independent, so a file saved under torch loads under TensorFlow and vice versa.
 """
 
@@ -26,6 +28,33 @@ def save_network(net: keras.Model, path: str | Path) -> Path:
     return path
 
 
+#: Largest unpacked size accepted, bytes: a full-width ResNet-18 pair is about 0.1 GB in float32.
+MAX_UNPACKED_BYTES = 4 * 2**30
+#: Largest unpacked / packed ratio of one member: float weights compress a few times at most.
+MAX_RATIO = 200
+
+
+def check_archive(path: Path) -> None:
+    """DataError when a ``.keras`` archive would unpack to more than its weights could need."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            members = archive.infolist()
+    except (zipfile.BadZipFile, OSError) as exc:
+        raise DataError(f"{path}: not a readable .keras archive ({exc})") from None
+    total = sum(m.file_size for m in members)
+    if total > MAX_UNPACKED_BYTES:
+        raise DataError(
+            f"{path}: would unpack to {total / 2**20:,.0f} MiB (more than "
+            f"{MAX_UNPACKED_BYTES / 2**20:,.0f} MiB); refused"
+        )
+    for member in members:
+        if member.file_size > 2**20 and member.file_size > MAX_RATIO * max(member.compress_size, 1):
+            raise DataError(
+                f"{path}: member {member.filename} unpacks {member.file_size / 2**20:.0f} MiB from "
+                f"{member.compress_size / 2**20:.1f} MiB (a zip bomb?); refused"
+            )
+
+
 def load_network(path: str | Path) -> AudioVisualNet:
     """Load an avloc network; one-line DataError for a missing or foreign file."""
     path = Path(path)
@@ -33,6 +62,7 @@ def load_network(path: str | Path) -> AudioVisualNet:
         raise DataError(f"{path}: no such checkpoint file")
     if not zipfile.is_zipfile(path):
         raise DataError(f"{path}: not a .keras checkpoint (expected a Keras zip archive)")
+    check_archive(path)
     try:
         net = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for foreign archives

@@ -19,6 +19,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from avloc.errors import AvlocError
+
 
 def check_replaceable(path: str | Path) -> Path:
     """``path`` if nothing or a regular file is there; AvlocError naming it otherwise."""
@@ -91,6 +93,27 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
                 entry.unlink()
         removed.append(entry)
     return removed
+
+
+#: Room kept beyond a file's own size when checking free space, bytes (h5 and zip overheads).
+SPACE_MARGIN = 2**20
+
+
+def check_free_space(folder: str | Path, needed: int, what: str) -> None:
+    """AvlocError (one line) when ``folder``'s file system has less than ``needed`` bytes free
+    (plus :data:`SPACE_MARGIN` and 10 %). ``what`` names the file in the message."""
+    folder = Path(folder)
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    free = shutil.disk_usage(probe).free
+    want = int(needed * 1.1) + SPACE_MARGIN
+    if free < want:
+        raise AvlocError(
+            f"{folder}: {free / 2**20:.1f} MiB free, {what} needs about {want / 2**20:.1f} MiB: "
+            "no space left on device (finished outputs and backups are kept; free space and run "
+            "the same command again)"
+        )
 
 
 def _process_alive(pid: int) -> bool:
