@@ -8,10 +8,18 @@ valid, so an interrupted run resumes with nothing duplicated.
 ``part = (I, N)`` (``--part I/N``) writes only the I-th of N contiguous runs of each split's
 shards (:func:`avloc.data.prepare.part_range`): the N parts write disjoint shard names whose
 union is the unsplit run's set.
+
+Changed settings never mix with old shards: every shard stores a fingerprint of what made it
+(the scene settings, seed, split size and shard size; :func:`fingerprint`), a shard whose
+fingerprint differs is written again, and shards past the split's new end are removed.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -24,14 +32,40 @@ TRAIN_FIELDS = ("image", "audio", "label", "box", "mask", "present")
 TEST_FIELDS = TRAIN_FIELDS + ("offscreen_audio", "offscreen_label")
 
 
-def _shard_is_complete(path: Path, count: int, seed: int) -> bool:
+def fingerprint(config: SyntheticConfig, seed: int, split: str, total: int, shard_size: int) -> str:
+    """What one split's shards depend on, hashed: a change of any of it rewrites them."""
+    settings = {
+        "config": dataclasses.asdict(config),
+        "seed": seed,
+        "split": split,
+        "total": total,
+        "shard_size": shard_size,
+        "fields": list(TRAIN_FIELDS if split == "train" else TEST_FIELDS),
+    }
+    text = json.dumps(settings, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def _shard_is_complete(path: Path, count: int, print_: str) -> bool:
     if not path.exists():
         return False
     try:
         info = read_info(path)
     except DataError:
         return False
-    return info.count == count and int(info.attrs.get("seed", -1)) == seed
+    return info.count == count and str(info.attrs.get("fingerprint", "")) == print_
+
+
+def _remove_past_end(folder: Path, split: str, shards: int) -> None:
+    """Delete ``synthetic-<split>-NNNNN.h5`` files numbered ``shards`` or more (an earlier,
+    larger run's); parts may race to do it, so a file already gone is fine."""
+    if not folder.is_dir():
+        return
+    pattern = re.compile(rf"^synthetic-{split}-(\d+)\.h5$")
+    for path in folder.iterdir():
+        match = pattern.match(path.name)
+        if match and int(match.group(1)) >= shards:
+            path.unlink(missing_ok=True)
 
 
 def prepare_synthetic(
@@ -56,12 +90,14 @@ def prepare_synthetic(
         fields = TRAIN_FIELDS if split == "train" else TEST_FIELDS
         paths = []
         starts = range(0, total, shard_size)
+        print_ = fingerprint(config, seed, split, total, shard_size)
+        _remove_past_end(out / split, split, len(starts))
         for index in part_range(len(starts), part):
             start = starts[index]
             stop = min(start + shard_size, total)
             path = out / split / shard_name(f"synthetic-{split}", index)
             paths.append(path)
-            if not _shard_is_complete(path, stop - start, seed):
+            if not _shard_is_complete(path, stop - start, print_):
                 scenes = make_scenes(start, stop, seed=seed, split=split, config=config)
                 arrays = {name: scenes[name] for name in fields}
                 arrays["id"] = [f"synthetic-{split}-{seed}-{i:07d}" for i in range(start, stop)]
@@ -73,7 +109,12 @@ def prepare_synthetic(
                     class_names=class_names,
                     sample_rate=config.sample_rate,
                     clip_seconds=config.clip_seconds,
-                    extra_attrs={"seed": seed, "first_index": start, "ground_truth": "boxes"},
+                    extra_attrs={
+                        "seed": seed,
+                        "first_index": start,
+                        "ground_truth": "boxes",
+                        "fingerprint": print_,
+                    },
                 )
             if progress:
                 progress(stop - start)
