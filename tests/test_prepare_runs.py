@@ -136,6 +136,59 @@ def test_kill_during_a_multi_shard_run_then_resume_equals_an_uninterrupted_run(t
     assert len(ShardSet(out)) == 7 and len(set(ShardSet(out).read(range(7), ["id"])["id"])) == 7
 
 
+def _children(pid: int) -> list[int]:
+    """Live (not zombie) processes whose parent is ``pid``, from /proc."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat.rsplit(")", 1)[1].split()
+        if int(fields[1]) == pid and fields[0] != "Z":
+            found.append(int(entry.name))
+    return found
+
+
+def _alive(pid: int) -> bool:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
+
+
+@pytest.mark.large  # starts subprocesses
+@pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="reads /proc")
+def test_killed_prepare_leaves_no_worker_behind(tmp_path):
+    root = tmp_path / "corpus"
+    extracted_corpus(root, 12)
+    out = tmp_path / "out"
+    env = dict(os.environ, **{PAUSE_ENV: "60"})
+    command = [sys.executable, "-m", "cli.main", "prepare", "vggsound", "--root", str(root),
+               "--shard-size", "2", "--image-size", "32", "--workers", "2",
+               "--out", str(out)]  # fmt: skip
+    proc = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while not finished_shards(out) and time.monotonic() < deadline:
+            assert proc.poll() is None, "the run ended before it could be interrupted"
+            time.sleep(0.05)
+        workers = _children(proc.pid)
+        assert len(workers) >= 2, workers  # the pool (and maybe its resource tracker)
+    finally:
+        proc.kill()  # kill -9 of the parent alone, as a crash or the OOM killer would
+        proc.wait()
+    deadline = time.monotonic() + 15
+    while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not [w for w in workers if _alive(w)], "workers outlived their parent"
+
+
 def test_rerun_keeps_shards_and_a_changed_plan_rewrites_them(tmp_path):
     root = tmp_path / "corpus"
     extracted_corpus(root, 5)

@@ -13,6 +13,7 @@ from avloc.data.boxes import BoxError, normalise_boxes, pad_boxes
 from avloc.data.prepare.plan import SampleSpec, Settings, Skip
 from avloc.data.shards import to_pcm16
 from avloc.errors import MediaError
+from avloc.utils.processes import exit_with_parent
 
 
 class _Problem(Exception):
@@ -212,7 +213,12 @@ def results(
 
     batches = [specs[i : i + batch] for i in range(0, len(specs), batch)]
     context = multiprocessing.get_context("spawn")
-    executor = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    executor = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=context,
+        initializer=exit_with_parent,  # a killed `avloc prepare` leaves no worker behind
+        initargs=(os.getpid(),),
+    )
     pending: deque = deque()
     try:
         todo = iter(batches)
