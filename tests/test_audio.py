@@ -333,3 +333,38 @@ def test_save_wav_roundtrip(tmp_path):
     info = sf.info(str(path))
     assert info.subtype == "PCM_16" and info.samplerate == SR
     np.testing.assert_allclose(audio.load_audio(path), x, atol=1 / 32767 + 1e-6)
+
+
+@pytest.mark.parametrize("rate, channels", [(16000, 1), (48000, 2)])
+@pytest.mark.parametrize("center", [None, 0.2, 31.7, 69.9])
+def test_long_files_are_decoded_only_around_the_clip(tmp_path, monkeypatch, rate, channels, center):
+    import soundfile as sf
+
+    from avloc.media import audio
+
+    seconds = 70.0  # over LONG_AUDIO_SECONDS
+    n = int(seconds * rate)
+    t = np.arange(n) / rate
+    wave = 0.3 * np.sin(2 * np.pi * (200 + 3 * t) * t) + 0.05 * np.sin(2 * np.pi * 3000 * t)
+    data = np.stack([wave, -0.5 * wave], axis=1)[:, :channels].astype(np.float32)
+    path = tmp_path / "long.wav"
+    sf.write(path, data, rate, subtype="FLOAT")
+
+    reads = []
+    original = sf.read
+
+    def counting(*args, **kwargs):
+        result = original(*args, **kwargs)
+        reads.append(result[0].shape[0])
+        return result
+
+    monkeypatch.setattr(sf, "read", counting)
+    clip, duration = audio.load_clip(path, 16000, 3.0, center)
+    assert duration == pytest.approx(seconds)
+    assert reads and max(reads) <= (3.0 + 2 * audio.WINDOW_MARGIN_SECONDS) * rate + 2
+    whole = audio.clip_centered(audio.load_audio(path, 16000), 16000, 3.0, center)
+    assert clip.shape == whole.shape == (48000,)
+    if rate == 16000:
+        np.testing.assert_array_equal(clip, whole)  # no resampling: the same samples
+    else:
+        np.testing.assert_allclose(clip, whole, atol=1e-4)  # resampling's round-off only

@@ -39,6 +39,7 @@ __all__ = [
     "clip_centered",
     "load_audio",
     "load_audio_segment",
+    "load_clip",
     "noise_waveform",
     "save_wav",
     "silence_waveform",
@@ -198,18 +199,78 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
     return np.clip(wave, -1.0, 1.0).astype(np.float32, copy=False)
 
 
+#: Files (libsndfile's formats: WAV, FLAC, OGG, ...) longer than this are decoded only around
+#: the clip, so an hour-long recording costs a few seconds of audio, not gigabytes.
+LONG_AUDIO_SECONDS = 60.0
+#: Audio decoded on each side of such a window, seconds, so that resampling sees no edge.
+WINDOW_MARGIN_SECONDS = 0.5
+
+
+def _clip_from_window(name: str, sample_rate: int, seconds: float, center: float | None):
+    """(clip, duration s) decoded from a window of a long libsndfile file, else None."""
+    if Path(name).suffix.lower() in CONTAINER_EXTS or seconds <= 0:
+        return None
+    import soundfile as sf
+
+    try:
+        info = sf.info(name)
+    except Exception:  # not libsndfile's: the whole-file path decides what it is
+        return None
+    rate, frames = int(info.samplerate), int(info.frames)
+    duration = frames / rate if rate else 0.0
+    if duration <= max(LONG_AUDIO_SECONDS, seconds + 2 * WINDOW_MARGIN_SECONDS):
+        return None
+    # The clip's start as clip_centered places it (centre, or the middle; kept inside).
+    start_s = duration / 2 - seconds / 2 if center is None else float(center) - seconds / 2
+    start_s = min(max(start_s, 0.0), duration - seconds)
+    first = max(int((start_s - WINDOW_MARGIN_SECONDS) * rate), 0)
+    last = min(int(np.ceil((start_s + seconds + WINDOW_MARGIN_SECONDS) * rate)), frames)
+    data, _ = sf.read(name, start=first, stop=last, dtype="float32", always_2d=True)
+    wave = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
+    wave = np.nan_to_num(wave, nan=0.0, posinf=1.0, neginf=-1.0)
+    if rate != sample_rate:
+        wave = resample(wave, rate, sample_rate)
+    length = int(round(seconds * sample_rate))
+    offset = int(round((start_s - first / rate) * sample_rate))
+    offset = min(max(offset, 0), max(wave.shape[0] - length, 0))
+    clip = np.clip(wave[offset : offset + length], -1.0, 1.0).astype(np.float32)
+    if clip.shape[0] != length:
+        return None
+    return clip, duration
+
+
+def load_clip(
+    path: str | os.PathLike,
+    sample_rate: int = 16000,
+    seconds: float = 3.0,
+    center: float | None = None,
+) -> tuple[np.ndarray, float]:
+    """``(clip, duration)``: the clip of :func:`load_audio_segment` and the file's length, s.
+
+    Long libsndfile files (over :data:`LONG_AUDIO_SECONDS`) are decoded only around the clip,
+    with :data:`WINDOW_MARGIN_SECONDS` on each side; the clip then equals the whole-file one to
+    within resampling's round-off, and to the sample when no resampling is needed.
+    """
+    name = _check_path(path)
+    windowed = _clip_from_window(name, sample_rate, seconds, center)
+    if windowed is not None:
+        return windowed
+    wave = load_audio(name, sample_rate)
+    try:
+        return clip_centered(wave, sample_rate, seconds, center), wave.shape[0] / sample_rate
+    except ValueError as exc:
+        raise MediaError(f"{name}: {_one_line(exc)}") from None
+
+
 def load_audio_segment(
     path: str | os.PathLike,
     sample_rate: int = 16000,
     seconds: float = 3.0,
     center: float | None = None,
 ) -> np.ndarray:
-    """:func:`load_audio` then :func:`clip_centered`: ``round(seconds * sample_rate)`` samples."""
-    wave = load_audio(path, sample_rate)
-    try:
-        return clip_centered(wave, sample_rate, seconds, center)
-    except ValueError as exc:
-        raise MediaError(f"{os.fspath(path)}: {_one_line(exc)}") from None
+    """:func:`load_audio` then :func:`clip_centered`: ``round(seconds * sample_rate)`` samples
+    (long files decoded only around the clip: :func:`load_clip`)."""
+    return load_clip(path, sample_rate, seconds, center)[0]
 
 
 # --------------------------------------------------------------------------------------------

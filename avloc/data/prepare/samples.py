@@ -81,16 +81,16 @@ def _load_mask(path: str, size: int) -> np.ndarray:
 
 
 def _load_clip(ref_path: str, center: float | None, settings: Settings) -> np.ndarray:
-    from avloc.media.audio import clip_centered, load_audio
+    from avloc.media.audio import load_clip
 
-    wave = _media(ref_path, load_audio, ref_path, settings.sample_rate)
-    seconds = wave.shape[0] / settings.sample_rate
+    clip, seconds = _media(
+        ref_path, load_clip, ref_path, settings.sample_rate, settings.clip_seconds, center
+    )
     if seconds < settings.min_audio_seconds:
         raise _Problem(
             ref_path,
             f"audio too short ({seconds:.2f} s; at least {settings.min_audio_seconds:g} s needed)",
         )
-    clip = clip_centered(wave, settings.sample_rate, settings.clip_seconds, center)
     peak = float(np.abs(clip).max())
     if settings.check_silence and peak < settings.silence_peak:
         where = "around the frame" if center is not None else "in the clip"
