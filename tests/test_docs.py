@@ -87,3 +87,24 @@ def test_help_shows_flags_as_flags():
         assert result.exit_code == 0, result.output
         assert "<bool>" not in result.output, result.output
         assert "--help" in result.output
+
+
+def test_every_relative_link_in_the_readme_and_docs_resolves():
+    pages = [ROOT / "README.md", *DOCS.glob("*.md"), ROOT / "benchmarks" / "README.md"]
+    broken = []
+    for page in pages:
+        text = page.read_text()
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if target.startswith(("http://", "https://", "#", "mailto:")):
+                continue
+            path = (page.parent / target.split("#", 1)[0]).resolve()
+            if not path.exists():
+                broken.append(f"{page.relative_to(ROOT)}: {target}")
+    assert not broken, broken
+
+
+def test_the_readme_is_a_front_page_with_the_two_commands():
+    text = (ROOT / "README.md").read_text()
+    assert len(text.splitlines()) <= 150
+    assert 'python3 -m pip install -e ".[dev]" && scripts/quickstart.sh' in text
+    assert "scripts/test.sh" in text and "docs/" in text
