@@ -461,3 +461,34 @@ def test_interactive_metrics_need_images_with_two_sounds():
     paired = _records(n=4, groups=np.array(["a", "a", "b", "c"]))
     _check_metric_groups(["interactive"], paired, "shards")  # one image with two sounds
     assert "interactive" in score_records(paired, 0.3).metrics
+
+
+def test_overlay_grid_draws_the_ground_truth_contour(tmp_path):
+    from PIL import Image
+
+    from avloc.evaluation.report import overlay_grid
+
+    n, size = 2, 40
+    images = np.zeros((n, size, size, 3), np.uint8)
+    maps = {"positive": np.zeros((n, size, size), np.float32)}
+    maps["positive"][:, 0, 0] = 1.0  # a colour scale; the rest of the map is one colour
+    gt = np.zeros((n, size, size), np.float32)
+    gt[:, 10:30, 10:30] = 1.0
+    ids = ["a-very-long-sample-identifier-0001", "b"]
+    classes = ["dog", "cat"]
+    empty = np.zeros_like(gt)  # nothing to draw: the same figure without contours
+    plain = overlay_grid(
+        "m", images, maps, 2.0, ids, tmp_path / "plain.png", ground_truth=empty, classes=classes
+    )
+    drawn = overlay_grid(
+        "m", images, maps, 2.0, ids, tmp_path / "gt.png", ground_truth=gt, classes=classes
+    )
+    a = np.asarray(Image.open(plain).convert("RGB")).astype(int)
+    b = np.asarray(Image.open(drawn).convert("RGB")).astype(int)
+    assert a.shape == b.shape
+    changed = np.abs(a - b).sum(axis=2) > 150
+    assert changed.sum() > 50  # the contours
+    lighter = b[changed].sum(axis=1) > a[changed].sum(axis=1)
+    assert lighter.mean() > 0.95  # light strokes on the dark tiles where the picture changed
+    rows, cols = np.nonzero(changed)
+    assert (b[rows, cols] > 200).all(axis=1).sum() > 50  # and white at their core

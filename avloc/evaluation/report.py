@@ -248,13 +248,20 @@ def overlay_grid(
     uth: float,
     ids: Sequence[str],
     path: Path,
+    ground_truth: np.ndarray | None = None,
+    classes: Sequence[str] | None = None,
 ) -> Path:
     """A grid of heatmap overlays: one row per sample, one column per audio condition.
 
     Args:
         images: uint8 ``(n, S, S, 3)``; maps: ``{condition: float32 (n, S, S)}`` raw cosine.
         uth: the universal threshold drawn as the outlined region.
+        ground_truth: float ``(n, S, S)`` in [0, 1] (boxes or mask), drawn as a dashed white
+            contour at 0.5 on every tile; ``classes``: the sounding class of each row.
+    Row labels hold the whole sample id (wrapped) and its class.
     """
+    import textwrap
+
     from avloc.media.overlay import overlay_heatmap
 
     plt = _pyplot()
@@ -274,14 +281,22 @@ def overlay_grid(
             ax.imshow(overlay_heatmap(images[row], heat, threshold=uth, value_range=value_range))
             ax.set_xticks([])
             ax.set_yticks([])
+            if ground_truth is not None and np.ptp(ground_truth[row]) > 0:
+                ax.contour(
+                    ground_truth[row], levels=[0.5], colors="white", linewidths=1.2,
+                    linestyles="dashed",
+                )  # fmt: skip
             ax.set_xlabel(f"max {heat.max():.3f}", fontsize=7)
             if row == 0:
                 ax.set_title(CONDITION_TITLES.get(condition, condition), fontsize=9)
             if col == 0:
-                ax.set_ylabel(str(ids[row])[-18:], fontsize=7)
+                label = "\n".join(textwrap.wrap(str(ids[row]), 20, break_on_hyphens=False))
+                if classes is not None and classes[row]:
+                    label += f"\n({classes[row]})"
+                ax.set_ylabel(label, fontsize=6)
     fig.suptitle(
         f"{name}: heatmaps, colours {lo:.3f} (blue) to {hi:.3f} (red); outline: map > Uth = "
-        f"{uth:.3f}",
+        f"{uth:.3f}" + ("; dashed white: ground truth" if ground_truth is not None else ""),
         fontsize=10,
     )
     return _save(fig, path)

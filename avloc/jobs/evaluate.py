@@ -30,6 +30,7 @@ from avloc.config import (
 from avloc.data.shards import ShardSet
 from avloc.errors import DataError, RecipeError
 from avloc.evaluation import report
+from avloc.evaluation.ground_truth import ground_truth_maps
 from avloc.evaluation.scoring import score_records
 from avloc.maps.conditions import POSITIVE
 from avloc.maps.records import SampleRecords, collect_records, load_records, save_records
@@ -214,6 +215,14 @@ def _choose_uth(
     )
 
 
+def _class_names(records: SampleRecords, k: int) -> list[str] | None:
+    """The sounding class of the first ``k`` samples, or None without labels."""
+    if records.labels is None or not records.class_names:
+        return None
+    names = list(records.class_names)
+    return [names[int(i)] if 0 <= int(i) < len(names) else "" for i in records.labels[:k]]
+
+
 def _two_sound_images(groups) -> int:
     """How many groups hold exactly two samples (IS3's images with two sounding objects)."""
     if groups is None:
@@ -346,6 +355,11 @@ def evaluate(
             images = shards.read(np.arange(k), ["image"])["image"]
             images = np.stack([resize_uint8(img, records.map_size) for img in images])
             maps = {c: upsample(m[:k], records.map_size) for c, m in records.maps.items()}
+            gt = (
+                ground_truth_maps(records, np.arange(k), records.map_size)
+                if records.gt_rule
+                else None
+            )
             files.append(
                 report.overlay_grid(
                     source.name,
@@ -354,6 +368,8 @@ def evaluate(
                     chosen,
                     records.ids[:k],
                     plots / f"overlays_{source.name}.png",
+                    ground_truth=gt,
+                    classes=_class_names(records, k),
                 )
             )
     plot = report.plot_success_curves(curves, out_dir / "plots" / "success_curves.png")
