@@ -105,6 +105,14 @@ def evaluate(
         Path | None, typer.Option("--data-root", help="Where names resolve (default data/)")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON")] = False,
+    floors: Annotated[
+        bool,
+        typer.Option(
+            "--floors/--no-floors",
+            help="Add audio-free reference rows (whole image, centre prior, random map) scored "
+            "the same way (docs/protocol.md, 'Floors')",
+        ),
+    ] = True,
 ) -> None:
     """Evaluate models with positive, silence, noise and offscreen audio (docs/protocol.md)."""
     with user_errors():
@@ -165,18 +173,22 @@ def evaluate(
                 overlays=overlays,
                 data_root_dir=data_root,
                 progress=progress,
+                floors=floors,
             )
         verdicts = {}
         if verdict:
             from avloc.evaluation.verdict import judge
 
-            verdicts = {row["name"]: judge(row["metrics"]) for row in result.rows}
+            verdicts = {
+                row["name"]: judge(row["metrics"]) for row in result.rows if not row.get("floor")
+            }
         if as_json:
             if verdict:
                 from avloc.evaluation.verdict import verdict_json
 
                 for row in result.rows:
-                    row["verdict"] = verdict_json(verdicts[row["name"]])
+                    if row["name"] in verdicts:
+                        row["verdict"] = verdict_json(verdicts[row["name"]])
             typer.echo(json.dumps({"models": result.rows}, indent=2))
         else:
             typer.echo(result.text.rstrip())

@@ -492,3 +492,29 @@ def test_overlay_grid_draws_the_ground_truth_contour(tmp_path):
     assert lighter.mean() > 0.95  # light strokes on the dark tiles where the picture changed
     rows, cols = np.nonzero(changed)
     assert (b[rows, cols] > 200).all(axis=1).sum() > 50  # and white at their core
+
+
+def test_floors_score_what_an_audio_free_map_gets():
+    from avloc.evaluation.floors import FLOOR_UTH, floor_maps, floor_records
+    from avloc.jobs.evaluate import floor_rows
+
+    rec = _records(n=6)
+    whole = score_records(floor_records(rec, "whole image"), FLOOR_UTH).metrics
+    for condition in ("silence", "noise", "offscreen"):
+        assert whole[condition]["pia"] == 100.0  # never abstains
+    # The whole-image map's universal cIoU is the box area over the image, per sample.
+    gts = ground_truth_maps(rec, np.arange(6), rec.map_size)
+    expected = 100 * np.mean(gts.sum(axis=(1, 2)) / gts[0].size)
+    assert whole["positive"]["universal"]["ciou_mean"] == pytest.approx(expected, rel=1e-6)
+    random = floor_maps("random map", 3, 4, 4, seed=7)
+    assert np.array_equal(random, floor_maps("random map", 3, 4, 4, seed=7))
+    assert not np.array_equal(random[0], random[1])
+    centre = floor_maps("centre prior", 1, 5, 5)[0]
+    assert centre.argmax() == 12 and centre.max() == pytest.approx(np.exp(-0.0))
+    rows = floor_rows(rec, None, seed=0)
+    assert [r["name"] for r in rows] == ["floor: whole image", "floor: centre prior",
+                                         "floor: random map"]  # fmt: skip
+    assert all(r["floor"] and "retrieval" not in r["metrics"] for r in rows)
+    seps = [r["metrics"]["global"]["sep"] for r in rows]
+    assert seps[0] == pytest.approx(0.0) and seps[1] == pytest.approx(0.0)  # equal maxima
+    assert seps[2] <= 0.0  # Q1 minus Q3 of one distribution

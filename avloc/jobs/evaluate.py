@@ -30,6 +30,7 @@ from avloc.config import (
 from avloc.data.shards import ShardSet
 from avloc.errors import DataError, RecipeError
 from avloc.evaluation import report
+from avloc.evaluation.floors import FLOOR_UTH, FLOORS, floor_records
 from avloc.evaluation.ground_truth import ground_truth_maps
 from avloc.evaluation.scoring import score_records
 from avloc.maps.conditions import POSITIVE
@@ -215,6 +216,30 @@ def _choose_uth(
     )
 
 
+def floor_rows(
+    records: SampleRecords, metric_groups: Sequence[str] | None, seed: int
+) -> list[dict[str, Any]]:
+    """One table row per audio-free floor, on ``records``' samples (no retrieval)."""
+    rows = []
+    for kind in FLOORS:
+        scores = score_records(floor_records(records, kind, seed), FLOOR_UTH)
+        metrics = _filter_metrics(scores.metrics, metric_groups)
+        metrics.pop("retrieval", None)
+        rows.append(
+            {
+                "name": f"floor: {kind}",
+                "source": "audio-free",
+                "uth": FLOOR_UTH,
+                "uth_source": "floor",
+                "calibration": None,
+                "samples": len(records),
+                "metrics": metrics,
+                "floor": True,
+            }
+        )
+    return rows
+
+
 def _class_names(records: SampleRecords, k: int) -> list[str] | None:
     """The sounding class of the first ``k`` samples, or None without labels."""
     if records.labels is None or not records.class_names:
@@ -280,8 +305,13 @@ def evaluate(
     overlays: int = 4,
     data_root_dir: str | Path | None = None,
     progress: Callable[[str, int], Callable[[int], None]] | None = None,
+    floors: bool = True,
 ) -> EvalResult:
-    """Evaluate every source on ``dataset``; ``progress(label, total)`` returns an advance fn."""
+    """Evaluate every source on ``dataset``; ``progress(label, total)`` returns an advance fn.
+
+    With ``floors`` (and ground truth), the audio-free rows of :mod:`avloc.evaluation.floors`
+    follow the models, scored on the first model's samples and marked ``"floor": true``.
+    """
     from avloc.models.io import load_network
 
     if control is not None and control not in CONTROLS:
@@ -295,6 +325,7 @@ def evaluate(
         raise DataError("--dataset is required to evaluate a checkpoint")
 
     rows: list[dict[str, Any]] = []
+    first_records: SampleRecords | None = None
     curves: list[tuple[str, dict[str, np.ndarray]]] = []
     files: list[Path] = []
     for source in sources:
@@ -331,6 +362,7 @@ def evaluate(
             }
             files.append(save_records(records, out_dir / "samples" / f"{source.name}.npz"))
         _check_metric_groups(metric_groups, records, source.source)
+        first_records = records if first_records is None else first_records
         scores = score_records(records, chosen)
         metrics = _filter_metrics(scores.metrics, metric_groups)
         rows.append(
@@ -372,6 +404,8 @@ def evaluate(
                     classes=_class_names(records, k),
                 )
             )
+    if floors and first_records is not None and first_records.gt_rule:
+        rows += floor_rows(first_records, metric_groups, seed)
     plot = report.plot_success_curves(curves, out_dir / "plots" / "success_curves.png")
     files += [plot] if plot else []
     title = name or "saved results"

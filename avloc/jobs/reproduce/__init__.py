@@ -53,20 +53,12 @@ class ReproduceResult:
 
 
 def centre_prior_records(records):
-    """The same records with every map replaced by one audio-free centred Gaussian bump.
-
-    The map is ``exp(-r^2 / (2 sigma^2))`` with ``sigma`` a quarter of the map side, at the
-    records' map resolution; adaptive thresholds keep its top-k pixels, a centred disc.
+    """The same records with every map replaced by one audio-free centred Gaussian bump
+    (:mod:`avloc.evaluation.floors`); adaptive thresholds keep its top-k pixels, a centred disc.
     """
-    import copy
+    from avloc.evaluation.floors import floor_records
 
-    size = records.maps["positive"].shape[-1]
-    grid = (np.arange(size) + 0.5) / size - 0.5
-    r2 = grid[:, None] ** 2 + grid[None, :] ** 2
-    bump = np.exp(-r2 / (2 * 0.25**2)).astype(np.float32)
-    prior = copy.copy(records)
-    prior.maps = {c: np.broadcast_to(bump, m.shape).copy() for c, m in records.maps.items()}
-    return prior
+    return floor_records(records, "centre prior")
 
 
 def _settings(budget: Budget, jobs: list[Job], command: str, seconds: float, quick: bool):
