@@ -51,6 +51,9 @@ class DataConfig:
     limit: int = 0  # use only the first N training samples (0 = all): a small-run switch
     # training's noise negatives: white (SPEC), pink or brown (avloc.media.audio.NOISE_COLORS)
     noise_color: Literal["white", "pink", "brown"] = "white"
+    # true: the loader hands over waveforms and the training step computes the spectrograms
+    # (avloc.models.spectrogram, on the GPU when there is one); the same values either way
+    spectrogram_on_device: bool = False
 
 
 @dataclass(frozen=True)

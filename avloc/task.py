@@ -4,7 +4,9 @@
 :class:`~avloc.models.avnet.AudioVisualNet`. Its ``call`` takes the loader's batch
 
 - ``image`` ``(B, H, W, 3)``, ``audio`` ``(B, F, T, 1)`` and, when a term needs it,
-  ``noise`` ``(B, F, T, 1)`` (one noise spectrogram per image),
+  ``noise`` ``(B, F, T, 1)`` (one noise spectrogram per image); or, with
+  ``data.spectrogram_on_device``, ``audio`` and ``noise`` as float32 waveforms ``(B, samples)``,
+  turned into the same spectrograms inside the step (:mod:`avloc.models.spectrogram`),
 
 runs the audio encoder once on ``[audio; noise; silence]`` and returns the network outputs
 ``v_map``, ``a_emb`` plus ``a_noise`` ``(B, D)`` and ``a_silence`` ``(1, D)`` when needed.
@@ -48,10 +50,13 @@ class LocalizationTask(keras.Model):
         terms: dict[str, LossTerm],
         silence_spectrogram: np.ndarray | None = None,
         batch: LocalBatch | None = None,
+        sample_rate: int = 16000,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.net = net
+        #: Of waveform inputs (``data.spectrogram_on_device``), Hz.
+        self.sample_rate = int(sample_rate)
         self.terms = dict(terms)
         if batch is not None:
             for term in self.terms.values():
@@ -84,11 +89,11 @@ class LocalizationTask(keras.Model):
 
     def compute_outputs(self, inputs, training=False):
         """The forward pass itself (``call`` may route it through a data-parallel engine)."""
-        image, audio = inputs["image"], inputs["audio"]
+        image, audio = inputs["image"], self._spectrogram(inputs["audio"])
         batch = ops.shape(audio)[0]
         parts = [audio]
         if self.needs_noise:
-            parts.append(inputs["noise"])
+            parts.append(self._spectrogram(inputs["noise"]))
         if self.needs_silence:
             parts.append(ops.cast(ops.convert_to_tensor(self._silence), audio.dtype))
         spectrograms = ops.concatenate(parts, axis=0) if len(parts) > 1 else audio
@@ -104,6 +109,14 @@ class LocalizationTask(keras.Model):
         if self.needs_silence:
             outputs["a_silence"] = a_all[offset : offset + 1]
         return outputs
+
+    def _spectrogram(self, audio):
+        """Waveforms ``(B, samples)`` -> spectrograms ``(B, F, T, 1)``; spectrograms as given."""
+        if len(audio.shape) != 2:
+            return audio
+        from avloc.models.spectrogram import log_spectrogram
+
+        return log_spectrogram(audio, self.sample_rate)
 
     def loss_terms(self, y_pred) -> dict:
         """Unweighted value of every term, by name."""

@@ -98,7 +98,9 @@ def iterate_epoch(dataset) -> list[float]:
 class LoaderRun:
     """One configuration; each call is one round (epoch) and returns steady samples/s."""
 
-    def __init__(self, shards, args, workers: int, processes: bool, noise: bool):
+    def __init__(
+        self, shards, args, workers: int, processes: bool, noise: bool, waveforms: bool = False
+    ):
         from avloc.data.loader import TrainBatches
 
         self.workers = workers
@@ -114,6 +116,7 @@ class LoaderRun:
             workers=workers,
             use_multiprocessing=processes,
             max_queue_size=args.max_queue_size,
+            waveforms=waveforms,
         )
         self.rounds: list[dict[str, float]] = []
 
@@ -240,6 +243,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", default="1,2", help="comma-separated worker counts")
     parser.add_argument("--modes", default="threads,processes", help="threads, processes")
     parser.add_argument("--noise", default="off,on", help="noise input: off, on")
+    parser.add_argument(
+        "--audio",
+        default="spectrogram",
+        help="comma list: spectrogram (the loader computes them), waveform "
+        "(data.spectrogram_on_device: the training step does)",
+    )
     parser.add_argument("--max-queue-size", type=int, default=8)
     parser.add_argument("--piece-samples", type=int, default=64, help="samples per piece timing")
     parser.add_argument("--json", type=Path, help="also write the results here")
@@ -271,11 +280,17 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         configs = {}
-        for noise in noises:
-            for mode in modes:
-                for w in counts:
-                    name = f"{mode} x{w}, noise {'on' if noise else 'off'}"
-                    configs[name] = LoaderRun(shards, args, w, mode == "processes", noise)
+        audios = [a.strip() for a in args.audio.split(",") if a.strip()]
+        for audio in audios:
+            for noise in noises:
+                for mode in modes:
+                    for w in counts:
+                        name = f"{mode} x{w}, noise {'on' if noise else 'off'}"
+                        if audio == "waveform":
+                            name += ", waveforms"
+                        configs[name] = LoaderRun(
+                            shards, args, w, mode == "processes", noise, audio == "waveform"
+                        )
         print(f"timing {len(configs)} loader configurations ...", flush=True)
         values, failed = alternate(
             configs,
@@ -296,6 +311,7 @@ def main(argv: list[str] | None = None) -> int:
             "mode": "processes" if run.dataset.use_multiprocessing else "threads",
             "workers": run.workers,
             "noise": run.dataset.with_noise,
+            "audio": "waveform" if run.dataset.waveforms else "spectrogram",
             "steady_samples_per_s": stats,
             "steady_per_worker": stats["median"] / run.workers if stats["median"] else None,
             "with_startup_samples_per_s": summarize([r["with_startup"] for r in run.rounds]),

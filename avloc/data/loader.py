@@ -8,6 +8,9 @@ Each batch is a dict (float32, channels last):
 - ``noise``: ``(B, F, T, 1)`` spectrogram of a fresh clipped-N(0, 1) clip per image, only when
   ``with_noise`` (SSL-SaN's ``a_N_j``). Silence is constant and lives in the task.
 
+With ``waveforms`` (``data.spectrogram_on_device``) ``audio`` and ``noise`` are the float32 clips
+``(B, samples)`` themselves, and the training step computes the spectrograms.
+
 Determinism: batch ``i`` of epoch ``e`` depends only on ``(seed, e, i)``: the epoch's sample order
 is ``default_rng([seed, e]).permutation(N)`` and every random draw of the batch (crops, flips,
 noise) comes from ``default_rng([seed, e, i])``. Batches can thus be built in any order by any
@@ -55,6 +58,7 @@ class TrainBatches(keras.utils.PyDataset):
         use_multiprocessing: bool = False,
         max_queue_size: int = 8,
         rows: tuple[int, int] | None = None,
+        waveforms: bool = False,
     ):
         super().__init__(
             workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size
@@ -77,6 +81,9 @@ class TrainBatches(keras.utils.PyDataset):
         self.epoch = epoch
         self.first_batch = first_batch  # > 0 only for the remainder of a resumed epoch
         self.rows = rows
+        #: Hand over float32 waveforms ``(B, samples)`` instead of spectrograms (the training
+        #: step computes them: ``data.spectrogram_on_device``).
+        self.waveforms = bool(waveforms)
         if rows is not None and not 0 <= rows[0] < rows[1] <= batch_size:
             raise ValueError(f"rows {rows} are not a part of a batch of {batch_size}")
         self.clip_samples = int(round(shards.attrs["sample_rate"] * shards.attrs["clip_seconds"]))
@@ -99,7 +106,7 @@ class TrainBatches(keras.utils.PyDataset):
                 for img in rows["image"]
             ]
         )
-        out = {"image": images, "audio": spectrogram(rows["audio"])[..., None]}
+        out = {"image": images, "audio": self.audio_input(rows["audio"])}
         if self.with_noise:
             noise = np.stack(
                 [
@@ -107,8 +114,14 @@ class TrainBatches(keras.utils.PyDataset):
                     for _ in range(len(images))
                 ]
             )
-            out["noise"] = spectrogram(noise)[..., None]
+            out["noise"] = self.audio_input(noise)
         return out
+
+    def audio_input(self, waves: np.ndarray) -> np.ndarray:
+        """Float32 ``(B, samples)`` as given (``waveforms``), else spectrograms ``(B, F, T, 1)``."""
+        if self.waveforms:
+            return np.ascontiguousarray(waves, dtype=np.float32)
+        return spectrogram(waves)[..., None]
 
     def make_rows(self, epoch: int, batch: int, start: int, stop: int) -> dict[str, np.ndarray]:
         """Rows ``start:stop`` of ``make_batch(epoch, batch)``, decoding only those."""
@@ -122,13 +135,13 @@ class TrainBatches(keras.utils.PyDataset):
                 images.append(preprocess_train(image, rng, self.image_size, self.train_resize))
             else:
                 train_crop(rng, height, width, self.image_size, self.train_resize)
-        out = {"image": np.stack(images), "audio": spectrogram(rows["audio"])[..., None]}
+        out = {"image": np.stack(images), "audio": self.audio_input(rows["audio"])}
         if self.with_noise:
             noise = [
                 noise_waveform(rng, self.clip_samples, self.noise_color)
                 for _ in range(self.batch_size)
             ]
-            out["noise"] = spectrogram(np.stack(noise[start:stop]))[..., None]
+            out["noise"] = self.audio_input(np.stack(noise[start:stop]))
         return out
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:

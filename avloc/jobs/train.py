@@ -153,7 +153,9 @@ def build_task(
         terms = build_terms(recipe.loss)
         silence = silence_spectrogram(recipe)
         batch = placement.batch_view() if placement is not None else None
-        task = LocalizationTask(net, terms, silence, batch=batch, name="task")
+        task = LocalizationTask(
+            net, terms, silence, batch=batch, sample_rate=recipe.data.sample_rate, name="task"
+        )
     t = recipe.train
     optimizer = build_optimizer(t, total_steps)  # decay mode: train.weight_decay_mode
     task.compile(optimizer=optimizer, jit_compile=t.jit_compile)
@@ -525,6 +527,7 @@ def _train_locked(recipe, run_dir, shards, placement, verbose) -> TrainResult:
         use_multiprocessing=recipe.data.use_multiprocessing,
         max_queue_size=recipe.data.max_queue_size,
         rows=placement.loader_rows(t.batch_size),
+        waveforms=recipe.data.spectrogram_on_device,
     )
     callbacks: list[keras.callbacks.Callback] = [
         EpochCounter(),  # task.epoch for the loss terms' start_epoch (warm-up)
