@@ -10,6 +10,8 @@ import typer
 
 from cli.app import app, progress_columns, quiet_frameworks, user_errors
 
+EXAMPLE = "Example: avloc eval --dataset vggss --run runs/sslsan --out runs/sslsan/eval --verdict"
+
 
 def evaluate(
     dataset: Annotated[
@@ -207,5 +209,5 @@ def evaluate(
                 raise typer.Exit(3)
 
 
-app.command("eval")(evaluate)
-app.command("evaluate", hidden=True)(evaluate)
+app.command("eval", epilog=EXAMPLE)(evaluate)
+app.command("evaluate", hidden=True, epilog=EXAMPLE)(evaluate)

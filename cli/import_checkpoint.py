@@ -12,8 +12,12 @@ import typer
 
 from cli.app import app, quiet_frameworks, user_errors
 
+EXAMPLE = (
+    "Example: avloc import-checkpoint ezvsl_vggss144k.pth --arch ezvsl --out models/ezvsl.keras"
+)
 
-@app.command("import-checkpoint")
+
+@app.command("import-checkpoint", epilog=EXAMPLE)
 def import_checkpoint(
     checkpoint: Annotated[
         Path, typer.Argument(help="PyTorch checkpoint (.pth) of a published model")

@@ -17,6 +17,11 @@ import typer
 from avloc.media.formats import MANIFEST_EXTS, VIDEO_EXTS
 from cli.app import app, progress_columns, quiet_frameworks, user_errors
 
+EXAMPLE = (
+    "Example: avloc localize photo.jpg sound.wav --run runs/quickstart -o heat.png "
+    "(a video: avloc localize clip.mp4 --run runs/quickstart -o heat.mp4)"
+)
+
 
 def _single_output(out: Path | None, name: str) -> Path:
     if out is None:
@@ -26,7 +31,7 @@ def _single_output(out: Path | None, name: str) -> Path:
     return out
 
 
-@app.command()
+@app.command(epilog=EXAMPLE)
 def localize(
     inputs: Annotated[
         list[Path],

@@ -94,7 +94,10 @@ def _run(
             typer.echo(f"skipped 0 inputs (report: {result.report})")
 
 
-@prepare_app.command("synthetic")
+@prepare_app.command(
+    "synthetic",
+    epilog="Example: avloc prepare synthetic --out data/synthetic --train 1200 --test 200",
+)
 def prepare_synthetic(
     out: Annotated[Path, typer.Option("--out", help="Output directory")],
     train: Annotated[int, typer.Option("--train", min=0, help="Training samples")] = 1200,
@@ -135,7 +138,11 @@ def prepare_synthetic(
             typer.echo(f"{split}: {len(paths)} shard(s) in {out / split}")
 
 
-@prepare_app.command("vggsound")
+@prepare_app.command(
+    "vggsound",
+    epilog="Example: avloc prepare vggsound --root VGGSound/ --ids vggss_144k.txt "
+    "--out data/vggsound144k --workers 8",
+)
 def prepare_vggsound(
     root: Annotated[Path, typer.Option("--root", help="Videos, or frames/ + audio/")],
     out: Out,
@@ -170,7 +177,11 @@ def prepare_vggsound(
     )
 
 
-@prepare_app.command("vggss")
+@prepare_app.command(
+    "vggss",
+    epilog="Example: avloc prepare vggss --root VGGSound/ --annotations vggss.json "
+    "--out data/vggss",
+)
 def prepare_vggss(
     root: Annotated[Path, typer.Option("--root", help="Videos, or frames/ + audio/")],
     annotations: Annotated[Path, typer.Option("--annotations", help="vggss.json")],
@@ -207,7 +218,9 @@ def prepare_vggss(
     )
 
 
-@prepare_app.command("flickr")
+@prepare_app.command(
+    "flickr", epilog="Example: avloc prepare flickr --root Flickr-SoundNet/ --out data/flickr"
+)
 def prepare_flickr(
     root: Annotated[Path, typer.Option("--root", help="Annotations/, frames/, audio/")],
     out: Out,
@@ -254,7 +267,9 @@ def prepare_flickr(
     )
 
 
-@prepare_app.command("is3")
+@prepare_app.command(
+    "is3", epilog="Example: avloc prepare is3 --annotations synthetic3240_bbox.json --out data/is3"
+)
 def prepare_is3(
     annotations: Annotated[
         Path, typer.Option("--annotations", help="synthetic3240_bbox.json (image, audio, gt_box)")
@@ -297,7 +312,10 @@ def prepare_is3(
     )
 
 
-@prepare_app.command("avsbench-s4")
+@prepare_app.command(
+    "avsbench-s4",
+    epilog="Example: avloc prepare avsbench-s4 --root AVSBench/Single-source --out data/s4",
+)
 def prepare_avsbench_s4(
     root: Annotated[Path, typer.Option("--root", help="Single-source/ (s4_meta_data.csv)")],
     out: Out,
@@ -337,7 +355,9 @@ def prepare_avsbench_s4(
     )
 
 
-@prepare_app.command("manifest")
+@prepare_app.command(
+    "manifest", epilog="Example: avloc prepare manifest my_data.jsonl --name mine --out data/mine"
+)
 def prepare_manifest(
     manifest: Annotated[Path, typer.Argument(help="JSON Lines manifest (docs/formats.md)")],
     out: Out,
@@ -388,7 +408,9 @@ def prepare_manifest(
     )
 
 
-@prepare_app.command("inspect")
+@prepare_app.command(
+    "inspect", epilog="Example: avloc prepare inspect data/vggss --png inspect.png"
+)
 def inspect(
     shards: Annotated[Path, typer.Argument(help="A shard file or a directory of shards")],
     png: Annotated[

@@ -9,8 +9,13 @@ import typer
 
 from cli.app import app, quiet_frameworks, user_errors
 
+EXAMPLE = (
+    "Example: avloc pretrain recipes/synthetic/visual_trunk.toml "
+    "--out data/synthetic/visual_trunk.pth"
+)
 
-@app.command()
+
+@app.command(epilog=EXAMPLE)
 def pretrain(
     recipe: Annotated[
         Path, typer.Argument(help="Pretraining recipe, e.g. recipes/synthetic/visual_trunk.toml")

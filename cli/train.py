@@ -15,8 +15,10 @@ import typer
 
 from cli.app import app, quiet_frameworks, user_errors
 
+EXAMPLE = "Example: avloc train recipes/sslsan.toml --run-dir runs/sslsan --set train.batch_size=64"
 
-@app.command()
+
+@app.command(epilog=EXAMPLE)
 def train(
     recipe: Annotated[Path, typer.Argument(help="Recipe TOML, e.g. recipes/quickstart.toml")],
     run_dir: Annotated[

@@ -70,6 +70,7 @@ def test_every_cli_option_has_help_and_cites_only_shipped_docs():
             help_text = getattr(param, "help", None)
             assert help_text, f"{name} {'/'.join(param.opts)}: no help text"
             texts.append(help_text)
+        assert (command.epilog or "").startswith("Example: avloc "), f"{name}: no example"
         for text in texts:
             assert "SPEC" not in text, f"{name}: help cites SPEC, which does not ship: {text!r}"
             for cited in re.findall(r"docs/[\w./-]+\.md", text):
