@@ -37,19 +37,20 @@ CALIBRATION_AUDIO: tuple[str, ...] = typing.get_args(CalibrationAudio)
 
 @dataclass(frozen=True)
 class DataConfig:
-    """Where the shards are and how samples become model inputs (SPEC 1)."""
+    """Where the shards are and how samples become model inputs (docs/method.md)."""
 
     train: str = ""  # shard directory (or a single .h5 file) for training
     test: str = ""  # shard directory for evaluation
-    image_size: int = 224  # model input side, pixels (SPEC 1.2)
-    train_resize: int = 246  # shorter side before the random crop (SPEC 1.2)
-    sample_rate: int = 16000  # Hz (SPEC 1.1)
-    clip_seconds: float = 3.0  # seconds of audio per sample (SPEC 1.1)
+    image_size: int = 224  # model input side, pixels (docs/method.md)
+    train_resize: int = 246  # shorter side before the random crop (docs/method.md)
+    sample_rate: int = 16000  # Hz (docs/method.md)
+    clip_seconds: float = 3.0  # seconds of audio per sample (docs/method.md)
     workers: int = 2  # loader workers (threads unless use_multiprocessing)
     use_multiprocessing: bool = False
     max_queue_size: int = 8
     limit: int = 0  # use only the first N training samples (0 = all): a small-run switch
-    # training's noise negatives: white (SPEC), pink or brown (avloc.media.audio.NOISE_COLORS)
+    # training's noise negatives: white (the paper's), pink or brown
+    # (avloc.media.audio.NOISE_COLORS)
     noise_color: Literal["white", "pink", "brown"] = "white"
     # true: the loader hands over waveforms and the training step computes the spectrograms
     # (avloc.models.spectrogram, on the GPU when there is one); the same values either way
@@ -58,7 +59,7 @@ class DataConfig:
 
 @dataclass(frozen=True)
 class VisualConfig:
-    """ResNet-18 visual encoder (SPEC 2)."""
+    """ResNet-18 visual encoder (docs/method.md)."""
 
     width: int = 64  # channels of the first stage; stages use width * (1, 2, 4, 8)
     blocks: tuple[int, ...] = (2, 2, 2, 2)  # basic blocks per stage
@@ -69,7 +70,7 @@ class VisualConfig:
 
 @dataclass(frozen=True)
 class AudioEncoderConfig:
-    """ResNet-18 audio encoder on the 1-channel log spectrogram, trained from scratch (SPEC 2)."""
+    """ResNet-18 audio encoder on the 1-channel log spectrogram, from scratch (docs/method.md)."""
 
     width: int = 64
     blocks: tuple[int, ...] = (2, 2, 2, 2)

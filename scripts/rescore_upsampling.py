@@ -1,6 +1,6 @@
 """Adaptive cIoU@0.5 of saved per-sample records under two upsampling rules (no retraining).
 
-SPEC's protocol (and the published evaluators) upsample the h x w map with bilinear
+avloc's protocol (and the published evaluators) upsample the h x w map with bilinear
 interpolation and aligned corners: cell i is drawn at pixel i (S - 1) / (h - 1). The half-pixel
 rule (``align_corners=False``) draws it at (i + 0.5) S / h - 0.5, the centre of the image region
 the cell covers. Rescoring the same maps both ways isolates what the drawing alone costs.

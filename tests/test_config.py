@@ -365,7 +365,7 @@ def test_cli_train_bad_override(tmp_path):
 def test_noise_color_is_checked():
     recipe = load_recipe(QUICKSTART, ["data.noise_color=pink"])
     assert recipe.data.noise_color == "pink"
-    assert load_recipe(QUICKSTART).data.noise_color == "white"  # the SPEC default
+    assert load_recipe(QUICKSTART).data.noise_color == "white"  # the paper's default
     with pytest.raises(RecipeError, match=r"data.noise_color: expected one of .*'pink'"):
         load_recipe(QUICKSTART, ["data.noise_color=blue"])
     from avloc.config import DataConfig

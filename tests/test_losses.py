@@ -1,4 +1,4 @@
-"""Loss terms (SPEC 3) against naive per-sample references, hand-computed values and gradients.
+"""Loss terms (docs/method.md) vs naive per-sample references, hand-computed values, gradients.
 
 Terms: ``ezvsl`` (EZ-VSL / marginNCE / SSL-SaN negatives), ``silence_map``, ``noise_map``,
 FNAC's ``fnac_fns1``, ``fnac_fns2``, ``fnac_tne`` and LVS's ``lvs``. FNAC and LVS gradients are
@@ -474,7 +474,7 @@ def test_registry_rejects_empty_loss():
 
 
 # ------------------------------------------------------------------------------------------
-# FNAC (SPEC 3; seed 004): naive float64 loops, hand-computed cases, finite differences
+# FNAC (docs/method.md; seed 004): naive float64 loops, hand-computed cases, finite differences
 
 
 def naive_row_softmax(m: np.ndarray) -> np.ndarray:
@@ -630,7 +630,7 @@ def test_fnac_gradients_match_finite_differences_of_naive_loop(name):
 
 
 # ------------------------------------------------------------------------------------------
-# LVS (SPEC 3): naive float64 loop, hand-computed case, finite differences
+# LVS (docs/method.md): naive float64 loop, hand-computed case, finite differences
 
 
 def naive_sigmoid(x: float) -> float:

@@ -1,5 +1,5 @@
-"""The audio-visual network (SPEC 2): shapes, parity with a plain-PyTorch ResNet-18, similarity
-maps, upsampling, and save/load."""
+"""The audio-visual network (docs/method.md): shapes, parity with a plain-PyTorch ResNet-18,
+similarity maps, upsampling, and save/load."""
 
 from __future__ import annotations
 

@@ -3,7 +3,7 @@
 Each test writes the media (JPEGs, PNGs, WAVs with PIL/soundfile; MP4s with PyAV) and the
 annotations in the corpus's own format, prepares them, and checks what the shards hold against
 what was written: the frame at the right timestamp, 16 kHz audio of the right length cut at
-the right place, boxes converted exactly as SPEC 4.2 / 5 say.
+the right place, boxes converted exactly as docs/protocol.md and docs/formats.md say.
 """
 
 from __future__ import annotations
@@ -197,7 +197,7 @@ def test_vggss_boxes_are_stored_exactly_and_offscreen_is_another_class(tmp_path)
     assert data["image"].shape == (4, 224, 224, 3) and data["boxes"].shape == (4, 2, 4)
     names = info.attrs["class_names"]
 
-    # Hand-computed pixels: int(224 * v) per coordinate (SPEC 4.2).
+    # Hand-computed pixels: int(224 * v) per coordinate (docs/protocol.md).
     pixels = np.trunc(np.nan_to_num(data["boxes"], nan=-1).astype(np.float64) * 224).astype(int)
     assert pixels[0, 0].tolist() == [90, 56, 134, 168]  # 90.3, 56.7, 134.4, 168.0
     assert pixels[1, 1].tolist() == [171, 61, 220, 126]  # 171.5, 61.6, 220.5, 126.7

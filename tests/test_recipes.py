@@ -167,7 +167,7 @@ def test_synthetic_twin_has_the_same_objective_at_quickstart_size(name):
         quick.train.batch_size,
         quick.train.learning_rate,
     )
-    # paper size: ResNet-18 at width 64, 224 px, global batch 128 (SPEC 2-3)
+    # paper size: ResNet-18 at width 64, 224 px, global batch 128 (docs/method.md)
     assert paper.model.visual.width == 64 and paper.model.audio.width == 64
     assert paper.model.visual.blocks == (2, 2, 2, 2) and paper.data.image_size == 224
     assert paper.train.batch_size == 128 and paper.train.learning_rate == 1e-4

@@ -2,7 +2,7 @@
 
 Each batch is a dict (float32, channels last):
 
-- ``image``: ``(B, S, S, 3)`` train-augmented (SPEC 1.2: shorter side -> ``train_resize``,
+- ``image``: ``(B, S, S, 3)`` train-augmented (docs/method.md: shorter side -> ``train_resize``,
   random crop ``image_size``, random flip, ImageNet normalisation);
 - ``audio``: ``(B, F, T, 1)`` log spectrogram of the stored clip (257 x 200 for 3 s at 16 kHz);
 - ``noise``: ``(B, F, T, 1)`` spectrogram of a fresh clipped-N(0, 1) clip per image, only when

@@ -21,7 +21,7 @@ A shard ``<name>-<index:05d>.h5`` holds N samples as one dataset per field, firs
 Only ``id``, ``image`` and ``audio`` are required; the rest are optional per data set.
 File attributes: ``schema_version``, ``source``, ``count``, ``fields`` (JSON list),
 ``class_names`` (JSON list), ``image_size``, ``sample_rate``, ``clip_seconds``, ``split`` and,
-for test sets, ``ground_truth``: how evaluation builds the ground-truth map (SPEC 4.2):
+for test sets, ``ground_truth``: how evaluation builds the ground-truth map (docs/protocol.md):
 
 - ``"boxes"``: binary union of ``boxes`` (or the single ``box``), ``int(v * S)`` per coordinate
   (VGG-SS);

@@ -1,4 +1,4 @@
-"""Evaluation with negative audio (SPEC 4): scoring, reports, verdicts.
+"""Evaluation with negative audio (docs/protocol.md): scoring, reports, verdicts.
 
 Maps and Uth calibration come from the maps stage (:mod:`avloc.maps`); the job behind
 ``avloc eval`` is :mod:`avloc.jobs.evaluate`. Modules here: :mod:`.ground_truth` (ground truth

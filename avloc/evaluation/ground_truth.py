@@ -1,4 +1,4 @@
-"""Ground truth at full resolution for the metrics (SPEC 4.1, 4.2), in numpy.
+"""Ground truth at full resolution for the metrics (docs/protocol.md), in numpy.
 
 - :func:`ground_truth_maps` builds float32 ``(N, S, S)`` ground truth in ``[0, 1]`` from a
   record's ``gt_rule``: ``"boxes"`` (VGG-SS binary union of normalised boxes), ``"consensus"``

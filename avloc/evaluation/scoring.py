@@ -1,4 +1,4 @@
-"""Every metric of SPEC 4 from :class:`SampleRecords` and a universal threshold, in numpy.
+"""Every metric of docs/protocol.md from :class:`SampleRecords` and a universal threshold, in numpy.
 
 Maps are upsampled to ``map_size`` and scored ``chunk`` samples at a time, so memory stays
 bounded whatever the data set size. :func:`score_records` returns
@@ -17,7 +17,8 @@ bounded whatever the data set size. :func:`score_records` returns
     interactive: {<family>: {iiou, iauc}}                                  (grouped samples)
     shuffled:   {<family>: {ciou_at_05, ciou_mean, auc}}                   (the control)
 
-Threshold families (SPEC 4.1): ``median`` (min-max normalised map at its median), ``adaptive``
+Threshold families (docs/protocol.md): ``median`` (min-max normalised map at its median),
+``adaptive``
 (top-k pixels of the raw map, k = ground-truth area), ``universal`` (raw map > Uth).
 """
 

@@ -8,12 +8,13 @@ Data contract:
   short audio tiled; see :func:`avloc.media.audio.clip_centered`). The network's preprocessing
   comes from ``net.inputs`` (``image_size``, ``sample_rate``, ``clip_seconds``) and is applied by
   the maps stage (:mod:`avloc.maps.preprocess`).
-* Map: the ``h x w`` cosine map ``S(v, a)`` upsampled bilinearly with aligned corners (SPEC 2)
+* Map: the ``h x w`` cosine map ``S(v, a)`` upsampled bilinearly with aligned corners
+  (docs/protocol.md)
   straight to the **original** image size ``(H, W)``, ``float32``, values in [-1, 1]. For an
-  image of the model's input size this is exactly SPEC 2's localisation map; for other sizes
+  image of the model's input size this is exactly the network's localisation map; for other sizes
   it samples the same bilinear surface at the image's own pixels (one interpolation, no
   second resize).
-* Decision (abstention): the universal threshold ``Uth`` (SPEC 4.1) in raw cosine units, from
+* Decision (abstention): the universal threshold ``Uth`` (docs/protocol.md), in cosine units, from
   the network's ``calibration`` or an explicit override. ``max_score`` is the maximum of the
   map, ``peak`` its first arg-max as ``(x, y)`` pixels of the original image, ``area_above_uth``
   the fraction of pixels with ``map > Uth``; the pair is ``sounding`` iff ``max_score > Uth``,

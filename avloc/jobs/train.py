@@ -255,7 +255,7 @@ class ResumableCheckpoint(keras.callbacks.Callback):
 
 
 def calibrate_after_training(net, recipe: Recipe, verbose: int) -> dict[str, Any]:
-    """Label-free Uth on the training shards (SPEC 4.1), stored with the final network."""
+    """Label-free Uth on the training shards (docs/protocol.md), stored with the final network."""
     from avloc.maps.calibration import calibrate
 
     entry = calibrate(net, recipe.data.train, recipe.eval, seed=recipe.seed)

@@ -1,4 +1,4 @@
-"""Multiple-instance contrastive terms of the EZ-VSL family (SPEC 3), in ``keras.ops``.
+"""Multiple-instance contrastive terms of the EZ-VSL family (docs/method.md), in ``keras.ops``.
 
 ``ezvsl`` (EZ-VSL, marginNCE and SSL-SaN's extra negatives in one term):
 

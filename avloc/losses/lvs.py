@@ -1,4 +1,4 @@
-"""LVS ("Localizing Visual Sounds the Hard Way") soft-threshold contrastive loss (SPEC 3).
+"""LVS ("Localizing Visual Sounds the Hard Way") soft-threshold contrastive loss (docs/method.md).
 
 On the similarity maps ``A[n, m] = S(v_n, a_m)`` ``(h, w)`` (14x14 at 224 px for the ``lvs``
 architecture), with ``sigma`` the logistic sigmoid:

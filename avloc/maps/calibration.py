@@ -1,4 +1,4 @@
-"""Universal threshold calibration without labels (SPEC 4.1).
+"""Universal threshold calibration without labels (docs/protocol.md).
 
 On ``calibration_samples`` images of a calibration split (by default the training shards; no
 labels are read), the network's maps under the calibration audio are upsampled to the input

@@ -1,4 +1,4 @@
-"""Audio conditions: what an image is paired with, and the one seeding rule (SPEC 4.1).
+"""Audio conditions: what an image is paired with, and the one seeding rule (docs/protocol.md).
 
 - ``positive``: the sample's own audio;
 - ``silence``: the all-zero clip (one embedding shared by every image);

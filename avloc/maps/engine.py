@@ -1,4 +1,4 @@
-"""The maps stage: a network and media in, raw similarity maps S(v, a) out (SPEC 2, 4.1).
+"""The maps stage: a network and media in, raw similarity maps S(v, a) out (docs/protocol.md).
 
 Every consumer of maps after training runs through :class:`MapsEngine`: Uth calibration at the
 end of training and in ``avloc eval --calibrate``, ``avloc eval``, ``avloc localize``, ``avloc

@@ -1,4 +1,4 @@
-"""The network's input contract: uint8 images and waveforms -> model inputs (SPEC 1.2, 2).
+"""The network's input contract: uint8 images and waveforms -> model inputs (docs/method.md).
 
 A network records how it was trained in ``net.inputs``: ``image_size`` (px), ``sample_rate``
 (Hz) and ``clip_seconds`` (s). :class:`InputContract` applies them at test time, the one way

@@ -11,7 +11,7 @@ A :class:`SampleRecords` holds, for N test samples of one model:
   condition (``silence``, ``noise``, ``offscreen``) and the ``shuffled`` control when run. The
   metrics upsample them to ``map_size`` x ``map_size`` (bilinear, aligned corners, exactly as
   :func:`avloc.models.similarity.upsample_maps`), so tables can be recomputed bit for bit;
-- ``image_emb`` / ``audio_emb``: float32 ``(N, D)`` retrieval embeddings (SPEC 4.4);
+- ``image_emb`` / ``audio_emb``: float32 ``(N, D)`` retrieval embeddings (docs/protocol.md);
 - ``labels``: int32 ``(N,)`` class indices (-1 unknown) or None;
 - ground truth inputs: ``gt_rule`` (``"boxes"``, ``"consensus"``, ``"mask"`` or ``""`` when
   the data set has none), ``boxes`` float32 ``(N, K, 4)`` normalised and NaN-padded,

@@ -323,7 +323,7 @@ NOISE_COLORS = {"white": 0.0, "pink": 1.0, "brown": 2.0}
 def noise_waveform(rng: np.random.Generator, num_samples: int, color: str = "white") -> np.ndarray:
     """Gaussian noise with unit variance clipped to [-1, 1], float32 (the "noise" negative).
 
-    ``white`` (SPEC 1.3, what evaluation always uses): N(0, 1) samples; after clipping the std is
+    ``white`` (the paper's; what evaluation always uses): N(0, 1) samples; after clipping the std is
     about 0.719 and about 31.7 % of samples sit at +-1. ``pink`` / ``brown``: the same draws
     shaped in the frequency domain to power ~ 1/f or 1/f^2 (no DC), rescaled to unit variance,
     then clipped; a training-only option (``data.noise_color``).

@@ -1,4 +1,4 @@
-"""Image loading, video-frame extraction and preprocessing (SPEC 1.2).
+"""Image loading, video-frame extraction and preprocessing (docs/method.md).
 
 Conventions:
 

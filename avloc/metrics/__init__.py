@@ -1,4 +1,4 @@
-"""Pure-numpy evaluation metrics for sound source localisation with negative audio (SPEC 4).
+"""Pure-numpy metrics for sound source localisation with negative audio (docs/protocol.md).
 
 Heatmaps are float maps of raw audio-visual cosine similarity in ``[-1, 1]``, ``(H, W)`` or
 batched ``(N, H, W)`` (224x224 in the benchmarks; any size works).

@@ -1,7 +1,7 @@
 """Private helpers shared by the metric modules: shape checks, the threshold grid, trapezoids.
 
 Nothing here is public API; the public functions re-exported by :mod:`avloc.metrics` document
-the formulas (SPEC section 4).
+the formulas (docs/protocol.md).
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-#: The 21-point grid ``t = 0, 0.05, ..., 1`` used by every AUC in SPEC section 4 (cIoU AUC,
+#: The 21-point grid ``t = 0, 0.05, ..., 1`` used by every AUC in docs/protocol.md (cIoU AUC,
 #: AUC_N, IAUC). Written ``i / 20`` so every point is the correctly rounded decimal (``0.15``,
 #: not ``0.05 * 3 == 0.15000000000000002``); the reference code's ``0.05 * i`` only differs for
 #: values within one ulp of a grid point.

@@ -1,4 +1,4 @@
-"""Universal threshold calibration (SPEC section 4).
+"""Universal threshold calibration (docs/protocol.md).
 
 ``Uth = statistic(per-sample maxima of raw maps under generated silence and noise)``; the paper
 uses the third quartile (the recipe default lives in :class:`avloc.config.EvalConfig`). The

@@ -1,11 +1,12 @@
-"""Combined positive/negative scores FLOC and FAUC (SPEC section 4), all in percent.
+"""Combined positive/negative scores FLOC and FAUC (docs/protocol.md), all in percent.
 
 * ``FLOC = HM(cIoU_Uth, mean over negative types of (100 - pIA))``
 * ``FAUC = HM(AUC_Uth, mean over negative types of AUC_N)``
 
 with ``HM(a, b) = 2 a b / (a + b)`` the harmonic mean, ``cIoU_Uth`` / ``AUC_Uth`` the cIoU@0.5 /
 AUC (percent) of positive pairs under the universal threshold, and pIA / AUC_N (percent) from
-:mod:`avloc.metrics.negatives`. Example (SPEC golden values): ``floc(29.61, [0.01, 0.00, 1.72])``
+:mod:`avloc.metrics.negatives`. Example (the paper's reported values):
+``floc(29.61, [0.01, 0.00, 1.72])``
 rounds to 45.63 and ``fauc(29.97, [99.99, 100.00, 98.17])`` to 46.05.
 """
 

@@ -1,4 +1,4 @@
-"""Ground-truth maps from bounding boxes (SPEC section 4): VGG-SS and Flickr-SoundNet.
+"""Ground-truth maps from bounding boxes (docs/protocol.md): VGG-SS and Flickr-SoundNet.
 
 Box pixel convention (both datasets): a box ``(x1, y1, x2, y2)`` is converted to integer pixel
 coordinates first and then painted as ``map[y1:y2, x1:x2] = 1`` -- ``x1``/``y1`` inclusive,

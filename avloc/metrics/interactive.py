@@ -1,4 +1,4 @@
-"""IS3 interactive localisation: IIoU and IAUC (SPEC section 4).
+"""IS3 interactive localisation: IIoU and IAUC (docs/protocol.md).
 
 Each image has two sounding objects, each with its own audio and ground truth, hence two cIoUs
 ``c[n, 0], c[n, 1]`` (:func:`avloc.metrics.ciou`). Per image the interactive indicator at ``t``

@@ -1,4 +1,4 @@
-"""Localisation accuracy: cIoU per sample and its success-rate / AUC summary (SPEC section 4).
+"""Localisation accuracy: cIoU per sample and its success-rate / AUC summary (docs/protocol.md).
 
 * ``ciou(pred_bin, gt) = sum(pred_bin * gt) / (sum(gt) + sum(pred_bin * (gt == 0)))``, with
   ``gt`` possibly soft (Flickr ``{0, 0.5, 1}``).

@@ -1,4 +1,4 @@
-"""Negative-audio metrics (silence, noise, offscreen sound): pIA and AUC_N (SPEC section 4).
+"""Negative-audio metrics (silence, noise, offscreen sound): pIA and AUC_N (docs/protocol.md).
 
 For one negative type, with ``uth`` the universal threshold (raw cosine units):
 

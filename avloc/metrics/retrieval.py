@@ -1,4 +1,4 @@
-"""Cross-modal retrieval R@k between audio and image embeddings (SPEC section 4).
+"""Cross-modal retrieval R@k between audio and image embeddings (docs/protocol.md).
 
 * audio embeddings ``a`` ``(N, D)``, L2-normalised;
 * image embeddings ``v = normalize(mean_{h,w} normalize_D(v_map))`` from the channels-last

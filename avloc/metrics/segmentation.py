@@ -1,4 +1,4 @@
-"""AVSBench S4 segmentation metrics: mIoU and F-score (beta^2 = 0.3) (SPEC section 4).
+"""AVSBench S4 segmentation metrics: mIoU and F-score (beta^2 = 0.3) (docs/protocol.md).
 
 Masks are binary ``(N, H, W)``; any value ``> 0`` is the object (so ``{0, 1}`` and ``{0, 255}``
 masks both work).

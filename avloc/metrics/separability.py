@@ -1,4 +1,4 @@
-"""Separability of positive and negative audio by map maxima (SPEC section 4).
+"""Separability of positive and negative audio by map maxima (docs/protocol.md).
 
 ``Sep = Q1(scores of positive pairs) - Q3(scores of negative pairs)``, where a pair's score is
 the maximum of its raw heatmap (cosine units) and negatives are pooled over silence, noise and

@@ -1,4 +1,4 @@
-"""Binarising localisation heatmaps: the three threshold families of SPEC section 4.
+"""Binarising localisation heatmaps: the three threshold families of docs/protocol.md.
 
 A heatmap is a float map of raw audio-visual cosine similarity in ``[-1, 1]`` (224x224 in the
 benchmarks, any ``H x W`` here). Every function takes one map ``(H, W)`` or a batch

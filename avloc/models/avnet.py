@@ -1,4 +1,4 @@
-"""The audio-visual network: images and spectrograms in, normalised embeddings out (SPEC 2).
+"""The audio-visual network: images and spectrograms in, normalised embeddings out (docs/method.md).
 
 Inputs (channels last, float32):
 - ``image``: ``(B, H, W, 3)`` ImageNet-normalised RGB (224x224 in the paper setting).
@@ -222,7 +222,7 @@ def trunk_channels(width: int, blocks) -> int:
 
 @ARCHITECTURES.register("lvs")
 def build_lvs(model_config, data_config=None) -> AudioVisualNet:
-    """The LVS family (SPEC 2): last visual stage at stride 1 (14x14 maps), no projections.
+    """The LVS family (docs/method.md): last visual stage at stride 1 (14x14 maps), no projections.
 
     ``model.visual.last_stride`` must be 1 and ``model.embed_dim`` must equal both trunks'
     channel count (``8 * width`` for ResNet-18), so that a recipe never says something the

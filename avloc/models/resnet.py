@@ -17,7 +17,7 @@ torch (native NCHW kernels; torch 2.13's CPU oneDNN backward also crashes on the
 channels-last tensors Keras would pass it), channels-last on TensorFlow and JAX. Weights have the
 same shapes in both layouts, so a model saved under one backend loads under another.
 
-Initialisation (SPEC 2): He-normal with fan_out for convolutions, batch-norm gamma ~ N(1, 0.02),
+Initialisation: He-normal with fan_out for convolutions, batch-norm gamma ~ N(1, 0.02),
 beta = 0; batch norm uses PyTorch's epsilon 1e-5 and momentum 0.1 (Keras momentum 0.9).
 """
 

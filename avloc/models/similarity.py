@@ -1,4 +1,4 @@
-"""The similarity map S(v, a) and its upsampling, in ``keras.ops`` (SPEC 2): the one definition.
+"""The similarity map S(v, a) and its upsampling, in keras.ops (docs/protocol.md): one definition.
 
 ``v``: ``(B, h, w, D)`` visual maps and ``a``: ``(B, D)`` audio embeddings, both L2-normalised
 float32, so every value of a map is a cosine in ``[-1, 1]``. Losses, the network and the maps
@@ -30,7 +30,7 @@ def shared_audio_maps(v_map, a_one):
 
 
 def upsample_maps(maps, size: tuple[int, int]):
-    """Bilinear upsampling of ``(B, h, w)`` maps to ``size`` (SPEC 2: aligned corners).
+    """Bilinear upsampling of ``(B, h, w)`` maps to ``size`` (docs/method.md: aligned corners).
 
     Written as two interpolation matrices so that every backend gives the same numbers;
     :func:`avloc.utils.interpolation.upsample` is the numpy twin used on stored maps.

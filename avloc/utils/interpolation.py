@@ -1,4 +1,4 @@
-"""Bilinear resizing with aligned corners as two 1-D interpolation matrices (SPEC 2), in numpy.
+"""Bilinear resizing with aligned corners: two 1-D interpolation matrices (docs/protocol.md).
 
 ``interpolation_matrix(n_in, n_out)`` is ``(n_out, n_in)`` float32; a ``(h, w)`` map ``m``
 resized to ``(H, W)`` is ``R @ m @ C.T`` with ``R = interpolation_matrix(h, H)`` and

@@ -40,7 +40,7 @@ def _media(path: str, fn: Callable[..., Any], *args, **kwargs):
 
 
 def frame_number(k: int, fps: float) -> int:
-    """AVSBench (SPEC 5): frame ``k`` (1-based) of a video is ``int((k-1)*fps + 15/16*fps)``."""
+    """AVSBench: frame ``k`` (1-based) of a video is ``int((k-1)*fps + 15/16*fps)``."""
     return int((k - 1) * fps + 15 / 16 * fps)
 
 

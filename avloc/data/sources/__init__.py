@@ -1,4 +1,4 @@
-"""Data sources for ``avloc prepare``: one registered preparer per corpus layout (SPEC 5).
+"""Data sources for ``avloc prepare``: one registered preparer per corpus layout (docs/formats.md).
 
 Each preparer is a class whose keyword arguments are its options and whose ``plan()`` lists
 the corpus (:class:`avloc.data.prepare.Plan`); :func:`avloc.data.prepare.prepare` does the

@@ -1,4 +1,4 @@
-"""``avsbench-s4``: AVSBench single-source (S4) frames with binary masks (SPEC 4.2, 5).
+"""``avsbench-s4``: AVSBench single-source (S4) frames with binary masks (docs/data.md).
 
 Layout (``--root``: the ``Single-source`` folder, or any folder holding ``s4_meta_data.csv``;
 the data may sit in ``ROOT/s4_data`` or in ROOT itself):
@@ -12,7 +12,7 @@ the data may sit in ``ROOT/s4_data`` or in ROOT itself):
 
 With ``--videos DIR`` the frames come from the raw videos ``<name>.<ext>`` instead (and the
 audio too when no wav exists): frame ``k`` is frame number ``int((k - 1) * fps + 15/16 * fps)``
-(SPEC 5, :func:`avloc.data.prepare.frame_number`). Test and val videos have masks for all five
+(:func:`avloc.data.prepare.frame_number`). Test and val videos have masks for all five
 frames; for ``--split train`` only frame 1 is annotated, so only frame 1 is prepared.
 
 Rows: one per frame, ``id = <name>_<k>``, ``group = <name>``, ``image`` 224 x 224, ``mask``

@@ -18,7 +18,7 @@ from avloc.media.formats import AUDIO_EXTS, IMAGE_EXTS, VIDEO_EXTS, strip_media_
 #: Offscreen candidates listed per sample (the first that decodes is used).
 OFFSCREEN_CANDIDATES = 8
 #: Train images are stored this large so the loader's resize-to-246 + random 224 crop
-#: (SPEC 1.2) downsamples instead of upsampling; test images are stored at the model size.
+#: (docs/method.md) downsamples instead of upsampling; test images are stored at the model size.
 TRAIN_IMAGE_SIZE = 256
 TEST_IMAGE_SIZE = 224
 

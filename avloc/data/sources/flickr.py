@@ -1,4 +1,4 @@
-"""``flickr``: the Flickr-SoundNet test set (SPEC 4.2, 5).
+"""``flickr``: the Flickr-SoundNet test set (docs/protocol.md, docs/data.md).
 
 Layout (``--root``): ``Annotations/<id>.xml``, ``frames/<id>.jpg`` and ``audio/<id>.wav`` (other
 image/audio extensions are found too; ``--frames``/``--audio``/``--annotations`` point

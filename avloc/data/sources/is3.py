@@ -1,4 +1,4 @@
-"""``is3``: the IS3 interactive test set, two sounding objects per image (SPEC 4.5, 5).
+"""``is3``: the IS3 interactive test set, two sounding objects per image (docs/data.md).
 
 Annotations (``--annotations synthetic3240_bbox.json``): a JSON list with one entry per
 (image, sound) pair, ``{"image": ".../visual_frames/x.jpg", "audio": ".../audio_wav/y.wav",

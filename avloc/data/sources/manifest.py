@@ -1,4 +1,4 @@
-"""``manifest``: any data set described by a JSON Lines manifest (SPEC 5); also IS3+.
+"""``manifest``: any data set described by a JSON Lines manifest (docs/formats.md); also IS3+.
 
 One JSON object per line (blank lines and lines starting with ``#`` are ignored)::
 

@@ -1,4 +1,4 @@
-"""``vggsound``: VGGSound / VGGSound-144K training pairs (SPEC 1, 5).
+"""``vggsound``: VGGSound / VGGSound-144K training pairs (docs/method.md, docs/data.md).
 
 Inputs (``--root``), either layout (:class:`~avloc.data.sources.common.MediaLayout`):
 

@@ -1,4 +1,4 @@
-"""``vggss``: the VGG-SS test set (SPEC 4.2, 5).
+"""``vggss``: the VGG-SS test set (docs/protocol.md, docs/data.md).
 
 Annotations (``--annotations vggss.json``): a JSON list of
 ``{"file": "<id>", "class": "<name>", "bbox": [[x1, y1, x2, y2], ...]}`` with coordinates
