@@ -411,12 +411,20 @@ class RestoreEpochMetrics(keras.callbacks.Callback):
     def on_epoch_begin(self, epoch, logs=None):
         if not self.states:
             return
-        for metric in self.model.metrics:
-            values = self.states.get(metric.name)
-            if values is None:
-                continue
-            for variable, value in zip(metric.variables, values, strict=True):
-                variable.assign(np.asarray(value, dtype=variable.dtype))
+        try:
+            for metric in self.model.metrics:
+                values = self.states.get(metric.name)
+                if values is None:
+                    continue
+                for variable, value in zip(metric.variables, values, strict=True):
+                    variable.assign(np.asarray(value, dtype=variable.dtype))
+        except (ValueError, RuntimeError, TypeError) as exc:  # e.g. an engine's replica-only vars
+            print(
+                f"warning: the resumed epoch's log row averages its remaining batches only "
+                f"(the loss sums could not be restored: {type(exc).__name__})",
+                file=sys.stderr,
+                flush=True,
+            )
         self.states = None
 
 
