@@ -19,11 +19,11 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import re
 from collections.abc import Callable
 from pathlib import Path
 
 from avloc.data.prepare import part_range
+from avloc.data.prepare.chunks import tidy
 from avloc.data.shards import read_info, shard_name, write_shard
 from avloc.data.synthetic import CLASS_NAMES, SyntheticConfig, make_scenes
 from avloc.errors import DataError
@@ -56,18 +56,6 @@ def _shard_is_complete(path: Path, count: int, print_: str) -> bool:
     return info.count == count and str(info.attrs.get("fingerprint", "")) == print_
 
 
-def _remove_past_end(folder: Path, split: str, shards: int) -> None:
-    """Delete ``synthetic-<split>-NNNNN.h5`` files numbered ``shards`` or more (an earlier,
-    larger run's); parts may race to do it, so a file already gone is fine."""
-    if not folder.is_dir():
-        return
-    pattern = re.compile(rf"^synthetic-{split}-(\d+)\.h5$")
-    for path in folder.iterdir():
-        match = pattern.match(path.name)
-        if match and int(match.group(1)) >= shards:
-            path.unlink(missing_ok=True)
-
-
 def prepare_synthetic(
     out: str | Path,
     *,
@@ -91,8 +79,10 @@ def prepare_synthetic(
         paths = []
         starts = range(0, total, shard_size)
         print_ = fingerprint(config, seed, split, total, shard_size)
-        _remove_past_end(out / split, split, len(starts))
-        for index in part_range(len(starts), part):
+        owned = part_range(len(starts), part)
+        # Shards past the split's end (an earlier, larger run's) and dead writers' temporaries.
+        tidy(out / split, f"synthetic-{split}", len(starts), owned if part[1] > 1 else None)
+        for index in owned:
             start = starts[index]
             stop = min(start + shard_size, total)
             path = out / split / shard_name(f"synthetic-{split}", index)

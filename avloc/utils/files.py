@@ -69,7 +69,8 @@ def atomic_path(path: str | Path) -> Iterator[Path]:
         raise
 
 
-_TEMPORARY = re.compile(r"^\..+\.tmp-(\d+)(\..*)?$")  # atomic_path's and staging names
+#: The name of a temporary file or staging folder (:func:`atomic_path`): ``.STEM.tmp-PID[.EXT]``.
+TEMPORARY_NAME = re.compile(r"^\.(?P<stem>.+)\.tmp-(?P<pid>\d+)(?P<suffix>\..*)?$")
 
 
 def remove_stale_temporaries(folder: str | Path) -> list[Path]:
@@ -83,8 +84,8 @@ def remove_stale_temporaries(folder: str | Path) -> list[Path]:
     if not folder.is_dir():
         return removed
     for entry in folder.iterdir():
-        match = _TEMPORARY.match(entry.name)
-        if not match or _process_alive(int(match.group(1))):
+        match = TEMPORARY_NAME.match(entry.name)
+        if not match or process_alive(int(match["pid"])):
             continue
         if entry.is_dir() and not entry.is_symlink():
             shutil.rmtree(entry, ignore_errors=True)
@@ -116,7 +117,8 @@ def check_free_space(folder: str | Path, needed: int, what: str) -> None:
         )
 
 
-def _process_alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
+    """Whether process ``pid`` exists on this machine (this process counts)."""
     if pid == os.getpid():
         return True
     try:

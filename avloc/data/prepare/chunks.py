@@ -6,7 +6,6 @@ import contextlib
 import dataclasses
 import hashlib
 import json
-import os
 import re
 from collections.abc import Sequence
 from pathlib import Path
@@ -17,7 +16,7 @@ import numpy as np
 from avloc.data.prepare.plan import STATE_DIR, Plan, SampleSpec, Skip
 from avloc.data.shards import SCHEMA_VERSION, read_info, write_shard
 from avloc.errors import AvlocError, DataError
-from avloc.utils.files import atomic_write_json
+from avloc.utils.files import TEMPORARY_NAME, atomic_write_json, process_alive
 
 
 def fingerprint(plan: Plan, chunk: Sequence[SampleSpec]) -> str:
@@ -99,19 +98,6 @@ def write_chunk(
     )
 
 
-_TMP = re.compile(r"^\.(?P<stem>.+)\.tmp-(?P<pid>\d+)(?P<suffix>\..*)?$")
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
 def tidy(out: Path, prefix: str, count: int, owned: range | None = None) -> None:
     """Remove temporary files of dead writers and shards/states beyond the plan's chunks.
 
@@ -123,8 +109,8 @@ def tidy(out: Path, prefix: str, count: int, owned: range | None = None) -> None
         if not directory.is_dir():
             continue
         for path in directory.iterdir():
-            tmp = _TMP.match(path.name)
-            if tmp and not _pid_alive(int(tmp["pid"])):
+            tmp = TEMPORARY_NAME.match(path.name)
+            if tmp and not process_alive(int(tmp["pid"])):
                 chunk = own.match(tmp["stem"])
                 if owned is None or (chunk and int(chunk.group(1)) in owned):
                     with contextlib.suppress(FileNotFoundError):
