@@ -15,6 +15,7 @@ from cli import (  # noqa: F401  (registers the commands)
     prepare,
     pretrain,
     reproduce,
+    serve,
     train,
 )
 from cli.app import app

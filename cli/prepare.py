@@ -105,6 +105,13 @@ def prepare_synthetic(
     seed: Annotated[int, typer.Option("--seed", help="Random seed")] = 0,
     image_size: Annotated[int, typer.Option("--image-size", help="Image side, pixels")] = 128,
     classes: Annotated[int, typer.Option("--classes", help="Number of classes (2-12)")] = 8,
+    object_scale: Annotated[
+        str,
+        typer.Option(
+            "--object-scale",
+            help="LOW,HIGH: range of an object's side as a fraction of the image side",
+        ),
+    ] = "0.19,0.36",
     shard_size: ShardSize = 250,
     part: Part = "1/1",
 ) -> None:
@@ -115,9 +122,14 @@ def prepare_synthetic(
         from avloc.data.prepare import parse_part, part_range
         from avloc.data.prepare_synthetic import prepare_synthetic as run_prepare
         from avloc.data.synthetic import SyntheticConfig
+        from avloc.errors import RecipeError
 
         which = parse_part(part)
-        config = SyntheticConfig(image_size=image_size, num_classes=classes)
+        try:
+            scale = tuple(float(x) for x in object_scale.split(","))
+        except ValueError:
+            raise RecipeError(f"--object-scale: expected LOW,HIGH, got {object_scale!r}") from None
+        config = SyntheticConfig(image_size=image_size, num_classes=classes, object_scale=scale)
         total = 0  # samples of this part, for the bar
         for count in (train, test):
             starts = range(0, count, shard_size)

@@ -40,3 +40,20 @@ def test_gpu_benchmark_dry_run_measures_every_part(tmp_path):
     assert report["end_to_end"]["ratio_to_step_alone"] > 0
     text = (tmp_path / "out" / "gpu.md").read_text()
     assert "| keras-torch |" in text and "End to end" in text
+
+
+def test_video_benchmark_times_every_engine(tmp_path):
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = tmp_path / "video.json"
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "video.py"), "--model", "tiny",
+         "--seconds", "1", "--size", "64x48", "--batch-sizes", "4", "--json", str(out)],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads(out.read_text())["results"]
+    expected = {"keras", "plain torch"} if os.environ["KERAS_BACKEND"] == "torch" else {"keras"}
+    assert {r["engine"] for r in results} == expected
+    for r in results:  # 0, 0.1, ..., 1.0 s: 11 frames, and the speed is frames over time
+        assert r["frames"] == 11 and r["wall_s"] > 0
+        assert r["x_real_time"] == pytest.approx(1.0 / r["wall_s"])

@@ -268,6 +268,10 @@ def test_mask_pixels_are_object_colours():
         {"snr_db": (0.0,)},
         {"image_size": "big"},
         {"clip_seconds": float("nan")},
+        {"object_scale": (0.5, 0.3)},
+        {"object_scale": (0.01, 0.3)},
+        {"object_scale": (0.3, 0.95)},
+        {"object_scale": "big"},
     ],
 )
 def test_config_validation(kwargs):
@@ -290,6 +294,21 @@ def test_bad_arguments():
 def test_config_accepts_lists_and_is_hashable():
     cfg = SyntheticConfig(snr_db=[5, 10])
     assert cfg.snr_db == (5.0, 10.0) and hash(cfg) == hash(SyntheticConfig(snr_db=(5.0, 10.0)))
+
+
+def test_object_scale_sets_the_object_sizes():
+    """Single-object scenes (nothing to shrink around): the box's side follows the setting."""
+
+    def sides(scale):
+        cfg = SyntheticConfig(max_objects=1, object_scale=scale)
+        boxes = np.stack(
+            [make_scene(i, seed=0, split="train", config=cfg)["box"] for i in range(40)]
+        )
+        return np.maximum(boxes[:, 2] - boxes[:, 0], boxes[:, 3] - boxes[:, 1])
+
+    small, large = sides((0.2, 0.25)), sides((0.5, 0.55))
+    assert small.max() <= 0.25 + 2 / 128 and large.max() <= 0.55 + 2 / 128  # inside the window
+    assert np.median(large) > 1.8 * np.median(small)  # and it follows the window
 
 
 def test_generation_is_fast():

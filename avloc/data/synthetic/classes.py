@@ -66,6 +66,9 @@ class SyntheticConfig:
         max_objects: most objects per image (1..6, and < ``num_classes`` so that an
             off-screen class always exists).
         snr_db: (low, high) range of the uniform signal-to-noise ratio of the audio, dB.
+        object_scale: (low, high) range of the uniform side of an object's square window, as a
+            fraction of ``image_size`` (0.05..0.9; a window that does not fit among the others
+            shrinks, see :func:`avloc.data.synthetic.images.place`).
 
     Invalid values raise :class:`avloc.errors.RecipeError` naming the setting.
     """
@@ -76,6 +79,7 @@ class SyntheticConfig:
     num_classes: int = 8
     max_objects: int = 3
     snr_db: tuple[float, float] = (0.0, 20.0)
+    object_scale: tuple[float, float] = (0.19, 0.36)
 
     def __post_init__(self) -> None:
         def bad(name: str, why: str) -> RecipeError:
@@ -97,6 +101,13 @@ class SyntheticConfig:
         if len(snr) != 2 or not all(math.isfinite(x) for x in snr) or snr[0] > snr[1]:
             raise bad("snr_db", "must be two finite numbers (low, high) with low <= high")
         object.__setattr__(self, "snr_db", snr)
+        try:
+            scale = tuple(float(x) for x in self.object_scale)
+        except (TypeError, ValueError):
+            raise bad("object_scale", "must be two numbers (low, high)") from None
+        if len(scale) != 2 or not (0.05 <= scale[0] <= scale[1] <= 0.9):
+            raise bad("object_scale", "must be two fractions with 0.05 <= low <= high <= 0.9")
+        object.__setattr__(self, "object_scale", scale)
         integer("image_size", 32, 4096)
         integer("sample_rate", 16000, 192000)
         try:

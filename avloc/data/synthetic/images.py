@@ -143,15 +143,18 @@ def background(rng: np.random.Generator, s: int) -> np.ndarray:
     return img
 
 
-def place(rng: np.random.Generator, n: int, s: int) -> list[tuple[int, int, int]]:
-    """Up to ``n`` square windows ``(x0, y0, side)`` inside the image, at least 1 px apart.
+def place(
+    rng: np.random.Generator, n: int, s: int, scale: tuple[float, float] = (0.19, 0.36)
+) -> list[tuple[int, int, int]]:
+    """Up to ``n`` square windows ``(x0, y0, side)`` inside the image, at least 1 px apart; a
+    window's side is uniform in ``scale`` times ``s``.
 
     A window that does not fit among the others after 32 random tries is shrunk (x0.8) and
     tried again, up to 4 times, then dropped (the first one always fits).
     """
     placed: list[tuple[int, int, int]] = []
     for _ in range(n):
-        side = max(6, int(round(rng.uniform(0.19, 0.36) * s)))
+        side = max(6, int(round(rng.uniform(*scale) * s)))
         for _shrink in range(4):
             xs = rng.integers(0, s - side + 1, 32)
             ys = rng.integers(0, s - side + 1, 32)

@@ -31,7 +31,7 @@ def make_scene(
 
     # layout: classes, windows, which one sounds
     n = int(r_img.integers(1, m + 1))
-    windows = place(r_img, n, s)
+    windows = place(r_img, n, s, config.object_scale)
     n = len(windows)
     labels = r_img.choice(k, size=n, replace=False)
     source = int(r_img.integers(n))

@@ -1,0 +1,77 @@
+"""``avloc serve``: a local web demo of one network (Gradio; ``pip install 'avloc[demo]'``).
+
+avloc serve --run DIR | --checkpoint FILE [--port 7860] [--host 127.0.0.1] [--share]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from cli.app import app, quiet_frameworks, user_errors
+
+EXAMPLE = "Example: avloc serve --run runs/quickstart   (then open http://127.0.0.1:7860)"
+
+
+@app.command(epilog=EXAMPLE)
+def serve(
+    run: Annotated[
+        Path | None, typer.Option("--run", help="Run directory holding model.keras")
+    ] = None,
+    checkpoint: Annotated[
+        Path | None, typer.Option("--checkpoint", help="A .keras network file")
+    ] = None,
+    uth: Annotated[
+        float | None,
+        typer.Option("--uth", help="Universal threshold (raw cosine); overrides the calibrated"),
+    ] = None,
+    host: Annotated[
+        str,
+        typer.Option(
+            "--host", help="Address to listen on; 0.0.0.0 shares the demo with your network"
+        ),
+    ] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="TCP port")] = 7860,
+    share: Annotated[
+        bool, typer.Option("--share", help="Also open a temporary public Gradio link")
+    ] = False,
+    max_seconds: Annotated[
+        float,
+        typer.Option("--max-video-seconds", min=1.0, help="Longest video part processed, s"),
+    ] = 60.0,
+) -> None:
+    """A web page to try the network: upload an image + audio or a video, see the heatmap."""
+    with user_errors():
+        from avloc.errors import AvlocError
+        from avloc.jobs import localize as lz
+        from avloc.jobs.serve import build_app
+        from avloc.runs import calibrate_command
+
+        net = lz.load_cached_model(run, checkpoint)
+        if net is None:
+            quiet_frameworks()
+            net = lz.load_model(run, checkpoint)
+        threshold = lz.resolve_uth(
+            net, uth, source=str(checkpoint or run), calibrate=calibrate_command(run, checkpoint)
+        )
+        name = (run or checkpoint).name if (run or checkpoint) else "avloc"
+        page = build_app(net, threshold, title=f"avloc: {name}", max_seconds=max_seconds)
+        where = "this machine only" if host in ("127.0.0.1", "localhost") else f"host {host}"
+        typer.echo(
+            f"avloc serve: http://{'127.0.0.1' if host == '0.0.0.0' else host}:{port} "
+            f"({where}; Uth {threshold:.4f}). To share it: --host 0.0.0.0 for your network, or "
+            "--share for a temporary public link. Ctrl+C stops it."
+        )
+        try:
+            page.queue().launch(
+                server_name=host,
+                server_port=port,
+                share=share,
+                inbrowser=False,
+                quiet=True,
+                show_error=True,
+            )
+        except OSError as exc:
+            raise AvlocError(f"{host}:{port}: cannot listen there ({exc})") from None

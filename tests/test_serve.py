@@ -1,0 +1,232 @@
+"""``avloc serve``: what the page shows (without a browser), and the page itself in headless
+Chromium: an upload gives an overlay of the image's size and a verdict, a text file named
+``.wav`` gives an error message in the page.
+
+The browser test needs Gradio (``pip install 'avloc[demo]'``), Selenium and Debian's
+``chromium`` + ``chromium-driver``; it skips, saying which is missing, where one is not there.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import keras
+import numpy as np
+import pytest
+import soundfile
+from PIL import Image
+
+from avloc.data.fakemedia import write_video
+from avloc.jobs.serve import analyse_pair, analyse_video
+from avloc.models import AudioVisualNet
+from avloc.models.io import save_network
+
+ROOT = Path(__file__).resolve().parents[1]
+INPUTS = {"image_size": 32, "sample_rate": 16000, "clip_seconds": 1.0}
+UTH = 0.25
+IMAGE_SIZE = (80, 60)  # (width, height): not square, so a resized overlay would show
+
+
+@pytest.fixture(scope="module")
+def net():
+    keras.utils.set_random_seed(0)
+    return AudioVisualNet(
+        embed_dim=8,
+        visual=dict(width=4),
+        audio=dict(width=4),
+        inputs=INPUTS,
+        calibration={"uth": UTH, "statistic": "test"},
+        name="avnet",
+    )
+
+
+@pytest.fixture(scope="module")
+def media(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("uploads")
+    rng = np.random.default_rng(0)
+    pixels = rng.integers(0, 256, (IMAGE_SIZE[1], IMAGE_SIZE[0], 3), dtype=np.uint8)
+    Image.fromarray(pixels).save(folder / "scene.png")
+    t = np.arange(16000 * 2) / 16000
+    tone = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)
+    soundfile.write(folder / "tone.wav", tone, 16000)
+    (folder / "bad.wav").write_text("this is not audio\n")
+    (folder / "bad.mp4").write_text("this is not a video\n")
+    write_video(folder / "clip.mp4", seconds=2.0, fps=10, size=(64, 48), audio_rate=16000)
+    write_video(folder / "mute.mp4", seconds=1.0, fps=10, size=(64, 48), audio_rate=None)
+    return folder
+
+
+def test_pair_gives_the_overlay_at_the_image_size_and_a_verdict(net, media):
+    result = analyse_pair(net, UTH, media / "scene.png", media / "tone.wav")
+    assert result.error is None
+    assert result.overlay.shape == (IMAGE_SIZE[1], IMAGE_SIZE[0], 3)
+    assert result.overlay.dtype == np.uint8
+    record = result.record
+    assert record["image_size"] == list(IMAGE_SIZE) and record["uth"] == UTH
+    assert record["sounding"] == (record["max_score"] > UTH)
+    expected = "**Sounding.**" if record["sounding"] else "**Nothing visible is sounding.**"
+    assert result.verdict.startswith(expected) and "Uth" in result.verdict
+
+
+@pytest.mark.parametrize(
+    ("image", "audio", "named"),
+    [
+        ("scene.png", "bad.wav", "bad.wav"),
+        ("tone.wav", "tone.wav", "tone.wav"),  # an audio file given as the image
+        (None, "tone.wav", "upload an image"),
+    ],
+)
+def test_bad_pair_uploads_are_one_line_messages(net, media, image, audio, named):
+    result = analyse_pair(net, UTH, image and media / image, audio and media / audio)
+    assert result.overlay is None and result.error
+    assert "\n" not in result.error and named in result.error
+    assert str(media) not in result.error  # the upload's own name, not the server's path
+    assert result.verdict.startswith("**Error:**")
+
+
+def test_video_gives_the_heatmap_video_and_timeline(net, media, tmp_path):
+    result = analyse_video(net, UTH, media / "clip.mp4", tmp_path, fps=5.0, max_seconds=1.0)
+    assert result.error is None, result.error
+    assert Path(result.video).is_file() and Path(result.timeline_png).is_file()
+    assert result.record["frames"] == 6  # 0, 0.2, ..., 1.0 s
+    assert f"of {result.record['frames']} frames sounding" in result.verdict
+
+
+@pytest.mark.parametrize("name", ["mute.mp4", "bad.mp4", "scene.png"])
+def test_bad_video_uploads_are_messages_and_leave_nothing(net, media, tmp_path, name):
+    result = analyse_video(net, UTH, media / name, tmp_path)
+    assert result.error and name in result.error and result.video is None
+    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+
+
+# --------------------------------------------------------------------------------------------
+# The page in a real browser
+
+
+def _browser_missing() -> str | None:
+    needed = (("gradio", "pip install 'avloc[demo]'"), ("selenium", "pip install selenium"))
+    for module, hint in needed:
+        if importlib.util.find_spec(module) is None:
+            return f"{module} is not installed ({hint})"
+    for program in ("chromium", "chromedriver"):
+        if shutil.which(program) is None:
+            return f"no {program} on PATH (apt-get install chromium chromium-driver)"
+    return None
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def server(net, tmp_path_factory):
+    missing = _browser_missing()
+    if missing:
+        pytest.skip(f"browser test: {missing}")
+    checkpoint = tmp_path_factory.mktemp("serve") / "tiny.keras"
+    save_network(net, checkpoint)
+    port = _free_port()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GRADIO_ANALYTICS_ENABLED": "False"}
+    command = [sys.executable, "-m", "cli.main", "serve", "--checkpoint", str(checkpoint)]
+    proc = subprocess.Popen(
+        [*command, "--port", str(port)],
+        cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )  # fmt: skip
+    url = f"http://127.0.0.1:{port}/"
+    deadline = time.monotonic() + 180
+    try:
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"avloc serve exited early:\n{proc.stdout.read()}")
+            try:
+                with urllib.request.urlopen(url, timeout=2) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail("avloc serve did not answer within 180 s")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@pytest.fixture(scope="module")
+def browser(server):
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = shutil.which("chromium")
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu"):
+        options.add_argument(flag)
+    driver = webdriver.Chrome(service=Service(shutil.which("chromedriver")), options=options)
+    driver.set_window_size(1400, 1200)
+    yield driver
+    driver.quit()
+
+
+def _upload(driver, elem_id: str, path: Path) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    wait = WebDriverWait(driver, 60)
+    field = wait.until(lambda d: d.find_element(By.CSS_SELECTOR, f"#{elem_id} input[type=file]"))
+    field.send_keys(str(path))
+    # the upload is done when the component lists the file (stem and suffix on separate lines)
+    wait.until(lambda d: path.name in d.find_element(By.ID, elem_id).text.replace("\n", ""))
+
+
+def _localize(driver, url: str, image: Path, audio: Path) -> None:
+    from selenium.webdriver.common.by import By
+
+    driver.get(url)
+    _upload(driver, "image-input", image)
+    _upload(driver, "audio-input", audio)
+    driver.find_element(By.ID, "pair-run").click()
+
+
+def test_browser_upload_shows_overlay_and_verdict(browser, server, media):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _localize(browser, server, media / "scene.png", media / "tone.wav")
+    wait = WebDriverWait(browser, 120)
+    size = wait.until(
+        lambda d: d.execute_script(
+            "const img = document.querySelector('#overlay img');"
+            "return img && img.complete && img.naturalWidth ? [img.naturalWidth, img.naturalHeight]"
+            " : null;"
+        )
+    )
+    assert tuple(size) == IMAGE_SIZE
+    verdict = wait.until(lambda d: d.find_element(By.ID, "pair-verdict").text.strip() or None)
+    assert "Sounding." in verdict or "Nothing visible is sounding." in verdict
+    assert "Uth" in verdict
+
+
+def test_browser_bad_audio_shows_an_error_in_the_page(browser, server, media):
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    _localize(browser, server, media / "scene.png", media / "bad.wav")
+    verdict = WebDriverWait(browser, 120).until(
+        lambda d: d.find_element(By.ID, "pair-verdict").text.strip() or None
+    )
+    assert verdict.startswith("Error:") and "bad.wav" in verdict
+    assert browser.execute_script("return document.querySelector('#overlay img') === null")
