@@ -61,6 +61,24 @@ def centre_prior_records(records):
     return floor_records(records, "centre prior")
 
 
+def _uth_line(jobs: list[Job]) -> str:
+    """How each row's Uth is calibrated (its recipe's ``[eval]``), grouped by calibration."""
+    groups: dict[str, list[str]] = {}
+    for job in jobs:
+        e = job.recipe.eval
+        label = f"{e.uth_statistic} of {' + '.join(e.calibration_audio)}"
+        for row in job.rows:
+            name = row.label if row.methods else f"ablation row {row.key.rsplit('-', 1)[1]}"
+            if name not in groups.setdefault(label, []):
+                groups[label].append(name)
+    samples = jobs[0].recipe.eval.calibration_samples
+    where = f"map maxima on {samples} training images, per model"
+    if len(groups) == 1:
+        return f"Uth: {next(iter(groups))} {where}."
+    parts = [f"{label} for {', '.join(rows)}" for label, rows in groups.items()]
+    return f"Uth ({where}), as each row's recipe says: " + "; ".join(parts) + "."
+
+
 def _settings(budget: Budget, jobs: list[Job], command: str, seconds: float, quick: bool):
     from avloc.jobs.reproduce.report import machine_info
 
@@ -75,8 +93,7 @@ def _settings(budget: Budget, jobs: list[Job], command: str, seconds: float, qui
         f"Schedule: {t.epochs} epochs, batch {t.batch_size}, {t.optimizer} lr {t.learning_rate:g}"
         f"; training seeds {', '.join(str(s) for s in budget.seeds)}.",
         f"Overrides on every recipe: {', '.join(budget.overrides) or 'none'}.",
-        f"Uth: {recipe.eval.uth_statistic} of {' + '.join(recipe.eval.calibration_audio)} "
-        f"map maxima on {recipe.eval.calibration_samples} training images, per model.",
+        _uth_line(jobs),
         "Visual trunk: pretrained once on synthetic single objects "
         "(`avloc pretrain recipes/synthetic/visual_trunk.toml`), loaded by every row; the "
         "audio encoder starts from scratch.",
