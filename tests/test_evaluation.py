@@ -186,6 +186,28 @@ def test_scoring_matches_a_naive_per_sample_loop():
     assert json.dumps(whole.metrics, sort_keys=True) == json.dumps(scores.metrics, sort_keys=True)
 
 
+def test_slavc_detection_scores_visible_pairs_against_offscreen_and_silent_ones():
+    """SLAVC's AP / max-F1 from per-pair confidence and cIoU at cos >= 0, recomputed here
+    pair by pair (noise is not one of SLAVC's non-sounding kinds and stays out)."""
+    from test_detection import naive_ap, naive_max_f1
+
+    rec = _records(n=9, seed=5)
+    scores = score_records(rec, 0.3, chunk=4)
+    size = rec.map_size
+    visible, cious, confidence = [], [], []
+    for condition in ("positive", "offscreen", "silence"):
+        for i in range(len(rec)):
+            heat = upsample(rec.maps[condition][i : i + 1], size)[0].astype(np.float64)
+            scores_01 = np.sort(((heat + 1) / 2).ravel())
+            confidence.append(scores_01[-int(np.ceil(size * size / 4)) :].mean())
+            visible.append(condition == "positive")
+            gt = ground_truth_maps(rec, [i], size)[0]
+            cious.append(_naive_ciou(heat >= 0, gt) if condition == "positive" else 0.0)
+    slavc = scores.metrics["slavc"]
+    assert slavc["ap"] == pytest.approx(100 * naive_ap(visible, cious, confidence))
+    assert slavc["max_f1"] == pytest.approx(100 * naive_max_f1(visible, cious, confidence))
+
+
 def test_retrieval_in_scores_matches_a_naive_ranking_loop():
     rec = _records(n=12, seed=3)
     got = score_records(rec, 0.3).metrics["retrieval"]

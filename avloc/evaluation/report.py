@@ -117,7 +117,10 @@ def build_tables(rows: Sequence[dict[str, Any]], title: str) -> list:
             table.add_row(r["name"], *[_fmt(_get(r["metrics"], "retrieval", k)) for k in keys])
         tables.append(table)
 
-    for section, label in (("s4", "AVSBench S4"),):
+    for section, label in (
+        ("s4", "AVSBench S4"),
+        ("slavc", "SLAVC detection, visible vs offscreen + silent pairs"),
+    ):
         if any(section in r["metrics"] for r in rows):
             keys = list(next(r["metrics"][section] for r in rows if section in r["metrics"]))
             table = Table(title=f"{title}: {label} (%)", title_justify="left")

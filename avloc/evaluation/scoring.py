@@ -5,7 +5,9 @@ bounded whatever the data set size. :func:`score_records` returns
 
 - ``per_sample``: float64 arrays, one value per sample: ``ciou/<family>`` for the positive audio
   (fractions), ``ciou_shuffled/<family>`` for the control, ``pia/<negative>`` (fractions),
-  ``max/<condition>`` (raw cosine), ``s4_iou/<family>`` for mask ground truth;
+  ``max/<condition>`` (raw cosine), ``s4_iou/<family>`` for mask ground truth,
+  ``ciou/slavc`` (the positive map at cos >= 0) and ``confidence/<condition>`` (SLAVC's
+  top-quarter confidence) for the positive and the non-sounding conditions;
 - ``metrics``: a nested dict, percentages except where named (``uth``, Separability in raw
   cosine units)::
 
@@ -14,6 +16,7 @@ bounded whatever the data set size. :func:`score_records` returns
     global:     {floc, fauc, sep, q1_pos, q3_neg}
     retrieval:  {a2i_semantic_R@1, ..., i2a_instance_R@10}
     s4:         {miou_median, miou_adaptive, miou_universal, fscore}     (mask ground truth)
+    slavc:      {ap, max_f1, precision_all}      (visible pairs vs offscreen + silence pairs)
     interactive: {<family>: {iiou, iauc}}                                  (grouped samples)
     shuffled:   {<family>: {ciou_at_05, ciou_mean, auc}}                   (the control)
 
@@ -30,11 +33,13 @@ from typing import Any
 import numpy as np
 
 from avloc.evaluation.ground_truth import ground_truth_maps
+from avloc.maps.conditions import OFFSCREEN, SILENCE
 from avloc.maps.records import POSITIVE, SampleRecords
 from avloc.metrics import (
     auc_n_pct,
     binarize,
     ciou,
+    detection_summary,
     fauc,
     floc,
     interactive_summary,
@@ -42,11 +47,14 @@ from avloc.metrics import (
     retrieval_summary,
     s4_iou,
     separability,
+    top_quarter_confidence,
 )
 from avloc.metrics.segmentation import s4_fscore_totals
 from avloc.utils.interpolation import upsample
 
 FAMILIES = ("median", "adaptive", "universal")
+#: SLAVC's non-sounding pairs (avloc.metrics.detection): its source not visible, or no sound
+NON_SOUNDING = (OFFSCREEN, SILENCE)
 
 
 @dataclass
@@ -89,6 +97,10 @@ def score_records(records: SampleRecords, uth: float, chunk: int = 64) -> Scores
         for condition in conditions:
             maps = upsample(records.maps[condition][idx], size)
             add(f"max/{condition}", maps.max(axis=(1, 2)))
+            if condition == POSITIVE or condition in NON_SOUNDING:
+                add(f"confidence/{condition}", top_quarter_confidence(maps))
+            if condition == POSITIVE and gts is not None:
+                add("ciou/slavc", ciou(maps >= 0.0, gts))
             if condition in negatives:
                 add(f"pia/{condition}", np.mean(maps > uth, axis=(1, 2)))
             elif gts is not None:
@@ -141,6 +153,14 @@ def score_records(records: SampleRecords, uth: float, chunk: int = 64) -> Scores
         }
         if all(v is not None for v in interactive.values()):
             metrics["interactive"] = interactive
+    non_sounding = [c for c in NON_SOUNDING if c in negatives]
+    if has_gt and non_sounding:
+        count = len(records)
+        metrics["slavc"] = detection_summary(
+            np.repeat([True, False], [count, count * len(non_sounding)]),
+            np.concatenate([per_sample["ciou/slavc"], np.zeros(count * len(non_sounding))]),
+            np.concatenate([per_sample[f"confidence/{c}"] for c in [POSITIVE, *non_sounding]]),
+        )
     controls = [c for c in conditions if c not in negatives and c != POSITIVE]
     for control in controls:
         if has_gt:

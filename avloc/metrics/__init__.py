@@ -21,6 +21,7 @@ Modules: :mod:`.thresholding` (median / adaptive / universal binarisation),
 
 from .calibration import UTH_STATISTICS, calibrate_uth
 from .combined import fauc, floc, harmonic_mean
+from .detection import average_precision, detection_summary, max_f1, top_quarter_confidence
 from .groundtruth import gt_flickr, gt_from_boxes_normalized
 from .interactive import iauc, iiou, interactive_indicator, interactive_summary
 from .localization import ciou, localization_summary, map_cious, success_auc, success_curve
@@ -43,7 +44,11 @@ __all__ = [
     "UTH_STATISTICS",
     "auc_n_pct",
     "binarize",
+    "average_precision",
     "binarize_adaptive",
+    "detection_summary",
+    "max_f1",
+    "top_quarter_confidence",
     "binarize_median",
     "binarize_universal",
     "calibrate_uth",
