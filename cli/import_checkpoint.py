@@ -22,11 +22,15 @@ def import_checkpoint(
     checkpoint: Annotated[
         Path, typer.Argument(help="PyTorch checkpoint (.pth) of a published model")
     ],
-    arch: Annotated[
-        str,
-        typer.Option("--arch", help="Its architecture: ezvsl, slavc, fnac, marginnce or lvs"),
-    ],
     out: Annotated[Path, typer.Option("--out", "-o", help="The avloc network to write (.keras)")],
+    arch: Annotated[
+        str | None,
+        typer.Option(
+            "--arch",
+            help="Its architecture: ezvsl, slavc, fnac, marginnce, lvs or ssltie "
+            "(default: detected from the keys)",
+        ),
+    ] = None,
     head: Annotated[
         int, typer.Option("--head", help="slavc only: which projection pair to import (1 or 2)")
     ] = 1,
@@ -39,13 +43,16 @@ def import_checkpoint(
         quiet_frameworks()
         from avloc.models.import_torch import import_checkpoint as run_import
 
-        _, report = run_import(checkpoint, arch.lower(), out, head=head, momentum=momentum)
-        c = report.config
-        typer.echo(f"Imported {checkpoint} (--arch {report.arch}) -> {out}")
+        _, report = run_import(checkpoint, arch and arch.lower(), out, head=head, momentum=momentum)
+        c, i = report.config, report.config["inputs"]
+        how = "" if arch else ", detected from its keys"
+        typer.echo(f"Imported {checkpoint} (--arch {report.arch}{how}) -> {out}")
         typer.echo(
             f"  network: {c['arch']}, D = {c['embed_dim']}, visual width {c['visual']['width']} "
             f"blocks {c['visual']['blocks']}, audio width {c['audio']['width']} "
-            f"blocks {c['audio']['blocks']}; inputs 224 px, 16 kHz, 3 s"
+            f"blocks {c['audio']['blocks']}; inputs {i['image_size']} px, "
+            f"{i['sample_rate'] / 1000:g} kHz, {i['clip_seconds']:g} s"
+            + (f", {i['audio_frontend']} spectrogram" if "audio_frontend" in i else "")
         )
         typer.echo(f"  tensors used: {len(report.used)}")
         if report.ignored:

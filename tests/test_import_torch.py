@@ -162,6 +162,16 @@ class LVS(nn.Module):
         return img, F.normalize(aud, dim=1)
 
 
+class SSLTIE(LVS):
+    """SSL-TIE's AVENet: LVS's network plus layers its map does not use (published names)."""
+
+    def __init__(self, width=4):
+        super().__init__(width)
+        self.vision_fc1 = nn.Conv2d(16 * width, 8 * width, kernel_size=(1, 1))
+        self.conv3 = nn.Conv2d(1, 1, 1)
+        self.norm3 = nn.BatchNorm2d(1)
+
+
 def randomise(model: nn.Module, seed: int) -> nn.Module:
     """Random weights and non-trivial batch-norm statistics everywhere; eval mode."""
     torch.manual_seed(seed)
@@ -298,6 +308,41 @@ def test_lvs_matches_reference(tmp_path):
         "audnet.fc.bias",
     } <= set(report.ignored)
     assert_parity(load_network(tmp_path / "lvs.keras"), want, image, audio)
+
+
+def test_ssltie_matches_reference_and_records_its_front_end(tmp_path):
+    model = randomise(SSLTIE(width=4), seed=5)
+    path = save_published(model, tmp_path / "ssltie.pth.tar", key="model_state_dict")
+    image, audio = inputs(seed=5)
+    want = reference(model, image, audio)
+    net, report = import_checkpoint(path, "ssltie", tmp_path / "ssltie.keras")
+    assert_parity(net, want, image, audio)
+    assert {"vision_fc1.weight", "conv3.bias", "norm3.running_var"} <= set(report.ignored)
+    loaded = load_network(tmp_path / "ssltie.keras")
+    assert loaded.inputs["audio_frontend"] == "mel_db" and loaded.inputs["clip_seconds"] == 10.0
+    assert_parity(loaded, want, image, audio)
+
+
+@pytest.mark.parametrize(
+    ("model", "arch"),
+    [
+        (lambda: EZVSL(), "ezvsl"),
+        (lambda: SLAVC(), "slavc"),
+        (lambda: LVS(width=4), "lvs"),
+        (lambda: SSLTIE(width=4), "ssltie"),
+    ],
+)
+def test_arch_is_detected_from_the_keys(model, arch, tmp_path):
+    path = save_published(randomise(model(), seed=6), tmp_path / "any.pth")
+    _, report = import_checkpoint(path, None)
+    assert report.arch == arch
+
+
+def test_undetectable_layout_is_a_one_line_error(tmp_path):
+    path = tmp_path / "other.pth"
+    torch.save({"encoder.weight": torch.zeros(2, 2)}, path)
+    with pytest.raises(DataError, match="cannot tell the architecture from its keys; pass --arch"):
+        import_checkpoint(path, None)
 
 
 # ------------------------------------------------------------------------------------------

@@ -7,8 +7,11 @@ every stage after training turns media into model inputs:
 - images: uint8 RGB ``(H, W, 3)`` of any size -> bicubic resize to ``image_size`` and ImageNet
   normalisation -> float32 ``(B, S, S, 3)`` (:func:`avloc.media.image.preprocess_test`);
 - audio: a mono float32 waveform at ``rate`` Hz (any length) -> resampled to ``sample_rate``
-  when it differs -> the centred ``clip_seconds`` clip (tiled when short) -> float32 log
-  spectrogram ``(F, T)`` (:func:`avloc.media.audio.spectrogram`); batches are ``(B, F, T, 1)``;
+  when it differs -> the centred ``clip_seconds`` clip (tiled when short) -> float32
+  spectrogram ``(F, T)`` of the network's ``audio_frontend`` (:data:`AUDIO_FRONTENDS`: avloc's
+  log power spectrogram, :func:`avloc.media.audio.spectrogram`, unless the network says
+  otherwise, e.g. SSL-TIE's mel spectrogram in dB, :func:`avloc.media.mel.mel_db_spectrogram`);
+  batches are ``(B, F, T, 1)``;
 - generated audio: the all-zero clip (silence) and clipped N(0, 1) noise from a caller's
   :class:`numpy.random.Generator` (:mod:`avloc.maps.conditions` owns the seeding rule).
 
@@ -24,6 +27,13 @@ import numpy as np
 
 from avloc.media.audio import clip_centered, noise_waveform, resample, silence_waveform, spectrogram
 from avloc.media.image import preprocess_test
+from avloc.media.mel import mel_db_spectrogram
+
+#: ``inputs["audio_frontend"]`` -> waveform ``(T,)`` at ``sample_rate`` -> float32 ``(F, T')``
+AUDIO_FRONTENDS = {
+    "log_psd": lambda wave, rate: spectrogram(wave, sample_rate=rate),
+    "mel_db": mel_db_spectrogram,
+}
 
 
 def check_image(image: np.ndarray) -> np.ndarray:
@@ -42,6 +52,12 @@ class InputContract:
         self.sample_rate = int(inputs["sample_rate"])
         self.clip_seconds = float(inputs["clip_seconds"])
         self.clip_samples = int(round(self.sample_rate * self.clip_seconds))
+        frontend = inputs.get("audio_frontend", "log_psd")
+        if frontend not in AUDIO_FRONTENDS:
+            known = ", ".join(AUDIO_FRONTENDS)
+            raise ValueError(f"unknown audio_frontend {frontend!r} (expected one of {known})")
+        self.audio_frontend = frontend
+        self._front = AUDIO_FRONTENDS[frontend]
 
     def images(self, images_uint8: Sequence[np.ndarray]) -> np.ndarray:
         """uint8 ``(H, W, 3)`` images (sizes may differ) -> float32 ``(B, S, S, 3)``."""
@@ -53,16 +69,16 @@ class InputContract:
         if rate is not None and int(rate) != self.sample_rate:
             wave = resample(wave, int(rate), self.sample_rate)
         wave = clip_centered(wave, self.sample_rate, self.clip_seconds)
-        return spectrogram(wave, sample_rate=self.sample_rate)
+        return self._front(wave, self.sample_rate)
 
     def silence(self) -> np.ndarray:
         """``(F, T)``: the spectrogram of the all-zero clip."""
-        return spectrogram(silence_waveform(self.clip_samples), sample_rate=self.sample_rate)
+        return self._front(silence_waveform(self.clip_samples), self.sample_rate)
 
     def noise(self, rng: np.random.Generator) -> np.ndarray:
         """``(F, T)``: the spectrogram of one clipped white-noise clip drawn from ``rng``."""
         wave = noise_waveform(rng, self.clip_samples)
-        return spectrogram(wave, sample_rate=self.sample_rate)
+        return self._front(wave, self.sample_rate)
 
 
 def batch(spectrograms: Sequence[np.ndarray]) -> np.ndarray:

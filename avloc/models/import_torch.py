@@ -18,11 +18,22 @@ lvs            ``imgnet.*`` (last stage at stride 1), ``audnet.*`` with the audi
                -> ``lvs``. **Ignored**: the stems the published ResNet holds for the other
                modalities (``imgnet.conv1_a``, ``imgnet.conv1_flow``, ``audnet.conv1``,
                ``audnet.conv1_flow``) and the unused classifiers ``imgnet.fc.*``, ``audnet.fc.*``.
+               Inputs as LVS's own test loader: 10 s clips (short audio tiled).
+ssltie         SSL-TIE (jinxiang-liu/SSL-TIE) is LVS's network: the ``lvs`` mapping, plus its
+               layers that do not touch the map **ignored** (``vision_fc1.*``, ``conv3.*``,
+               ``norm3.*``). Its audio front end is recorded in the network: 10 s clips, a mel
+               spectrogram in dB (``audio_frontend = "mel_db"``, :mod:`avloc.media.mel`).
 =============  ==================================================================================
+
+Without ``--arch`` the layout is detected from the keys (:func:`detect_arch`): ``img_proj1``
+-> slavc; ``img_proj`` -> ezvsl (FNAC and marginNCE have the same layout and import the same);
+``vision_fc1`` / ``conv3`` / ``norm3`` beside ``imgnet`` -> ssltie; ``imgnet`` and ``audnet``
+alone -> lvs.
 
 Widths, blocks per stage and the embedding size D are read from the tensor shapes, so full-size
 (width 64, D 512) and smaller checkpoints both import. The network records the published input
-setting (224 px, 16 kHz, 3 s clips) and no Uth calibration.
+setting of its authors' test loader (224 px, 16 kHz, 3 s clips and avloc's log spectrogram;
+LVS: 10 s; SSL-TIE: 10 s, mel in dB) and no Uth calibration.
 
 Reading and key mapping: :mod:`avloc.models.torch_keys` (safe loading, layouts, strict
 accounting).
@@ -46,7 +57,7 @@ from avloc.models.torch_keys import (
     trunk_sources,
 )
 
-ARCHS = ("ezvsl", "slavc", "fnac", "marginnce", "lvs")
+ARCHS = ("ezvsl", "slavc", "fnac", "marginnce", "lvs", "ssltie")
 #: The setting the published models were trained and evaluated with.
 PUBLISHED_INPUTS = {"image_size": 224, "sample_rate": 16000, "clip_seconds": 3.0}
 
@@ -65,6 +76,7 @@ class ArchSpec:
     last_stride: int = 2
     ignored: tuple[str, ...] = ()  # full-match patterns of keys with no place in avloc's network
     notes: tuple[str, ...] = ()  # said to the user after an import
+    inputs: tuple[tuple[str, object], ...] = ()  # overrides of PUBLISHED_INPUTS
 
 
 def arch_spec(
@@ -100,8 +112,16 @@ def arch_spec(
                 "SLAVC's own map is the mean of both heads' maps",
             ),
         )
-    # lvs
+    # lvs, ssltie
     stem = "conv1_a" if state is None or "audnet.conv1_a.weight" in state else "conv1"
+    ignored = (
+        r"imgnet\.(conv1_a|conv1_flow)\.weight",
+        r"audnet\.(conv1|conv1_flow)\.weight",
+        r"(imgnet|audnet)\.fc\.(weight|bias)",
+    )
+    if arch == "lvs":  # its test loader (hche11 datasets/dataloader.py) feeds 10 s of audio
+        return ArchSpec(arch, "lvs", "imgnet", "audnet", audio_stem=stem, last_stride=1,
+                        ignored=ignored, inputs=(("clip_seconds", 10.0),))  # fmt: skip
     return ArchSpec(
         arch,
         "lvs",
@@ -110,11 +130,32 @@ def arch_spec(
         audio_stem=stem,
         last_stride=1,
         ignored=(
-            r"imgnet\.(conv1_a|conv1_flow)\.weight",
-            r"audnet\.(conv1|conv1_flow)\.weight",
-            r"(imgnet|audnet)\.fc\.(weight|bias)",
+            *ignored,
+            r"vision_fc1\.(weight|bias)",
+            r"conv3\.(weight|bias)",
+            r"norm3\.(weight|bias|running_mean|running_var|num_batches_tracked)",
         ),
+        notes=("SSL-TIE: LVS's network fed 10 s clips as a mel spectrogram in dB",),
+        inputs=(("clip_seconds", 10.0), ("audio_frontend", "mel_db")),
     )
+
+
+def detect_arch(state: dict) -> str | None:
+    """The ``--arch`` a state_dict's keys imply (see the module), or None when they do not."""
+    keys = set(state)
+    if not any(k.startswith("imgnet.") for k in keys) and not any(
+        k.startswith("momentum_imgnet.") for k in keys
+    ):
+        return None
+    if "img_proj1.weight" in keys:
+        return "slavc"
+    if "img_proj.weight" in keys:
+        return "ezvsl"
+    if keys & {"vision_fc1.weight", "conv3.weight", "norm3.weight"}:
+        return "ssltie"
+    if any(k.startswith("audnet.") for k in keys):
+        return "lvs"
+    return None
 
 
 def network_sources(net, spec: ArchSpec) -> list[Source]:
@@ -135,7 +176,7 @@ def _embed_dim(path: Path, state: dict[str, np.ndarray], module: str) -> int:
 
 def import_checkpoint(
     path: str | Path,
-    arch: str,
+    arch: str | None,
     out: str | Path | None = None,
     *,
     head: int = 1,
@@ -143,16 +184,25 @@ def import_checkpoint(
 ):
     """Build avloc's network from a published checkpoint; save it to ``out`` when given.
 
-    Returns ``(net, report)``. The network's ``inputs`` are :data:`PUBLISHED_INPUTS` and it is not
-    calibrated (run ``avloc eval --calibrate``).
+    Returns ``(net, report)``. The network's ``inputs`` are :data:`PUBLISHED_INPUTS` (with the
+    architecture's overrides) and it is not calibrated (run ``avloc eval --calibrate``).
+    ``arch=None`` detects it from the keys (:func:`detect_arch`).
     """
     from avloc.config import AudioEncoderConfig, DataConfig, ModelConfig, VisualConfig
     from avloc.models.avnet import trunk_channels
     from avloc.models.build import build_network
 
     path = Path(path)
-    arch_spec(arch, head=head, momentum=momentum)  # a wrong option fails before reading
+    if arch is not None:
+        arch_spec(arch, head=head, momentum=momentum)  # a wrong option fails before reading
     state = load_state_dict(path)
+    if arch is None:
+        arch = detect_arch(state)
+        if arch is None:
+            raise DataError(
+                f"{path}: cannot tell the architecture from its keys; pass --arch "
+                f"({', '.join(ARCHS)})"
+            )
     spec = arch_spec(arch, head=head, momentum=momentum, state=state)
     v_width, v_blocks = infer_trunk(path, state, spec.visual)
     a_width, a_blocks = infer_trunk(path, state, spec.audio, spec.audio_stem)
@@ -172,12 +222,14 @@ def import_checkpoint(
         visual=VisualConfig(width=v_width, blocks=v_blocks, last_stride=spec.last_stride),
         audio=AudioEncoderConfig(width=a_width, blocks=a_blocks),
     )
+    inputs = {**PUBLISHED_INPUTS, **dict(spec.inputs)}
     data_config = DataConfig(
-        image_size=PUBLISHED_INPUTS["image_size"],
-        sample_rate=PUBLISHED_INPUTS["sample_rate"],
-        clip_seconds=PUBLISHED_INPUTS["clip_seconds"],
+        image_size=inputs["image_size"],
+        sample_rate=inputs["sample_rate"],
+        clip_seconds=inputs["clip_seconds"],
     )
     net = build_network(model_config, data_config)
+    net.inputs.update(inputs)  # what DataConfig does not hold (the audio front end)
     hint = ""
     if not any(k.startswith(f"{spec.visual}.") for k in state):
         hint = f"is this an --arch {arch} checkpoint?"
@@ -192,4 +244,5 @@ def import_checkpoint(
         "visual": {"width": v_width, "blocks": list(v_blocks), "last_stride": spec.last_stride},
         "audio": {"width": a_width, "blocks": list(a_blocks)},
     }
+    config["inputs"] = dict(net.inputs)
     return net, ImportReport(path, arch, used, ignored, config, spec.notes)
