@@ -32,8 +32,12 @@ def import_checkpoint(
         ),
     ] = None,
     head: Annotated[
-        int, typer.Option("--head", help="slavc only: which projection pair to import (1 or 2)")
-    ] = 1,
+        int,
+        typer.Option(
+            "--head",
+            help="slavc only: one projection pair (1 or 2); default 0: both, SLAVC's own map",
+        ),
+    ] = 0,
     momentum: Annotated[
         bool, typer.Option("--momentum", help="slavc only: import the momentum encoders")
     ] = False,

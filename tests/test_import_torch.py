@@ -290,6 +290,30 @@ def test_slavc_branch_matches_reference(head, momentum, tmp_path):
     assert np.abs(keras_outputs(other_net, image, audio)[2] - want[2]).max() > 1e-2
 
 
+@pytest.mark.parametrize("momentum", [False, True])
+def test_slavc_exact_map_is_the_mean_of_both_heads(momentum, tmp_path):
+    """SLAVC's test map, ``(S1 + S2) / 2`` from its two projection pairs, written out here."""
+    model = randomise(SLAVC(), seed=7)
+    path = save_published(model, tmp_path / "slavc.pth")
+    image, audio = inputs(seed=7)
+    heads = [reference(model, image, audio, "branch", h, momentum) for h in (1, 2)]
+    want_maps = (heads[0][2] + heads[1][2]) / 2
+    net, report = import_checkpoint(path, "slavc", tmp_path / "slavc.keras", momentum=momentum)
+    assert net.heads == 2 and not report.notes
+    pre, unused = ("momentum_", "") if momentum else ("", "momentum_")
+    assert {f"{pre}img_proj2.weight", f"{pre}aud_proj1.bias"} <= set(report.used)
+    assert f"{unused}img_proj1.weight" in report.ignored
+    for candidate in (net, load_network(tmp_path / "slavc.keras")):
+        v, a, maps = keras_outputs(candidate, image, audio)
+        assert np.abs(maps - want_maps).max() < 1e-4
+        np.testing.assert_allclose(np.linalg.norm(a, axis=-1), 1.0, atol=1e-5)  # unit vectors
+        np.testing.assert_allclose(np.linalg.norm(v, axis=-1), 1.0, atol=1e-5)
+    assert np.ptp(want_maps) > 0.1
+    # detected from the keys, and the same network
+    auto, _ = import_checkpoint(path, None)
+    assert auto.heads == 2
+
+
 def test_lvs_matches_reference(tmp_path):
     model = randomise(LVS(width=4), seed=3)
     path = save_published(model, tmp_path / "lvs.pth.tar", key="model_state_dict")

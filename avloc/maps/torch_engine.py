@@ -63,7 +63,7 @@ def supported(net) -> bool:
     """Whether this Keras network has the layout :class:`TorchNet` rebuilds."""
     from avloc.models.avnet import AudioVisualNet
 
-    return type(net) is AudioVisualNet and bool(net.projection)
+    return type(net) is AudioVisualNet and bool(net.projection) and net.heads == 1
 
 
 def write_cache(network_file: str | Path, net) -> bool:

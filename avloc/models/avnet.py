@@ -59,9 +59,16 @@ class AudioVisualNet(keras.Model):
         inputs: dict[str, Any] | None = None,
         calibration: dict[str, Any] | None = None,
         visual_dropout: float = 0.0,
+        heads: int = 1,
         **kwargs,
     ):
         super().__init__(**kwargs)
+        if heads not in (1, 2) or (heads == 2 and not projection):
+            raise ValueError(f"heads must be 1, or 2 with projections (SLAVC), got {heads}")
+        #: Projection pairs. With 2 (SLAVC), each head's embeddings are L2-normalised, joined
+        #: along channels and scaled by 1/sqrt(2): the dot product of two joined vectors is the
+        #: mean of the heads' cosines, SLAVC's map, and each joined vector has unit norm.
+        self.heads = int(heads)
         #: How inputs were prepared in training: image_size (px), sample_rate (Hz), clip_seconds.
         self.inputs = {**DEFAULT_INPUTS, **(inputs or {})}
         #: Universal-threshold calibration (see avloc.maps.calibration): ``{"uth": float,
@@ -86,33 +93,46 @@ class AudioVisualNet(keras.Model):
             else None
         )
         if projection:
-            self.visual_proj = layers.Conv2D(
-                embed_dim,
-                1,
-                data_format=fmt,
-                kernel_initializer=keras.initializers.VarianceScaling(
-                    2.0, "fan_out", "untruncated_normal"
-                ),
-                name="img_proj",
-            )
-            self.audio_proj = layers.Dense(
-                embed_dim,
-                kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.01),
-                name="aud_proj",
-            )
-            # Build every weight now (the trunks are functional models, already built), so that
-            # saving and loading never meet an unbuilt layer whose weights would be skipped.
-            visual_channels = self.visual_encoder.output.shape[1 if fmt == "channels_first" else -1]
-            proj_input = (
-                (None, visual_channels, None, None)
-                if fmt == "channels_first"
-                else (None, None, None, visual_channels)
-            )
-            self.visual_proj.build(proj_input)
-            self.audio_proj.build(
-                (None, self.audio_encoder.output.shape[1 if fmt == "channels_first" else -1])
-            )
+            suffix = "" if heads == 1 else "1"
+            self.visual_proj, self.audio_proj = self._projections(embed_dim, fmt, suffix)
+            if heads == 2:
+                self.visual_proj_2, self.audio_proj_2 = self._projections(embed_dim, fmt, "2")
         self.built = True
+
+    def _projections(self, embed_dim: int, fmt: str, suffix: str):
+        """One built projection pair (1x1 conv on the visual map, Dense on the audio vector)."""
+        visual_proj = layers.Conv2D(
+            embed_dim,
+            1,
+            data_format=fmt,
+            kernel_initializer=keras.initializers.VarianceScaling(
+                2.0, "fan_out", "untruncated_normal"
+            ),
+            name=f"img_proj{suffix}",
+        )
+        audio_proj = layers.Dense(
+            embed_dim,
+            kernel_initializer=keras.initializers.TruncatedNormal(stddev=0.01),
+            name=f"aud_proj{suffix}",
+        )
+        # Build every weight now (the trunks are functional models, already built), so that
+        # saving and loading never meet an unbuilt layer whose weights would be skipped.
+        axis = 1 if fmt == "channels_first" else -1
+        visual_channels = self.visual_encoder.output.shape[axis]
+        proj_input = (
+            (None, visual_channels, None, None)
+            if fmt == "channels_first"
+            else (None, None, None, visual_channels)
+        )
+        visual_proj.build(proj_input)
+        audio_proj.build((None, self.audio_encoder.output.shape[axis]))
+        return visual_proj, audio_proj
+
+    def _join_heads(self, parts, axis: int = -1):
+        """Normalised heads -> one unit vector whose dot products are the heads' mean cosine."""
+        if len(parts) == 1:
+            return parts[0]
+        return ops.concatenate(parts, axis=axis) * (1.0 / len(parts) ** 0.5)
 
     def encode_image(self, image, training=False):
         """``(B, H, W, 3) -> (B, h, w, D)`` normalised visual map."""
@@ -122,20 +142,27 @@ class AudioVisualNet(keras.Model):
         x = self.visual_encoder(image, training=training)
         if self.visual_dropout_layer is not None:
             x = self.visual_dropout_layer(x, training=training)
+        heads = [x]
         if self.projection:
-            x = self.visual_proj(x)
+            heads = [self.visual_proj(x)]
+            if self.heads == 2:
+                heads.append(self.visual_proj_2(x))
         if channels_first:
-            x = ops.transpose(x, (0, 2, 3, 1))
-        return l2_normalize(ops.cast(x, "float32"), axis=-1)  # float32 under a mixed policy too
+            heads = [ops.transpose(h, (0, 2, 3, 1)) for h in heads]
+        # float32 under a mixed policy too
+        return self._join_heads([l2_normalize(ops.cast(h, "float32"), axis=-1) for h in heads])
 
     def encode_audio(self, spectrogram, training=False):
         """``(B, F, T, 1) -> (B, D)`` normalised audio embedding."""
         if self.data_format == "channels_first":
             spectrogram = ops.transpose(spectrogram, (0, 3, 1, 2))
         x = self.audio_pool(self.audio_encoder(spectrogram, training=training))
+        heads = [x]
         if self.projection:
-            x = self.audio_proj(x)
-        return l2_normalize(ops.cast(x, "float32"), axis=-1)
+            heads = [self.audio_proj(x)]
+            if self.heads == 2:
+                heads.append(self.audio_proj_2(x))
+        return self._join_heads([l2_normalize(ops.cast(h, "float32"), axis=-1) for h in heads])
 
     def call(self, inputs, training=False):
         return {
@@ -164,6 +191,7 @@ class AudioVisualNet(keras.Model):
             inputs=self.inputs,
             calibration=self.calibration,
             visual_dropout=self.visual_dropout,
+            heads=self.heads,
         )
         return config
 

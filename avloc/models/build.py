@@ -31,6 +31,8 @@ def named_weights(net) -> list[tuple[str, Any]]:
     named += [(f"audio_encoder/{v.path}", v) for v in net.audio_encoder.weights]
     if net.projection:
         named += [(v.path, v) for v in net.visual_proj.weights + net.audio_proj.weights]
+        if getattr(net, "heads", 1) == 2:
+            named += [(v.path, v) for v in net.visual_proj_2.weights + net.audio_proj_2.weights]
     return named
 
 

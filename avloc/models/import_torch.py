@@ -8,11 +8,12 @@ Published checkpoints (:func:`import_checkpoint`, ``avloc import-checkpoint``):
 ezvsl          ``imgnet.*`` visual trunk, ``audnet.*`` audio trunk, ``img_proj.*`` (1x1 conv),
 fnac           ``aud_proj.*`` (Linear) -> ``ezvsl``. FNAC and marginNCE are EZ-VSL code forks
 marginnce      with the same keys (their dropouts hold no weights).
-slavc          ``imgnet.*``, ``audnet.*`` and one projection pair ``img_proj{H}`` / ``aud_proj{H}``
-               (``--head H``, default 1) -> ``ezvsl``; with ``--momentum`` the ``momentum_*``
-               copies are read instead. **Ignored** (listed in the report): the other projection
-               pair and the other encoder copy. SLAVC's own map averages the maps of its two
-               heads; avloc's network has one head, so the imported map is head H's map.
+slavc          ``imgnet.*``, ``audnet.*`` and both projection pairs ``img_proj1/2`` /
+               ``aud_proj1/2`` -> ``ezvsl`` with two heads, whose map is the mean of the heads'
+               maps, SLAVC's own test map (``--head 1|2``: one pair only, a one-head network);
+               with ``--momentum`` the ``momentum_*`` copies are read instead (SLAVC's
+               ``--use_mom_eval``). **Ignored** (listed in the report): the other encoder copy
+               (and with ``--head``, the other pair).
 lvs            ``imgnet.*`` (last stage at stride 1), ``audnet.*`` with the audio stem
                ``audnet.conv1_a`` (``audnet.conv1`` when there is no ``conv1_a``), no projections
                -> ``lvs``. **Ignored**: the stems the published ResNet holds for the other
@@ -77,24 +78,41 @@ class ArchSpec:
     ignored: tuple[str, ...] = ()  # full-match patterns of keys with no place in avloc's network
     notes: tuple[str, ...] = ()  # said to the user after an import
     inputs: tuple[tuple[str, object], ...] = ()  # overrides of PUBLISHED_INPUTS
+    img_proj2: str | None = None  # the second projection pair (SLAVC's two heads)
+    aud_proj2: str | None = None
 
 
 def arch_spec(
-    arch: str, *, head: int = 1, momentum: bool = False, state: dict | None = None
+    arch: str, *, head: int = 0, momentum: bool = False, state: dict | None = None
 ) -> ArchSpec:
-    """The mapping for ``arch``; ``head`` and ``momentum`` choose SLAVC's branch."""
+    """The mapping for ``arch``; ``head`` (0: both) and ``momentum`` choose SLAVC's branch."""
     if arch not in ARCHS:
         raise DataError(f"--arch {arch}: expected one of {', '.join(ARCHS)}")
-    if arch != "slavc" and (head != 1 or momentum):
+    if arch != "slavc" and (head not in (0, 1) or momentum):
         raise DataError(f"--head/--momentum: only --arch slavc has several heads (got {arch})")
     if arch in ("ezvsl", "fnac", "marginnce"):
         return ArchSpec(arch, "ezvsl", "imgnet", "audnet", "img_proj", "aud_proj")
     if arch == "slavc":
-        if head not in (1, 2):
-            raise DataError(f"--head {head}: SLAVC has projection heads 1 and 2")
-        other = 3 - head
+        if head not in (0, 1, 2):
+            raise DataError(f"--head {head}: SLAVC has projection heads 1 and 2 (0: both)")
         pre = "momentum_" if momentum else ""
         unused = "" if momentum else "momentum_"
+        if head == 0:
+            return ArchSpec(
+                arch,
+                "ezvsl",
+                f"{pre}imgnet",
+                f"{pre}audnet",
+                f"{pre}img_proj1",
+                f"{pre}aud_proj1",
+                ignored=(
+                    rf"{unused}(imgnet|audnet)\..+",
+                    rf"{unused}(img|aud)_proj[12]\.(weight|bias)",
+                ),
+                img_proj2=f"{pre}img_proj2",
+                aud_proj2=f"{pre}aud_proj2",
+            )
+        other = 3 - head
         return ArchSpec(
             arch,
             "ezvsl",
@@ -109,7 +127,7 @@ def arch_spec(
             ),
             notes=(
                 f"SLAVC head {head} of 2 ({'momentum' if momentum else 'main'} encoders): "
-                "SLAVC's own map is the mean of both heads' maps",
+                "SLAVC's own map is the mean of both heads' maps (leave out --head for it)",
             ),
         )
     # lvs, ssltie
@@ -164,6 +182,9 @@ def network_sources(net, spec: ArchSpec) -> list[Source]:
     if net.projection:
         sources += layer_sources(net.visual_proj, spec.img_proj)
         sources += layer_sources(net.audio_proj, spec.aud_proj)
+    if net.heads == 2:
+        sources += layer_sources(net.visual_proj_2, spec.img_proj2)
+        sources += layer_sources(net.audio_proj_2, spec.aud_proj2)
     return sources
 
 
@@ -179,7 +200,7 @@ def import_checkpoint(
     arch: str | None,
     out: str | Path | None = None,
     *,
-    head: int = 1,
+    head: int = 0,
     momentum: bool = False,
 ):
     """Build avloc's network from a published checkpoint; save it to ``out`` when given.
@@ -228,7 +249,19 @@ def import_checkpoint(
         sample_rate=inputs["sample_rate"],
         clip_seconds=inputs["clip_seconds"],
     )
-    net = build_network(model_config, data_config)
+    if spec.img_proj2:  # SLAVC's two heads: not a recipe architecture, built directly
+        from avloc.models.avnet import AudioVisualNet, input_settings
+
+        net = AudioVisualNet(
+            embed_dim=embed_dim,
+            visual=dict(width=v_width, blocks=tuple(v_blocks), last_stride=spec.last_stride),
+            audio=dict(width=a_width, blocks=tuple(a_blocks)),
+            inputs=input_settings(data_config),
+            heads=2,
+            name="avnet",
+        )
+    else:
+        net = build_network(model_config, data_config)
     net.inputs.update(inputs)  # what DataConfig does not hold (the audio front end)
     hint = ""
     if not any(k.startswith(f"{spec.visual}.") for k in state):
@@ -243,6 +276,7 @@ def import_checkpoint(
         "embed_dim": embed_dim,
         "visual": {"width": v_width, "blocks": list(v_blocks), "last_stride": spec.last_stride},
         "audio": {"width": a_width, "blocks": list(a_blocks)},
+        "heads": net.heads,
     }
     config["inputs"] = dict(net.inputs)
     return net, ImportReport(path, arch, used, ignored, config, spec.notes)
