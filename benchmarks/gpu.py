@@ -17,12 +17,14 @@ time is reported and the next part runs):
 3. **Loader** (``loader.py --shards``): ``TrainBatches`` with the SSL-SaN inputs (images, audio
    and noise spectrograms) at batch 128, thread workers ``--loader-workers`` (default: 4, 8 and
    the machine's cores less two): samples/s.
-4. **End to end**: ``avloc train recipes/sslsan.toml`` (full width, 224 px, batch 128,
+4. **Heatmap video** (``video.py``): ``avloc localize VIDEO -o heat.mp4`` over a generated
+   20 s clip with the full network, frames/s and multiple of real time.
+5. **End to end**: ``avloc train recipes/sslsan.toml`` (full width, 224 px, batch 128,
    mixed_bfloat16) on those scenes for ``--epochs`` x ``--steps-per-epoch`` steps with the
    loader's thread workers = cores less two; samples/s of each epoch from the run's ``timing.csv``
    (``samples_per_s``: from the end of an epoch's first step to its last), compared with the
    bf16 batch-128 ``keras-torch`` step alone.
-5. **Other backends** (``--extra-variants``, default ``keras-jax-jit``), fp32 and bf16, in parts
+6. **Other backends** (``--extra-variants``, default ``keras-jax-jit``), fp32 and bf16, in parts
    of their own after the rest, while time is left: a slow compilation costs only them.
    ``keras-tensorflow`` needs TensorFlow's GPU build, which avloc's Linux dependency
    (``tensorflow-cpu``) is not; add it here where that build is installed.
@@ -292,7 +294,25 @@ def run(args) -> dict:
         for name, entry in (loader.get("configurations") or {}).items()
     }
 
-    # 4. End to end: avloc train on the prepared scenes.
+    # 4. Heatmap videos (avloc localize VIDEO -o heat.mp4) against real time.
+    video_json = out / "video.json"
+    video_args = (
+        ["--model", "tiny", "--seconds", "1", "--size", "64x48", "--batch-sizes", "4"]
+        if args.dry_run
+        else ["--model", "full", "--seconds", "20", "--batch-sizes", "16,64"]
+    )
+    if left() > args.reserve:
+        add(
+            Part(
+                "video",
+                python("video.py", *video_args, "--device", args.device, "--json", str(video_json)),
+                min(args.part_limit, left() - args.reserve),
+                out,
+            )
+        ).run()
+    report["video"] = (read_json(video_json) or {}).get("results", [])
+
+    # 5. End to end: avloc train on the prepared scenes.
     run_dir = work / "run"
     e2e_workers = cores_for_workers()
     sets = [
@@ -396,6 +416,17 @@ def markdown(report: dict, args) -> str:
         "| --- | --- |",
     ]
     lines += [f"| {name} | {fmt_rate(v)} |" for name, v in report["loader"].items()]
+    lines += [
+        "",
+        "Heatmap video (`benchmarks/video.py`: decode, maps, draw, encode; 10 output frames/s):",
+        "",
+        "| engine | batch | frames/s | x real time |",
+        "| --- | --- | --- | --- |",
+    ]
+    lines += [
+        f"| {v['engine']} | {v['batch_size']} | {v['frames_per_s']:.1f} | {v['x_real_time']:.2f} |"
+        for v in report.get("video", [])
+    ]
     e2e = report["end_to_end"]
     ratio = e2e["ratio_to_step_alone"]
     lines += [

@@ -34,6 +34,7 @@ def test_gpu_benchmark_dry_run_measures_every_part(tmp_path):
     assert report["largest_batch"]["fits"]["batch"] == 8  # the dry run's --max-batch
     assert report["prepare"]["status"] == "ok" and (tmp_path / "work" / "data" / "train").is_dir()
     assert set(report["loader"]) == {"threads x1, noise on", "threads x2, noise on"}
+    assert [v["frames"] for v in report["video"]] == [11] * len(report["video"]) != []
     epochs = report["end_to_end"]["epochs"]
     assert [e["epoch"] for e in epochs] == [0, 1, 2]
     assert all(e["samples_per_s"] > 0 and e["seconds"] > 0 for e in epochs)
