@@ -230,3 +230,24 @@ def test_browser_bad_audio_shows_an_error_in_the_page(browser, server, media):
     )
     assert verdict.startswith("Error:") and "bad.wav" in verdict
     assert browser.execute_script("return document.querySelector('#overlay img') === null")
+
+
+def test_a_busy_port_is_a_one_line_error(net, tmp_path):
+    if importlib.util.find_spec("gradio") is None:
+        pytest.skip("gradio is not installed (pip install 'avloc[demo]')")
+    checkpoint = tmp_path / "tiny.keras"
+    save_network(net, checkpoint)
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        env = {**os.environ, "PYTHONPATH": str(ROOT), "GRADIO_ANALYTICS_ENABLED": "False"}
+        done = subprocess.run(
+            [sys.executable, "-m", "cli.main", "serve", "--checkpoint", str(checkpoint),
+             "--port", str(port)],
+            cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
+        )  # fmt: skip
+    assert done.returncode == 2, done.stdout + done.stderr
+    errors = [line for line in done.stderr.splitlines() if line.startswith("avloc: error:")]
+    assert len(errors) == 1 and f"127.0.0.1:{port}" in errors[0]
+    assert "Traceback" not in done.stderr
