@@ -29,6 +29,8 @@ for job in jobs:
 for (stat, key), v in sorted(out.items()):
     if key.startswith("ablation") or key in ("ezvsl", "sslsan"):
         v = np.array(v)
+        floc, ciou = v[:, 0], v[:, 1]
         print(
-            f"{stat:4s} {key:12s} FLOC {v[:, 0].mean():6.2f} ± {v[:, 0].std(ddof=1):5.2f}  cIoU_Uth {v[:, 1].mean():6.2f}"
+            f"{stat:4s} {key:12s} FLOC {floc.mean():6.2f} ± {floc.std(ddof=1):5.2f}  "
+            f"cIoU_Uth {ciou.mean():6.2f}"
         )
