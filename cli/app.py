@@ -19,6 +19,7 @@ DEFAULT_BACKEND = "torch"
 if not os.environ.get("KERAS_BACKEND"):
     os.environ["KERAS_BACKEND"] = DEFAULT_BACKEND
 
+from pathlib import Path  # noqa: E402
 from typing import Annotated  # noqa: E402
 
 import typer  # noqa: E402
@@ -179,3 +180,32 @@ def progress_columns(unit: str = "items") -> tuple:
         RateColumn(),
         TimeRemainingColumn(),
     )
+
+
+# --------------------------------------------------------------------------------------------
+# The network a command serves (localize, serve): options and loading, in one place
+
+RunOption = Annotated[Path | None, typer.Option("--run", help="Run directory holding model.keras")]
+CheckpointOption = Annotated[
+    Path | None, typer.Option("--checkpoint", help="A .keras network file")
+]
+UthOption = Annotated[
+    float | None,
+    typer.Option("--uth", help="Universal threshold (raw cosine); overrides the calibrated"),
+]
+
+
+def network_and_uth(run: Path | None, checkpoint: Path | None, uth: float | None):
+    """``(net, Uth)``: the plain-torch copy when cached (no Keras import on torch), else the Keras
+    network; Uth is ``uth`` or the network's calibration (an error says how to calibrate)."""
+    from avloc.jobs import localize as lz
+    from avloc.runs import calibrate_command
+
+    net = lz.load_cached_model(run, checkpoint)
+    if net is None:
+        quiet_frameworks()
+        net = lz.load_model(run, checkpoint)
+    threshold = lz.resolve_uth(
+        net, uth, source=str(checkpoint or run), calibrate=calibrate_command(run, checkpoint)
+    )
+    return net, threshold

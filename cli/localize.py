@@ -15,7 +15,15 @@ from typing import Annotated
 import typer
 
 from avloc.media.formats import MANIFEST_EXTS, VIDEO_EXTS
-from cli.app import app, progress_columns, quiet_frameworks, user_errors
+from cli.app import (
+    CheckpointOption,
+    RunOption,
+    UthOption,
+    app,
+    network_and_uth,
+    progress_columns,
+    user_errors,
+)
 
 EXAMPLE = (
     "Example: avloc localize photo.jpg sound.wav --run runs/quickstart -o heat.png "
@@ -50,20 +58,13 @@ def localize(
             "of a VIDEO input; in batch mode the output directory",
         ),
     ] = None,
-    run: Annotated[
-        Path | None, typer.Option("--run", help="Run directory holding model.keras")
-    ] = None,
-    checkpoint: Annotated[
-        Path | None, typer.Option("--checkpoint", help="A .keras network file")
-    ] = None,
+    run: RunOption = None,
+    checkpoint: CheckpointOption = None,
     time: Annotated[
         float | None,
         typer.Option("--time", min=0.0, help="Seconds into the video/audio (default: the middle)"),
     ] = None,
-    uth: Annotated[
-        float | None,
-        typer.Option("--uth", help="Universal threshold (raw cosine); overrides the calibrated"),
-    ] = None,
+    uth: UthOption = None,
     as_json: Annotated[
         bool, typer.Option("--json", help="Print the result as JSON (batch: NAME.json files)")
     ] = False,
@@ -104,15 +105,7 @@ def localize(
 
         if not batch:
             item = lz.item_from_paths(inputs, time)  # argument errors before the model loads
-        net = lz.load_cached_model(run, checkpoint)  # plain torch, no Keras import (on torch)
-        if net is None:
-            quiet_frameworks()
-            net = lz.load_model(run, checkpoint)
-        from avloc.runs import calibrate_command
-
-        threshold = lz.resolve_uth(
-            net, uth, source=str(checkpoint or run), calibrate=calibrate_command(run, checkpoint)
-        )
+        net, threshold = network_and_uth(run, checkpoint, uth)
         if batch:
             _batch(lz, net, inputs[0], out, threshold, time, batch_size, as_json, raw, value_range)
             return

@@ -5,28 +5,20 @@ avloc serve --run DIR | --checkpoint FILE [--port 7860] [--host 127.0.0.1] [--sh
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from cli.app import app, quiet_frameworks, user_errors
+from cli.app import CheckpointOption, RunOption, UthOption, app, network_and_uth, user_errors
 
 EXAMPLE = "Example: avloc serve --run runs/quickstart   (then open http://127.0.0.1:7860)"
 
 
 @app.command(epilog=EXAMPLE)
 def serve(
-    run: Annotated[
-        Path | None, typer.Option("--run", help="Run directory holding model.keras")
-    ] = None,
-    checkpoint: Annotated[
-        Path | None, typer.Option("--checkpoint", help="A .keras network file")
-    ] = None,
-    uth: Annotated[
-        float | None,
-        typer.Option("--uth", help="Universal threshold (raw cosine); overrides the calibrated"),
-    ] = None,
+    run: RunOption = None,
+    checkpoint: CheckpointOption = None,
+    uth: UthOption = None,
     host: Annotated[
         str,
         typer.Option(
@@ -45,17 +37,9 @@ def serve(
     """A web page to try the network: upload an image + audio or a video, see the heatmap."""
     with user_errors():
         from avloc.errors import AvlocError
-        from avloc.jobs import localize as lz
         from avloc.jobs.serve import build_app
-        from avloc.runs import calibrate_command
 
-        net = lz.load_cached_model(run, checkpoint)
-        if net is None:
-            quiet_frameworks()
-            net = lz.load_model(run, checkpoint)
-        threshold = lz.resolve_uth(
-            net, uth, source=str(checkpoint or run), calibrate=calibrate_command(run, checkpoint)
-        )
+        net, threshold = network_and_uth(run, checkpoint, uth)
         name = (run or checkpoint).name if (run or checkpoint) else "avloc"
         page = build_app(net, threshold, title=f"avloc: {name}", max_seconds=max_seconds)
         where = "this machine only" if host in ("127.0.0.1", "localhost") else f"host {host}"
