@@ -469,7 +469,9 @@ def train(recipe: Recipe, run_dir: str | Path, verbose: int | None = None) -> Tr
     writer = placement.is_writer
     lock = RunDir(run_dir).lock() if writer else contextlib.nullcontext()
     with lock:
-        return _train_locked(recipe, run_dir, shards, placement, verbose)
+        result = _train_locked(recipe, run_dir, shards, placement, verbose)
+    placement.finish()
+    return result
 
 
 def _train_locked(recipe, run_dir, shards, placement, verbose) -> TrainResult:

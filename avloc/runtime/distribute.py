@@ -177,6 +177,24 @@ class Placement:
         elif self.engine == "torch.distributed":
             task.outputs_engine = _torch_data_parallel(task, self.local_device)
 
+    def finish(self) -> None:
+        """End this process's part in a finished run, before the process ends.
+
+        torch: every process meets the others at a barrier, then the process group is
+        destroyed. The barrier lets gloo's worker threads release the last collective's tensors
+        while Python still runs: a process that reaches interpreter shutdown first aborts
+        ("terminate called without an active exception") when such a thread then asks for the
+        GIL, failing the whole torchrun job after a finished run. Not called after an error,
+        where a barrier would wait for processes that are gone.
+        """
+        if self.engine != "torch.distributed":
+            return
+        import torch.distributed as dist
+
+        if dist.is_initialized():
+            dist.barrier()
+            dist.destroy_process_group()
+
     def callbacks(self) -> list:
         """Keras callbacks every process runs (before the writer's loggers)."""
         if self.engine == "torch.distributed" and self.process_count > 1:
