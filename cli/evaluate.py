@@ -107,6 +107,15 @@ def evaluate(
         Path | None, typer.Option("--data-root", help="Where names resolve (default data/)")
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print results as JSON")] = False,
+    protocol: Annotated[
+        str,
+        typer.Option(
+            "--protocol",
+            help="avloc (default) or vssl_eval: the conventions of xavijuanola/vssl_eval (its "
+            "audio per model, silence and noise without the log, offscreen over 10 seeds, "
+            "mean-IoU CIoU; docs/protocol.md)",
+        ),
+    ] = "avloc",
     floors: Annotated[
         bool,
         typer.Option(
@@ -125,6 +134,7 @@ def evaluate(
         from avloc.jobs import evaluate as ev
 
         sources = ev.resolve_models(runs or [], checkpoints or [], samples or [])
+        check_protocol(protocol, control, metrics, verdict)
         console = Console(stderr=as_json)
         columns = progress_columns("samples")
         if calibrate:
@@ -154,6 +164,10 @@ def evaluate(
             if dataset is None:
                 return
         groups = [g.strip() for g in metrics.split(",") if g.strip()] if metrics else None
+        if protocol == "vssl_eval":
+            run_vssl_eval(sources, dataset, out, uth, batch_size, limit, seed, data_root, floors,
+                          as_json, console)  # fmt: skip
+            return
         with Progress(*columns, console=console, transient=False) as bar:
 
             def progress(label: str, total: int):
@@ -207,6 +221,51 @@ def evaluate(
                     typer.echo("\n".join(verdict_lines(name, outcomes)))
             if not all(learned(o) for o in verdicts.values()):
                 raise typer.Exit(3)
+
+
+PROTOCOLS = ("avloc", "vssl_eval")
+
+
+def check_protocol(protocol: str, control, metrics, verdict: bool) -> None:
+    from avloc.errors import RecipeError
+
+    if protocol not in PROTOCOLS:
+        raise RecipeError(f"--protocol {protocol!r}: expected one of {', '.join(PROTOCOLS)}")
+    if protocol == "vssl_eval":
+        given = [o for o, v in (("--control", control), ("--metrics", metrics)) if v]
+        given += ["--verdict"] if verdict else []
+        if given:
+            raise RecipeError(f"{given[0]} belongs to avloc's protocol, not --protocol vssl_eval")
+
+
+def run_vssl_eval(
+    sources, dataset, out, uth, batch_size, limit, seed, data_root, floors, as_json, console
+) -> None:
+    """``--protocol vssl_eval``: print the table (or JSON) and say where the files are."""
+    from rich.progress import Progress
+
+    from avloc.errors import DataError
+    from avloc.jobs.evaluate_vssl import evaluate_vssl
+
+    if dataset is None:
+        raise DataError("--protocol vssl_eval needs --dataset")
+    with Progress(*progress_columns("samples"), console=console, transient=False) as bar:
+
+        def progress(label: str, total: int):
+            task = bar.add_task(f"evaluating {label} (vssl_eval)", total=total)
+            return lambda n: bar.advance(task, n)
+
+        target = out or Path("evaluations") / f"{Path(dataset).name}-vssl_eval"
+        result = evaluate_vssl(
+            sources, dataset, target, uth=uth, batch_size=batch_size, limit=limit,
+            seed=0 if seed is None else seed, data_root_dir=data_root, progress=progress,
+            floors=floors,
+        )  # fmt: skip
+    if as_json:
+        typer.echo(json.dumps({"protocol": "vssl_eval", "models": result.rows}, indent=2))
+    else:
+        typer.echo(result.text.rstrip())
+    console.print(f"results: {result.out_dir / 'results.json'}")
 
 
 app.command("eval", epilog=EXAMPLE)(evaluate)

@@ -266,7 +266,9 @@ def test_ezvsl_family_matches_reference(arch, ezvsl_model, ezvsl_file, tmp_path)
     assert report.config["audio"]["width"] == A_WIDTH
     # the saved file loads and gives the same outputs; published inputs, not calibrated
     loaded = load_network(tmp_path / "model.keras")
-    assert loaded.inputs == PUBLISHED_INPUTS and loaded.calibration is None
+    assert (
+        loaded.inputs == {**PUBLISHED_INPUTS, "published_as": arch} and loaded.calibration is None
+    )
     assert_parity(loaded, want, image, audio)
 
 

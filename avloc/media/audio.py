@@ -372,8 +372,9 @@ def _psd_scale(nperseg: int, sample_rate: float) -> np.ndarray:
     return scale
 
 
-def _log_psd(frames: np.ndarray, nperseg: int, sample_rate: float) -> np.ndarray:
-    """``log(PSD + 1e-7) / 12`` of float32 frames ``(n, time, nperseg)`` -> ``(n, time, freq)``."""
+def _log_psd(frames: np.ndarray, nperseg: int, sample_rate: float, log: bool = True) -> np.ndarray:
+    """``log(PSD + 1e-7) / 12`` of float32 frames ``(n, time, nperseg)`` -> ``(n, time, freq)``
+    (``log=False``: ``PSD / 12``)."""
     mean = frames.mean(axis=-1, keepdims=True, dtype=np.float64).astype(np.float32)
     seg = frames - mean  # detrend="constant"
     seg *= _window(nperseg).astype(np.float32)
@@ -381,8 +382,9 @@ def _log_psd(frames: np.ndarray, nperseg: int, sample_rate: float) -> np.ndarray
     power = np.square(spec.real)
     power += np.square(spec.imag)
     power *= _psd_scale(nperseg, sample_rate)
-    power += np.float32(LOG_EPS)
-    np.log(power, out=power)
+    if log:
+        power += np.float32(LOG_EPS)
+        np.log(power, out=power)
     power *= np.float32(1.0 / LOG_SCALE)
     return power
 
@@ -392,8 +394,12 @@ def spectrogram(
     sample_rate: int = 16000,
     nperseg: int = 512,
     noverlap: int = 274,
+    log: bool = True,
 ) -> np.ndarray:
     """Log power spectrogram ``log(PSD + 1e-7) / 12``, float32, shape ``(freq, time)``.
+
+    ``log=False`` gives ``PSD / 12`` (xavijuanola/vssl_eval feeds silence and noise this way to
+    the EZ-VSL family, :mod:`avloc.evaluation.vssl_eval`).
 
     Equal (within 1e-6 on the log scale, float32 arithmetic) to ``scipy.signal.spectrogram(x,
     fs=sample_rate, nperseg=nperseg, noverlap=noverlap)[2]`` followed by the log: Tukey(0.25)
@@ -419,7 +425,8 @@ def spectrogram(
     for i in range(0, batch.shape[0], chunk):
         frames = np.lib.stride_tricks.sliding_window_view(batch[i : i + chunk], nperseg, axis=-1)
         frames = frames[:, ::hop, :]  # (n, time, nperseg)
-        out[i : i + chunk] = _log_psd(frames, nperseg, float(sample_rate)).transpose(0, 2, 1)
+        psd = _log_psd(frames, nperseg, float(sample_rate), log)
+        out[i : i + chunk] = psd.transpose(0, 2, 1)
     return out[0] if x.ndim == 1 else out
 
 

@@ -62,8 +62,12 @@ def mel_db_spectrogram(
     n_fft: int = SSLTIE_MEL["n_fft"],
     hop: int = SSLTIE_MEL["hop"],
     n_mels: int = SSLTIE_MEL["n_mels"],
+    db: bool = True,
 ) -> np.ndarray:
-    """Mel power spectrogram in dB, float32 ``(n_mels, frames)``; see the module."""
+    """Mel power spectrogram in dB, float32 ``(n_mels, frames)``; see the module.
+
+    ``db=False`` leaves the mel power as it is (vssl_eval's SSL-TIE silence and noise).
+    """
     x = np.asarray(wave, np.float64)
     if x.ndim not in (1, 2):
         raise ValueError(f"expected a waveform (T,) or a batch (N, T), got shape {x.shape}")
@@ -77,5 +81,7 @@ def mel_db_spectrogram(
     frames = np.lib.stride_tricks.sliding_window_view(padded, n_fft, axis=-1)[:, ::hop, :]
     power = np.abs(np.fft.rfft(frames * window, axis=-1)) ** 2 / np.sum(window**2)
     mel = power @ mel_filterbank(n_fft // 2 + 1, n_mels, int(sample_rate))  # (N, frames, mels)
-    out = (10.0 * np.log10(np.maximum(mel, AMIN))).transpose(0, 2, 1).astype(np.float32)
+    if db:
+        mel = 10.0 * np.log10(np.maximum(mel, AMIN))
+    out = mel.transpose(0, 2, 1).astype(np.float32)
     return out[0] if x.ndim == 1 else out

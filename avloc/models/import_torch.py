@@ -243,7 +243,8 @@ def import_checkpoint(
         visual=VisualConfig(width=v_width, blocks=v_blocks, last_stride=spec.last_stride),
         audio=AudioEncoderConfig(width=a_width, blocks=a_blocks),
     )
-    inputs = {**PUBLISHED_INPUTS, **dict(spec.inputs)}
+    # published_as: which authors' model this is (evaluators' per-model rules, e.g. vssl_eval)
+    inputs = {**PUBLISHED_INPUTS, **dict(spec.inputs), "published_as": spec.arch}
     data_config = DataConfig(
         image_size=inputs["image_size"],
         sample_rate=inputs["sample_rate"],

@@ -1,0 +1,425 @@
+"""The conventions of xavijuanola/vssl_eval: ``--protocol vssl_eval``.
+
+vssl_eval (the code of the ICASSP 2025 negative-audio paper, commit ``e8ebbc9``) evaluates the
+published models with rules that differ from avloc's default protocol (docs/protocol.md,
+"Other evaluators' conventions"). This module reproduces them, per model family
+(:data:`FAMILIES`; :func:`family_of` reads it from the network):
+
+Audio (one waveform per stored clip, taken as the file; 16 kHz):
+
+- ``ezvsl`` / ``slavc`` (and marginNCE, and avloc's own networks): the first 10 s (tiled when
+  shorter), rolled so that the clip's middle sits at 5 s, ``log(PSD + 1e-7)`` (512-sample frames,
+  hop 238), the middle 200 frames, ``/ 12``; the offscreen clip is not rolled;
+- ``fnac``: the first 3 s (tiled), rolled by ``int(1.5 sr) - int(duration / 2 * sr)``, the same
+  spectrogram (200 frames, no crop); the offscreen clip is not rolled;
+- ``lvs`` (and SSL-Align): 3.5-6.5 s of the first 10 s, clipped to [-1, 1], hop 159 (299
+  frames), ``log(PSD + 1e-7) / 12``;
+- ``ssltie``: the first 10 s as SSL-TIE's mel spectrogram in dB (:mod:`avloc.media.mel`).
+
+Silence is the all-zero waveform, noise unclipped N(0, 1), both as long as the positive clip and
+through the same spectrogram, except that the EZ-VSL family and FNAC skip the log (``PSD / 12``)
+and SSL-TIE skips the dB step. Noise of seed ``s`` for sample ``i`` comes from
+``default_rng((s, i))``.
+
+Offscreen audio: for each of the 10 seeds :data:`SEEDS`, ``random.Random(seed)`` draws, sample
+by sample, a class other than the sample's (``choice(sorted(classes))``) and then a clip of that
+class (``choice(ids)``) from the test set's own labelled clips. The 10 passes are pooled: the
+negatives' metrics are over 10 x N samples; positives and silence are the same in every pass, so
+pooling leaves their metrics unchanged and they are computed once.
+
+Maps: ``(cos + 1) / 2`` for the EZ-VSL family and FNAC (SLAVC: of the mean of its two heads),
+the raw cosine for LVS and SSL-TIE. Upsampled to 224 x 224: positive maps bilinear with aligned
+corners for the EZ-VSL family and FNAC (and LVS on IS3), half-pixel (``cv2.resize``) otherwise;
+every negative map half-pixel.
+
+Metrics (strict ``>`` everywhere), for each threshold of :data:`THRESHOLDS`: ``0.5``; ``uth``
+(a fixed per-model threshold; vssl_eval's ``th_maxq3`` constants, :data:`PUBLISHED_UTH`);
+``median`` (the positive map's value at sorted index ``int(0.5 * H * W)``, per sample) and
+``adaptive`` (sorted index ``H * W - gt_pixels``, half the image when the box is empty):
+
+- ``CIoU``: mean over samples of ``|P & G| / (|G| + |P - G|)`` x 100 (NaN -> 0), **not** the
+  share of samples above 0.5; ``AUC``: the 21-point trapezoid of ``share(IoU >= 0.05 k)`` x 100;
+- ``pIA_<negative>``: the mean share of pixels above the threshold x 100 (lower is better);
+  ``AUC_N_<negative>`` (vssl_eval's ``AOC``): the 21-point trapezoid of ``share(pIA <= 0.05 k)``
+  x 100 (higher is better);
+- at ``uth``, vssl_eval's F-scores: ``F_pos_neg = HM(CIoU, mean_k(100 - pIA_k))``, ``F_pos_<k>``,
+  ``F_auc = HM(AUC, mean_k AUC_N_k)``, with ``HM(a, b) = 2ab / (a + b)``;
+- the mean and median of the raw maps' maxima and minima per condition (before upsampling).
+
+Not reproduced: the object-saliency ("OGL") variants, the pairwise ``IoU_Pos_<k>`` maps and the
+legacy ``CIoU`` key that mixes five thresholds. Ground truth: the union of the boxes,
+``int(clip(v, 0, 1) * 224)`` (VGG-SS and IS3; vssl_eval has no Flickr or mask rule).
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from avloc.errors import DataError
+from avloc.evaluation.ground_truth import ground_truth_maps
+from avloc.media.audio import resample, spectrogram
+from avloc.media.mel import mel_db_spectrogram
+from avloc.utils.interpolation import upsample
+
+SEEDS = (1234, 2345, 3456, 4567, 5678, 6789, 7890, 8901, 9012, 9999)
+MAP_SIZE = 224
+RATE = 16000  #: vssl_eval reads files at their own rate and assumes 16 kHz
+THRESHOLDS = ("0.5", "uth", "median", "adaptive")
+NEGATIVES = ("silence", "noise", "offscreen")
+
+#: vssl_eval's ``th_maxq3`` per family (``eval.py`` lines 258-287), on its map scale.
+PUBLISHED_UTH = {
+    "ezvsl": 0.6382,
+    "slavc": 0.5450,
+    "fnac": 0.5538,
+    "lvs": 0.6077,
+    "ssltie": 0.3338,
+    "sslalign": 0.3175,
+}
+
+
+@dataclass(frozen=True)
+class Family:
+    """How vssl_eval feeds and scores one kind of model."""
+
+    name: str
+    window: str  # "roll10_crop200" | "fnac_roll3" | "lvs_3p5" | "first10_mel"
+    half_cosine: bool  # maps are (cos + 1) / 2
+    negatives_log: bool  # silence and noise go through the log (dB) too
+    positive_aligned: bool  # positive maps upsampled with aligned corners
+
+
+FAMILIES = {
+    "ezvsl": Family("ezvsl", "roll10_crop200", True, False, True),
+    "slavc": Family("slavc", "roll10_crop200", True, False, True),
+    "fnac": Family("fnac", "fnac_roll3", True, False, True),
+    "lvs": Family("lvs", "lvs_3p5", False, True, False),
+    "sslalign": Family("sslalign", "lvs_3p5", False, True, False),
+    "ssltie": Family("ssltie", "first10_mel", False, False, False),
+}
+#: Seconds of the clip each window gives (and of generated silence and noise).
+CLIP_SECONDS = {"roll10_crop200": 10.0, "fnac_roll3": 3.0, "lvs_3p5": 3.0, "first10_mel": 10.0}
+#: ``import-checkpoint --arch`` names -> family
+PUBLISHED_FAMILY = {"marginnce": "ezvsl", **{name: name for name in FAMILIES}}
+
+
+def family_of(net) -> Family:
+    """The family of a network: what it was imported as, else guessed from its layout."""
+    published = net.inputs.get("published_as")
+    if published in PUBLISHED_FAMILY:
+        return FAMILIES[PUBLISHED_FAMILY[published]]
+    if net.inputs.get("audio_frontend") == "mel_db":
+        return FAMILIES["ssltie"]
+    if getattr(net, "projection", True) is None or net.visual_config.get("last_stride") == 1:
+        return FAMILIES["lvs"]
+    if getattr(net, "heads", 1) == 2:
+        return FAMILIES["slavc"]
+    return FAMILIES["ezvsl"]
+
+
+# --------------------------------------------------------------------------------------------
+# Audio
+
+
+def _tile(wave: np.ndarray, samples: int) -> np.ndarray:
+    """The first ``samples`` of ``wave`` repeated from its start (vssl_eval's ``np.tile``)."""
+    reps = int(np.ceil(samples / max(len(wave), 1)))
+    return np.tile(wave, reps)[:samples] if reps > 1 else wave[:samples]
+
+
+def _centre_frames(spec: np.ndarray, frames: int = 200) -> np.ndarray:
+    """torchvision ``CenterCrop`` along time: ``int(round((T - frames) / 2))`` first."""
+    top = int(round((spec.shape[-1] - frames) / 2.0))
+    return spec[..., top : top + frames]
+
+
+class AudioRules:
+    """A family's waveform -> spectrogram rules (see the module)."""
+
+    def __init__(self, family: Family, rate: int = RATE):
+        self.family = family
+        self.rate = int(rate)
+        self.samples = int(round(CLIP_SECONDS[family.window] * self.rate))
+
+    def waveform(self, wave: np.ndarray, rolled: bool) -> np.ndarray:
+        """The family's clip of a mono waveform at :attr:`rate` (``rolled``: the positive)."""
+        wave = np.asarray(wave, np.float64)
+        sr, window = self.rate, self.family.window
+        if window == "roll10_crop200":
+            clip = _tile(np.clip(wave, -1, 1), 10 * sr)
+            if rolled:
+                duration = len(wave) / sr
+                clip = np.roll(clip, int(sr * 10 / 2) - int(duration / 2 * sr))
+            return clip
+        if window == "fnac_roll3":
+            clip = _tile(np.clip(wave, -1, 1), 3 * sr)
+            if rolled:
+                duration = len(wave) / sr
+                clip = np.roll(clip, int(1.5 * sr) - int(duration / 2 * sr))
+            return clip
+        if window == "lvs_3p5":
+            clip = _tile(wave, 10 * sr)[int(RATE * 3.5) : int(RATE * 6.5)]
+            return np.clip(clip, -1, 1)
+        return _tile(wave, 10 * sr)  # first10_mel
+
+    def spectrogram(self, clip: np.ndarray, log: bool = True) -> np.ndarray:
+        """``(F, T)`` float32 of a clip from :meth:`waveform` or a generated one."""
+        window = self.family.window
+        if window == "first10_mel":
+            return mel_db_spectrogram(clip, self.rate, db=log)
+        if window == "lvs_3p5":
+            return spectrogram(clip, self.rate, nperseg=512, noverlap=353, log=log)
+        spec = spectrogram(clip, self.rate, nperseg=512, noverlap=274, log=log)
+        return _centre_frames(spec) if window == "roll10_crop200" else spec
+
+    def clip(self, wave: np.ndarray, rolled: bool) -> np.ndarray:
+        return self.spectrogram(self.waveform(wave, rolled))
+
+    def silence(self) -> np.ndarray:
+        return self.spectrogram(np.zeros(self.samples), log=self.family.negatives_log)
+
+    def noise(self, rng: np.random.Generator) -> np.ndarray:
+        wave = rng.normal(0.0, 1.0, self.samples)
+        return self.spectrogram(wave, log=self.family.negatives_log)
+
+
+def offscreen_choices(labels: np.ndarray, seed: int) -> np.ndarray:
+    """Index of each sample's offscreen clip for one seed (a clip of another class)."""
+    labels = np.asarray(labels)
+    classes: dict[int, list[int]] = {}
+    for i, label in enumerate(labels):
+        if label >= 0:
+            classes.setdefault(int(label), []).append(i)
+    if len(classes) < 2:
+        raise DataError("vssl_eval's offscreen audio needs clips of at least two classes")
+    draw = random.Random(seed)
+    out = np.empty(len(labels), np.int64)
+    for i, label in enumerate(labels):
+        others = sorted(c for c in classes if c != int(label))
+        out[i] = draw.choice(classes[draw.choice(others)])
+    return out
+
+
+# --------------------------------------------------------------------------------------------
+# Maps
+
+
+@dataclass
+class VsslRecords:
+    """Raw maps of one model under vssl_eval's rules (on its map scale, before upsampling)."""
+
+    ids: np.ndarray  # (N,) str
+    family: str
+    positive: np.ndarray  # (N, h, w)
+    silence: np.ndarray  # (N, h, w)
+    noise: np.ndarray  # (S, N, h, w)
+    offscreen: np.ndarray  # (S, N, h, w)
+    gt: np.ndarray  # (N, 224, 224) float32 in {0, 1}
+    positive_aligned: bool
+    meta: dict[str, Any] = field(default_factory=dict)
+
+
+def box_ground_truth(shards, indices: np.ndarray) -> np.ndarray:
+    """``(N, 224, 224)`` float32: the union of each sample's boxes (vssl_eval's VGG-SS/IS3 rule)."""
+    from types import SimpleNamespace
+
+    from avloc.maps.records import gt_rule_of
+
+    rule = gt_rule_of(shards)
+    if rule != "boxes":
+        raise DataError(
+            f"{shards.location}: --protocol vssl_eval scores box ground truth (VGG-SS, IS3); "
+            f"this data set's is {rule or 'missing'!r}"
+        )
+    if "boxes" in shards.fields:
+        boxes = shards.read(indices, ["boxes"])["boxes"]
+    else:
+        boxes = shards.read(indices, ["box"])["box"][:, None, :]
+    truth = SimpleNamespace(gt_rule="boxes", boxes=np.asarray(boxes, np.float32), box_group=None)
+    return ground_truth_maps(truth, np.arange(len(indices)), MAP_SIZE)
+
+
+def collect(
+    net,
+    shards,
+    indices: np.ndarray,
+    *,
+    dataset: str = "",
+    seeds: Sequence[int] = SEEDS,
+    batch_size: int = 32,
+    progress: Callable[[int], None] | None = None,
+) -> VsslRecords:
+    """vssl_eval's maps of ``net`` on ``shards[indices]`` (``dataset``: its name, for IS3)."""
+    from avloc.maps.engine import MapsEngine
+
+    family = family_of(net)
+    engine = MapsEngine(net)
+    rules = AudioRules(family, int(net.inputs.get("sample_rate", RATE)))
+    stored_rate = int(shards.attrs.get("sample_rate", RATE))
+    if "label" not in shards.fields:
+        raise DataError(f"{shards.location}: vssl_eval's offscreen audio needs class labels")
+    labels = shards.read(indices, ["label"])["label"]
+    choices = np.stack([offscreen_choices(labels, s) for s in seeds])  # (S, N) positions
+
+    def mono(wave):
+        wave = np.asarray(wave, np.float32)
+        return resample(wave, stored_rate, rules.rate) if stored_rate != rules.rate else wave
+
+    scale = (lambda m: (m + 1.0) / 2.0) if family.half_cosine else (lambda m: m)
+    silence = engine.audio([rules.silence()])[0]
+    parts: dict[str, list] = {"positive": [], "silence": [], "noise": [], "offscreen": []}
+    for start in range(0, len(indices), batch_size):
+        rows = np.arange(start, min(start + batch_size, len(indices)))
+        idx = indices[rows]
+        data = shards.read(idx, ["image", "audio"])
+        v = engine.visual(data["image"])
+        a = engine.audio([rules.clip(mono(w), rolled=True) for w in data["audio"]])
+        parts["positive"].append(scale(engine.maps(v, a)))
+        parts["silence"].append(scale(engine.maps(v, silence)))
+        noise, offscreen = [], []
+        for s, seed in enumerate(seeds):
+            specs = [rules.noise(np.random.default_rng((seed, int(i)))) for i in idx]
+            noise.append(scale(engine.maps(v, engine.audio(specs))))
+            other = indices[choices[s, rows]]
+            waves = shards.read(other, ["audio"])["audio"]
+            specs = [rules.clip(mono(w), rolled=False) for w in waves]
+            offscreen.append(scale(engine.maps(v, engine.audio(specs))))
+        parts["noise"].append(np.stack(noise))
+        parts["offscreen"].append(np.stack(offscreen))
+        if progress:
+            progress(len(idx))
+    aligned = family.positive_aligned or (family.window == "lvs_3p5" and "is3" in dataset)
+    return VsslRecords(
+        ids=np.asarray(shards.read(indices, ["id"])["id"]),
+        family=family.name,
+        positive=np.concatenate(parts["positive"]),
+        silence=np.concatenate(parts["silence"]),
+        noise=np.concatenate(parts["noise"], axis=1),
+        offscreen=np.concatenate(parts["offscreen"], axis=1),
+        gt=box_ground_truth(shards, indices),
+        positive_aligned=aligned,
+    )
+
+
+# --------------------------------------------------------------------------------------------
+# Metrics
+
+
+def ciou(pred: np.ndarray, gt: np.ndarray, threshold) -> np.ndarray:
+    """vssl_eval's ``cal_CIOU`` for ``(n, H, W)`` maps and per-sample thresholds; NaN -> 0."""
+    infer = pred > np.asarray(threshold, np.float64).reshape(-1, 1, 1)
+    inter = np.sum(infer * gt, axis=(1, 2))
+    union = np.sum(gt, axis=(1, 2)) + np.sum(infer * (gt == 0), axis=(1, 2))
+    with np.errstate(invalid="ignore", divide="ignore"):
+        out = inter / union
+    return np.nan_to_num(out, nan=0.0)
+
+
+def curve_area(values: np.ndarray, above: bool) -> float:
+    """The 21-point trapezoid of ``share(values >= 0.05 k)`` (``above``) or ``<=``, x 100."""
+    steps = 0.05 * np.arange(21)
+    values = np.asarray(values, np.float64)
+    if above:
+        share = np.array([np.mean(values >= t) for t in steps])
+    else:
+        share = np.array([np.mean(values <= t) for t in steps])
+    return float(np.sum((share[1:] + share[:-1]) / 2 * np.diff(steps)) * 100.0)
+
+
+def harmonic(a: float, b: float) -> float:
+    return float(2 * a * b / (a + b)) if a + b else 0.0
+
+
+def sample_thresholds(positive_up: np.ndarray, gt: np.ndarray, uth: float) -> dict[str, np.ndarray]:
+    """Each threshold of :data:`THRESHOLDS` per sample, from the upsampled positive maps."""
+    n = len(positive_up)
+    flat = np.sort(positive_up.reshape(n, -1), axis=1)
+    pixels = flat.shape[1]
+    gt_pixels = np.sum(gt != 0, axis=(1, 2))
+    gt_pixels = np.where(gt_pixels == 0, pixels // 2, gt_pixels)
+    return {
+        "0.5": np.full(n, 0.5),
+        "uth": np.full(n, float(uth)),
+        "median": flat[:, int(pixels * 0.5)].astype(np.float64),
+        "adaptive": flat[np.arange(n), pixels - gt_pixels].astype(np.float64),
+    }
+
+
+def score(records: VsslRecords, uth: float, chunk: int = 32) -> dict[str, Any]:
+    """vssl_eval's metrics (see the module) of ``records`` at the fixed threshold ``uth``."""
+    n = len(records.positive)
+    ious = {t: [] for t in THRESHOLDS}
+    pia = {(k, t): [] for k in NEGATIVES for t in THRESHOLDS}
+    for start in range(0, n, chunk):
+        sl = slice(start, min(start + chunk, n))
+        pos = upsample(records.positive[sl], MAP_SIZE, half_pixel=not records.positive_aligned)
+        gt = records.gt[sl]
+        thresholds = sample_thresholds(pos, gt, uth)
+        for t in THRESHOLDS:
+            ious[t].append(ciou(pos, gt, thresholds[t]))
+        negatives = {
+            "silence": records.silence[None, sl],
+            "noise": records.noise[:, sl],
+            "offscreen": records.offscreen[:, sl],
+        }
+        for k, maps in negatives.items():
+            for seed_maps in maps:
+                up = upsample(seed_maps, MAP_SIZE, half_pixel=True)
+                for t in THRESHOLDS:
+                    above = up > thresholds[t].reshape(-1, 1, 1)
+                    pia[(k, t)].append(above.mean(axis=(1, 2)))
+    metrics: dict[str, Any] = {"uth": float(uth), "family": records.family}
+    for t in THRESHOLDS:
+        values = np.concatenate(ious[t])
+        section = {"CIoU": float(values.mean() * 100), "AUC": curve_area(values, above=True)}
+        for k in NEGATIVES:
+            values = np.concatenate(pia[(k, t)])
+            section[f"pIA_{k}"] = float(values.mean() * 100)
+            section[f"AUC_N_{k}"] = curve_area(values, above=False)
+        metrics[t] = section
+    at = metrics["uth"]
+    mean_free = float(np.mean([100 - at[f"pIA_{k}"] for k in NEGATIVES]))
+    mean_auc_n = float(np.mean([at[f"AUC_N_{k}"] for k in NEGATIVES]))
+    metrics["F"] = {
+        "F_pos_neg": harmonic(at["CIoU"], mean_free),
+        **{f"F_pos_{k}": harmonic(at["CIoU"], 100 - at[f"pIA_{k}"]) for k in NEGATIVES},
+        "F_auc": harmonic(at["AUC"], mean_auc_n),
+        **{f"F_auc_{k}": harmonic(at["AUC"], at[f"AUC_N_{k}"]) for k in NEGATIVES},
+    }
+    extremes = {}
+    for condition in ("positive", *NEGATIVES):
+        maps = getattr(records, condition)
+        flat = maps.reshape(-1, maps.shape[-2] * maps.shape[-1])
+        extremes[condition] = {
+            "max_mean": float(flat.max(1).mean()),
+            "max_median": float(np.median(flat.max(1))),
+            "min_mean": float(flat.min(1).mean()),
+            "min_median": float(np.median(flat.min(1))),
+        }
+    metrics["extremes"] = extremes
+    return metrics
+
+
+def with_floor(records: VsslRecords, kind: str, seed: int = 0) -> VsslRecords:
+    """``records`` with every map replaced by the audio-free floor ``kind``
+    (:mod:`avloc.evaluation.floors`), the same map for every condition and seed."""
+    import dataclasses
+
+    from avloc.evaluation.floors import floor_maps
+
+    n, height, width = records.positive.shape
+    maps = floor_maps(kind, n, height, width, seed)
+    seeds = (len(records.noise), *maps.shape)
+    return dataclasses.replace(
+        records,
+        family="floor",
+        positive=maps,
+        silence=maps,
+        noise=np.broadcast_to(maps, seeds),
+        offscreen=np.broadcast_to(maps, seeds),
+    )

@@ -1,0 +1,146 @@
+"""``avloc eval --protocol vssl_eval``: models scored by vssl_eval's rules, one row per model.
+
+The rules are :mod:`avloc.evaluation.vssl_eval`'s. Output directory::
+
+    results.json   {"dataset", "protocol": "vssl_eval", "models": [{"name", "source", "family",
+                    "uth", "uth_source", "samples", "metrics"}]}
+    table.txt      the table as printed
+
+``metrics`` holds one section per threshold (``"0.5"``, ``"uth"``, ``"median"``,
+``"adaptive"``) with ``CIoU``, ``AUC``, ``pIA_<negative>`` and ``AUC_N_<negative>``, then
+``F`` (the F-scores at ``uth``) and ``extremes`` (raw map maxima and minima).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from avloc.data.shards import ShardSet
+from avloc.errors import DataError
+from avloc.evaluation import vssl_eval as rules
+from avloc.evaluation.floors import FLOOR_UTH, FLOORS
+from avloc.jobs.evaluate import EvalResult, ModelSource, resolve_dataset
+from avloc.utils.files import atomic_write_bytes, atomic_write_json
+
+
+def protocol_uth(uth: float | None, net, family: rules.Family) -> tuple[float, str]:
+    """The fixed threshold of a model: ``--uth``; else vssl_eval's own ``th_maxq3`` for an
+    imported published model; else the network's calibrated Uth on vssl_eval's map scale."""
+    if uth is not None:
+        return float(uth), "--uth"
+    if net.inputs.get("published_as") in rules.PUBLISHED_FAMILY:
+        return rules.PUBLISHED_UTH[family.name], "vssl_eval th_maxq3"
+    if net.calibration and "uth" in net.calibration:
+        value = float(net.calibration["uth"])
+        if family.half_cosine:
+            return (value + 1.0) / 2.0, "calibration, as (Uth + 1) / 2"
+        return value, "calibration"
+    raise DataError(
+        "the network has no calibrated Uth and is not an imported published model: pass --uth "
+        "(on vssl_eval's map scale) or calibrate it (avloc eval --calibrate)"
+    )
+
+
+def evaluate_vssl(
+    sources: Sequence[ModelSource],
+    dataset: str | Path,
+    out_dir: str | Path,
+    *,
+    uth: float | None = None,
+    batch_size: int = 32,
+    limit: int | None = None,
+    seed: int = 0,
+    data_root_dir: str | Path | None = None,
+    progress: Callable[[str, int], Callable[[int], None]] | None = None,
+    floors: bool = True,
+    seeds: Sequence[int] = rules.SEEDS,
+) -> EvalResult:
+    """Every checkpoint of ``sources`` on ``dataset`` by vssl_eval's rules, plus floor rows."""
+    from avloc.models.io import load_network
+
+    saved = [s for s in sources if s.checkpoint is None]
+    if saved:
+        raise DataError(
+            f"{saved[0].records}: --protocol vssl_eval needs checkpoints (its audio differs from "
+            "the saved records')"
+        )
+    out_dir = Path(out_dir)
+    name, location = resolve_dataset(str(dataset), data_root_dir)
+    shards = ShardSet(location)
+    indices = np.arange(len(shards) if limit is None else min(limit, len(shards)))
+    rows: list[dict[str, Any]] = []
+    first = None
+    for source in sources:
+        net = load_network(source.checkpoint)
+        family = rules.family_of(net)
+        chosen, uth_source = protocol_uth(uth, net, family)
+        advance = progress(source.name, len(indices)) if progress else None
+        records = rules.collect(
+            net, shards, indices, dataset=name, seeds=seeds, batch_size=batch_size,
+            progress=advance,
+        )  # fmt: skip
+        first = records if first is None else first
+        rows.append(
+            {
+                "name": source.name,
+                "source": source.source,
+                "family": family.name,
+                "uth": chosen,
+                "uth_source": uth_source,
+                "samples": len(indices),
+                "metrics": rules.score(records, chosen),
+            }
+        )
+    if floors and first is not None:
+        for kind in FLOORS:
+            rows.append(
+                {
+                    "name": f"floor: {kind}",
+                    "source": "audio-free",
+                    "family": "floor",
+                    "uth": FLOOR_UTH,
+                    "uth_source": "floor",
+                    "samples": len(indices),
+                    "metrics": rules.score(rules.with_floor(first, kind, seed), FLOOR_UTH),
+                    "floor": True,
+                }
+            )
+    text = render_table(rows, f"{name}: vssl_eval protocol ({len(seeds)} seeds pooled)")
+    atomic_write_bytes(out_dir / "table.txt", text.encode())
+    summary = {
+        "dataset": {"name": name, "shards": str(shards.location)},
+        "protocol": "vssl_eval",
+        "seeds": list(seeds),
+        "models": rows,
+    }
+    atomic_write_json(out_dir / "results.json", summary)
+    return EvalResult(out_dir, rows, text, [out_dir / "table.txt", out_dir / "results.json"])
+
+
+def render_table(rows: Sequence[dict[str, Any]], title: str) -> str:
+    """The table as text: a row per model, vssl_eval's headline numbers at its threshold."""
+    from rich.table import Table
+
+    from avloc.evaluation.report import render_text
+
+    table = Table(title=title, title_justify="left")
+    headers = ["Model", "family", "thr", "CIoU\nthr ↑", "AUC\nthr ↑", "CIoU\n0.5 ↑"]
+    headers += [f"{k}\npIA ↓" for k in rules.NEGATIVES]
+    headers += [f"{k}\nAUC_N ↑" for k in rules.NEGATIVES]
+    headers += ["F pos/neg ↑", "F AUC ↑"]
+    for i, header in enumerate(headers):
+        table.add_column(header, justify="left" if i < 2 else "right", no_wrap=i == 0)
+    for row in rows:
+        m = row["metrics"]
+        at = m["uth"]
+        cells = [row["name"], row["family"], f"{row['uth']:.4f}"]
+        cells += [f"{at['CIoU']:.2f}", f"{at['AUC']:.2f}", f"{m['0.5']['CIoU']:.2f}"]
+        cells += [f"{at[f'pIA_{k}']:.2f}" for k in rules.NEGATIVES]
+        cells += [f"{at[f'AUC_N_{k}']:.2f}" for k in rules.NEGATIVES]
+        cells += [f"{m['F']['F_pos_neg']:.2f}", f"{m['F']['F_auc']:.2f}"]
+        table.add_row(*cells)
+    return render_text([table])
