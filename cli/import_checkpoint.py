@@ -27,7 +27,7 @@ def import_checkpoint(
         str | None,
         typer.Option(
             "--arch",
-            help="Its architecture: ezvsl, slavc, fnac, marginnce, lvs or ssltie "
+            help="Its architecture: ezvsl, slavc, fnac, marginnce, lvs, ssltie or sslalign "
             "(default: detected from the keys)",
         ),
     ] = None,

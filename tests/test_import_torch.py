@@ -172,6 +172,15 @@ class SSLTIE(LVS):
         self.norm3 = nn.BatchNorm2d(1)
 
 
+class SSLAlign(LVS):
+    """An SSL-Align-like checkpoint: LVS's network plus heads its evaluators never load."""
+
+    def __init__(self, width=4):
+        super().__init__(width)
+        self.projection_v = nn.Conv2d(16 * width, 8 * width, kernel_size=(1, 1))
+        self.projection_a = nn.Linear(16 * width, 8 * width)
+
+
 def randomise(model: nn.Module, seed: int) -> nn.Module:
     """Random weights and non-trivial batch-norm statistics everywhere; eval mode."""
     torch.manual_seed(seed)
@@ -349,6 +358,46 @@ def test_ssltie_matches_reference_and_records_its_front_end(tmp_path):
     assert_parity(loaded, want, image, audio)
 
 
+def test_sslalign_matches_reference_and_records_its_front_end(tmp_path):
+    from avloc.maps.preprocess import InputContract
+
+    model = randomise(SSLAlign(width=4), seed=7)
+    path = tmp_path / "ours_sup.pth.tar"  # SSL-Align's: model_state_dict without module.
+    torch.save({"model_state_dict": model.state_dict(), "epoch": 20}, path)
+    image, audio = inputs(seed=7)
+    want = reference(model, image, audio)
+    net, report = import_checkpoint(path, None, tmp_path / "sslalign.keras")
+    assert report.arch == "sslalign"
+    assert_parity(net, want, image, audio)
+    assert {"projection_v.weight", "projection_a.bias"} <= set(report.ignored)
+    assert "audnet.conv1_a.weight" in report.used
+    loaded = load_network(tmp_path / "sslalign.keras")
+    assert loaded.inputs["stft_hop"] == 159 and loaded.inputs["clip_seconds"] == 3.0
+    assert loaded.inputs["published_as"] == "sslalign"
+    contract = InputContract(loaded.inputs)
+    noise = np.random.default_rng(0).normal(0, 0.1, 80000).astype(np.float32)
+    spec = contract.spectrogram(noise)
+    assert spec.shape == (257, 299)  # 3 s every 159 samples
+    want_spec = scipy_log_spectrogram(contract.clip_samples, noise, noverlap=353)
+    np.testing.assert_allclose(spec, want_spec, atol=1e-4)
+    assert_parity(loaded, want, image, audio)
+    # a trunk key is still required, and named when missing
+    state = dict(model.state_dict())
+    del state["imgnet.layer1.0.conv1.weight"]
+    message = _import_error(state, tmp_path, arch="sslalign")
+    assert "imgnet.layer1.0.conv1.weight" in message
+
+
+def scipy_log_spectrogram(samples, wave, noverlap):
+    """avloc's centred clip of ``wave``, through scipy's spectrogram, ``log(S + 1e-7) / 12``."""
+    import scipy.signal
+
+    start = (len(wave) - samples) // 2
+    clip = np.asarray(wave[start : start + samples], np.float64)
+    spec = scipy.signal.spectrogram(clip, 16000, nperseg=512, noverlap=noverlap)[2]
+    return np.log(spec + 1e-7) / 12
+
+
 @pytest.mark.parametrize(
     ("model", "arch"),
     [
@@ -356,6 +405,7 @@ def test_ssltie_matches_reference_and_records_its_front_end(tmp_path):
         (lambda: SLAVC(), "slavc"),
         (lambda: LVS(width=4), "lvs"),
         (lambda: SSLTIE(width=4), "ssltie"),
+        (lambda: SSLAlign(width=4), "sslalign"),
     ],
 )
 def test_arch_is_detected_from_the_keys(model, arch, tmp_path):

@@ -9,8 +9,9 @@ every stage after training turns media into model inputs:
 - audio: a mono float32 waveform at ``rate`` Hz (any length) -> resampled to ``sample_rate``
   when it differs -> the centred ``clip_seconds`` clip (tiled when short) -> float32
   spectrogram ``(F, T)`` of the network's ``audio_frontend`` (:data:`AUDIO_FRONTENDS`: avloc's
-  log power spectrogram, :func:`avloc.media.audio.spectrogram`, unless the network says
-  otherwise, e.g. SSL-TIE's mel spectrogram in dB, :func:`avloc.media.mel.mel_db_spectrogram`);
+  log power spectrogram, :func:`avloc.media.audio.spectrogram`, every ``stft_hop`` samples
+  (default 238; SSL-Align's 159), unless the network says otherwise, e.g. SSL-TIE's mel
+  spectrogram in dB, :func:`avloc.media.mel.mel_db_spectrogram`);
   batches are ``(B, F, T, 1)``;
 - generated audio: the all-zero clip (silence) and clipped N(0, 1) noise from a caller's
   :class:`numpy.random.Generator` (:mod:`avloc.maps.conditions` owns the seeding rule).
@@ -29,11 +30,13 @@ from avloc.media.audio import clip_centered, noise_waveform, resample, silence_w
 from avloc.media.image import preprocess_test
 from avloc.media.mel import mel_db_spectrogram
 
-#: ``inputs["audio_frontend"]`` -> waveform ``(T,)`` at ``sample_rate`` -> float32 ``(F, T')``
+#: ``inputs["audio_frontend"]`` -> waveform ``(T,)`` at ``sample_rate`` -> float32 ``(F, T')``;
+#: ``hop`` is ``inputs["stft_hop"]`` (samples between frames; ``log_psd`` only, default 238)
 AUDIO_FRONTENDS = {
-    "log_psd": lambda wave, rate: spectrogram(wave, sample_rate=rate),
-    "mel_db": mel_db_spectrogram,
+    "log_psd": lambda wave, rate, hop: spectrogram(wave, sample_rate=rate, noverlap=512 - hop),
+    "mel_db": lambda wave, rate, hop: mel_db_spectrogram(wave, rate),
 }
+DEFAULT_STFT_HOP = 238
 
 
 def check_image(image: np.ndarray) -> np.ndarray:
@@ -57,7 +60,11 @@ class InputContract:
             known = ", ".join(AUDIO_FRONTENDS)
             raise ValueError(f"unknown audio_frontend {frontend!r} (expected one of {known})")
         self.audio_frontend = frontend
-        self._front = AUDIO_FRONTENDS[frontend]
+        hop = int(inputs.get("stft_hop", DEFAULT_STFT_HOP))
+        if not 0 < hop <= 512:
+            raise ValueError(f"stft_hop {hop}: expected 1 to 512 samples")
+        front = AUDIO_FRONTENDS[frontend]
+        self._front = lambda wave, rate: front(wave, rate, hop)
 
     def images(self, images_uint8: Sequence[np.ndarray]) -> np.ndarray:
         """uint8 ``(H, W, 3)`` images (sizes may differ) -> float32 ``(B, S, S, 3)``."""

@@ -20,6 +20,11 @@ lvs            ``imgnet.*`` (last stage at stride 1), ``audnet.*`` with the audi
                modalities (``imgnet.conv1_a``, ``imgnet.conv1_flow``, ``audnet.conv1``,
                ``audnet.conv1_flow``) and the unused classifiers ``imgnet.fc.*``, ``audnet.fc.*``.
                Inputs as LVS's own test loader: 10 s clips (short audio tiled).
+sslalign       SSL-Align (kaistmm/SSLalignment) is evaluated as LVS's network loaded with
+               ``strict=False``: the ``lvs`` mapping, every key outside ``imgnet.*`` /
+               ``audnet.*`` (its projection heads) **ignored**. Its front end is recorded: 3 s
+               clips (3.5-6.5 s of a 10 s file) as log spectrograms every 159 samples
+               (``stft_hop = 159``: 299 frames).
 ssltie         SSL-TIE (jinxiang-liu/SSL-TIE) is LVS's network: the ``lvs`` mapping, plus its
                layers that do not touch the map **ignored** (``vision_fc1.*``, ``conv3.*``,
                ``norm3.*``). Its audio front end is recorded in the network: 10 s clips, a mel
@@ -29,12 +34,14 @@ ssltie         SSL-TIE (jinxiang-liu/SSL-TIE) is LVS's network: the ``lvs`` mapp
 Without ``--arch`` the layout is detected from the keys (:func:`detect_arch`): ``img_proj1``
 -> slavc; ``img_proj`` -> ezvsl (FNAC and marginNCE have the same layout and import the same);
 ``vision_fc1`` / ``conv3`` / ``norm3`` beside ``imgnet`` -> ssltie; ``imgnet`` and ``audnet``
-alone -> lvs.
+alone -> lvs; with other keys beside them -> sslalign (an SSL-Align checkpoint holding nothing
+but the two trunks is detected as lvs: pass ``--arch sslalign``).
 
 Widths, blocks per stage and the embedding size D are read from the tensor shapes, so full-size
 (width 64, D 512) and smaller checkpoints both import. The network records the published input
 setting of its authors' test loader (224 px, 16 kHz, 3 s clips and avloc's log spectrogram;
-LVS: 10 s; SSL-TIE: 10 s, mel in dB) and no Uth calibration.
+LVS: 10 s; SSL-TIE: 10 s, mel in dB; SSL-Align: hop 159), ``published_as`` (the ``--arch``)
+and no Uth calibration.
 
 Reading and key mapping: :mod:`avloc.models.torch_keys` (safe loading, layouts, strict
 accounting).
@@ -58,7 +65,7 @@ from avloc.models.torch_keys import (
     trunk_sources,
 )
 
-ARCHS = ("ezvsl", "slavc", "fnac", "marginnce", "lvs", "ssltie")
+ARCHS = ("ezvsl", "slavc", "fnac", "marginnce", "lvs", "ssltie", "sslalign")
 #: The setting the published models were trained and evaluated with.
 PUBLISHED_INPUTS = {"image_size": 224, "sample_rate": 16000, "clip_seconds": 3.0}
 
@@ -140,6 +147,22 @@ def arch_spec(
     if arch == "lvs":  # its test loader (hche11 datasets/dataloader.py) feeds 10 s of audio
         return ArchSpec(arch, "lvs", "imgnet", "audnet", audio_stem=stem, last_stride=1,
                         ignored=ignored, inputs=(("clip_seconds", 10.0),))  # fmt: skip
+    if arch == "sslalign":  # kaistmm/SSLalignment test.py: LVS's AVENet, strict=False
+        return ArchSpec(
+            arch,
+            "lvs",
+            "imgnet",
+            "audnet",
+            audio_stem=stem,
+            last_stride=1,
+            ignored=(*ignored, r"(?!imgnet\.|audnet\.).+"),
+            notes=(
+                "SSL-Align: LVS's network (its test code loads it with strict=False, so keys "
+                "outside imgnet/audnet are unused there too), fed 3 s clips (3.5-6.5 s of a "
+                "10 s file) as log spectrograms with a hop of 159 samples",
+            ),
+            inputs=(("clip_seconds", 3.0), ("stft_hop", 159)),
+        )
     return ArchSpec(
         arch,
         "lvs",
@@ -172,7 +195,10 @@ def detect_arch(state: dict) -> str | None:
     if keys & {"vision_fc1.weight", "conv3.weight", "norm3.weight"}:
         return "ssltie"
     if any(k.startswith("audnet.") for k in keys):
-        return "lvs"
+        # LVS's checkpoints hold its two trunks only; SSL-Align's add layers its evaluators
+        # never load (strict=False)
+        outside = [k for k in keys if not k.startswith(("imgnet.", "audnet."))]
+        return "sslalign" if outside else "lvs"
     return None
 
 
