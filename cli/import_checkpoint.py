@@ -27,7 +27,8 @@ def import_checkpoint(
         str | None,
         typer.Option(
             "--arch",
-            help="Its architecture: ezvsl, slavc, fnac, marginnce, lvs, ssltie or sslalign "
+            help="Its architecture: ezvsl, slavc, fnac, marginnce, lvs, ssltie, sslalign or "
+            "rcgrad "
             "(default: detected from the keys)",
         ),
     ] = None,

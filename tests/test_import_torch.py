@@ -388,6 +388,78 @@ def test_sslalign_matches_reference_and_records_its_front_end(tmp_path):
     assert "imgnet.layer1.0.conv1.weight" in message
 
 
+class RCGradModel(nn.Module):
+    """RCGrad's two encoders with its published names (``models.py``, ``modules/resnet.py``)."""
+
+    def __init__(self, width=4):
+        super().__init__()
+        self.image_encoder = ResNet18(width=width, last_stride=1, classes=10, lvs_stems=True)
+        self.audio_encoder = ResNet18(1, width)  # ResNetSpec: one channel, average-pooled
+        self.audio_encoder.spectrogram = nn.Module()  # torchaudio.transforms.Spectrogram
+        self.audio_encoder.spectrogram.register_buffer("window", torch.hann_window(512))
+
+
+def gradcam_reference(model, image, audio):
+    """RCGrad's Grad-CAM (``GradCAM`` on ``image_encoder.layer4[-1]``, ``outputs.backward(a)``)
+    for every image x audio pair, before its ReLU: ``(N, M, h, w)``, float64, by autograd."""
+    ref = copy.deepcopy(model).double().eval()
+    x, y = torch.from_numpy(image).double(), torch.from_numpy(audio).double()
+    with torch.no_grad():
+        a = F.adaptive_avg_pool2d(ref.audio_encoder(y), 1).flatten(1)
+    maps = []
+    for n in range(len(x)):
+        row = []
+        for m in range(len(a)):
+            with torch.no_grad():
+                feats = ref.image_encoder(x[n : n + 1])  # the target layer's activations
+            feats.requires_grad_(True)
+            output = F.adaptive_avg_pool2d(feats, 1).flatten(1)  # the image encoder's output
+            output.backward(a[m : m + 1])
+            weights = feats.grad.mean(dim=(2, 3))  # GradCAM.get_cam_weights
+            row.append((weights[:, :, None, None] * feats).sum(1)[0].detach().numpy())
+        maps.append(row)
+    return np.asarray(maps)
+
+
+def test_rcgrad_maps_are_its_gradcam_maps(tmp_path):
+    from avloc.maps.preprocess import InputContract
+
+    model = randomise(RCGradModel(width=4), seed=9)
+    path = tmp_path / "rc_grad.pt"
+    torch.save(model.state_dict(), path)  # RCGrad's release: a flat state_dict
+    image, audio = inputs(seed=9)
+    want = gradcam_reference(model, image, audio)
+    net, report = import_checkpoint(path, None, tmp_path / "rcgrad.keras")
+    assert report.arch == "rcgrad"
+    assert {"image_encoder.fc.weight", "image_encoder.conv1_a.weight",
+            "audio_encoder.spectrogram.window"} <= set(report.ignored)  # fmt: skip
+    for candidate in (net, load_network(tmp_path / "rcgrad.keras")):
+        got = keras_outputs(candidate, image, audio)[2]
+        assert got.shape == want.shape == (2, 2, 4, 4)
+        scale = np.abs(want).max()
+        assert scale > 0.01 and np.abs(got - want).max() < 1e-5 * max(scale, 1.0)
+    loaded = load_network(tmp_path / "rcgrad.keras")
+    assert loaded.inputs["image_norm"] == "clip"
+    contract = InputContract(loaded.inputs)
+    pixel = np.full((8, 8, 3), 128, np.uint8)
+    clip_stats = (np.array([0.48145466, 0.4578275, 0.40821073]),
+                  np.array([0.26862954, 0.26130258, 0.27577711]))  # fmt: skip
+    want_pixel = (128 / 255 - clip_stats[0]) / clip_stats[1]
+    np.testing.assert_allclose(contract.images([pixel])[0, 0, 0], want_pixel, atol=1e-5)
+    wave = np.random.default_rng(9).normal(0, 0.1, 160000).astype(np.float32)
+    np.testing.assert_allclose(contract.spectrogram(wave), rcgrad_spectrogram(wave), atol=1e-4)
+
+
+def rcgrad_spectrogram(wave):
+    """ResNetSpec.forward's front end: torchaudio Spectrogram(512, hop 353), log, standardise."""
+    x = torch.from_numpy(np.asarray(wave, np.float64))
+    window = torch.hann_window(512, periodic=True, dtype=torch.float64)
+    spec = torch.stft(x, 512, hop_length=353, window=window, center=True, pad_mode="reflect",
+                      return_complex=True).abs().pow(2)  # fmt: skip
+    spec = torch.log(spec + 1e-7)
+    return ((spec - torch.mean(spec)) / (torch.std(spec) + 1e-9)).numpy()
+
+
 def scipy_log_spectrogram(samples, wave, noverlap):
     """avloc's centred clip of ``wave``, through scipy's spectrogram, ``log(S + 1e-7) / 12``."""
     import scipy.signal
@@ -406,6 +478,7 @@ def scipy_log_spectrogram(samples, wave, noverlap):
         (lambda: LVS(width=4), "lvs"),
         (lambda: SSLTIE(width=4), "ssltie"),
         (lambda: SSLAlign(width=4), "sslalign"),
+        (lambda: RCGradModel(width=4), "rcgrad"),
     ],
 )
 def test_arch_is_detected_from_the_keys(model, arch, tmp_path):

@@ -113,6 +113,9 @@ def family_of(net) -> Family:
     published = net.inputs.get("published_as")
     if published in PUBLISHED_FAMILY:
         return FAMILIES[PUBLISHED_FAMILY[published]]
+    if published is not None or not getattr(net, "normalize", True):
+        raise DataError(f"vssl_eval has no rules for {published or 'this network'} (it scores "
+                        f"{', '.join(PUBLISHED_FAMILY)} and avloc's own networks)")  # fmt: skip
     if net.inputs.get("audio_frontend") == "mel_db":
         return FAMILIES["ssltie"]
     if getattr(net, "projection", True) is None or net.visual_config.get("last_stride") == 1:

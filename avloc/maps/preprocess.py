@@ -5,13 +5,15 @@ A network records how it was trained in ``net.inputs``: ``image_size`` (px), ``s
 every stage after training turns media into model inputs:
 
 - images: uint8 RGB ``(H, W, 3)`` of any size -> bicubic resize to ``image_size`` and ImageNet
-  normalisation -> float32 ``(B, S, S, 3)`` (:func:`avloc.media.image.preprocess_test`);
+  normalisation (``image_norm = "clip"``: CLIP's statistics) -> float32 ``(B, S, S, 3)``
+  (:func:`avloc.media.image.preprocess_test`);
 - audio: a mono float32 waveform at ``rate`` Hz (any length) -> resampled to ``sample_rate``
   when it differs -> the centred ``clip_seconds`` clip (tiled when short) -> float32
   spectrogram ``(F, T)`` of the network's ``audio_frontend`` (:data:`AUDIO_FRONTENDS`: avloc's
   log power spectrogram, :func:`avloc.media.audio.spectrogram`, every ``stft_hop`` samples
   (default 238; SSL-Align's 159), unless the network says otherwise, e.g. SSL-TIE's mel
-  spectrogram in dB, :func:`avloc.media.mel.mel_db_spectrogram`);
+  spectrogram in dB, :func:`avloc.media.mel.mel_db_spectrogram`, or RCGrad's standardised
+  log STFT, :func:`avloc.media.stft.standardized_log_stft`);
   batches are ``(B, F, T, 1)``;
 - generated audio: the all-zero clip (silence) and clipped N(0, 1) noise from a caller's
   :class:`numpy.random.Generator` (:mod:`avloc.maps.conditions` owns the seeding rule).
@@ -27,14 +29,16 @@ from typing import Any
 import numpy as np
 
 from avloc.media.audio import clip_centered, noise_waveform, resample, silence_waveform, spectrogram
-from avloc.media.image import preprocess_test
+from avloc.media.image import IMAGE_NORMS, preprocess_test
 from avloc.media.mel import mel_db_spectrogram
+from avloc.media.stft import standardized_log_stft
 
 #: ``inputs["audio_frontend"]`` -> waveform ``(T,)`` at ``sample_rate`` -> float32 ``(F, T')``;
 #: ``hop`` is ``inputs["stft_hop"]`` (samples between frames; ``log_psd`` only, default 238)
 AUDIO_FRONTENDS = {
     "log_psd": lambda wave, rate, hop: spectrogram(wave, sample_rate=rate, noverlap=512 - hop),
     "mel_db": lambda wave, rate, hop: mel_db_spectrogram(wave, rate),
+    "log_stft_standardized": lambda wave, rate, hop: standardized_log_stft(wave),
 }
 DEFAULT_STFT_HOP = 238
 
@@ -65,10 +69,17 @@ class InputContract:
             raise ValueError(f"stft_hop {hop}: expected 1 to 512 samples")
         front = AUDIO_FRONTENDS[frontend]
         self._front = lambda wave, rate: front(wave, rate, hop)
+        self.image_norm = inputs.get("image_norm", "imagenet")
+        if self.image_norm not in IMAGE_NORMS:
+            known = ", ".join(IMAGE_NORMS)
+            raise ValueError(f"unknown image_norm {self.image_norm!r} (expected one of {known})")
 
     def images(self, images_uint8: Sequence[np.ndarray]) -> np.ndarray:
         """uint8 ``(H, W, 3)`` images (sizes may differ) -> float32 ``(B, S, S, 3)``."""
-        return np.stack([preprocess_test(check_image(i), self.image_size) for i in images_uint8])
+        return np.stack(
+            [preprocess_test(check_image(i), self.image_size, self.image_norm)
+             for i in images_uint8]
+        )  # fmt: skip
 
     def spectrogram(self, wave: np.ndarray, rate: int | None = None) -> np.ndarray:
         """A waveform at ``rate`` Hz (default: the network's) -> float32 ``(F, T)``."""

@@ -63,7 +63,8 @@ def supported(net) -> bool:
     """Whether this Keras network has the layout :class:`TorchNet` rebuilds."""
     from avloc.models.avnet import AudioVisualNet
 
-    return type(net) is AudioVisualNet and bool(net.projection) and net.heads == 1
+    plain = getattr(net, "normalize", True) and getattr(net, "audio_pool_kind", "max") == "max"
+    return type(net) is AudioVisualNet and bool(net.projection) and net.heads == 1 and plain
 
 
 def write_cache(network_file: str | Path, net) -> bool:

@@ -38,6 +38,11 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 _MEAN = np.asarray(IMAGENET_MEAN, dtype=np.float32)
 _STD = np.asarray(IMAGENET_STD, dtype=np.float32)
+#: CLIP's statistics (RCGrad's images); ``inputs["image_norm"] = "clip"``
+CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
+CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
+#: ``inputs["image_norm"]`` -> (mean, std) of :func:`normalize`
+IMAGE_NORMS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "clip": (CLIP_MEAN, CLIP_STD)}
 
 
 def _one_line(text: object, limit: int = 160) -> str:
@@ -136,10 +141,14 @@ def _resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(pil.resize((width, height), resample=Image.BICUBIC), dtype=np.uint8)
 
 
-def normalize(img_uint8: np.ndarray) -> np.ndarray:
-    """``(x / 255 - IMAGENET_MEAN) / IMAGENET_STD`` as float32, channels last (any leading dims)."""
+def normalize(img_uint8: np.ndarray, stats: str = "imagenet") -> np.ndarray:
+    """``(x / 255 - MEAN) / STD`` as float32, channels last (any leading dims); ``stats`` names
+    the statistics (:data:`IMAGE_NORMS`, default ImageNet's)."""
     x = np.asarray(img_uint8, dtype=np.float32) / np.float32(255.0)
-    return ((x - _MEAN) / _STD).astype(np.float32, copy=False)
+    if stats == "imagenet":
+        return ((x - _MEAN) / _STD).astype(np.float32, copy=False)
+    mean, std = (np.asarray(v, np.float32) for v in IMAGE_NORMS[stats])
+    return ((x - mean) / std).astype(np.float32, copy=False)
 
 
 def resize_uint8(img: np.ndarray, size: int) -> np.ndarray:
@@ -147,9 +156,9 @@ def resize_uint8(img: np.ndarray, size: int) -> np.ndarray:
     return _resize(img, int(size), int(size))
 
 
-def preprocess_test(img: np.ndarray, size: int = 224) -> np.ndarray:
+def preprocess_test(img: np.ndarray, size: int = 224, stats: str = "imagenet") -> np.ndarray:
     """Test-time input: bicubic resize to ``size x size``, normalise -> float32 (size, size, 3)."""
-    return normalize(resize_uint8(img, size))
+    return normalize(resize_uint8(img, size), stats)
 
 
 def train_crop(

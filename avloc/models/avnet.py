@@ -10,6 +10,11 @@ Outputs of ``call`` (a dict; no loss is computed here):
   (7x7 at 224 input for the EZ-VSL family).
 - ``a_emb``: ``(B, D)`` audio embedding, L2-normalised (global max pool -> Linear -> norm).
 
+RCGrad (``normalize=False``, ``audio_pool="avg"``, imported only): ``v_map`` is the raw visual
+map divided by ``h * w`` and ``a_emb`` the raw average-pooled audio vector, so that
+``S(v, a) = sum_c a_c A_c / hw`` is the Grad-CAM map RCGrad computes (before its ReLU and
+rescaling, which change no pixel above a positive threshold).
+
 Architectures (``model.arch``): ``ezvsl`` (7x7 maps at 224 px, 1x1-conv / Linear projections to
 D) and ``lvs`` (last ResNet stage at stride 1: 14x14 maps at 224 px; no projection heads, so D is
 the trunks' channel count and ``a_emb`` is the normalised max-pooled audio trunk output).
@@ -60,6 +65,8 @@ class AudioVisualNet(keras.Model):
         calibration: dict[str, Any] | None = None,
         visual_dropout: float = 0.0,
         heads: int = 1,
+        audio_pool: str = "max",
+        normalize: bool = True,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -85,7 +92,17 @@ class AudioVisualNet(keras.Model):
         self.data_format = fmt = default_data_format()  # internal layout only, never saved
         self.visual_encoder = resnet(3, name="visual_encoder", data_format=fmt, **visual)
         self.audio_encoder = resnet(1, name="audio_encoder", data_format=fmt, **audio)
-        self.audio_pool = layers.GlobalMaxPooling2D(data_format=fmt, name="audio_pool")
+        if audio_pool not in ("max", "avg"):
+            raise ValueError(f"audio_pool must be 'max' or 'avg', got {audio_pool!r}")
+        if not normalize and projection:
+            raise ValueError("normalize=False (dot-product maps) is RCGrad's, without projections")
+        #: "max" (EZ-VSL, LVS) or "avg" (RCGrad) pooling of the audio trunk's output
+        self.audio_pool_kind = audio_pool
+        #: False (RCGrad): raw embeddings and the visual map divided by its h * w, so a map is
+        #: the Grad-CAM map of the audio embedding, sum_c (a_c / hw) A_c (docs/model-zoo.md)
+        self.normalize = bool(normalize)
+        pool = layers.GlobalMaxPooling2D if audio_pool == "max" else layers.GlobalAveragePooling2D
+        self.audio_pool = pool(data_format=fmt, name="audio_pool")
         # No weights (only a seed state); created only when used, so other networks are unchanged.
         self.visual_dropout_layer = (
             layers.Dropout(self.visual_dropout, name="visual_dropout")
@@ -150,6 +167,9 @@ class AudioVisualNet(keras.Model):
         if channels_first:
             heads = [ops.transpose(h, (0, 2, 3, 1)) for h in heads]
         # float32 under a mixed policy too
+        if not self.normalize:
+            x = ops.cast(heads[0], "float32")
+            return x / ops.cast(ops.shape(x)[1] * ops.shape(x)[2], "float32")
         return self._join_heads([l2_normalize(ops.cast(h, "float32"), axis=-1) for h in heads])
 
     def encode_audio(self, spectrogram, training=False):
@@ -162,6 +182,8 @@ class AudioVisualNet(keras.Model):
             heads = [self.audio_proj(x)]
             if self.heads == 2:
                 heads.append(self.audio_proj_2(x))
+        if not self.normalize:
+            return ops.cast(x, "float32")
         return self._join_heads([l2_normalize(ops.cast(h, "float32"), axis=-1) for h in heads])
 
     def call(self, inputs, training=False):
@@ -192,6 +214,8 @@ class AudioVisualNet(keras.Model):
             calibration=self.calibration,
             visual_dropout=self.visual_dropout,
             heads=self.heads,
+            audio_pool=self.audio_pool_kind,
+            normalize=self.normalize,
         )
         return config
 

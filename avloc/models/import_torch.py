@@ -25,13 +25,21 @@ sslalign       SSL-Align (kaistmm/SSLalignment) is evaluated as LVS's network lo
                ``audnet.*`` (its projection heads) **ignored**. Its front end is recorded: 3 s
                clips (3.5-6.5 s of a 10 s file) as log spectrograms every 159 samples
                (``stft_hop = 159``: 299 frames).
+rcgrad         RCGrad (hohsiangwu/rethinking-visual-sound-localization, ``rc_grad.pt``, a flat
+               state_dict): ``image_encoder.*`` (LVS's visual ResNet, last stage at stride 1)
+               and ``audio_encoder.*`` (a ResNet-18 on one channel, **average**-pooled), no
+               projections, maps as dot products (``normalize=False``: its Grad-CAM map).
+               **Ignored**: ``image_encoder.conv1_a`` / ``conv1_flow`` / ``fc`` and the STFT
+               window buffer ``audio_encoder.spectrogram.window``. Front end: 10 s clips as
+               a standardised log STFT (:mod:`avloc.media.stft`), CLIP's image statistics.
 ssltie         SSL-TIE (jinxiang-liu/SSL-TIE) is LVS's network: the ``lvs`` mapping, plus its
                layers that do not touch the map **ignored** (``vision_fc1.*``, ``conv3.*``,
                ``norm3.*``). Its audio front end is recorded in the network: 10 s clips, a mel
                spectrogram in dB (``audio_frontend = "mel_db"``, :mod:`avloc.media.mel`).
 =============  ==================================================================================
 
-Without ``--arch`` the layout is detected from the keys (:func:`detect_arch`): ``img_proj1``
+Without ``--arch`` the layout is detected from the keys (:func:`detect_arch`):
+``image_encoder`` and ``audio_encoder`` -> rcgrad; ``img_proj1``
 -> slavc; ``img_proj`` -> ezvsl (FNAC and marginNCE have the same layout and import the same);
 ``vision_fc1`` / ``conv3`` / ``norm3`` beside ``imgnet`` -> ssltie; ``imgnet`` and ``audnet``
 alone -> lvs; with other keys beside them -> sslalign (an SSL-Align checkpoint holding nothing
@@ -65,7 +73,7 @@ from avloc.models.torch_keys import (
     trunk_sources,
 )
 
-ARCHS = ("ezvsl", "slavc", "fnac", "marginnce", "lvs", "ssltie", "sslalign")
+ARCHS = ("ezvsl", "slavc", "fnac", "marginnce", "lvs", "ssltie", "sslalign", "rcgrad")
 #: The setting the published models were trained and evaluated with.
 PUBLISHED_INPUTS = {"image_size": 224, "sample_rate": 16000, "clip_seconds": 3.0}
 
@@ -87,6 +95,8 @@ class ArchSpec:
     inputs: tuple[tuple[str, object], ...] = ()  # overrides of PUBLISHED_INPUTS
     img_proj2: str | None = None  # the second projection pair (SLAVC's two heads)
     aud_proj2: str | None = None
+    audio_pool: str = "max"  # "avg": RCGrad's average-pooled audio trunk
+    normalize: bool = True  # False: RCGrad's dot-product (Grad-CAM) maps
 
 
 def arch_spec(
@@ -137,6 +147,31 @@ def arch_spec(
                 "SLAVC's own map is the mean of both heads' maps (leave out --head for it)",
             ),
         )
+    if arch == "rcgrad":  # hohsiangwu/rethinking-visual-sound-localization models.py
+        return ArchSpec(
+            arch,
+            "lvs",
+            "image_encoder",
+            "audio_encoder",
+            last_stride=1,
+            ignored=(
+                r"image_encoder\.(conv1_a|conv1_flow)\.weight",
+                r"image_encoder\.fc\.(weight|bias)",
+                r"audio_encoder\.spectrogram\.window",
+            ),
+            notes=(
+                "RCGrad: its Grad-CAM map is the dot product of the last visual stage (over "
+                "h * w) with the average-pooled audio vector; 10 s clips as a standardised log "
+                "STFT (hop 353), images with CLIP's statistics",
+            ),
+            inputs=(
+                ("clip_seconds", 10.0),
+                ("audio_frontend", "log_stft_standardized"),
+                ("image_norm", "clip"),
+            ),
+            audio_pool="avg",
+            normalize=False,
+        )
     # lvs, ssltie
     stem = "conv1_a" if state is None or "audnet.conv1_a.weight" in state else "conv1"
     ignored = (
@@ -184,6 +219,10 @@ def arch_spec(
 def detect_arch(state: dict) -> str | None:
     """The ``--arch`` a state_dict's keys imply (see the module), or None when they do not."""
     keys = set(state)
+    if any(k.startswith("image_encoder.") for k in keys) and any(
+        k.startswith("audio_encoder.") for k in keys
+    ):
+        return "rcgrad"
     if not any(k.startswith("imgnet.") for k in keys) and not any(
         k.startswith("momentum_imgnet.") for k in keys
     ):
@@ -276,15 +315,18 @@ def import_checkpoint(
         sample_rate=inputs["sample_rate"],
         clip_seconds=inputs["clip_seconds"],
     )
-    if spec.img_proj2:  # SLAVC's two heads: not a recipe architecture, built directly
-        from avloc.models.avnet import AudioVisualNet, input_settings
+    if spec.img_proj2 or not spec.normalize:  # SLAVC's two heads, RCGrad's dot maps: not
+        from avloc.models.avnet import AudioVisualNet, input_settings  # recipe architectures
 
         net = AudioVisualNet(
             embed_dim=embed_dim,
             visual=dict(width=v_width, blocks=tuple(v_blocks), last_stride=spec.last_stride),
             audio=dict(width=a_width, blocks=tuple(a_blocks)),
+            projection=bool(spec.img_proj),
             inputs=input_settings(data_config),
-            heads=2,
+            heads=2 if spec.img_proj2 else 1,
+            audio_pool=spec.audio_pool,
+            normalize=spec.normalize,
             name="avnet",
         )
     else:
