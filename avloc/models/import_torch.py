@@ -179,18 +179,18 @@ def arch_spec(
         r"audnet\.(conv1|conv1_flow)\.weight",
         r"(imgnet|audnet)\.fc\.(weight|bias)",
     )
-    if arch == "lvs":  # its test loader (hche11 datasets/dataloader.py) feeds 10 s of audio
+
+    def lvs_network(extra_ignored=(), notes=(), inputs=()) -> ArchSpec:
+        """LVS's AVENet under ``arch``'s name: its trunks, stems and ignore list, plus more."""
         return ArchSpec(arch, "lvs", "imgnet", "audnet", audio_stem=stem, last_stride=1,
-                        ignored=ignored, inputs=(("clip_seconds", 10.0),))  # fmt: skip
+                        ignored=(*ignored, *extra_ignored), notes=notes,
+                        inputs=inputs)  # fmt: skip
+
+    if arch == "lvs":  # its test loader (hche11 datasets/dataloader.py) feeds 10 s of audio
+        return lvs_network(inputs=(("clip_seconds", 10.0),))
     if arch == "sslalign":  # kaistmm/SSLalignment test.py: LVS's AVENet, strict=False
-        return ArchSpec(
-            arch,
-            "lvs",
-            "imgnet",
-            "audnet",
-            audio_stem=stem,
-            last_stride=1,
-            ignored=(*ignored, r"(?!imgnet\.|audnet\.).+"),
+        return lvs_network(
+            extra_ignored=(r"(?!imgnet\.|audnet\.).+",),
             notes=(
                 "SSL-Align: LVS's network (its test code loads it with strict=False, so keys "
                 "outside imgnet/audnet are unused there too), fed 3 s clips (3.5-6.5 s of a "
@@ -198,15 +198,8 @@ def arch_spec(
             ),
             inputs=(("clip_seconds", 3.0), ("stft_hop", 159)),
         )
-    return ArchSpec(
-        arch,
-        "lvs",
-        "imgnet",
-        "audnet",
-        audio_stem=stem,
-        last_stride=1,
-        ignored=(
-            *ignored,
+    return lvs_network(  # ssltie
+        extra_ignored=(
             r"vision_fc1\.(weight|bias)",
             r"conv3\.(weight|bias)",
             r"norm3\.(weight|bias|running_mean|running_var|num_batches_tracked)",
