@@ -38,6 +38,14 @@ MinAudio = Annotated[
     float,
     typer.Option("--min-audio-seconds", min=0.0, help="Shorter audio files are skipped"),
 ]
+AudioSeconds = Annotated[
+    float,
+    typer.Option(
+        "--audio-seconds",
+        help="Seconds of audio stored per sample, centred on the frame (10: the whole "
+        "VGGSound clip, which --protocol vssl_eval's windows are cut from)",
+    ),
+]
 Layout = Annotated[
     str, typer.Option("--layout", help="auto | video | extracted (frames/ + audio/)")
 ]
@@ -209,6 +217,7 @@ def prepare_vggss(
     offscreen: Offscreen = True,
     class_groups: ClassGroups = None,
     min_audio_seconds: MinAudio = 1.0,
+    audio_seconds: AudioSeconds = 3.0,
     part: Part = "1/1",
 ) -> None:
     """VGG-SS test set: normalised boxes, ground truth 'boxes', offscreen clips."""
@@ -227,6 +236,7 @@ def prepare_vggss(
         offscreen=offscreen,
         class_groups=class_groups,
         min_audio_seconds=min_audio_seconds,
+        audio_seconds=audio_seconds,
     )
 
 
@@ -256,6 +266,7 @@ def prepare_flickr(
     offscreen: Offscreen = True,
     class_groups: ClassGroups = None,
     min_audio_seconds: MinAudio = 1.0,
+    audio_seconds: AudioSeconds = 3.0,
     part: Part = "1/1",
 ) -> None:
     """Flickr-SoundNet test set: 256 px annotator boxes -> soft consensus ground truth."""
@@ -276,6 +287,7 @@ def prepare_flickr(
         offscreen=offscreen,
         class_groups=class_groups,
         min_audio_seconds=min_audio_seconds,
+        audio_seconds=audio_seconds,
     )
 
 
@@ -303,6 +315,7 @@ def prepare_is3(
     offscreen: Offscreen = True,
     class_groups: ClassGroups = None,
     min_audio_seconds: MinAudio = 1.0,
+    audio_seconds: AudioSeconds = 3.0,
     part: Part = "1/1",
 ) -> None:
     """IS3: two sounds per image, one row per (image, sound) pair, boxes or masks."""
@@ -321,6 +334,7 @@ def prepare_is3(
         offscreen=offscreen,
         class_groups=class_groups,
         min_audio_seconds=min_audio_seconds,
+        audio_seconds=audio_seconds,
     )
 
 

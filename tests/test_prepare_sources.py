@@ -26,6 +26,7 @@ from avloc.data.fakemedia import (
 from avloc.data.prepare import prepare, read_report
 from avloc.data.shards import ShardSet, read_info
 from avloc.data.sources import build_preparer, preparer_names
+from avloc.errors import DataError
 from avloc.media.image import load_image, resize_uint8
 from avloc.metrics import gt_flickr, gt_from_boxes_normalized
 
@@ -238,6 +239,26 @@ def test_vggss_videos_take_the_frame_at_five_seconds(tmp_path):
         assert read_frame_pattern(img) == 25  # 5.0 s at 5 fps
         assert dominant_frequency(wave[:quarter], RATE) == pytest.approx(600, abs=8)  # 3.5 s
         assert dominant_frequency(wave[-quarter:], RATE) == pytest.approx(900, abs=8)  # 6.5 s
+
+
+def test_vggss_audio_seconds_stores_the_whole_clip_around_the_frame(tmp_path):
+    videos = tmp_path / "videos"
+    videos.mkdir()
+    name, (cls, boxes) = next(iter(VGGSS_BOXES.items()))
+    write_video(videos / f"{name}.mp4", seconds=10, fps=5, audio_rate=16000)
+    (tmp_path / "vggss.json").write_text(json.dumps([{"file": name, "class": cls, "bbox": boxes}]))
+    out = tmp_path / "out"
+    result = run("vggss", out, root=videos, annotations=tmp_path / "vggss.json",
+                 audio_seconds=10.0, offscreen=False)  # fmt: skip
+    assert read_info(result.shards[0]).attrs["clip_seconds"] == 10.0
+    wave = rows(out, ["audio"])["audio"][0]
+    quarter = RATE // 4
+    assert wave.shape == (10 * RATE,)  # 0-10 s: centred on the frame at 5 s
+    assert dominant_frequency(wave[:quarter], RATE) == pytest.approx(300, abs=8)  # 0 s
+    assert dominant_frequency(wave[-quarter:], RATE) == pytest.approx(1200, abs=8)  # 9.75 s
+    with pytest.raises(DataError, match="--audio-seconds"):
+        build_preparer("vggss", root=videos, annotations=tmp_path / "vggss.json",
+                       audio_seconds=0.0)  # fmt: skip
 
 
 # --------------------------------------------------------------------------------------------

@@ -247,6 +247,7 @@ class SourceBase:
         offscreen: bool = True,
         min_audio_seconds: float = 1.0,
         class_groups: str | Path | None = None,
+        audio_seconds: float = 3.0,
     ):
         default = TRAIN_IMAGE_SIZE if self.split == "train" else TEST_IMAGE_SIZE
         self.image_size = int(image_size or default)
@@ -256,18 +257,22 @@ class SourceBase:
         self.offscreen = bool(offscreen)
         self.min_audio_seconds = float(min_audio_seconds)
         self.class_groups = Path(class_groups) if class_groups else None
+        #: seconds of audio stored per sample, centred on the frame (``--audio-seconds``)
+        self.audio_seconds = float(audio_seconds)
+        if not 0.1 <= self.audio_seconds <= 60:
+            raise DataError(f"--audio-seconds must be between 0.1 and 60, got {audio_seconds}")
 
     def settings(
         self,
         samples: Sequence[SampleSpec],
         fields: Sequence[str],
         *,
-        clip_seconds: float = 3.0,
+        clip_seconds: float | None = None,
         check_silence: bool = True,
     ) -> Settings:
         return Settings(
             image_size=self.image_size,
-            clip_seconds=clip_seconds,
+            clip_seconds=self.audio_seconds if clip_seconds is None else clip_seconds,
             fields=tuple(fields),
             max_boxes=max((len(s.boxes) for s in samples), default=0),
             max_present=max((len(s.present) for s in samples), default=0),
