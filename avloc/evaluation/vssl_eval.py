@@ -135,10 +135,13 @@ def _tile(wave: np.ndarray, samples: int) -> np.ndarray:
     return np.tile(wave, reps)[:samples] if reps > 1 else wave[:samples]
 
 
-def _centre_frames(spec: np.ndarray, frames: int = 200) -> np.ndarray:
-    """torchvision ``CenterCrop`` along time: ``int(round((T - frames) / 2))`` first."""
-    top = int(round((spec.shape[-1] - frames) / 2.0))
-    return spec[..., top : top + frames]
+def _centre_samples(samples: int, frames: int = 200, nperseg: int = 512, hop: int = 238) -> slice:
+    """The samples of torchvision's ``CenterCrop`` of ``frames`` spectrogram frames (the crop
+    starts at frame ``int(round((T - frames) / 2))``); frames are independent, so the
+    spectrogram of these samples is the cropped spectrogram of them all."""
+    total = (samples - nperseg) // hop + 1
+    top = int(round((total - frames) / 2.0))
+    return slice(top * hop, (top + frames - 1) * hop + nperseg)
 
 
 class AudioRules:
@@ -153,19 +156,13 @@ class AudioRules:
         """The family's clip of a mono waveform at :attr:`rate` (``rolled``: the positive)."""
         wave = np.asarray(wave, np.float64)
         sr, window = self.rate, self.family.window
-        if window == "roll10_crop200":
-            clip = _tile(np.clip(wave, -1, 1), 10 * sr)
-            if rolled:
-                duration = len(wave) / sr
-                clip = np.roll(clip, int(sr * 10 / 2) - int(duration / 2 * sr))
+        if window in ("roll10_crop200", "fnac_roll3"):  # datasets.py load_spectrogram
+            seconds = CLIP_SECONDS[window]
+            clip = _tile(np.clip(wave, -1, 1), int(seconds * sr))
+            if rolled:  # the clip's middle to the window's middle
+                clip = np.roll(clip, int(sr * seconds / 2) - int(len(wave) / sr / 2 * sr))
             return clip
-        if window == "fnac_roll3":
-            clip = _tile(np.clip(wave, -1, 1), 3 * sr)
-            if rolled:
-                duration = len(wave) / sr
-                clip = np.roll(clip, int(1.5 * sr) - int(duration / 2 * sr))
-            return clip
-        if window == "lvs_3p5":
+        if window == "lvs_3p5":  # datasets_lvs.py cuts at 16 kHz whatever the file's rate
             clip = _tile(wave, 10 * sr)[int(RATE * 3.5) : int(RATE * 6.5)]
             return np.clip(clip, -1, 1)
         return _tile(wave, 10 * sr)  # first10_mel
@@ -177,8 +174,9 @@ class AudioRules:
             return mel_db_spectrogram(clip, self.rate, db=log)
         if window == "lvs_3p5":
             return spectrogram(clip, self.rate, nperseg=512, noverlap=353, log=log)
-        spec = spectrogram(clip, self.rate, nperseg=512, noverlap=274, log=log)
-        return _centre_frames(spec) if window == "roll10_crop200" else spec
+        if window == "roll10_crop200":  # only the samples of the middle 200 frames
+            clip = clip[_centre_samples(len(clip))]
+        return spectrogram(clip, self.rate, nperseg=512, noverlap=274, log=log)
 
     def clip(self, wave: np.ndarray, rolled: bool) -> np.ndarray:
         return self.spectrogram(self.waveform(wave, rolled))
