@@ -712,6 +712,14 @@ def test_wrong_arch_is_reported(ezvsl_state, tmp_path):
     assert "img_proj1.weight" in message
 
 
+def test_a_text_file_is_not_a_checkpoint(tmp_path):
+    path = tmp_path / "notes.pth"
+    path.write_text("not a checkpoint\n")
+    with pytest.raises(DataError, match=r"notes.pth: not a PyTorch checkpoint \(neither"):
+        import_checkpoint(path, "ezvsl", tmp_path / "out.keras")
+    assert not (tmp_path / "out.keras").exists()
+
+
 _EXECUTED = []
 
 

@@ -47,6 +47,11 @@ def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
         with torch.serialization.safe_globals([argparse.Namespace]):
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
+        with open(path, "rb") as f:
+            head = f.read(4)
+        if head[:2] != b"PK" and head[:1] != b"\x80":  # torch.save: a zip, or legacy pickle
+            raise DataError(f"{path}: not a PyTorch checkpoint (neither a zip archive nor a "
+                            "pickle)") from None  # fmt: skip
         found = re.search(r"GLOBAL ([\w.]+)", str(exc))
         what = f"the Python object {found.group(1)}" if found else "Python objects"
         raise DataError(
