@@ -45,6 +45,11 @@ class DataConfig:
     train_resize: int = 246  # shorter side before the random crop (docs/method.md)
     sample_rate: int = 16000  # Hz (docs/method.md)
     clip_seconds: float = 3.0  # seconds of audio per sample (docs/method.md)
+    # pixels of mean colour framed around every image after its test-time resize, wherever the
+    # network makes maps (calibration, eval, localize, video); recorded in the network as
+    # inputs["inference_border"]. Half the trunk's stride puts the map's corner cells where
+    # aligned-corners upsampling draws them (docs/method.md, "Where the map is drawn")
+    inference_border: int = 0
     workers: int = 2  # loader workers (threads unless use_multiprocessing)
     use_multiprocessing: bool = False
     max_queue_size: int = 8
@@ -214,6 +219,7 @@ RANGES: dict[str, tuple[Any, str]] = {
     "seed": (lambda v: v >= 0, "at least 0"),
     "data.image_size": (lambda v: v >= 16, "at least 16 (pixels)"),
     "data.train_resize": (lambda v: v >= 16, "at least 16 (pixels)"),
+    "data.inference_border": (lambda v: 0 <= v <= 256, "between 0 and 256 (pixels)"),
     "data.sample_rate": (lambda v: v >= 1000, "at least 1000 (Hz)"),
     "data.clip_seconds": (lambda v: 0.05 <= v <= 600, "between 0.05 and 600 (seconds)"),
     "data.workers": (lambda v: v >= 0, "at least 0"),

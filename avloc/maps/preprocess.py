@@ -6,7 +6,10 @@ every stage after training turns media into model inputs:
 
 - images: uint8 RGB ``(H, W, 3)`` of any size -> bicubic resize to ``image_size`` and ImageNet
   normalisation (``image_norm = "clip"``: CLIP's statistics) -> float32 ``(B, S, S, 3)``
-  (:func:`avloc.media.image.preprocess_test`);
+  (:func:`avloc.media.image.preprocess_test`), then framed by ``inference_border`` pixels of
+  zeros on every side (the mean colour after normalisation; default 0) -> ``(B, S + 2b,
+  S + 2b, 3)``. The map then covers the frame too; it is drawn onto the ``S x S`` image as any
+  map is (docs/method.md, "Where the map is drawn");
 - audio: a mono float32 waveform at ``rate`` Hz (any length) -> resampled to ``sample_rate``
   when it differs -> the centred ``clip_seconds`` clip (tiled when short) -> float32
   spectrogram ``(F, T)`` of the network's ``audio_frontend`` (:data:`AUDIO_FRONTENDS`: avloc's
@@ -69,17 +72,24 @@ class InputContract:
             raise ValueError(f"stft_hop {hop}: expected 1 to 512 samples")
         front = AUDIO_FRONTENDS[frontend]
         self._front = lambda wave, rate: front(wave, rate, hop)
+        self.border = int(inputs.get("inference_border", 0))
+        if self.border < 0:
+            raise ValueError(f"inference_border {self.border}: expected 0 or more pixels")
         self.image_norm = inputs.get("image_norm", "imagenet")
         if self.image_norm not in IMAGE_NORMS:
             known = ", ".join(IMAGE_NORMS)
             raise ValueError(f"unknown image_norm {self.image_norm!r} (expected one of {known})")
 
     def images(self, images_uint8: Sequence[np.ndarray]) -> np.ndarray:
-        """uint8 ``(H, W, 3)`` images (sizes may differ) -> float32 ``(B, S, S, 3)``."""
-        return np.stack(
+        """uint8 ``(H, W, 3)`` images (sizes may differ) -> float32 ``(B, S + 2b, S + 2b, 3)``."""
+        images = np.stack(
             [preprocess_test(check_image(i), self.image_size, self.image_norm)
              for i in images_uint8]
         )  # fmt: skip
+        if self.border:
+            b = self.border
+            images = np.pad(images, ((0, 0), (b, b), (b, b), (0, 0)))
+        return images
 
     def spectrogram(self, wave: np.ndarray, rate: int | None = None) -> np.ndarray:
         """A waveform at ``rate`` Hz (default: the network's) -> float32 ``(F, T)``."""

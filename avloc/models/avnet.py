@@ -229,11 +229,14 @@ def input_settings(data_config) -> dict[str, Any]:
     """The preprocessing a network was trained with, from a recipe's ``data`` section."""
     if data_config is None:
         return dict(DEFAULT_INPUTS)
-    return {
+    settings = {
         "image_size": int(data_config.image_size),
         "sample_rate": int(data_config.sample_rate),
         "clip_seconds": float(data_config.clip_seconds),
     }
+    if data_config.inference_border:  # absent means 0, as in networks saved before it existed
+        settings["inference_border"] = int(data_config.inference_border)
+    return settings
 
 
 def _check_visual_dropout(model_config) -> float:
