@@ -1,7 +1,8 @@
 """Adaptive cIoU@0.5 of a trained run with a border of mean colour added around each test image
-(notes 9.8): the network sees S + 2B pixels and its (larger) map is drawn onto the S-pixel image
-with aligned corners, as the protocol draws any map; half-pixel drawing beside it. Usage:
-    python3 scripts/test_time_border.py RUN_DIR TEST_SHARDS [BORDER ...]
+(notes 9.8, 9.9): the network sees S + 2B pixels and its (larger) map is drawn onto the S-pixel
+image with aligned corners, as the protocol draws any map; half-pixel drawing beside it. The
+border is B in total: the network's own ``inference_border`` is not added to it. Usage:
+    python3 scripts/test_time_border.py RUN_DIR|CHECKPOINT.keras SHARDS [BORDER ...]
 """
 
 import sys
@@ -18,7 +19,7 @@ from avloc.runs import RunDir
 from avloc.utils.interpolation import upsample
 
 run, data, *borders = sys.argv[1:]
-net = load_network(RunDir(run).finished_model())
+net = load_network(run if run.endswith(".keras") else RunDir(run).finished_model())
 shards = ShardSet(data)
 size = int(net.inputs["image_size"])
 records = collect_records(net, shards, negatives=())  # positive maps and audio embeddings
