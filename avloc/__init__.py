@@ -22,16 +22,10 @@ def _keras_backend_name() -> str:
         return "tensorflow"
 
 
-# oneDNN, torch's CPU convolution kernels, fails on layers narrower than its vector width
-# (AVX-512 segfaults on the width-8 networks of the quickstart and the synthetic recipes; see
-# avloc/runtime/backend.py). oneDNN reads this cap once, at its first use, so it is set here,
-# before any
-# framework runs, and only for the torch backend: TensorFlow (its own convolution kernels, see
-# below) trains about 1.2x slower with the cap, and has no such fault. Export
-# ONEDNN_MAX_CPU_ISA=DEFAULT for torch's AVX-512 kernels: about 1.3x faster at the paper's
-# width 64, which they train without a fault.
-if _keras_backend_name() == "torch":
-    os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
+# oneDNN, torch's CPU convolution kernels, fails on layers narrower than its vector width, so
+# its instruction-set cap (ONEDNN_MAX_CPU_ISA, read once at its first use) is chosen by the first
+# network a process builds: AVX2 below width 16, uncapped (AVX-512, AMX) otherwise; an exported
+# value is kept (avloc/runtime/cpu_kernels.py).
 # TensorFlow's switch for the same kernels is process-wide and read at import, so TensorFlow keeps
 # its own kernels (the test suite's width-2 and width-4 networks need them); export
 # TF_ENABLE_ONEDNN_OPTS=1 for oneDNN with networks of width 8 or more.

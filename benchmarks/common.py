@@ -208,31 +208,37 @@ def set_threads(threads: int) -> None:
 
 
 #: Whether the user exported ``ONEDNN_MAX_CPU_ISA`` (kept everywhere) or avloc's rule applies:
-#: AVX2 in torch-backend processes, uncapped in TensorFlow and JAX ones (``avloc/__init__.py``).
+#: in torch-backend processes the first network built chooses (AVX2 below width 16, uncapped
+#: otherwise; ``avloc/runtime/cpu_kernels.py``), TensorFlow and JAX ones stay uncapped.
 ONEDNN_CAP_FROM_USER = "ONEDNN_MAX_CPU_ISA" in os.environ
 
 
-def child_onednn_env(env: dict[str, str], backend: str) -> dict[str, str]:
-    """``env`` for a child process of ``backend`` with oneDNN's cap as avloc would set it."""
+def child_onednn_env(env: dict[str, str], backend: str, width: int) -> dict[str, str]:
+    """``env`` for a child process of ``backend`` whose networks are ``width`` wide, with
+    oneDNN's cap as avloc would choose it."""
+    from avloc.runtime.cpu_kernels import MIN_WIDTH_AVX512, NARROW_CAP
+
     env = dict(env)
     if not ONEDNN_CAP_FROM_USER:
-        if backend == "torch":
-            env["ONEDNN_MAX_CPU_ISA"] = "AVX2"
+        if backend == "torch" and width < MIN_WIDTH_AVX512:
+            env["ONEDNN_MAX_CPU_ISA"] = NARROW_CAP
         else:
             env.pop("ONEDNN_MAX_CPU_ISA", None)
     return env
 
 
-def set_device(device: str) -> None:
+def set_device(device: str, width: int | None = None) -> None:
     """``cpu`` hides every GPU from every framework; ``cuda`` keeps them, memory on demand.
 
-    On the torch backend oneDNN is capped at AVX2 as importing avloc caps it
-    (``avloc/runtime/backend.py``), so plain torch measured before avloc is imported runs the same
-    kernels.
+    On the torch backend, ``width`` (the networks' first-stage width) chooses oneDNN's cap now,
+    as avloc's first network would (``avloc/runtime/cpu_kernels.py``), so plain torch measured
+    before any avloc network is built runs the same kernels; ``None`` leaves it to that network.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if os.environ.get("KERAS_BACKEND", "torch") == "torch":
-        os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
+    if os.environ.get("KERAS_BACKEND", "torch") == "torch" and width is not None:
+        from avloc.runtime.cpu_kernels import choose_isa_for
+
+        choose_isa_for(width)
     if device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
         os.environ["JAX_PLATFORMS"] = "cpu"

@@ -17,14 +17,15 @@ by name):
   JAX means op-by-op execution;
 - ``keras-jax-jit``, ``keras-tensorflow-xla``: the same with ``train.jit_compile=true``;
 - ``torch``: the same model and loss in plain PyTorch (``benchmarks/plain_torch.py``,
-  ``torch.optim.Adam``), with oneDNN capped at AVX2 on CPU as importing avloc sets it
-  (``avloc/runtime/backend.py``), so the comparison with ``keras-torch`` is like for like;
+  ``torch.optim.Adam``), with oneDNN's cap as avloc chooses it for ``--width`` (AVX2 below 16,
+  uncapped otherwise; ``avloc/runtime/cpu_kernels.py``), so the comparison with ``keras-torch``
+  is like for like;
 - ``torch-native``: plain PyTorch with oneDNN off (torch's own CPU convolution kernels);
 - ``torch-avx512``: plain PyTorch with oneDNN uncapped (``ONEDNN_MAX_CPU_ISA=DEFAULT``, torch's
   own default). It runs in a process of its own: these kernels crash on layers under 16
   channels, and a crash then costs only this variant;
 - ``keras-torch-avx512``: ``keras-torch`` in that process (by name only): what a user gets with
-  ``export ONEDNN_MAX_CPU_ISA=DEFAULT``, e.g. bf16 on AMX.
+  ``export ONEDNN_MAX_CPU_ISA=DEFAULT`` (at widths of 16 and more avloc's own choice).
 
 Processes: the variants of the current ``KERAS_BACKEND`` (default torch) run in this process,
 so on torch ``keras-torch`` and ``torch`` share one process; every other backend runs in a child
@@ -215,10 +216,10 @@ def build_plain(name: str, args):
     # always
     # for torch-avx512, never for torch-native. The switch is global and keras-torch shares this
     # process, so each step sets it and then puts back what it found.
-    from avloc.runtime.backend import ONEDNN_MIN_WIDTH
+    from avloc.runtime.cpu_kernels import onednn_min_width
 
     onednn = args.device == "cpu" and (
-        name == "torch-avx512" or (name == "torch" and args.width >= ONEDNN_MIN_WIDTH)
+        name == "torch-avx512" or (name == "torch" and args.width >= onednn_min_width())
     )
 
     def step():
@@ -330,7 +331,7 @@ def start_groups(args, names: list[str], cli: list[str]) -> tuple[dict, dict]:
         if group == local_backend:
             handle = LocalGroup(group, args)
         else:
-            env = child_onednn_env({**os.environ, "KERAS_BACKEND": backend}, backend)
+            env = child_onednn_env({**os.environ, "KERAS_BACKEND": backend}, backend, args.width)
             if group == "torch-avx512":  # oneDNN with every instruction set the CPU has
                 env["ONEDNN_MAX_CPU_ISA"] = "DEFAULT"
             argv = [sys.executable, str(Path(__file__).resolve()), "--worker", group]
@@ -378,7 +379,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
 
     set_threads(args.threads)  # before any framework import; inherited by the children
-    set_device(args.device)
+    set_device(args.device, args.width)
     if args.worker:
         serve(StepGroup(args).handle)
         return 0

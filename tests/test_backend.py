@@ -1,5 +1,6 @@
-"""avloc's CPU kernel set-up (avloc/runtime/backend.py): oneDNN on, capped at AVX2 on the torch
-backend unless the user says.
+"""avloc's CPU kernel set-up (avloc/runtime/backend.py, cpu_kernels.py): on the torch backend the
+first network built chooses oneDNN's cap (AVX2 below width 16, uncapped otherwise) unless the
+user exported one.
 
 The convolution test runs in a child process so that a kernel crash (what the cap prevents) fails
 this test alone instead of ending the test session.
@@ -29,30 +30,67 @@ def _run(code: str, **env) -> subprocess.CompletedProcess:
     )
 
 
+_FIRST_TRUNK = """
+    import avloc, avloc.runtime.backend as b
+    before = b.onednn_isa_cap()
+    from avloc.models.resnet import resnet
+    for width in WIDTHS:
+        resnet(1, width=width)
+    print(before, b.onednn_isa_cap())
+"""
+
+
+def _cap_after(widths, **env) -> str:
+    result = _run(_FIRST_TRUNK.replace("WIDTHS", repr(tuple(widths))), **env)
+    assert result.returncode == 0, result.stderr[-2000:]
+    return result.stdout.strip()
+
+
 @pytest.mark.large  # starts subprocesses
-def test_importing_avloc_caps_onednn_at_avx2_on_torch_only():
-    code = "import avloc, avloc.runtime.backend as b; print(b.onednn_isa_cap())"
-    assert _run(code, KERAS_BACKEND="torch").stdout.strip() == "AVX2"
-    # TensorFlow runs faster uncapped and never hands its convolutions to oneDNN here
-    assert _run(code, KERAS_BACKEND="tensorflow").stdout.strip() == "DEFAULT"
+def test_the_first_trunk_chooses_the_onednn_cap_on_torch_only():
+    # importing sets nothing; a narrow first trunk caps at AVX2, a wide one leaves every ISA on,
+    # and a narrow trunk after a wide one cannot change what oneDNN has read (it goes native)
+    assert _cap_after([8], KERAS_BACKEND="torch") == "DEFAULT AVX2"
+    assert _cap_after([64], KERAS_BACKEND="torch") == "DEFAULT DEFAULT"
+    assert _cap_after([64, 8], KERAS_BACKEND="torch") == "DEFAULT DEFAULT"
+    assert _cap_after([8], KERAS_BACKEND="tensorflow") == "DEFAULT DEFAULT"
 
 
 @pytest.mark.large  # starts subprocesses
 def test_keras_json_backend_decides_without_keras_backend(tmp_path):
     (tmp_path / "keras.json").write_text('{"backend": "torch"}')
-    code = "import avloc, avloc.runtime.backend as b; print(b.onednn_isa_cap())"
     env = {"KERAS_HOME": str(tmp_path), "KERAS_BACKEND": ""}
-    assert _run(code, **env).stdout.strip() == "AVX2"
+    assert _cap_after([8], **env) == "DEFAULT AVX2"
     (tmp_path / "keras.json").write_text('{"backend": "jax"}')
-    assert _run(code, **env).stdout.strip() == "DEFAULT"
+    assert _cap_after([8], **env) == "DEFAULT DEFAULT"
 
 
 @pytest.mark.large  # starts subprocesses
 def test_an_exported_onednn_cap_is_kept():
-    code = "import avloc, avloc.runtime.backend as b; print(b.onednn_isa_cap())"
     for backend in ("torch", "tensorflow"):
-        result = _run(code, ONEDNN_MAX_CPU_ISA="AVX512_CORE", KERAS_BACKEND=backend)
-        assert result.stdout.strip() == "AVX512_CORE"
+        got = _cap_after([8], ONEDNN_MAX_CPU_ISA="AVX512_CORE", KERAS_BACKEND=backend)
+        assert got == "AVX512_CORE AVX512_CORE"
+
+
+@pytest.mark.large  # starts subprocesses
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch's oneDNN kernels")
+@pytest.mark.parametrize("width,isa", [(8, "AVX2"), (16, "AVX-512")])
+def test_onednn_runs_the_instruction_set_the_first_trunk_chose(width, isa):
+    """What oneDNN itself reports (``ONEDNN_VERBOSE``) after a trunk's first convolution."""
+    with open("/proc/cpuinfo") as cpuinfo:
+        if isa == "AVX-512" and "avx512f" not in cpuinfo.read():
+            pytest.skip("this CPU has no AVX-512")
+    code = f"""
+        import numpy as np
+        import avloc
+        from avloc.models.resnet import resnet
+        trunk = resnet(1, width={width}, data_format="channels_first")
+        trunk(np.zeros((1, 1, 32, 32), "float32"))
+    """
+    result = _run(code, KERAS_BACKEND="torch", ONEDNN_VERBOSE="1")
+    assert result.returncode == 0, result.stderr[-2000:]
+    reported = [line for line in result.stdout.splitlines() if ",info,cpu,isa:" in line]
+    assert reported and isa in reported[0], reported
 
 
 @pytest.mark.large  # starts subprocesses

@@ -30,11 +30,9 @@ from typing import Any
 
 import numpy as np
 
+from avloc.runtime.cpu_kernels import choose_isa_for, onednn_min_width
 from avloc.utils.files import atomic_path, atomic_write_json, cache_dir, file_sha256
 
-#: avloc.runtime.backend.ONEDNN_MIN_WIDTH (a test checks that they agree; importing it would import
-#: Keras): oneDNN runs only trunks at least this wide
-ONEDNN_MIN_WIDTH = 8
 CACHE_VERSION = 1
 
 
@@ -142,8 +140,9 @@ class TorchNet:
         tensors = {k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in state.items()}
         self.module.load_state_dict(tensors, strict=True)
         self.module.eval()
-        widths = (config["visual"]["width"], config["audio"]["width"])
-        self.onednn = min(widths) >= ONEDNN_MIN_WIDTH  # as avloc.runtime.backend.note_conv_width
+        narrowest = min(config["visual"]["width"], config["audio"]["width"])
+        choose_isa_for(narrowest)  # as avloc.runtime.backend.note_conv_width for Keras trunks
+        self.onednn = narrowest >= onednn_min_width()
 
     @property
     def uth(self) -> float | None:

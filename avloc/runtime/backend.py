@@ -14,27 +14,35 @@ width (16 floats for AVX-512, 8 for AVX2):
   (tests/test_backend.py); at widths 2 and 4 (the test suite's networks) the ``jit:avx2``
   backward-weights convolution hangs or gives different gradients on a repeat.
 
-So ``avloc/__init__.py`` caps oneDNN at AVX2 (``ONEDNN_MAX_CPU_ISA=AVX2``, read once by oneDNN
-at its first use; a value the user exported is kept), and on torch every ResNet trunk built
-reports its width here (:func:`note_conv_width`): oneDNN stays on while every trunk built in the
-process is at least :data:`ONEDNN_MIN_WIDTH` wide and is switched off for good once a narrower
-one is built. TensorFlow's oneDNN switch is process-wide and read at import, so TensorFlow keeps
-its own kernels unless ``TF_ENABLE_ONEDNN_OPTS=1`` is exported (safe for widths >= 8; about 2x on
-the width-8 quickstart). GPUs are unaffected (cuDNN is used there); for training on a CUDA GPU
-under torch, :func:`autotune_gpu_kernels` lets cuDNN time its convolution algorithms once per
+So the cap is chosen per process by its first network (:mod:`avloc.runtime.cpu_kernels`): on
+torch every ResNet trunk built reports its width here (:func:`note_conv_width`) before it runs
+anything; the first one caps oneDNN at AVX2 (``ONEDNN_MAX_CPU_ISA=AVX2``, read once by oneDNN at
+its first use) when it is narrower than 16 and leaves it uncapped otherwise, and a value the user
+exported is kept. oneDNN stays on while every trunk built in the process is at least as wide as
+the cap in force computes correctly (8 under AVX2, 16 uncapped) and is switched off for good
+once a narrower one is built. TensorFlow's oneDNN switch is process-wide and read at import,
+so TensorFlow keeps its own kernels unless ``TF_ENABLE_ONEDNN_OPTS=1`` is exported (safe for
+widths >= 8; about 2x on the width-8 quickstart). GPUs are unaffected (cuDNN is used there);
+for training on a CUDA GPU under torch, :func:`autotune_gpu_kernels` lets cuDNN time its convolution algorithms once per
 shape and keep the fastest (TensorFlow and JAX autotune by themselves).
 """
 
 from __future__ import annotations
 
 import contextlib
-import os
 from collections.abc import Iterator
 
 import keras
 
-#: The narrowest first-stage width that oneDNN's AVX2 kernels train correctly.
-ONEDNN_MIN_WIDTH = 8
+from avloc.runtime.cpu_kernels import (
+    MIN_WIDTH_AVX2 as ONEDNN_MIN_WIDTH,  # noqa: F401 (the AVX2 cap's narrowest width, re-exported)
+)
+from avloc.runtime.cpu_kernels import (
+    cap_in_force,
+    capped_below_avx512,
+    choose_isa_for,
+    onednn_min_width,
+)
 
 _narrowest_width: int | None = None
 
@@ -57,8 +65,8 @@ def autotune_gpu_kernels() -> bool:
 
 
 def onednn_isa_cap() -> str:
-    """The ``ONEDNN_MAX_CPU_ISA`` in force for this process (avloc's AVX2 or the user's value)."""
-    return os.environ.get("ONEDNN_MAX_CPU_ISA", "DEFAULT")
+    """The ``ONEDNN_MAX_CPU_ISA`` in force for this process (avloc's choice or the user's value)."""
+    return cap_in_force()
 
 
 def cpu_bf16_warning(precision: str, cuda: bool | None = None) -> str | None:
@@ -76,28 +84,31 @@ def cpu_bf16_warning(precision: str, cuda: bool | None = None) -> str | None:
 
         cuda = torch.cuda.is_available()
     cap = onednn_isa_cap().upper()
-    if cuda or not cap.startswith(("AVX", "SSE")) or "512" in cap:
+    if cuda or not capped_below_avx512(cap):
         return None
     return (
         f'train.precision = "mixed_bfloat16" on CPU with oneDNN capped at {cap} '
         "(avloc/runtime/backend.py):"
-        " no fast bf16 convolutions here, about 13x slower than float32; use float32 or, at"
-        " widths >= 16, export ONEDNN_MAX_CPU_ISA=DEFAULT"
+        " no fast bf16 convolutions here, about 13x slower than float32; use float32 (avloc"
+        " lifts the cap itself for networks of width 16 or more)"
     )
 
 
 def note_conv_width(width: int) -> None:
-    """Record a trunk's first-stage width; on torch, oneDNN is on only while all are wide enough.
+    """Record a trunk's first-stage width; on torch, the first one chooses oneDNN's cap, and
+    oneDNN is on only while every trunk is wide enough for the cap in force.
 
     Called by :func:`avloc.models.resnet.resnet` before the trunk runs anything, so no layer
-    narrower than :data:`ONEDNN_MIN_WIDTH` ever reaches oneDNN in this process.
+    narrower than :func:`~avloc.runtime.cpu_kernels.onednn_min_width` ever reaches oneDNN in this
+    process.
     """
     global _narrowest_width
     _narrowest_width = width if _narrowest_width is None else min(_narrowest_width, width)
     if keras.backend.backend() == "torch":
         import torch
 
-        torch.backends.mkldnn.enabled = _narrowest_width >= ONEDNN_MIN_WIDTH
+        choose_isa_for(width)
+        torch.backends.mkldnn.enabled = _narrowest_width >= onednn_min_width()
 
 
 @contextlib.contextmanager
