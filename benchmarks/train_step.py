@@ -25,7 +25,9 @@ by name):
   own default). It runs in a process of its own: these kernels crash on layers under 16
   channels, and a crash then costs only this variant;
 - ``keras-torch-avx512``: ``keras-torch`` in that process (by name only): what a user gets with
-  ``export ONEDNN_MAX_CPU_ISA=DEFAULT`` (at widths of 16 and more avloc's own choice).
+  ``export ONEDNN_MAX_CPU_ISA=DEFAULT`` (at widths of 16 and more avloc's own choice);
+- ``torch-avx2``, ``keras-torch-avx2`` (by name only): both in a process of their own with
+  oneDNN capped at AVX2, the cap avloc put on every network before it chose per network.
 
 Processes: the variants of the current ``KERAS_BACKEND`` (default torch) run in this process,
 so on torch ``keras-torch`` and ``torch`` share one process; every other backend runs in a child
@@ -90,6 +92,8 @@ VARIANTS = {
     "torch-avx512": ("torch-avx512", "plain"),
     "keras-torch": ("torch", "keras"),
     "keras-torch-avx512": ("torch-avx512", "keras"),
+    "torch-avx2": ("torch-avx2", "plain"),
+    "keras-torch-avx2": ("torch-avx2", "keras"),
     "keras-tensorflow": ("tensorflow", "keras"),
     "keras-tensorflow-xla": ("tensorflow", "keras"),
     "keras-jax": ("jax", "keras"),
@@ -98,6 +102,7 @@ VARIANTS = {
 GROUP_BACKEND = {
     "torch": "torch",
     "torch-avx512": "torch",
+    "torch-avx2": "torch",
     "tensorflow": "tensorflow",
     "jax": "jax",
 }
@@ -219,7 +224,8 @@ def build_plain(name: str, args):
     from avloc.runtime.cpu_kernels import onednn_min_width
 
     onednn = args.device == "cpu" and (
-        name == "torch-avx512" or (name == "torch" and args.width >= onednn_min_width())
+        name == "torch-avx512"
+        or (name in ("torch", "torch-avx2") and args.width >= onednn_min_width())
     )
 
     def step():
@@ -334,6 +340,8 @@ def start_groups(args, names: list[str], cli: list[str]) -> tuple[dict, dict]:
             env = child_onednn_env({**os.environ, "KERAS_BACKEND": backend}, backend, args.width)
             if group == "torch-avx512":  # oneDNN with every instruction set the CPU has
                 env["ONEDNN_MAX_CPU_ISA"] = "DEFAULT"
+            elif group == "torch-avx2":  # oneDNN capped as avloc capped it for every network
+                env["ONEDNN_MAX_CPU_ISA"] = "AVX2"
             argv = [sys.executable, str(Path(__file__).resolve()), "--worker", group]
             handle = Worker(group, argv + cli, env)
         handles[group] = handle
