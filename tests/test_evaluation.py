@@ -267,7 +267,9 @@ def test_maps_equal_the_network_forward_and_visual_runs_once_per_image(data, che
 
     rows = shards.read([4, 9], ["image", "audio", "offscreen_audio"])
     size = net.inputs["image_size"]
+    frame = int(net.inputs.get("inference_border", 0))  # the recipe's (docs/method.md)
     images = np.stack([preprocess_test(i, size) for i in rows["image"]])
+    images = np.pad(images, ((0, 0), (frame, frame), (frame, frame), (0, 0)))
     for key, condition in (("audio", "positive"), ("offscreen_audio", "offscreen")):
         specs = np.stack([spectrogram(clip_centered(w)) for w in rows[key]])[..., None]
         out = net({"image": images, "audio": specs})
@@ -327,9 +329,11 @@ def test_other_clip_calibration_matches_a_naive_loop(data, checkpoint):
     partner = derangement(len(idx), 3)
     contract = InputContract(net.inputs)
     size = int(net.inputs["image_size"])
+    frame = int(net.inputs.get("inference_border", 0))  # the recipe's (docs/method.md)
     want = []
     for j in range(len(idx)):  # one image and one clip at a time, through the network
         image = preprocess_test(rows["image"][j], size)[None]
+        image = np.pad(image, ((0, 0), (frame, frame), (frame, frame), (0, 0)))
         spec = contract.spectrogram(rows["audio"][partner[j]], int(shards.attrs["sample_rate"]))
         spec = spec[None, :, :, None]
         v = ops.convert_to_numpy(net.encode_image(image))

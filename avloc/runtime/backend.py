@@ -23,8 +23,9 @@ the cap in force computes correctly (8 under AVX2, 16 uncapped) and is switched 
 once a narrower one is built. TensorFlow's oneDNN switch is process-wide and read at import,
 so TensorFlow keeps its own kernels unless ``TF_ENABLE_ONEDNN_OPTS=1`` is exported (safe for
 widths >= 8; about 2x on the width-8 quickstart). GPUs are unaffected (cuDNN is used there);
-for training on a CUDA GPU under torch, :func:`autotune_gpu_kernels` lets cuDNN time its convolution algorithms once per
-shape and keep the fastest (TensorFlow and JAX autotune by themselves).
+for training on a CUDA GPU under torch, :func:`autotune_gpu_kernels` lets cuDNN time its
+convolution algorithms once per shape and keep the fastest (TensorFlow and JAX autotune by
+themselves).
 """
 
 from __future__ import annotations
