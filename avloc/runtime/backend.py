@@ -36,9 +36,6 @@ from collections.abc import Iterator
 import keras
 
 from avloc.runtime.cpu_kernels import (
-    MIN_WIDTH_AVX2 as ONEDNN_MIN_WIDTH,  # noqa: F401 (the AVX2 cap's narrowest width, re-exported)
-)
-from avloc.runtime.cpu_kernels import (
     cap_in_force,
     capped_below_avx512,
     choose_isa_for,
@@ -73,7 +70,7 @@ def onednn_isa_cap() -> str:
 def cpu_bf16_warning(precision: str, cuda: bool | None = None) -> str | None:
     """One line for the user when bf16 training would run on CPU without fast bf16 kernels.
 
-    Under the AVX2 cap oneDNN has no bf16 convolutions, and the ResNet pair trains about 13x
+    Under the AVX2 cap oneDNN has no bf16 convolutions, and the ResNet pair trains 5-13x
     slower in ``mixed_bfloat16`` than in float32 (benchmarks/RESULTS.md); uncapped, on a CPU with
     AMX, it is about 2x faster. ``None`` when this does not apply (float32, a GPU, TensorFlow or
     JAX, or an uncapped oneDNN). ``cuda``: whether a GPU is used (default: torch sees one).
@@ -90,7 +87,7 @@ def cpu_bf16_warning(precision: str, cuda: bool | None = None) -> str | None:
     return (
         f'train.precision = "mixed_bfloat16" on CPU with oneDNN capped at {cap} '
         "(avloc/runtime/backend.py):"
-        " no fast bf16 convolutions here, about 13x slower than float32; use float32 (avloc"
+        " no fast bf16 convolutions here, 5-13x slower than float32; use float32 (avloc"
         " lifts the cap itself for networks of width 16 or more)"
     )
 
