@@ -57,9 +57,11 @@ class DataConfig:
     # training's noise negatives: white (the paper's), pink or brown
     # (avloc.media.audio.NOISE_COLORS)
     noise_color: Literal["white", "pink", "brown"] = "white"
-    # true: the loader hands over waveforms and the training step computes the spectrograms
-    # (avloc.models.spectrogram, on the GPU when there is one); the same values either way
-    spectrogram_on_device: bool = False
+    # true: the loader only reads rows (uint8 frames, int16 PCM) and draws the crops and noise
+    # seeds; the training step resizes, crops, flips and normalises the images, makes the noise
+    # and both spectrograms (avloc.models.device_inputs, on the GPU when there is one). The
+    # same inputs but for rare one-level pixel differences, and other noise draws
+    preprocess_on_device: bool = False
 
 
 @dataclass(frozen=True)
@@ -164,6 +166,11 @@ def _to_plain(value: Any) -> Any:
     return value
 
 
+#: Keys that were renamed: old dotted path -> new key in the same table. Recipes saved in run
+#: folders before the rename still load.
+RENAMED_KEYS = {"data.spectrogram_on_device": "preprocess_on_device"}
+
+
 def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
     """Build dataclass ``cls`` from a plain dict, rejecting unknown keys and wrong types."""
     if not isinstance(data, dict):
@@ -173,6 +180,8 @@ def from_dict(cls: type, data: dict[str, Any], where: str = "") -> Any:
     kwargs = {}
     for key, value in data.items():
         path = f"{where}.{key}" if where else key
+        if path in RENAMED_KEYS and RENAMED_KEYS[path] not in data:
+            key = RENAMED_KEYS[path]
         if key not in names:
             allowed = ", ".join(sorted(names))
             raise RecipeError(f"{path}: unknown key (allowed: {allowed})")

@@ -5,8 +5,9 @@
 
 - ``image`` ``(B, H, W, 3)``, ``audio`` ``(B, F, T, 1)`` and, when a term needs it,
   ``noise`` ``(B, F, T, 1)`` (one noise spectrogram per image); or, with
-  ``data.spectrogram_on_device``, ``audio`` and ``noise`` as float32 waveforms ``(B, samples)``,
-  turned into the same spectrograms inside the step (:mod:`avloc.models.spectrogram`),
+  ``data.preprocess_on_device``, the stored uint8 frames with their crop draws, int16 PCM and
+  noise seeds, turned into the same inputs inside the step by ``preprocess``
+  (:mod:`avloc.models.device_inputs`, then :mod:`avloc.models.spectrogram`),
 
 runs the audio encoder once on ``[audio; noise; silence]`` and returns the network outputs
 ``v_map``, ``a_emb`` plus ``a_noise`` ``(B, D)`` and ``a_silence`` ``(1, D)`` when needed.
@@ -41,6 +42,7 @@ from keras import ops
 
 from avloc.losses import LossTerm
 from avloc.losses.base import LocalBatch
+from avloc.models.device_inputs import DevicePreprocessing
 
 
 class LocalizationTask(keras.Model):
@@ -51,12 +53,15 @@ class LocalizationTask(keras.Model):
         silence_spectrogram: np.ndarray | None = None,
         batch: LocalBatch | None = None,
         sample_rate: int = 16000,
+        preprocess: DevicePreprocessing | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.net = net
-        #: Of waveform inputs (``data.spectrogram_on_device``), Hz.
+        #: Of waveform inputs (``data.preprocess_on_device``), Hz.
         self.sample_rate = int(sample_rate)
+        #: Turns a batch of the loader's on-device form into the inputs (None: never given one).
+        self.preprocess = preprocess
         self.terms = dict(terms)
         if batch is not None:
             for term in self.terms.values():
@@ -89,6 +94,8 @@ class LocalizationTask(keras.Model):
 
     def compute_outputs(self, inputs, training=False):
         """The forward pass itself (``call`` may route it through a data-parallel engine)."""
+        if self.preprocess is not None:
+            inputs = self.preprocess(inputs)
         image, audio = inputs["image"], self._spectrogram(inputs["audio"])
         batch = ops.shape(audio)[0]
         parts = [audio]

@@ -9,21 +9,23 @@ time is reported and the next part runs):
 1. **Train step** (``train_step.py --device cuda``): the full EZ-VSL ResNet-18 pair (224 px,
    257x200 spectrogram, D 512, Adam) at batch 128 in fp32 and bf16 (the recipe's
    ``train.precision = "mixed_bfloat16"``; ``torch.autocast`` for plain torch): avloc's Keras
-   task on torch and plain PyTorch (``--variants``). Then bf16 ``keras-torch`` at doubling
-   batches from 256 until one fails (out of memory) or ``--max-batch`` is reached: the largest
-   batch that fits.
+   task on torch and plain PyTorch (``--variants``), and the task fed the loader's on-device
+   form (``keras-torch-preprocess``: uint8 frames, int16 PCM; ``data.preprocess_on_device``).
+   Then bf16 ``keras-torch`` at doubling batches from 256 until one fails (out of memory) or
+   ``--max-batch`` is reached: the largest batch that fits.
 2. **Data**: ``avloc prepare synthetic`` writes ``--scenes`` training scenes at ``--stored-size``
    px in ``--parts`` parallel parts (seconds and scenes/s).
 3. **Loader** (``loader.py --shards``): ``TrainBatches`` with the SSL-SaN inputs (images, audio
-   and noise spectrograms) at batch 128, thread workers ``--loader-workers`` (default: 4, 8 and
-   the machine's cores less two): samples/s.
+   and noise), preprocessed in the loader and in the on-device form, at batch 128, thread
+   workers ``--loader-workers`` (default: 4, 8 and the machine's cores less two): samples/s.
 4. **Heatmap video** (``video.py``): ``avloc localize VIDEO -o heat.mp4`` over a generated
    20 s clip with the full network, frames/s and multiple of real time.
 5. **End to end**: ``avloc train recipes/sslsan.toml`` (full width, 224 px, batch 128,
    mixed_bfloat16) on those scenes for ``--epochs`` x ``--steps-per-epoch`` steps with the
    loader's thread workers = cores less two; samples/s of each epoch from the run's ``timing.csv``
    (``samples_per_s``: from the end of an epoch's first step to its last), compared with the
-   bf16 batch-128 ``keras-torch`` step alone.
+   bf16 batch-128 ``keras-torch-preprocess`` step alone. The run sets
+   ``data.preprocess_on_device = true``, so the loader only reads rows and draws.
 6. **Other backends** (``--extra-variants``, default ``keras-jax-jit``), fp32 and bf16, in parts
    of their own after the rest, while time is left: a slow compilation costs only them.
    ``keras-tensorflow`` needs TensorFlow's GPU build, which avloc's Linux dependency
@@ -123,7 +125,8 @@ def step_args(args, batch: int, precision: str, variants: str, json_path: Path) 
         "--device", args.device, "--batch", str(batch), "--precision", precision,
         "--width", str(s["width"]), "--dim", str(s["dim"]),
         "--image-size", str(s["image_size"]), "--clip-seconds", str(s["clip_seconds"]),
-        "--steps", str(args.steps), "--repeats", str(args.repeats), "--warmup", str(args.warmup),
+        "--stored-size", str(args.stored_size), "--steps", str(args.steps),
+        "--repeats", str(args.repeats), "--warmup", str(args.warmup),
         "--json", str(json_path),
     ]  # fmt: skip
     if variants:
@@ -281,7 +284,8 @@ def run(args) -> dict:
                     str(s["image_size"]), "--train-resize", str(s["train_resize"]),
                     "--stored-size", str(args.stored_size), "--batch", str(batch),
                     "--batches", str(args.loader_batches), "--repeats", "2", "--workers",
-                    workers, "--modes", "threads", "--noise", "on", "--piece-samples", "16",
+                    workers, "--modes", "threads", "--noise", "on", "--inputs", "loader,device",
+                    "--piece-samples", "16",
                     "--json", str(loader_json),
                 ),
                 min(args.part_limit, left() - args.reserve),
@@ -323,6 +327,7 @@ def run(args) -> dict:
         f"train.epochs={args.epochs}", f"train.steps_per_epoch={args.steps_per_epoch}",
         'train.precision="mixed_bfloat16"', "train.tensorboard=false",
         "train.backup_every_steps=100000", f"eval.calibration_samples={batch}",
+        "data.preprocess_on_device=true",
     ]  # fmt: skip
     env = {"CUDA_VISIBLE_DEVICES": ""} if args.device == "cpu" else {}
     if prepared and left() > 10:
@@ -344,7 +349,7 @@ def run(args) -> dict:
     epochs = epoch_rates(run_dir)
     steady = [e["samples_per_s"] for e in epochs[1:]] or [e["samples_per_s"] for e in epochs]
     e2e = sorted(steady)[len(steady) // 2] if steady else None
-    alone = report["train_step"]["bf16"].get("keras-torch")
+    alone = report["train_step"]["bf16"].get("keras-torch-preprocess")
     report["end_to_end"] = {
         "workers": e2e_workers,
         "epochs": epochs,
@@ -501,7 +506,7 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, key) is None:
             setattr(args, key, tiny if dry else full)
     if args.variants is None:
-        args.variants = "torch,keras-torch"
+        args.variants = "torch,keras-torch,keras-torch-preprocess"
     if dry and not args.loader_workers:
         args.loader_workers = "1,2"
     if args.parts is None:

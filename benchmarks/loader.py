@@ -99,7 +99,7 @@ class LoaderRun:
     """One configuration; each call is one round (epoch) and returns steady samples/s."""
 
     def __init__(
-        self, shards, args, workers: int, processes: bool, noise: bool, waveforms: bool = False
+        self, shards, args, workers: int, processes: bool, noise: bool, on_device: bool = False
     ):
         from avloc.data.loader import TrainBatches
 
@@ -116,7 +116,7 @@ class LoaderRun:
             workers=workers,
             use_multiprocessing=processes,
             max_queue_size=args.max_queue_size,
-            waveforms=waveforms,
+            on_device=on_device,
         )
         self.rounds: list[dict[str, float]] = []
 
@@ -160,15 +160,17 @@ def piece_runners(shards, args) -> dict:
     scaled = [_resize(img, c[1], c[0]) for img, c in zip(images, crops, strict=True)]
     noise = np.stack([noise_waveform(np.random.default_rng(i), clip) for i in range(count)])
     serial = {
-        noise_on: TrainBatches(
+        (noise_on, on_device): TrainBatches(
             shards,
             batch_size=args.batch,
             image_size=size,
             train_resize=resize,
             with_noise=noise_on,
             workers=1,
+            on_device=on_device,
         )
         for noise_on in (False, True)
+        for on_device in (False, True)
     }
 
     def per_sample(fn):
@@ -210,10 +212,12 @@ def piece_runners(shards, args) -> dict:
         for i in range(0, count, args.batch):
             spectrogram(noise[i : i + args.batch])
 
-    def make_batches(noise_on):
+    def make_batches(noise_on, on_device=False):
+        loader = serial[noise_on, on_device]
+
         def run():
             for b in range(len(batches)):
-                serial[noise_on].make_batch(0, b % len(serial[noise_on]))
+                loader.make_batch(0, b % len(loader))
 
         return run
 
@@ -227,6 +231,7 @@ def piece_runners(shards, args) -> dict:
         "noise spectrogram (batched)": per_sample(noise_spectrogram),
         "make_batch, noise off (serial)": per_sample(make_batches(False)),
         "make_batch, noise on (serial)": per_sample(make_batches(True)),
+        "make_batch, noise on, on device (serial)": per_sample(make_batches(True, True)),
     }
 
 
@@ -244,10 +249,10 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--modes", default="threads,processes", help="threads, processes")
     parser.add_argument("--noise", default="off,on", help="noise input: off, on")
     parser.add_argument(
-        "--audio",
-        default="spectrogram",
-        help="comma list: spectrogram (the loader computes them), waveform "
-        "(data.spectrogram_on_device: the training step does)",
+        "--inputs",
+        default="loader",
+        help="comma list: loader (the loader preprocesses), device "
+        "(data.preprocess_on_device: it only reads rows and draws; the training step does)",
     )
     parser.add_argument("--max-queue-size", type=int, default=8)
     parser.add_argument("--piece-samples", type=int, default=64, help="samples per piece timing")
@@ -280,16 +285,16 @@ def main(argv: list[str] | None = None) -> int:
         )
 
         configs = {}
-        audios = [a.strip() for a in args.audio.split(",") if a.strip()]
-        for audio in audios:
+        places = [a.strip() for a in args.inputs.split(",") if a.strip()]
+        for place in places:
             for noise in noises:
                 for mode in modes:
                     for w in counts:
                         name = f"{mode} x{w}, noise {'on' if noise else 'off'}"
-                        if audio == "waveform":
-                            name += ", waveforms"
+                        if place == "device":
+                            name += ", on device"
                         configs[name] = LoaderRun(
-                            shards, args, w, mode == "processes", noise, audio == "waveform"
+                            shards, args, w, mode == "processes", noise, place == "device"
                         )
         print(f"timing {len(configs)} loader configurations ...", flush=True)
         values, failed = alternate(
@@ -311,7 +316,7 @@ def main(argv: list[str] | None = None) -> int:
             "mode": "processes" if run.dataset.use_multiprocessing else "threads",
             "workers": run.workers,
             "noise": run.dataset.with_noise,
-            "audio": "waveform" if run.dataset.waveforms else "spectrogram",
+            "preprocessing": "device" if run.dataset.on_device else "loader",
             "steady_samples_per_s": stats,
             "steady_per_worker": stats["median"] / run.workers if stats["median"] else None,
             "with_startup_samples_per_s": summarize([r["with_startup"] for r in run.rounds]),

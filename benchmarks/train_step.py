@@ -27,7 +27,11 @@ by name):
 - ``keras-torch-avx512``: ``keras-torch`` in that process (by name only): what a user gets with
   ``export ONEDNN_MAX_CPU_ISA=DEFAULT`` (at widths of 16 and more avloc's own choice);
 - ``torch-avx2``, ``keras-torch-avx2`` (by name only): both in a process of their own with
-  oneDNN capped at AVX2, the cap avloc put on every network before it chose per network.
+  oneDNN capped at AVX2, the cap avloc put on every network before it chose per network;
+- ``keras-torch-preprocess``, ``keras-tensorflow-preprocess`` (by name only): the step with
+  ``data.preprocess_on_device``, fed what the loader then hands over: the stored frames (uint8,
+  ``--stored-size`` px) with crop draws and int16 PCM; the step resizes, crops, flips and
+  normalises the images and makes the spectrograms (``avloc.models.device_inputs``).
 
 Processes: the variants of the current ``KERAS_BACKEND`` (default torch) run in this process,
 so on torch ``keras-torch`` and ``torch`` share one process; every other backend runs in a child
@@ -94,6 +98,8 @@ VARIANTS = {
     "keras-torch-avx512": ("torch-avx512", "keras"),
     "torch-avx2": ("torch-avx2", "plain"),
     "keras-torch-avx2": ("torch-avx2", "keras"),
+    "keras-torch-preprocess": ("torch", "keras"),
+    "keras-tensorflow-preprocess": ("tensorflow", "keras"),
     "keras-tensorflow": ("tensorflow", "keras"),
     "keras-tensorflow-xla": ("tensorflow", "keras"),
     "keras-jax": ("jax", "keras"),
@@ -115,6 +121,30 @@ def audio_shape(clip_seconds: float, sample_rate: int = 16000) -> tuple[int, int
     from avloc.media.audio import spectrogram
 
     return spectrogram(np.zeros(int(round(sample_rate * clip_seconds)), np.float32)).shape
+
+
+def make_raw_inputs(args) -> dict:
+    """The loader's on-device form of a batch (``data.preprocess_on_device``): uint8 frames
+    ``(B, stored, stored, 3)``, crop draws ``(B, 3)``, int16 PCM ``(B, samples)``."""
+    import numpy as np
+
+    from avloc.media.image import train_crop
+
+    rng = np.random.default_rng(args.seed)
+    size, stored = args.image_size, args.stored_size
+    image = rng.integers(0, 256, (args.batch, stored, stored, 3), dtype=np.uint8)
+    crops = [train_crop(rng, stored, stored, size, train_resize(size)) for _ in range(args.batch)]
+    samples = int(round(16000 * args.clip_seconds))
+    return {
+        "image": image,
+        "crop": np.asarray([c[2:] for c in crops], np.int32),
+        "audio": rng.integers(-8000, 8000, (args.batch, samples), dtype=np.int16),
+    }
+
+
+def train_resize(image_size: int) -> int:
+    """The shorter side before the crop: 246/224 of the input, as the recipes set it."""
+    return int(round(image_size * 246 / 224))
 
 
 def make_inputs(args) -> tuple:
@@ -174,6 +204,12 @@ def build_keras(name: str, args, inputs_on_device: bool = False):
     ]
     if name.endswith(("-jit", "-xla")):
         overrides.append("train.jit_compile=true")
+    raw = name.endswith("-preprocess")
+    if raw:
+        overrides += [
+            "data.preprocess_on_device=true",
+            f"data.train_resize={train_resize(args.image_size)}",
+        ]
     if args.precision == "bf16":
         overrides.append('train.precision="mixed_bfloat16"')
     keras.utils.set_random_seed(args.seed)
@@ -183,6 +219,8 @@ def build_keras(name: str, args, inputs_on_device: bool = False):
     batch = {"image": image, "audio": audio}
     if task.needs_noise:  # not for EZ-VSL; kept so another recipe would still run
         batch["noise"] = audio
+    if raw:
+        batch = make_raw_inputs(args)
     if inputs_on_device:  # a batch already on the accelerator (profile_step.py)
         batch = {key: keras.ops.convert_to_tensor(value) for key, value in batch.items()}
 
@@ -368,6 +406,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dim", type=int, default=512, help="embedding size D")
     parser.add_argument("--image-size", type=int, default=224)
     parser.add_argument("--clip-seconds", type=float, default=3.0, help="3 s -> 257x200")
+    parser.add_argument(
+        "--stored-size", type=int, default=256, help="stored frames of the -preprocess variants"
+    )
     parser.add_argument("--steps", type=int, default=3, help="timed steps per repeat")
     parser.add_argument("--repeats", type=int, default=5, help="interleaved rounds")
     parser.add_argument("--warmup", type=int, default=2, help="untimed steps (at least 1)")

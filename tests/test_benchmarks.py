@@ -30,10 +30,16 @@ def test_gpu_benchmark_dry_run_measures_every_part(tmp_path):
     report = json.loads((tmp_path / "out" / "gpu.json").read_text())
     assert {p["status"] for p in report["parts"].values()} == {"ok"}, report["parts"]
     for precision in ("fp32", "bf16"):
-        assert set(report["train_step"][precision]) == {"torch", "keras-torch"}
+        assert set(report["train_step"][precision]) == {
+            "torch",
+            "keras-torch",
+            "keras-torch-preprocess",
+        }
     assert report["largest_batch"]["fits"]["batch"] == 8  # the dry run's --max-batch
     assert report["prepare"]["status"] == "ok" and (tmp_path / "work" / "data" / "train").is_dir()
-    assert set(report["loader"]) == {"threads x1, noise on", "threads x2, noise on"}
+    assert set(report["loader"]) == {
+        f"threads x{n}, noise on{form}" for n in (1, 2) for form in ("", ", on device")
+    }
     assert [v["frames"] for v in report["video"]] == [11] * len(report["video"]) != []
     epochs = report["end_to_end"]["epochs"]
     assert [e["epoch"] for e in epochs] == [0, 1, 2]

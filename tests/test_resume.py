@@ -52,8 +52,10 @@ def shards(tmp_path_factory) -> Path:
     return synthetic_shards(tmp_path_factory.mktemp("synthetic"), train=40, test=4, seed=5)
 
 
-def run_worker(point: str, run_dir: Path, shards: Path) -> subprocess.CompletedProcess:
-    sets = [f'data.train="{shards / "train"}"', *SETS]
+def run_worker(
+    point: str, run_dir: Path, shards: Path, extra: tuple[str, ...] = ()
+) -> subprocess.CompletedProcess:
+    sets = [f'data.train="{shards / "train"}"', *SETS, *extra]
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
     return subprocess.run(
         [sys.executable, str(WORKER), point, str(run_dir), *sets],
@@ -94,3 +96,23 @@ def test_killed_run_resumes_to_the_same_end(point, shards, reference, tmp_path):
         np.testing.assert_array_equal(got, want)
     assert uth == expected_uth
     assert not [p for p in run_dir.rglob(".*.tmp-*")], "temporary files left behind"
+
+
+@pytest.mark.large  # three training processes
+def test_killed_run_with_preprocessing_on_device_resumes_to_the_same_end(shards, tmp_path):
+    """The loader's draws (crops, noise seeds) and the step's preprocessing replay exactly."""
+    extra = ("data.preprocess_on_device=true",)
+    reference = tmp_path / "reference"
+    done = run_worker("none", reference, shards, extra)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = tmp_path / "run"
+    killed = run_worker("step:7", run_dir, shards, extra)
+    assert killed.returncode == KILLED, killed.stderr[-3000:]
+    resumed = run_worker("none", run_dir, shards, extra)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert (run_dir / "log.csv").read_text() == (reference / "log.csv").read_text()
+    weights, uth = final_state(run_dir)
+    expected, expected_uth = final_state(reference)
+    for got, want in zip(weights, expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert uth == expected_uth

@@ -8,8 +8,11 @@ Each batch is a dict (float32, channels last):
 - ``noise``: ``(B, F, T, 1)`` spectrogram of a fresh clipped-N(0, 1) clip per image, only when
   ``with_noise`` (SSL-SaN's ``a_N_j``). Silence is constant and lives in the task.
 
-With ``waveforms`` (``data.spectrogram_on_device``) ``audio`` and ``noise`` are the float32 clips
-``(B, samples)`` themselves, and the training step computes the spectrograms.
+With ``on_device`` (``data.preprocess_on_device``) the loader only reads and draws: ``image`` is
+the stored uint8 frames ``(B, H, W, 3)`` with their crop draws ``crop`` int32 ``(B, 3)`` (top,
+left, flip), ``audio`` the stored int16 PCM ``(B, samples)`` and ``noise_seed`` int32 ``(B,)`` one
+seed per noise clip; the training step does the rest (:mod:`avloc.models.device_inputs`). The
+crops are the same draws as without it; the noise is another generator's.
 
 Determinism: batch ``i`` of epoch ``e`` depends only on ``(seed, e, i)``: the epoch's sample order
 is ``default_rng([seed, e]).permutation(N)`` and every random draw of the batch (crops, flips,
@@ -36,7 +39,7 @@ import numpy as np
 
 from avloc.data.shards import ShardSet
 from avloc.media.audio import noise_waveform, spectrogram
-from avloc.media.image import preprocess_train, train_crop
+from avloc.media.image import crop_train, train_crop
 
 
 class TrainBatches(keras.utils.PyDataset):
@@ -58,7 +61,7 @@ class TrainBatches(keras.utils.PyDataset):
         use_multiprocessing: bool = False,
         max_queue_size: int = 8,
         rows: tuple[int, int] | None = None,
-        waveforms: bool = False,
+        on_device: bool = False,
     ):
         super().__init__(
             workers=workers, use_multiprocessing=use_multiprocessing, max_queue_size=max_queue_size
@@ -81,9 +84,9 @@ class TrainBatches(keras.utils.PyDataset):
         self.epoch = epoch
         self.first_batch = first_batch  # > 0 only for the remainder of a resumed epoch
         self.rows = rows
-        #: Hand over float32 waveforms ``(B, samples)`` instead of spectrograms (the training
-        #: step computes them: ``data.spectrogram_on_device``).
-        self.waveforms = bool(waveforms)
+        #: Hand over what was read and drawn; the training step preprocesses it
+        #: (``data.preprocess_on_device``, :mod:`avloc.models.device_inputs`).
+        self.on_device = bool(on_device)
         if rows is not None and not 0 <= rows[0] < rows[1] <= batch_size:
             raise ValueError(f"rows {rows} are not a part of a batch of {batch_size}")
         self.clip_samples = int(round(shards.attrs["sample_rate"] * shards.attrs["clip_seconds"]))
@@ -96,52 +99,44 @@ class TrainBatches(keras.utils.PyDataset):
         return order[batch * self.batch_size : (batch + 1) * self.batch_size]
 
     def make_batch(self, epoch: int, batch: int) -> dict[str, np.ndarray]:
-        if self.rows is not None:
-            return self.make_rows(epoch, batch, *self.rows)
-        rng = np.random.default_rng([self.seed, epoch, batch])
-        rows = self.shards.read(self.sample_indices(epoch, batch), ["image", "audio"])
-        images = np.stack(
-            [
-                preprocess_train(img, rng, self.image_size, self.train_resize)
-                for img in rows["image"]
-            ]
-        )
-        out = {"image": images, "audio": self.audio_input(rows["audio"])}
-        if self.with_noise:
-            noise = np.stack(
-                [
-                    noise_waveform(rng, self.clip_samples, self.noise_color)
-                    for _ in range(len(images))
-                ]
-            )
-            out["noise"] = self.audio_input(noise)
-        return out
-
-    def audio_input(self, waves: np.ndarray) -> np.ndarray:
-        """Float32 ``(B, samples)`` as given (``waveforms``), else spectrograms ``(B, F, T, 1)``."""
-        if self.waveforms:
-            return np.ascontiguousarray(waves, dtype=np.float32)
-        return spectrogram(waves)[..., None]
+        """Batch ``batch`` of epoch ``epoch`` (every row; see :meth:`make_rows`)."""
+        return self.make_rows(epoch, batch, *(self.rows or (0, self.batch_size)))
 
     def make_rows(self, epoch: int, batch: int, start: int, stop: int) -> dict[str, np.ndarray]:
-        """Rows ``start:stop`` of ``make_batch(epoch, batch)``, decoding only those."""
+        """Rows ``start:stop`` of batch ``batch`` of epoch ``epoch``, decoding only those.
+
+        The random draws of every row are made in a fixed order (each row's crop and flip, then
+        one noise clip or seed per row), so the rows are those of the whole batch.
+        """
         rng = np.random.default_rng([self.seed, epoch, batch])
-        rows = self.shards.read(self.sample_indices(epoch, batch)[start:stop], ["image", "audio"])
+        indices = self.sample_indices(epoch, batch)[start:stop]
+        rows = self.shards.read(indices, ["image", "audio"], raw_pcm=self.on_device)
         height, width = rows["image"].shape[1:3]  # every stored image has the shard's size
-        images = []
-        for row in range(self.batch_size):
-            if start <= row < stop:
-                image = rows["image"][row - start]
-                images.append(preprocess_train(image, rng, self.image_size, self.train_resize))
-            else:
-                train_crop(rng, height, width, self.image_size, self.train_resize)
-        out = {"image": np.stack(images), "audio": self.audio_input(rows["audio"])}
+        crops = [
+            train_crop(rng, height, width, self.image_size, self.train_resize)
+            for _ in range(self.batch_size)
+        ][start:stop]
+        if self.on_device:
+            out = {
+                "image": rows["image"],
+                "crop": np.asarray([(top, left, flip) for *_, top, left, flip in crops], np.int32),
+                "audio": rows["audio"],
+            }
+            if self.with_noise:
+                seeds = rng.integers(0, 2**31 - 1, size=self.batch_size, dtype=np.int64)
+                out["noise_seed"] = seeds[start:stop].astype(np.int32)
+            return out
+        images = [
+            crop_train(image, *draws, self.image_size)
+            for image, draws in zip(rows["image"], crops, strict=True)
+        ]
+        out = {"image": np.stack(images), "audio": spectrogram(rows["audio"])[..., None]}
         if self.with_noise:
             noise = [
                 noise_waveform(rng, self.clip_samples, self.noise_color)
                 for _ in range(self.batch_size)
             ]
-            out["noise"] = self.audio_input(np.stack(noise[start:stop]))
+            out["noise"] = spectrogram(np.stack(noise[start:stop]))[..., None]
         return out
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:

@@ -207,8 +207,11 @@ class ShardSet:
                 f"{self.location}: shards lack field(s) {', '.join(missing)} needed for {purpose}"
             )
 
-    def read(self, indices: Sequence[int], fields: Sequence[str]) -> dict[str, np.ndarray]:
-        """Rows ``indices`` (global, any order) of ``fields``; PCM audio comes back as float32."""
+    def read(
+        self, indices: Sequence[int], fields: Sequence[str], *, raw_pcm: bool = False
+    ) -> dict[str, np.ndarray]:
+        """Rows ``indices`` (global, any order) of ``fields``; PCM audio comes back as float32
+        (:func:`from_pcm16`), or as stored (int16) with ``raw_pcm``."""
         indices = np.asarray(indices, dtype=np.int64)
         if len(indices) and (indices.min() < 0 or indices.max() >= len(self)):
             raise IndexError(f"sample index out of range 0..{len(self) - 1}")
@@ -237,5 +240,6 @@ class ShardSet:
                 )
             else:
                 arr = np.stack(rows) if rows else np.zeros((0,))
-                result[field] = from_pcm16(arr) if field in PCM_FIELDS else arr
+                decode = field in PCM_FIELDS and not raw_pcm
+                result[field] = from_pcm16(arr) if decode else arr
         return result

@@ -46,13 +46,14 @@ import keras
 import numpy as np
 
 from avloc import __version__
-from avloc.config import Recipe, read_toml, recipe_from_dict, save_recipe
+from avloc.config import DataConfig, Recipe, read_toml, recipe_from_dict, save_recipe
 from avloc.data.loader import TrainBatches
 from avloc.data.shards import ShardSet
 from avloc.errors import AvlocError
 from avloc.losses import build_terms
 from avloc.media.audio import silence_waveform, spectrogram
 from avloc.models import build_network
+from avloc.models.device_inputs import DevicePreprocessing
 from avloc.models.io import save_network
 from avloc.recipe_checks import check_recipe
 from avloc.runs import RunDir
@@ -138,6 +139,17 @@ def dtype_policy(name: str):
         keras.config.set_dtype_policy(previous)
 
 
+def device_preprocessing(data: DataConfig) -> DevicePreprocessing | None:
+    """The training step's preprocessing when ``data.preprocess_on_device``, else None."""
+    if not data.preprocess_on_device:
+        return None
+    return DevicePreprocessing(
+        size=data.image_size,
+        resize=data.train_resize,
+        noise_color=data.noise_color,
+    )
+
+
 def build_task(
     recipe: Recipe, placement: Placement | None = None, total_steps: int | None = None
 ) -> LocalizationTask:
@@ -154,7 +166,13 @@ def build_task(
         silence = silence_spectrogram(recipe)
         batch = placement.batch_view() if placement is not None else None
         task = LocalizationTask(
-            net, terms, silence, batch=batch, sample_rate=recipe.data.sample_rate, name="task"
+            net,
+            terms,
+            silence,
+            batch=batch,
+            sample_rate=recipe.data.sample_rate,
+            preprocess=device_preprocessing(recipe.data),
+            name="task",
         )
     t = recipe.train
     optimizer = build_optimizer(t, total_steps)  # decay mode: train.weight_decay_mode
@@ -537,7 +555,7 @@ def _train_locked(recipe, run_dir, shards, placement, verbose) -> TrainResult:
         use_multiprocessing=recipe.data.use_multiprocessing,
         max_queue_size=recipe.data.max_queue_size,
         rows=placement.loader_rows(t.batch_size),
-        waveforms=recipe.data.spectrogram_on_device,
+        on_device=recipe.data.preprocess_on_device,
     )
     callbacks: list[keras.callbacks.Callback] = [
         EpochCounter(),  # task.epoch for the loss terms' start_epoch (warm-up)

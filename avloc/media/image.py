@@ -24,6 +24,7 @@ from avloc.errors import MediaError
 
 __all__ = [
     "IMAGENET_MEAN",
+    "crop_train",
     "IMAGENET_STD",
     "extract_video_frame",
     "load_image",
@@ -31,6 +32,7 @@ __all__ = [
     "preprocess_test",
     "preprocess_train",
     "resize_uint8",
+    "resize_weights",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -141,6 +143,47 @@ def _resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
     return np.asarray(pil.resize((width, height), resample=Image.BICUBIC), dtype=np.uint8)
 
 
+#: Pillow's fixed-point precision for 8-bit resampling (``PRECISION_BITS`` in Resample.c)
+_PIL_PRECISION_BITS = 32 - 8 - 2
+
+
+def _bicubic(x: np.ndarray, a: float = -0.5) -> np.ndarray:
+    """Pillow's bicubic kernel (support 2, ``a = -0.5``)."""
+    x = np.abs(x)
+    near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
+    far = (((x - 5.0) * x + 8.0) * x - 4.0) * a
+    return np.where(x < 1.0, near, np.where(x < 2.0, far, 0.0))
+
+
+def resize_weights(src: int, dst: int) -> np.ndarray:
+    """Pillow's bicubic resampling ``src -> dst`` pixels along one axis as a matrix.
+
+    Returns float32 ``(dst, src)``: row ``i`` holds the weights output pixel ``i`` takes from the
+    source pixels, as Pillow computes them for 8-bit images (``precompute_coeffs`` with the
+    support widened by the scale when shrinking, then rounded to its 22-bit fixed point), so
+    ``floor(weights @ column + 0.5)`` clipped to 0..255 is Pillow's pass along that axis
+    (:func:`_resize`: horizontal first, rounded to uint8, then vertical). The identity when
+    ``src == dst``. Used by the training step's on-device augmentation
+    (:mod:`avloc.models.device_inputs`).
+    """
+    scale = src / dst
+    filterscale = max(scale, 1.0)
+    support = 2.0 * filterscale
+    weights = np.zeros((dst, src), np.float64)
+    for i in range(dst):
+        center = (i + 0.5) * scale
+        lo = max(int(center - support + 0.5), 0)
+        hi = min(int(center + support + 0.5), src)
+        k = _bicubic((np.arange(lo, hi) - center + 0.5) / filterscale)
+        total = k.sum()
+        if total != 0.0:
+            k = k / total
+        one = float(1 << _PIL_PRECISION_BITS)
+        fixed = np.where(k < 0, np.trunc(-0.5 + k * one), np.trunc(0.5 + k * one))
+        weights[i, lo:hi] = fixed / one
+    return weights.astype(np.float32)
+
+
 def normalize(img_uint8: np.ndarray, stats: str = "imagenet") -> np.ndarray:
     """``(x / 255 - MEAN) / STD`` as float32, channels last (any leading dims); ``stats`` names
     the statistics (:data:`IMAGE_NORMS`, default ImageNet's)."""
@@ -195,8 +238,15 @@ def preprocess_train(
     generator state. Returns float32 ``(size, size, 3)``.
     """
     arr = _as_uint8_image(img)
-    new_h, new_w, top, left, flip = train_crop(rng, *arr.shape[:2], size, resize)
-    scaled = _resize(arr, new_w, new_h)
+    return crop_train(arr, *train_crop(rng, *arr.shape[:2], size, resize), size)
+
+
+def crop_train(
+    img: np.ndarray, new_h: int, new_w: int, top: int, left: int, flip: bool, size: int
+) -> np.ndarray:
+    """The deterministic part of :func:`preprocess_train`, given :func:`train_crop`'s draws:
+    resize to ``new_h x new_w`` (bicubic), crop ``size`` at ``(top, left)``, flip, normalise."""
+    scaled = _resize(img, new_w, new_h)
     crop = scaled[top : top + size, left : left + size]
     if flip:
         crop = crop[:, ::-1]
