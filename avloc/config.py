@@ -59,9 +59,10 @@ class DataConfig:
     noise_color: Literal["white", "pink", "brown"] = "white"
     # true: the loader only reads rows (uint8 frames, int16 PCM) and draws the crops and noise
     # seeds; the training step resizes, crops, flips and normalises the images, makes the noise
-    # and both spectrograms (avloc.models.device_inputs, on the GPU when there is one). The
-    # same inputs but for rare one-level pixel differences, and other noise draws
-    preprocess_on_device: bool = False
+    # and both spectrograms (avloc.models.device_inputs). The same inputs but for rare
+    # one-level pixel differences, and other noise draws. "auto": true when training on a GPU,
+    # false on a CPU, where it measured 0.96x end to end (benchmarks/RESULTS.md, "Loader")
+    preprocess_on_device: bool | Literal["auto"] = "auto"
 
 
 @dataclass(frozen=True)

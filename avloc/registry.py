@@ -48,6 +48,9 @@ def check_value(value: Any, annotation: Any, where: str) -> Any:
                 return check_value(value, arg, where)
             except RecipeError as exc:
                 errors.append(str(exc))
+        expected = [e.split(": expected ", 1)[1].rsplit(", got ", 1)[0] for e in errors]
+        if len(errors) > 1 and all(", got " in e and ": expected " in e for e in errors):
+            raise RecipeError(f"{where}: expected {' or '.join(expected)}, got {value!r}")
         raise RecipeError(errors[0] if errors else f"{where}: invalid value {value!r}")
     if origin in (tuple, list):
         if not isinstance(value, (list, tuple)):

@@ -230,10 +230,30 @@ def test_training_on_device_gives_the_loader_paths_losses(tmp_path):
     assert changed <= 0.02 * sum(a.size for a in weights_a)  # and only a few do
 
 
-def test_recipes_saved_before_the_rename_still_load(tmp_path):
+def test_recipes_saved_before_the_rename_still_load():
     from harness import QUICKSTART
 
     from avloc.config import load_recipe
 
-    assert load_recipe(QUICKSTART, ["data.spectrogram_on_device=true"]).data.preprocess_on_device
-    assert not load_recipe(QUICKSTART).data.preprocess_on_device
+    recipe = load_recipe(QUICKSTART, ["data.spectrogram_on_device=true"])
+    assert recipe.data.preprocess_on_device is True
+    assert load_recipe(QUICKSTART).data.preprocess_on_device == "auto"
+
+
+def test_auto_preprocesses_on_the_device_only_with_a_gpu():
+    from harness import QUICKSTART
+
+    from avloc.config import load_recipe
+    from avloc.errors import RecipeError
+    from avloc.jobs.train import device_preprocessing
+    from avloc.runtime.backend import trains_on_gpu
+
+    def chosen(value: str):
+        recipe = load_recipe(QUICKSTART, [f"data.preprocess_on_device={value}"])
+        return device_preprocessing(recipe.data)
+
+    assert (chosen('"auto"') is not None) == trains_on_gpu()
+    assert chosen("false") is None
+    assert chosen("true") == DevicePreprocessing(size=112, resize=123, noise_color="white")
+    with pytest.raises(RecipeError, match="expected bool or one of 'auto', got 'gpu'"):
+        chosen('"gpu"')

@@ -11,6 +11,7 @@ pure function of (seed, epoch, batch) either way).
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -110,6 +111,7 @@ def test_killed_run_with_preprocessing_on_device_resumes_to_the_same_end(shards,
     assert killed.returncode == KILLED, killed.stderr[-3000:]
     resumed = run_worker("none", run_dir, shards, extra)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    assert json.loads((run_dir / "meta.json").read_text())["preprocessing"] == "device"
     assert (run_dir / "log.csv").read_text() == (reference / "log.csv").read_text()
     weights, uth = final_state(run_dir)
     expected, expected_uth = final_state(reference)

@@ -58,7 +58,11 @@ from avloc.models.io import save_network
 from avloc.recipe_checks import check_recipe
 from avloc.runs import RunDir
 from avloc.runtime import distribute
-from avloc.runtime.backend import autotune_gpu_kernels, cpu_bf16_warning
+from avloc.runtime.backend import (
+    autotune_gpu_kernels,
+    cpu_bf16_warning,
+    preprocess_on_device,
+)
 from avloc.runtime.distribute import Placement
 from avloc.runtime.optimizers import build_optimizer
 from avloc.task import EpochCounter, LocalizationTask
@@ -140,8 +144,9 @@ def dtype_policy(name: str):
 
 
 def device_preprocessing(data: DataConfig) -> DevicePreprocessing | None:
-    """The training step's preprocessing when ``data.preprocess_on_device``, else None."""
-    if not data.preprocess_on_device:
+    """The training step's preprocessing when ``data.preprocess_on_device`` (resolved for this
+    process: :func:`avloc.runtime.backend.preprocess_on_device`), else None."""
+    if not preprocess_on_device(data.preprocess_on_device):
         return None
     return DevicePreprocessing(
         size=data.image_size,
@@ -531,6 +536,7 @@ def _train_locked(recipe, run_dir, shards, placement, verbose) -> TrainResult:
         "engine": placement.engine,
         "negatives": placement.negatives,
     }
+    meta["preprocessing"] = "device" if task.preprocess is not None else "loader"
     if writer:
         atomic_write_json(meta_path, meta)
 
@@ -555,7 +561,7 @@ def _train_locked(recipe, run_dir, shards, placement, verbose) -> TrainResult:
         use_multiprocessing=recipe.data.use_multiprocessing,
         max_queue_size=recipe.data.max_queue_size,
         rows=placement.loader_rows(t.batch_size),
-        on_device=recipe.data.preprocess_on_device,
+        on_device=task.preprocess is not None,
     )
     callbacks: list[keras.callbacks.Callback] = [
         EpochCounter(),  # task.epoch for the loss terms' start_epoch (warm-up)

@@ -62,6 +62,30 @@ def autotune_gpu_kernels() -> bool:
     return True
 
 
+def trains_on_gpu() -> bool:
+    """Whether the Keras backend of this process has a GPU to train on."""
+    backend = keras.backend.backend()
+    if backend == "torch":
+        import torch
+
+        return bool(torch.cuda.is_available())
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return bool(tf.config.list_physical_devices("GPU"))
+    if backend == "jax":
+        import jax
+
+        return jax.default_backend() not in ("cpu",)
+    return False
+
+
+def preprocess_on_device(setting: bool | str) -> bool:
+    """``data.preprocess_on_device`` resolved: ``"auto"`` is on with a GPU and off on a CPU,
+    where Pillow in the loader's threads is the cheaper place (benchmarks/RESULTS.md, "Loader")."""
+    return trains_on_gpu() if setting == "auto" else bool(setting)
+
+
 def onednn_isa_cap() -> str:
     """The ``ONEDNN_MAX_CPU_ISA`` in force for this process (avloc's choice or the user's value)."""
     return cap_in_force()
