@@ -27,8 +27,11 @@ def _keras_backend_name() -> str:
 # network a process builds: AVX2 below width 16, uncapped (AVX-512, AMX) otherwise; an exported
 # value is kept (avloc/runtime/cpu_kernels.py).
 # TensorFlow's switch for the same kernels is process-wide and read at import, so TensorFlow keeps
-# its own kernels (the test suite's width-2 and width-4 networks need them); export
-# TF_ENABLE_ONEDNN_OPTS=1 for oneDNN with networks of width 8 or more.
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
+# its own kernels (the test suite's width-2 and width-4 networks need them) unless a command that
+# knows its networks' widths first turns oneDNN on (avloc train), or the user exported
+# TF_ENABLE_ONEDNN_OPTS (avloc/runtime/cpu_kernels.py).
+from avloc.runtime.cpu_kernels import default_tensorflow_kernels  # noqa: E402
+
+default_tensorflow_kernels()
 
 __version__ = "0.1.0"

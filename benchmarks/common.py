@@ -208,22 +208,35 @@ def set_threads(threads: int) -> None:
 
 
 #: Whether the user exported ``ONEDNN_MAX_CPU_ISA`` (kept everywhere) or avloc's rule applies:
-#: in torch-backend processes the first network built chooses (AVX2 below width 16, uncapped
-#: otherwise; ``avloc/runtime/cpu_kernels.py``), TensorFlow and JAX ones stay uncapped.
+#: the first network built chooses (AVX2 below width 16, uncapped otherwise;
+#: ``avloc/runtime/cpu_kernels.py``); JAX processes stay uncapped.
 ONEDNN_CAP_FROM_USER = "ONEDNN_MAX_CPU_ISA" in os.environ
+#: Whether the user exported TensorFlow's oneDNN switch (kept) or avloc's rule applies.
+TF_SWITCH_FROM_USER = "TF_ENABLE_ONEDNN_OPTS" in os.environ
 
 
 def child_onednn_env(env: dict[str, str], backend: str, width: int) -> dict[str, str]:
-    """``env`` for a child process of ``backend`` whose networks are ``width`` wide, with
-    oneDNN's cap as avloc would choose it."""
-    from avloc.runtime.cpu_kernels import MIN_WIDTH_AVX512, NARROW_CAP
+    """``env`` for a child process of ``backend`` whose networks are ``width`` wide, with oneDNN
+    set up as ``avloc train`` sets it: the cap chosen by the width (torch and TensorFlow), and
+    TensorFlow's switch on where that cap computes the width correctly."""
+    from avloc.runtime.cpu_kernels import (
+        CAP_VARIABLE,
+        MIN_WIDTH_AVX2,
+        MIN_WIDTH_AVX512,
+        NARROW_CAP,
+        TF_SWITCH,
+        capped_below_avx512,
+    )
 
     env = dict(env)
     if not ONEDNN_CAP_FROM_USER:
-        if backend == "torch" and width < MIN_WIDTH_AVX512:
-            env["ONEDNN_MAX_CPU_ISA"] = NARROW_CAP
+        if backend in ("torch", "tensorflow") and width < MIN_WIDTH_AVX512:
+            env[CAP_VARIABLE] = NARROW_CAP
         else:
-            env.pop("ONEDNN_MAX_CPU_ISA", None)
+            env.pop(CAP_VARIABLE, None)
+    if backend == "tensorflow" and not TF_SWITCH_FROM_USER:
+        capped = capped_below_avx512(env.get(CAP_VARIABLE, "DEFAULT"))
+        env[TF_SWITCH] = "1" if width >= (MIN_WIDTH_AVX2 if capped else MIN_WIDTH_AVX512) else "0"
     return env
 
 
@@ -235,10 +248,15 @@ def set_device(device: str, width: int | None = None) -> None:
     before any avloc network is built runs the same kernels; ``None`` leaves it to that network.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    if os.environ.get("KERAS_BACKEND", "torch") == "torch" and width is not None:
+    backend = os.environ.get("KERAS_BACKEND", "torch")
+    if backend == "torch" and width is not None:
         from avloc.runtime.cpu_kernels import choose_isa_for
 
         choose_isa_for(width)
+    elif backend == "tensorflow" and width is not None:  # as avloc train sets it up
+        from avloc.runtime.cpu_kernels import choose_tensorflow_kernels
+
+        choose_tensorflow_kernels(width)
     if device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
         os.environ["JAX_PLATFORMS"] = "cpu"

@@ -28,9 +28,9 @@ by name):
   ``export ONEDNN_MAX_CPU_ISA=DEFAULT`` (at widths of 16 and more avloc's own choice);
 - ``torch-avx2``, ``keras-torch-avx2`` (by name only): both in a process of their own with
   oneDNN capped at AVX2, the cap avloc put on every network before it chose per network;
-- ``keras-tensorflow-onednn``, ``keras-tensorflow-onednn-xla`` (by name only): TensorFlow in a
-  process with ``TF_ENABLE_ONEDNN_OPTS=1`` (oneDNN's kernels; avloc's default is TensorFlow's own),
-  without and with XLA;
+- ``keras-tensorflow-own`` (by name only): TensorFlow in a process with
+  ``TF_ENABLE_ONEDNN_OPTS=0``, its own kernels (``keras-tensorflow`` runs oneDNN's, as
+  ``avloc train`` chooses them for widths of 8 and more);
 - ``keras-torch-preprocess``, ``keras-tensorflow-preprocess`` (by name only): the step with
   ``data.preprocess_on_device``, fed what the loader then hands over: the stored frames (uint8,
   ``--stored-size`` px) with crop draws and int16 PCM; the step resizes, crops, flips and
@@ -105,8 +105,7 @@ VARIANTS = {
     "keras-tensorflow-preprocess": ("tensorflow", "keras"),
     "keras-tensorflow": ("tensorflow", "keras"),
     "keras-tensorflow-xla": ("tensorflow", "keras"),
-    "keras-tensorflow-onednn": ("tensorflow-onednn", "keras"),
-    "keras-tensorflow-onednn-xla": ("tensorflow-onednn", "keras"),
+    "keras-tensorflow-own": ("tensorflow-own", "keras"),
     "keras-jax": ("jax", "keras"),
     "keras-jax-jit": ("jax", "keras"),
 }
@@ -115,7 +114,7 @@ GROUP_BACKEND = {
     "torch-avx512": "torch",
     "torch-avx2": "torch",
     "tensorflow": "tensorflow",
-    "tensorflow-onednn": "tensorflow",
+    "tensorflow-own": "tensorflow",
     "jax": "jax",
 }
 REFERENCE = "torch"
@@ -386,8 +385,8 @@ def start_groups(args, names: list[str], cli: list[str]) -> tuple[dict, dict]:
                 env["ONEDNN_MAX_CPU_ISA"] = "DEFAULT"
             elif group == "torch-avx2":  # oneDNN capped as avloc capped it for every network
                 env["ONEDNN_MAX_CPU_ISA"] = "AVX2"
-            elif group == "tensorflow-onednn":  # TensorFlow's oneDNN kernels and graph rewrites
-                env["TF_ENABLE_ONEDNN_OPTS"] = "1"
+            elif group == "tensorflow-own":  # TensorFlow's own kernels (avloc before 2026-12-05)
+                env["TF_ENABLE_ONEDNN_OPTS"] = "0"
             argv = [sys.executable, str(Path(__file__).resolve()), "--worker", group]
             handle = Worker(group, argv + cli, env)
         handles[group] = handle

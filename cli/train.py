@@ -36,13 +36,17 @@ def train(
     """Train a recipe; running the same command again resumes from the last backup."""
     with user_errors():
         from avloc.config import load_recipe
+        from avloc.runtime.cpu_kernels import choose_tensorflow_kernels
         from avloc.runtime.distribute import prepare_host
 
         sets = list(overrides or [])
         if devices is not None:
             sets.append(f"distribute.devices={devices}")
-        # Before any framework starts: CPU-only machines split their CPU into devices.
-        prepare_host(load_recipe(recipe, sets).distribute.devices)
+        # Before any framework starts: CPU-only machines split their CPU into devices, and
+        # TensorFlow gets oneDNN's kernels when every network of the run is wide enough for them.
+        first = load_recipe(recipe, sets)
+        prepare_host(first.distribute.devices)
+        choose_tensorflow_kernels(min(first.model.visual.width, first.model.audio.width))
         quiet_frameworks()
         from avloc.recipe_checks import check_recipe
 

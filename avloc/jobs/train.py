@@ -63,6 +63,7 @@ from avloc.runtime.backend import (
     cpu_bf16_warning,
     preprocess_on_device,
 )
+from avloc.runtime.cpu_kernels import TF_SWITCH, cap_in_force
 from avloc.runtime.distribute import Placement
 from avloc.runtime.optimizers import build_optimizer
 from avloc.task import EpochCounter, LocalizationTask
@@ -107,7 +108,12 @@ def environment_info() -> dict[str, Any]:
         "numpy": np.__version__,
         "python": sys.version.split()[0],
         "git_commit": git_commit(),
+        # CPU kernels in force (avloc/runtime/cpu_kernels.py): oneDNN's cap, and whether
+        # TensorFlow runs oneDNN's kernels or its own
+        "onednn_cap": cap_in_force(),
     }
+    if info["backend"] == "tensorflow":
+        info["tensorflow_onednn"] = os.environ.get(TF_SWITCH) == "1"
     try:
         if info["backend"] == "torch":
             import torch
