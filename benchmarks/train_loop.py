@@ -1,14 +1,18 @@
-"""End-to-end training speed: ``avloc train`` with the loader preprocessing and on the device.
+"""End-to-end training speed: ``avloc train`` under settings compared in interleaved runs.
 
     python benchmarks/train_loop.py --recipe recipes/sslsan.toml --json train_loop.json
+    KERAS_BACKEND=tensorflow python benchmarks/train_loop.py --recipe recipes/quickstart.toml \
+        --shards data/synthetic/train --compare TF_ENABLE_ONEDNN_OPTS=0,default
 
 Writes ``--scenes`` synthetic training scenes at ``--stored-size`` px (or reads ``--shards``),
-then runs ``avloc train RECIPE`` (a fresh process and run folder each time) for each setting of
-``data.preprocess_on_device`` (``--settings``, default ``false,true``), the settings taking
-turns over ``--repeats`` rounds, with ``--set`` overrides for the shapes (default: the recipe's
-own). Each run trains ``--epochs`` epochs of ``--steps`` steps; its samples/s is the median
-over the epochs after the first of ``timing.csv``'s ``samples_per_s`` (from the end of an
-epoch's first step to its last: loader, step and callbacks together, start-up excluded).
+then runs ``avloc train RECIPE`` (a fresh process and run folder each time) under each setting
+of ``--compare`` (default ``data.preprocess_on_device=false,data.preprocess_on_device=true``):
+a recipe override (a dotted key), an environment variable (a name without dots) or
+``default`` (neither), the settings taking turns over ``--repeats`` rounds, with ``--set``
+overrides common to all (default: the recipe's own shapes). Each run trains ``--epochs``
+epochs of ``--steps`` steps; its samples/s is the median over the epochs after the first of
+``timing.csv``'s ``samples_per_s`` (from the end of an epoch's first step to its last: loader,
+step and callbacks together, start-up excluded).
 Reported: per setting the median over rounds (min-max beside it) and, per round, the ratio to
 the first setting, whose median is the ratio column. Timing only: nothing is asserted.
 """
@@ -23,6 +27,9 @@ import sys
 import tempfile
 from pathlib import Path
 
+#: The environment as the user started this script, before anything here imports avloc (which
+#: sets variables of its own that the runs must choose for themselves).
+START_ENV = dict(os.environ)
 HERE = Path(__file__).resolve().parent
 ROOT = HERE.parent
 for _path in (str(ROOT), str(HERE)):
@@ -35,15 +42,21 @@ from loader import make_shards  # noqa: E402
 
 
 def run_once(args, shards: Path, setting: str, run_dir: Path) -> tuple[float | None, str]:
+    env = dict(START_ENV, TF_CPP_MIN_LOG_LEVEL="3")
+    name, _, value = setting.partition("=")
+    compared = []
+    if "." in name:
+        compared = [setting]
+    elif setting != "default":
+        env[name] = value
     sets = [
-        f'data.train="{shards}"', 'data.test=""', f"data.preprocess_on_device={setting}",
-        f"train.epochs={args.epochs}", f"train.steps_per_epoch={args.steps}",
+        f'data.train="{shards}"', 'data.test=""', *compared, f"train.epochs={args.epochs}",
+        f"train.steps_per_epoch={args.steps}",
         "train.tensorboard=false", "train.backup_every_steps=100000",
         "eval.calibration_samples=8", *args.set,
     ]  # fmt: skip
     command = [sys.executable, "-m", "cli.main", "train", str(args.recipe), "--run-dir",
                str(run_dir), *[a for s in sets for a in ("--set", s)]]  # fmt: skip
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     if done.returncode != 0:
         return None, (done.stderr.strip().splitlines() or ["failed"])[-1]
@@ -55,7 +68,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--recipe", type=Path, default=ROOT / "recipes" / "sslsan.toml")
     parser.add_argument("--set", action="append", default=[], help="recipe override (repeat)")
-    parser.add_argument("--settings", default="false,true", help="data.preprocess_on_device")
+    parser.add_argument(
+        "--compare",
+        default="data.preprocess_on_device=false,data.preprocess_on_device=true",
+        help="comma list: recipe overrides, environment variables (NAME=VALUE) or default",
+    )
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--steps", type=int, default=8, help="steps per epoch")
     parser.add_argument("--repeats", type=int, default=2, help="rounds of every setting")
@@ -64,7 +81,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--shards", type=Path, help="train on these shards instead")
     parser.add_argument("--json", type=Path)
     args = parser.parse_args(argv)
-    settings = [s.strip() for s in args.settings.split(",") if s.strip()]
+    settings = [s.strip() for s in args.compare.split(",") if s.strip()]
     machine = machine_info()
     results: dict[str, list[float | None]] = {s: [] for s in settings}
     status: dict[str, list[str]] = {s: [] for s in settings}
@@ -75,12 +92,12 @@ def main(argv: list[str] | None = None) -> int:
             shards = Path(tmp) / "data" / "train"
         for round_ in range(args.repeats):
             for setting in settings:
-                run_dir = Path(tmp) / f"run-{setting}-{round_}"
+                run_dir = Path(tmp) / f"run-{settings.index(setting)}-{round_}"
                 rate, state = run_once(args, shards, setting, run_dir)
                 results[setting].append(rate)
                 status[setting].append(state)
                 shown = f"{rate:.3g}" if rate else state
-                print(f"round {round_ + 1}/{args.repeats} preprocess_on_device={setting}: {shown}",
+                print(f"round {round_ + 1}/{args.repeats} {setting}: {shown}",
                       file=sys.stderr, flush=True)  # fmt: skip
     first = settings[0]
     print()
@@ -88,9 +105,8 @@ def main(argv: list[str] | None = None) -> int:
         f"avloc train {args.recipe.name} {' '.join(args.set)}: {args.epochs} epochs x "
         f"{args.steps} steps, {args.repeats} rounds; samples/s after the first epoch"
     )
-    header = (
-        f"{'data.preprocess_on_device':28s}{'samples/s':>11s}{'min-max':>16s}{'x ' + first:>10s}"
-    )
+    width = max(len(s) for s in settings) + 2
+    header = f"{'setting':{width}s}{'samples/s':>11s}{'min-max':>16s}{'x first':>10s}"
     print(header)
     print("-" * len(header))
     summary = {}
@@ -106,9 +122,10 @@ def main(argv: list[str] | None = None) -> int:
         if rates:
             span = f"{min(rates):.3g}-{max(rates):.3g}"
             ratio = summary[setting]["ratio_to_first"]
-            print(f"{setting:28s}{summary[setting]['median']:11.3g}{span:>16s}{ratio:10.3f}")
+            median = summary[setting]["median"]
+            print(f"{setting:{width}s}{median:11.3g}{span:>16s}{ratio:10.3f}")
         else:
-            print(f"{setting:28s}  failed: {status[setting][-1]}")
+            print(f"{setting:{width}s}  failed: {status[setting][-1]}")
     print_machine(machine)
     write_json(args.json, {"settings": {k: str(v) for k, v in vars(args).items()},
                            "machine": machine, "results": summary})  # fmt: skip

@@ -1,8 +1,9 @@
-"""The GPU benchmark's whole pipeline, run tiny on the CPU (``benchmarks/gpu.py --dry-run``).
+"""Benchmarks whose pipelines have several parts, run tiny on the CPU: the GPU run
+(``benchmarks/gpu.py --dry-run``), heatmap videos and ``avloc train`` end to end.
 
-Timing only is never asserted: the test checks that every part ran and that each number the
+Timing only is never asserted: the tests check that every part ran and that each number a
 report is built from was measured (train step, batch search, data, loader, end-to-end epochs
-read back from the run's ``log.csv``).
+read back from the run's ``log.csv`` and ``timing.csv``).
 """
 
 from __future__ import annotations
@@ -64,3 +65,28 @@ def test_video_benchmark_times_every_engine(tmp_path):
     for r in results:  # 0, 0.1, ..., 1.0 s: 11 frames, and the speed is frames over time
         assert r["frames"] == 11 and r["wall_s"] > 0
         assert r["x_real_time"] == pytest.approx(1.0 / r["wall_s"])
+
+
+@pytest.mark.large
+def test_train_loop_compares_settings_end_to_end(tmp_path):
+    from harness import synthetic_shards
+
+    shards = synthetic_shards(tmp_path / "data", train=16, test=2, seed=1) / "train"
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    out = tmp_path / "loop.json"
+    sets = ["model.embed_dim=16", "model.visual.width=4", 'model.visual.pretrained=""',
+            "model.audio.width=4", "data.image_size=32", "data.train_resize=36",
+            "train.batch_size=4"]  # fmt: skip
+    done = subprocess.run(
+        [sys.executable, str(ROOT / "benchmarks" / "train_loop.py"), "--recipe",
+         str(ROOT / "recipes" / "quickstart.toml"), "--shards", str(shards), "--epochs", "2",
+         "--steps", "2", "--repeats", "1", "--json", str(out),
+         *[a for s in sets for a in ("--set", s)]],
+        cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    results = json.loads(out.read_text())["results"]
+    assert list(results) == ["data.preprocess_on_device=false", "data.preprocess_on_device=true"]
+    for entry in results.values():
+        assert entry["status"] == ["ok"] and entry["median"] > 0
+    assert results["data.preprocess_on_device=false"]["ratio_to_first"] == 1.0
