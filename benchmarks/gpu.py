@@ -26,8 +26,9 @@ time is reported and the next part runs):
    (``samples_per_s``: from the end of an epoch's first step to its last), compared with the
    bf16 batch-128 ``keras-torch-preprocess`` step alone. The run sets
    ``data.preprocess_on_device = true``, so the loader only reads rows and draws.
-6. **Other backends** (``--extra-variants``, default ``keras-jax-jit``), fp32 and bf16, in parts
-   of their own after the rest, while time is left: a slow compilation costs only them.
+6. **Compiled steps** (``--extra-variants``, default ``keras-torch-jit`` and ``keras-jax-jit``,
+   i.e. ``torch.compile`` and XLA), fp32 and bf16, each in parts of its own after the rest,
+   while time is left: a slow compilation costs only that part.
    ``keras-tensorflow`` needs TensorFlow's GPU build, which avloc's Linux dependency
    (``tensorflow-cpu``) is not; add it here where that build is installed.
 
@@ -357,22 +358,24 @@ def run(args) -> dict:
         "step_alone_samples_per_s": alone,
         "ratio_to_step_alone": e2e / alone if e2e and alone else None,
     }
-    # 5. Other backends' variants, last: a slow compilation costs only their own parts.
-    extra = [v for v in args.extra_variants.split(",") if v.strip()]
+    # 6. Compiled variants, last, each in parts of its own: a slow compilation costs only it.
+    extra = [v.strip() for v in args.extra_variants.split(",") if v.strip()]
     report["train_step_extra"] = {}
-    for precision in ("fp32", "bf16") if extra else ():
-        if left() < 60:
-            break
-        path = out / f"train_step-extra-{precision}-b{batch}.json"
-        add(
-            Part(
-                f"train_step-extra-{precision}-b{batch}",
-                step_args(args, batch, precision, ",".join(extra), path),
-                min(args.part_limit, left() - 10),
-                out,
-            )
-        ).run()
-        report["train_step_extra"][precision] = step_rates(read_json(path))
+    for variant in extra:
+        for precision in ("fp32", "bf16"):
+            if left() < 60:
+                break
+            path = out / f"train_step-{variant}-{precision}-b{batch}.json"
+            add(
+                Part(
+                    f"train_step-{variant}-{precision}-b{batch}",
+                    step_args(args, batch, precision, variant, path),
+                    min(args.part_limit, left() - 10),
+                    out,
+                )
+            ).run()
+            rates = step_rates(read_json(path))
+            report["train_step_extra"].setdefault(precision, {}).update(rates)
 
     report["parts"] = {p.name: p.record() for p in parts}
     report["seconds"] = round(time.perf_counter() - started, 1)
@@ -486,7 +489,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--loader-batches", type=int, default=None, help="default 40 (dry 2)")
     parser.add_argument(
         "--extra-variants",
-        default="keras-jax-jit",
+        default="keras-torch-jit,keras-jax-jit",
         help="train_step.py variants timed last, in parts of their own, if time is left",
     )
     parser.add_argument("--epochs", type=int, default=3)

@@ -16,6 +16,8 @@ by name):
   one ``task.train_on_batch`` per step. The recipe leaves ``train.jit_compile`` off, which on
   JAX means op-by-op execution;
 - ``keras-jax-jit``, ``keras-tensorflow-xla``: the same with ``train.jit_compile=true``;
+  ``keras-torch-jit`` (by name only): on torch, where that is ``torch.compile`` (minutes of
+  compilation before the first step);
 - ``torch``: the same model and loss in plain PyTorch (``benchmarks/plain_torch.py``,
   ``torch.optim.Adam``), with oneDNN's cap as avloc chooses it for ``--width`` (AVX2 below 16,
   uncapped otherwise; ``avloc/runtime/cpu_kernels.py``), so the comparison with ``keras-torch``
@@ -102,6 +104,7 @@ VARIANTS = {
     "torch-avx2": ("torch-avx2", "plain"),
     "keras-torch-avx2": ("torch-avx2", "keras"),
     "keras-torch-preprocess": ("torch", "keras"),
+    "keras-torch-jit": ("torch", "keras"),
     "keras-tensorflow-preprocess": ("tensorflow", "keras"),
     "keras-tensorflow": ("tensorflow", "keras"),
     "keras-tensorflow-xla": ("tensorflow", "keras"),
