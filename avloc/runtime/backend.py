@@ -23,10 +23,10 @@ the cap in force computes correctly (8 under AVX2, 16 uncapped) and is switched 
 once a narrower one is built. TensorFlow's oneDNN switch is process-wide and read at import,
 so TensorFlow keeps its own kernels unless the command knows every network's width before it
 starts (``avloc train``: :func:`~avloc.runtime.cpu_kernels.choose_tensorflow_kernels`) or
-``TF_ENABLE_ONEDNN_OPTS=1`` is exported (safe for widths >= 8 under the cap). GPUs are unaffected (cuDNN is used there);
-for training on a CUDA GPU under torch, :func:`autotune_gpu_kernels` lets cuDNN time its
-convolution algorithms once per shape and keep the fastest (TensorFlow and JAX autotune by
-themselves).
+``TF_ENABLE_ONEDNN_OPTS=1`` is exported (safe for widths >= 8 under the cap). GPUs are
+unaffected (cuDNN is used there); for training on a CUDA GPU under torch,
+:func:`autotune_gpu_kernels` lets cuDNN time its convolution algorithms once per shape and keep
+the fastest (TensorFlow and JAX autotune by themselves).
 """
 
 from __future__ import annotations
