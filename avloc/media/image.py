@@ -15,6 +15,7 @@ Conventions:
 
 from __future__ import annotations
 
+import functools
 import os
 
 import numpy as np
@@ -33,6 +34,7 @@ __all__ = [
     "preprocess_train",
     "resize_uint8",
     "resize_weights",
+    "resized_shape",
 ]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -155,6 +157,7 @@ def _bicubic(x: np.ndarray, a: float = -0.5) -> np.ndarray:
     return np.where(x < 1.0, near, np.where(x < 2.0, far, 0.0))
 
 
+@functools.lru_cache(maxsize=16)
 def resize_weights(src: int, dst: int) -> np.ndarray:
     """Pillow's bicubic resampling ``src -> dst`` pixels along one axis as a matrix.
 
@@ -163,7 +166,7 @@ def resize_weights(src: int, dst: int) -> np.ndarray:
     support widened by the scale when shrinking, then rounded to its 22-bit fixed point), so
     ``floor(weights @ column + 0.5)`` clipped to 0..255 is Pillow's pass along that axis
     (:func:`_resize`: horizontal first, rounded to uint8, then vertical). The identity when
-    ``src == dst``. Used by the training step's on-device augmentation
+    ``src == dst``. Cached and read-only. Used by the training step's on-device augmentation
     (:mod:`avloc.models.device_inputs`).
     """
     scale = src / dst
@@ -181,7 +184,9 @@ def resize_weights(src: int, dst: int) -> np.ndarray:
         one = float(1 << _PIL_PRECISION_BITS)
         fixed = np.where(k < 0, np.trunc(-0.5 + k * one), np.trunc(0.5 + k * one))
         weights[i, lo:hi] = fixed / one
-    return weights.astype(np.float32)
+    weights = weights.astype(np.float32)
+    weights.setflags(write=False)
+    return weights
 
 
 def normalize(img_uint8: np.ndarray, stats: str = "imagenet") -> np.ndarray:
@@ -215,14 +220,19 @@ def train_crop(
     """
     if resize < size:
         raise ValueError(f"resize ({resize}) must be >= crop size ({size})")
-    if height <= width:
-        new_h, new_w = resize, max(resize, int(resize * width / height))
-    else:
-        new_h, new_w = max(resize, int(resize * height / width)), resize
+    new_h, new_w = resized_shape(height, width, resize)
     top = int(rng.integers(0, new_h - size + 1))
     left = int(rng.integers(0, new_w - size + 1))
     flip = bool(rng.random() < 0.5)
     return new_h, new_w, top, left, flip
+
+
+def resized_shape(height: int, width: int, resize: int) -> tuple[int, int]:
+    """``(new_h, new_w)`` of a ``height x width`` image whose shorter side becomes ``resize``;
+    the longer side is ``int(resize * long / short)`` (torchvision ``Resize(int)``)."""
+    if height <= width:
+        return resize, max(resize, int(resize * width / height))
+    return max(resize, int(resize * height / width)), resize
 
 
 def preprocess_train(

@@ -43,7 +43,7 @@ from keras import ops
 
 from avloc.data.shards import PCM_SCALE
 from avloc.media.audio import NOISE_COLORS
-from avloc.media.image import IMAGE_NORMS, resize_weights
+from avloc.media.image import IMAGE_NORMS, resize_weights, resized_shape
 
 #: The multipliers of lowbias32, as the int32 values of their bits.
 _MIX_1 = np.int32(0x7FEB352D)
@@ -98,15 +98,12 @@ def seeded_noise(seeds, samples: int, color: str = "white"):
 def augment_images(images, crops, size: int, resize: int, stats: str = "imagenet"):
     """uint8 ``(B, H, W, 3)`` + crop draws int32 ``(B, 3)`` -> float32 ``(B, size, size, 3)``.
 
-    The stored frames' shorter side goes to ``resize`` (the longer side keeps the aspect as
-    :func:`avloc.media.image.train_crop` computes it), the ``size`` crop at ``(top, left)`` is
+    The stored frames' shorter side goes to ``resize`` (the longer side keeps the aspect:
+    :func:`avloc.media.image.resized_shape`), the ``size`` crop at ``(top, left)`` is
     kept and flipped where ``crops[:, 2]`` is 1, and the result normalised with ``stats``.
     """
     height, width = int(images.shape[1]), int(images.shape[2])
-    if height <= width:
-        new_h, new_w = resize, max(resize, int(resize * width / height))
-    else:
-        new_h, new_w = max(resize, int(resize * height / width)), resize
+    new_h, new_w = resized_shape(height, width, resize)
     crops = ops.cast(crops, "int32")
     steps = ops.arange(size, dtype="int32")[None, :]
     flip = crops[:, 2:3]
