@@ -243,20 +243,15 @@ def child_onednn_env(env: dict[str, str], backend: str, width: int) -> dict[str,
 def set_device(device: str, width: int | None = None) -> None:
     """``cpu`` hides every GPU from every framework; ``cuda`` keeps them, memory on demand.
 
-    On the torch backend, ``width`` (the networks' first-stage width) chooses oneDNN's cap now,
-    as avloc's first network would (``avloc/runtime/cpu_kernels.py``), so plain torch measured
-    before any avloc network is built runs the same kernels; ``None`` leaves it to that network.
+    ``width`` (the networks' narrowest first-stage width) configures the runtime now, as
+    ``avloc train`` does before it builds anything (:func:`avloc.runtime.configure`), so plain
+    torch measured before any avloc network is built runs the same kernels.
     """
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-    backend = os.environ.get("KERAS_BACKEND", "torch")
-    if backend == "torch" and width is not None:
-        from avloc.runtime.cpu_kernels import choose_isa_for
+    if width is not None:
+        from avloc.runtime import configure
 
-        choose_isa_for(width)
-    elif backend == "tensorflow" and width is not None:  # as avloc train sets it up
-        from avloc.runtime.cpu_kernels import choose_tensorflow_kernels
-
-        choose_tensorflow_kernels(width)
+        configure(widths=[width])
     if device == "cpu":
         os.environ["CUDA_VISIBLE_DEVICES"] = ""
         os.environ["JAX_PLATFORMS"] = "cpu"

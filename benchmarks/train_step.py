@@ -199,7 +199,7 @@ def build_keras(name: str, args, inputs_on_device: bool = False):
 
     device = _check_keras_device(args.device)
     from avloc.config import load_recipe
-    from avloc.jobs.train import build_task
+    from avloc.training.build import build_task
 
     overrides = [
         f"train.batch_size={args.batch}",

@@ -10,22 +10,37 @@ import contextlib
 import errno
 import os
 import re
+from pathlib import Path
+from typing import Annotated
 
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+import typer
+import typer.core
+
+from avloc.errors import AvlocError
+
 #: The command's Keras backend when KERAS_BACKEND is unset (or empty): torch, whatever
 #: ~/.keras/keras.json says, so that every machine runs the same kernels and `avloc localize`
 #: gets its Keras-free fast start. Export KERAS_BACKEND=tensorflow (or jax) to choose another.
 DEFAULT_BACKEND = "torch"
-if not os.environ.get("KERAS_BACKEND"):
-    os.environ["KERAS_BACKEND"] = DEFAULT_BACKEND
 
-from pathlib import Path  # noqa: E402
-from typing import Annotated  # noqa: E402
 
-import typer  # noqa: E402
-import typer.core  # noqa: E402
+def start() -> None:
+    """What every ``avloc`` command sets up before it runs, once per process (called by
+    :func:`cli.main.main` and the application's callback, never at import): the default Keras
+    backend, quiet framework logs, help that shows boolean flags as flags, and the runtime's
+    provisional kernels (:func:`avloc.runtime.configure` with no widths: TensorFlow's own
+    kernels unless a job knows its networks before TensorFlow starts, as ``avloc train`` does).
+    """
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+    if not os.environ.get("KERAS_BACKEND"):
+        os.environ["KERAS_BACKEND"] = DEFAULT_BACKEND
+    option = typer.core.TyperOption
+    if hasattr(option, "display_type_rich") and not hasattr(option, "_avloc_flags"):
+        option.display_type_rich = _flags_without_type(option.display_type_rich)
+        option._avloc_flags = True
+    from avloc.runtime import configure
 
-from avloc.errors import AvlocError  # noqa: E402
+    configure()
 
 
 def _flags_without_type(display_type_rich):
@@ -38,11 +53,6 @@ def _flags_without_type(display_type_rich):
 
     return display
 
-
-if hasattr(typer.core.TyperOption, "display_type_rich"):
-    typer.core.TyperOption.display_type_rich = _flags_without_type(
-        typer.core.TyperOption.display_type_rich
-    )
 
 app = typer.Typer(
     name="avloc",
@@ -61,6 +71,7 @@ def _print_version(value: bool) -> None:
     if value:
         from avloc import __version__
 
+        start()
         typer.echo(f"avloc {__version__} (Keras backend: {os.environ['KERAS_BACKEND']})")
         raise typer.Exit()
 
@@ -81,6 +92,7 @@ def _options(
 
     The Keras backend is KERAS_BACKEND's, torch when it is unset.
     """
+    start()
 
 
 def disk_full(exc: BaseException) -> bool:

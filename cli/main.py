@@ -18,10 +18,11 @@ from cli import (  # noqa: F401  (registers the commands)
     serve,
     train,
 )
-from cli.app import app
+from cli.app import app, start
 
 
 def main() -> None:
+    start()
     app(prog_name="avloc")
 
 

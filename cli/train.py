@@ -36,17 +36,17 @@ def train(
     """Train a recipe; running the same command again resumes from the last backup."""
     with user_errors():
         from avloc.config import load_recipe
-        from avloc.runtime.cpu_kernels import choose_tensorflow_kernels
+        from avloc.runtime import configure
         from avloc.runtime.distribute import prepare_host
 
         sets = list(overrides or [])
         if devices is not None:
             sets.append(f"distribute.devices={devices}")
-        # Before any framework starts: CPU-only machines split their CPU into devices, and
-        # TensorFlow gets oneDNN's kernels when every network of the run is wide enough for them.
+        # Before any framework starts: CPU-only machines split their CPU into devices, and the
+        # kernels are chosen for the recipe's networks (the call avloc.jobs.train.train repeats).
         first = load_recipe(recipe, sets)
         prepare_host(first.distribute.devices)
-        choose_tensorflow_kernels(min(first.model.visual.width, first.model.audio.width))
+        configure(first)
         quiet_frameworks()
         from avloc.recipe_checks import check_recipe
 

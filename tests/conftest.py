@@ -12,8 +12,15 @@ if "AVLOC_CACHE" not in os.environ:
     os.environ["AVLOC_CACHE"] = tempfile.mkdtemp(prefix="avloc-test-cache-")
     atexit.register(shutil.rmtree, os.environ["AVLOC_CACHE"], True)
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
-# as avloc/__init__.py does on torch; here on every backend, since the TensorFlow suite also runs
-# plain-torch references with width-8 layers
+# oneDNN capped at AVX2 on every backend, since the TensorFlow suite also runs plain-torch
+# references with width-8 layers; TensorFlow's own kernels for the suite's width-2 and width-4
+# networks (avloc/runtime/configure.py)
 os.environ.setdefault("ONEDNN_MAX_CPU_ISA", "AVX2")
-os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")  # as avloc/__init__.py
+os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
+
+# The suite builds networks as narrow as width 2 in this process: the runtime is configured for
+# them once, as a job configures it for its recipe (on torch: oneDNN off for the session)
+from avloc.runtime import configure  # noqa: E402
+
+configure(widths=[2])

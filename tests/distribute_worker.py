@@ -78,23 +78,22 @@ def main() -> None:
     parser.add_argument("--set", dest="sets", action="append", default=[])
     args = parser.parse_args()
 
-    import avloc  # noqa: F401  (first: it sets TensorFlow's start-up switches)
-
     if os.environ.get("KERAS_BACKEND") == "tensorflow":
         split_cpu_for_tensorflow()
+    import avloc.training.build as building
     from avloc.config import load_recipe
-    from avloc.jobs import train as training
+    from avloc.training.callbacks import ResumableCheckpoint
 
     if args.frozen_batch_norm:
-        training.build_network = freeze_batch_norm(training.build_network)
+        building.build_network = freeze_batch_norm(building.build_network)
     if args.stop_after_backup:
-        save_backup = training.ResumableCheckpoint.save_backup
+        save_backup = ResumableCheckpoint.save_backup
 
         def save_then_stop(self, epoch, step):
             save_backup(self, epoch, step)
             os._exit(3)
 
-        training.ResumableCheckpoint.save_backup = save_then_stop
+        ResumableCheckpoint.save_backup = save_then_stop
 
     sets = [
         f"data.train={args.shards}",
@@ -104,7 +103,9 @@ def main() -> None:
         *args.sets,
     ]
     recipe = load_recipe(ROOT / "recipes" / "quickstart.toml", sets)
-    training.train(recipe, args.run_dir, verbose=0)
+    from avloc.jobs.train import train
+
+    train(recipe, args.run_dir, verbose=0)
 
 
 if __name__ == "__main__":

@@ -35,21 +35,23 @@ def die() -> None:
 
 
 def arm(point: str) -> None:
+    import avloc.runs as runs
+    import avloc.training.callbacks as callbacks
     from avloc.jobs import train as job
 
     kind, _, number = point.partition(":")
     n = int(number) if number else 0
     if kind == "step":
-        original_step = job.ResumableCheckpoint.on_train_batch_end
+        original_step = callbacks.ResumableCheckpoint.on_train_batch_end
 
         def on_train_batch_end(self, batch, logs=None):
             original_step(self, batch, logs)
             if self.global_step == n:
                 die()
 
-        job.ResumableCheckpoint.on_train_batch_end = on_train_batch_end
+        callbacks.ResumableCheckpoint.on_train_batch_end = on_train_batch_end
     elif kind == "checkpoint":
-        original_save = job.save_network
+        original_save = callbacks.save_network
 
         def save_network(net, path):
             path = Path(path)
@@ -60,9 +62,9 @@ def arm(point: str) -> None:
                 die()
             return original_save(net, path)
 
-        job.save_network = save_network
+        callbacks.save_network = save_network
     elif kind == "latest":
-        original_write = job.atomic_write_bytes
+        original_write = runs.atomic_write_bytes
         count = [0]
 
         def atomic_write_bytes(path, data):
@@ -72,16 +74,16 @@ def arm(point: str) -> None:
                     die()
             return original_write(path, data)
 
-        job.atomic_write_bytes = atomic_write_bytes
+        runs.atomic_write_bytes = atomic_write_bytes
     elif kind == "epoch-row":
-        original_end = job.ResumableCheckpoint.on_epoch_end
+        original_end = callbacks.ResumableCheckpoint.on_epoch_end
 
         def on_epoch_end(self, epoch, logs=None):
             if epoch + 1 == n:  # the CSV logger, earlier in the list, has written the row
                 die()
             return original_end(self, epoch, logs)
 
-        job.ResumableCheckpoint.on_epoch_end = on_epoch_end
+        callbacks.ResumableCheckpoint.on_epoch_end = on_epoch_end
     elif kind == "calibration":
         job.calibrate_after_training = lambda *args, **kwargs: die()
     elif kind != "none":

@@ -1,11 +1,12 @@
-"""avloc's CPU kernel set-up (avloc/runtime/backend.py, cpu_kernels.py): on the torch backend the
-first network built chooses oneDNN's cap (AVX2 below width 16, uncapped otherwise) unless the
-user exported one.
+"""avloc's CPU kernel set-up (avloc/runtime/configure.py, cpu_kernels.py, backend.py): the first
+widths a process configures choose oneDNN's cap (AVX2 below width 16, uncapped otherwise) unless
+the user exported one; nothing is set at import or when a network is built.
 
 The convolution test runs in a child process so that a kernel crash (what the cap prevents) fails
 this test alone instead of ending the test session.
 """
 
+import json
 import os
 import subprocess
 import sys
@@ -31,30 +32,31 @@ def _run(code: str, **env) -> subprocess.CompletedProcess:
     )
 
 
-_FIRST_TRUNK = """
-    import avloc, avloc.runtime.backend as b
-    before = b.onednn_isa_cap()
-    from avloc.models.resnet import resnet
+_CONFIGURE = """
+    import avloc.runtime as runtime
+    from avloc.runtime.cpu_kernels import cap_in_force
+    before = cap_in_force()
     for width in WIDTHS:
-        resnet(1, width=width)
-    print(before, b.onednn_isa_cap())
+        runtime.configure(widths=[width])
+    print(before, cap_in_force())
 """
 
 
 def _cap_after(widths, **env) -> str:
-    result = _run(_FIRST_TRUNK.replace("WIDTHS", repr(tuple(widths))), **env)
+    result = _run(_CONFIGURE.replace("WIDTHS", repr(tuple(widths))), **env)
     assert result.returncode == 0, result.stderr[-2000:]
     return result.stdout.strip()
 
 
 @pytest.mark.large  # starts subprocesses
-def test_the_first_trunk_chooses_the_onednn_cap_on_torch_only():
-    # importing sets nothing; a narrow first trunk caps at AVX2, a wide one leaves every ISA on,
-    # and a narrow trunk after a wide one cannot change what oneDNN has read (it goes native)
+def test_the_first_configured_width_chooses_the_onednn_cap():
+    # a narrow first width caps at AVX2, a wide one leaves every ISA on, a narrow width after a
+    # wide one cannot change what oneDNN reads once; JAX's kernels are not oneDNN's
     assert _cap_after([8], KERAS_BACKEND="torch") == "DEFAULT AVX2"
     assert _cap_after([64], KERAS_BACKEND="torch") == "DEFAULT DEFAULT"
     assert _cap_after([64, 8], KERAS_BACKEND="torch") == "DEFAULT DEFAULT"
-    assert _cap_after([8], KERAS_BACKEND="tensorflow") == "DEFAULT DEFAULT"
+    assert _cap_after([8], KERAS_BACKEND="tensorflow") == "DEFAULT AVX2"
+    assert _cap_after([8], KERAS_BACKEND="jax") == "DEFAULT DEFAULT"
 
 
 @pytest.mark.large  # starts subprocesses
@@ -73,18 +75,80 @@ def test_an_exported_onednn_cap_is_kept():
         assert got == "AVX512_CORE AVX512_CORE"
 
 
+_UNTOUCHED = """
+    import json, os, sys
+    changed = lambda before: sorted(
+        k for k in set(before) | set(os.environ) if before.get(k) != os.environ.get(k)
+    )
+    before = dict(os.environ)
+    import avloc, avloc.runtime, avloc.runtime.cpu_kernels  # no framework: nothing may change
+    alone = changed(before) + sorted({"torch", "keras", "tensorflow"} & set(sys.modules))
+    import torch
+    import keras  # the frameworks set their own variables when imported
+    before = dict(os.environ)
+    flags = lambda: [torch.backends.mkldnn.enabled, torch.backends.cudnn.benchmark]
+    first = flags()
+    import avloc.models, avloc.task, avloc.jobs.train, avloc.jobs.evaluate
+    import avloc.jobs.localize, avloc.jobs.pretrain, cli.main
+    from avloc.models.resnet import resnet
+    resnet(1, width=64)  # wide enough for any kernels: building it must change nothing
+    print(json.dumps({"alone": alone, "changed": changed(before), "flags": [first, flags()]}))
+"""
+
+
+@pytest.mark.large  # starts subprocesses
+@pytest.mark.parametrize("backend", ["torch", "tensorflow"])
+def test_importing_avloc_and_building_a_network_sets_nothing(backend):
+    """No environment variable, torch flag or TensorFlow switch is set by an import or a build."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TF_ENABLE_ONEDNN_OPTS",)}
+    env["KERAS_BACKEND"] = backend
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(_UNTOUCHED)],
+        capture_output=True, text=True, env=env, cwd=ROOT, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    seen = json.loads(result.stdout.strip().splitlines()[-1])
+    assert seen["alone"] == []  # importing avloc starts no framework and sets nothing
+    assert seen["changed"] == []
+    assert seen["flags"][0] == seen["flags"][1]
+
+
+@pytest.mark.large  # starts subprocesses
+@pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch's oneDNN switch")
+def test_a_trunk_too_narrow_for_the_kernels_in_force_is_refused_until_configured():
+    code = """
+        import avloc.runtime as runtime
+        from avloc.errors import AvlocError
+        from avloc.models.resnet import resnet
+        try:
+            resnet(1, width=4)
+        except AvlocError as exc:
+            print("refused:", exc)
+        runtime.configure(widths=[4])
+        resnet(1, width=4)
+        print("built")
+    """
+    result = _run(code, KERAS_BACKEND="torch")
+    assert result.returncode == 0, result.stderr[-2000:]
+    refused, built = result.stdout.strip().splitlines()
+    assert refused.startswith("refused: a trunk of width 4 under oneDNN's kernels")
+    assert "avloc.runtime.configure(widths=[4])" in refused
+    assert built == "built"
+
+
 @pytest.mark.large  # starts subprocesses
 @pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch's oneDNN kernels")
 @pytest.mark.parametrize("width,isa", [(8, "AVX2"), (16, "AVX-512")])
-def test_onednn_runs_the_instruction_set_the_first_trunk_chose(width, isa):
+def test_onednn_runs_the_instruction_set_the_configured_width_chose(width, isa):
     """What oneDNN itself reports (``ONEDNN_VERBOSE``) after a trunk's first convolution."""
     with open("/proc/cpuinfo") as cpuinfo:
         if isa == "AVX-512" and "avx512f" not in cpuinfo.read():
             pytest.skip("this CPU has no AVX-512")
     code = f"""
         import numpy as np
-        import avloc
+        import avloc.runtime as runtime
         from avloc.models.resnet import resnet
+        runtime.configure(widths=[{width}])
         trunk = resnet(1, width={width}, data_format="channels_first")
         trunk(np.zeros((1, 1, 32, 32), "float32"))
     """
@@ -107,11 +171,13 @@ def test_onednn_gradients_match_torch_native_kernels_at_width_8():
     code = """
         import os
         os.environ["KERAS_BACKEND"] = "torch"
-        import avloc
+        import avloc.runtime as runtime
         import numpy as np
         import torch
         import torch.nn.functional as F
         from avloc.models.resnet import resnet
+
+        runtime.configure(widths=[8])
 
         rng = np.random.default_rng(0)
         x = torch.from_numpy(rng.standard_normal((2, 8, 56, 56), "float32"))
@@ -159,19 +225,18 @@ def test_onednn_gradients_match_torch_native_kernels_at_width_8():
 
 @pytest.mark.large  # starts subprocesses
 @pytest.mark.skipif(keras.backend.backend() != "torch", reason="torch's oneDNN switch")
-def test_a_narrow_trunk_turns_torch_onednn_off_for_good():
+def test_a_narrow_network_turns_torch_onednn_off_for_good():
     """Widths 2 and 4 (the test suite's) hang or repeat differently in oneDNN's AVX2 kernels."""
     code = """
         import os
         os.environ["KERAS_BACKEND"] = "torch"
-        import avloc
         import torch
-        from avloc.models.resnet import resnet
+        import avloc.runtime as runtime
 
         states = [torch.backends.mkldnn.enabled]
         for width in (8, 64, 4, 64):
-            resnet(1, width=width)
-            states.append(torch.backends.mkldnn.enabled)
+            states.append(runtime.configure(widths=[width]).torch_onednn)
+            assert states[-1] == torch.backends.mkldnn.enabled
         print(states)
     """
     result = _run(code)
@@ -225,43 +290,52 @@ def _run_without_switch(code: str, **env) -> subprocess.CompletedProcess:
 
 
 _CHOOSE = """
-    import os, sys
-    import avloc
-    from avloc.runtime.cpu_kernels import choose_tensorflow_kernels
-    before = os.environ["TF_ENABLE_ONEDNN_OPTS"]
+    import os
+    import avloc.runtime as runtime
+    from avloc.errors import AvlocError
+    before = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "-")
     IMPORT
-    on = choose_tensorflow_kernels(WIDTH)
-    print(before, on, os.environ["TF_ENABLE_ONEDNN_OPTS"], os.environ.get("ONEDNN_MAX_CPU_ISA"))
+    try:
+        on = runtime.configure(widths=[WIDTH]).tensorflow_onednn
+    except AvlocError:
+        on = "refused"
+    after = os.environ.get("TF_ENABLE_ONEDNN_OPTS", "-")
+    print(before, on, after, os.environ.get("ONEDNN_MAX_CPU_ISA"))
 """
 
 
 @pytest.mark.large  # starts subprocesses
 @pytest.mark.parametrize(
-    "width,imported,exported,expected",
+    "width,first,exported,expected",
     [
-        (4, False, None, "0 False 0 AVX2"),  # the test suite's widths: TensorFlow's own kernels
-        (8, False, None, "0 True 1 AVX2"),  # the quickstart's: oneDNN under the AVX2 cap
-        (64, False, None, "0 True 1 None"),  # the paper's: oneDNN uncapped
-        (64, True, None, "0 False 0 None"),  # TensorFlow already read the switch: no change
-        (64, False, "0", "0 False 0 None"),  # the user's switch is kept
-        (4, False, "1", "1 True 1 None"),
+        (4, "", None, "- False 0 AVX2"),  # the test suite's widths: TensorFlow's own kernels
+        (8, "", None, "- True 1 AVX2"),  # the quickstart's: oneDNN under the AVX2 cap
+        (64, "", None, "- True 1 None"),  # the paper's: oneDNN uncapped
+        # after TensorFlow started (a Python user who imported keras first): its switch, on by
+        # default, stays; the same kernels as the command, and a too narrow network is refused
+        (8, "import tensorflow", None, "- True - AVX2"),
+        (4, "import tensorflow", None, "- refused - AVX2"),
+        # as every avloc command starts (no widths known yet: TensorFlow's own kernels), then
+        # the recipe's widths before TensorFlow starts (avloc train)
+        (8, "runtime.configure()", None, "- True 1 AVX2"),
+        (64, "", "0", "0 False 0 None"),  # the user's switch is kept
+        (4, "", "1", "1 True 1 AVX2"),
     ],
 )
-def test_tensorflow_gets_onednn_only_for_wide_enough_networks(width, imported, exported, expected):
-    code = _CHOOSE.replace("WIDTH", str(width))
-    code = code.replace("IMPORT", "import tensorflow" if imported else "pass")
+def test_tensorflow_gets_onednn_only_for_wide_enough_networks(width, first, exported, expected):
+    code = _CHOOSE.replace("WIDTH", str(width)).replace("IMPORT", first or "pass")
     env = {"TF_ENABLE_ONEDNN_OPTS": exported} if exported is not None else {}
     result = _run_without_switch(code, **env)
     assert result.returncode == 0, result.stderr[-2000:]
-    assert result.stdout.strip() == expected
+    assert result.stdout.strip().splitlines()[-1] == expected
 
 
 _TF_GRADIENTS = """
     import os, sys
     import numpy as np
-    import avloc
-    from avloc.runtime.cpu_kernels import choose_tensorflow_kernels
-    print(choose_tensorflow_kernels(WIDTH) if ONEDNN else "off")
+    import avloc.runtime as runtime
+    settings = runtime.configure(widths=[WIDTH])
+    print(settings.tensorflow_onednn if ONEDNN else "off")
     import keras
     import tensorflow as tf
     from avloc.models.resnet import resnet

@@ -12,12 +12,12 @@ from keras import ops
 
 from avloc.config import TrainConfig, recipe_from_dict
 from avloc.errors import RecipeError
-from avloc.jobs.train import build_task, silence_spectrogram
 from avloc.models import build_network
 from avloc.models.avnet import l2_normalize
 from avloc.models.io import load_network, save_network
 from avloc.runtime.optimizers import L2Adam, build_optimizer
 from avloc.task import EpochCounter
+from avloc.training.build import build_task, silence_spectrogram
 
 
 def model_recipe(**model):

@@ -185,8 +185,8 @@ def test_training_on_device_gives_the_loader_paths_losses(tmp_path):
     from harness import QUICKSTART, TINY_NET, synthetic_shards
 
     from avloc.config import load_recipe
-    from avloc.jobs.train import build_task
     from avloc.media.audio import spectrogram
+    from avloc.training.build import build_task
 
     shards = synthetic_shards(tmp_path / "data", train=8, test=2, seed=4) / "train"
     sets = [f'data.train="{shards}"', *TINY_NET, "data.train_resize=36",
@@ -245,8 +245,8 @@ def test_auto_preprocesses_on_the_device_only_with_a_gpu():
 
     from avloc.config import load_recipe
     from avloc.errors import RecipeError
-    from avloc.jobs.train import device_preprocessing
     from avloc.runtime.backend import trains_on_gpu
+    from avloc.training.build import device_preprocessing
 
     def chosen(value: str):
         recipe = load_recipe(QUICKSTART, [f"data.preprocess_on_device={value}"])

@@ -29,10 +29,10 @@ from avloc.data.loader import TrainBatches
 from avloc.data.prepare_synthetic import prepare_synthetic
 from avloc.data.shards import ShardSet
 from avloc.data.synthetic import SyntheticConfig
-from avloc.jobs.train import build_task
 from avloc.losses import LOSS_TERMS
 from avloc.models.io import load_network
 from avloc.task import EpochCounter
+from avloc.training.build import build_task
 
 ROOT = Path(__file__).resolve().parents[1]
 RECIPE_DIR = ROOT / "recipes"

@@ -118,3 +118,39 @@ def test_killed_run_with_preprocessing_on_device_resumes_to_the_same_end(shards,
     for got, want in zip(weights, expected, strict=True):
         np.testing.assert_array_equal(got, want)
     assert uth == expected_uth
+
+
+@pytest.mark.large  # one training process and one refused start
+def test_a_latest_naming_a_missing_backup_is_refused_and_the_log_kept(shards, tmp_path):
+    """Starting again from epoch 0 would replace ``log.csv``; the run says what is wrong."""
+    run_dir = tmp_path / "run"
+    killed = run_worker("epoch-row:2", run_dir, shards)  # rows 0 and 1 written, LATEST at step 6
+    assert killed.returncode == KILLED, killed.stderr[-3000:]
+    log = (run_dir / "log.csv").read_text()
+    assert len(log.splitlines()) == 3
+    named = (run_dir / "backup" / "LATEST").read_text().strip()
+    import shutil
+
+    shutil.rmtree(run_dir / "backup" / named)
+    refused = run_worker("none", run_dir, shards)
+    assert refused.returncode != 0
+    assert f"LATEST: names backup '{named}', which is missing" in refused.stderr
+    assert (run_dir / "log.csv").read_text() == log
+    assert not (run_dir / "model.keras").exists()
+
+
+def test_latest_backup_reads_progress_and_refuses_a_dangling_pointer(tmp_path):
+    from avloc.errors import DataError
+    from avloc.runs import Progress, latest_backup, write_backup
+
+    assert latest_backup(tmp_path) is None  # never backed up: start from the beginning
+    progress = Progress(epoch=1, step=2, global_step=6, metrics={"loss": [3.5, 2.0]})
+    folder = write_backup(tmp_path, progress, lambda path: path.write_bytes(b"weights"))
+    assert folder.name == "ckpt-00000006"
+    found, read = latest_backup(tmp_path)
+    assert found == folder and read == progress and read.metrics == progress.metrics
+    later = write_backup(tmp_path, Progress(2, 0, 8), lambda path: path.write_bytes(b"w"))
+    assert [p.name for p in (tmp_path / "backup").iterdir() if p.is_dir()] == [later.name]
+    (later / "state.weights.h5").unlink()  # LATEST names a folder without its weights
+    with pytest.raises(DataError, match="ckpt-00000008.*missing or incomplete"):
+        latest_backup(tmp_path)

@@ -9,9 +9,9 @@ import pytest
 from keras import ops
 
 from avloc.config import recipe_from_dict
-from avloc.jobs.train import build_task, silence_spectrogram
 from avloc.losses.contrastive import MILContrastive
 from avloc.task import LocalizationTask
+from avloc.training.build import build_task, silence_spectrogram
 
 SSL_SAN = {
     "ezvsl": {"silence_negative": True, "noise_negative": True},

@@ -42,6 +42,17 @@ from avloc.media.audio import noise_waveform, spectrogram
 from avloc.media.image import crop_train, train_crop
 
 
+def batches_per_epoch(
+    samples: int, batch_size: int, limit: int = 0, steps_per_epoch: int = 0
+) -> int:
+    """Full batches of one epoch (optimizer steps): ``min(samples, limit) // batch_size``
+    (``limit`` 0: every sample), at most ``steps_per_epoch`` when that is set. A last partial
+    batch is dropped. The one definition the loader and the training job share."""
+    usable = min(samples, limit) if limit else samples
+    full = usable // batch_size
+    return min(full, steps_per_epoch) if steps_per_epoch else full
+
+
 class TrainBatches(keras.utils.PyDataset):
     def __init__(
         self,
@@ -74,13 +85,12 @@ class TrainBatches(keras.utils.PyDataset):
         self.noise_color = noise_color
         self.with_noise = with_noise
         self.num_samples = min(len(shards), limit) if limit else len(shards)
-        full = self.num_samples // batch_size
-        if full == 0:
+        self.batches_per_epoch = batches_per_epoch(len(shards), batch_size, limit, steps_per_epoch)
+        if self.batches_per_epoch == 0:
             raise ValueError(
                 f"{shards.location}: {self.num_samples} samples are fewer than one batch of "
                 f"{batch_size}"
             )
-        self.batches_per_epoch = min(full, steps_per_epoch) if steps_per_epoch else full
         self.epoch = epoch
         self.first_batch = first_batch  # > 0 only for the remainder of a resumed epoch
         self.rows = rows

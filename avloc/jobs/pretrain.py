@@ -285,6 +285,7 @@ def pretrain(
     import keras
 
     from avloc.media.image import normalize
+    from avloc.runtime import configure
     from avloc.utils.files import atomic_write_json
 
     out = Path(out)
@@ -298,6 +299,7 @@ def pretrain(
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     started = time.time()
+    configure(widths=[recipe.model.visual.width])  # its kernels, before the trunk is built
     data = make_dataset(recipe)
     keras.utils.set_random_seed(recipe.seed)
     model, trunk, fc = build_classifier(recipe)

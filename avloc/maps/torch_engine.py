@@ -52,9 +52,9 @@ def _sha256(path: str, size: int, mtime_ns: int) -> str:
 
 def enabled() -> bool:
     """Use the fast path? Yes when the chosen Keras backend is torch, unless AVLOC_TORCH_INFER=0."""
-    from avloc import _keras_backend_name
+    from avloc.runtime.configure import keras_backend_name
 
-    return os.environ.get("AVLOC_TORCH_INFER", "1") != "0" and _keras_backend_name() == "torch"
+    return os.environ.get("AVLOC_TORCH_INFER", "1") != "0" and keras_backend_name() == "torch"
 
 
 def supported(net) -> bool:
@@ -141,7 +141,7 @@ class TorchNet:
         self.module.load_state_dict(tensors, strict=True)
         self.module.eval()
         narrowest = min(config["visual"]["width"], config["audio"]["width"])
-        choose_isa_for(narrowest)  # as avloc.runtime.backend.note_conv_width for Keras trunks
+        choose_isa_for(narrowest)  # as avloc.runtime.configure for Keras trunks
         self.onednn = narrowest >= onednn_min_width()
 
     @property

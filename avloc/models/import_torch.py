@@ -72,6 +72,7 @@ from avloc.models.torch_keys import (
     load_state_dict,
     trunk_sources,
 )
+from avloc.runtime.configure import configure
 
 ARCHS = ("ezvsl", "slavc", "fnac", "marginnce", "lvs", "ssltie", "sslalign", "rcgrad")
 #: The setting the published models were trained and evaluated with.
@@ -308,6 +309,7 @@ def import_checkpoint(
         sample_rate=inputs["sample_rate"],
         clip_seconds=inputs["clip_seconds"],
     )
+    configure(widths=(v_width, a_width))  # the kernels for these widths, before building
     if spec.img_proj2 or not spec.normalize:  # SLAVC's two heads, RCGrad's dot maps: not
         from avloc.models.avnet import AudioVisualNet, input_settings  # recipe architectures
 

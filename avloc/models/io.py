@@ -5,10 +5,13 @@ classes registered by avloc are deserialised and no code stored in the file is r
 opens the archive, its members' sizes are checked (:func:`check_archive`): a few megabytes that
 would unpack to gigabytes (a zip bomb) are refused without unpacking anything. Weights are
 layout-independent, so a file saved under torch loads under TensorFlow and vice versa.
+Loading configures the process's kernels for the file's widths first
+(:func:`avloc.runtime.configure`), as every job that reads a network needs.
 """
 
 from __future__ import annotations
 
+import json
 import zipfile
 from pathlib import Path
 
@@ -16,6 +19,7 @@ import keras
 
 from avloc.errors import DataError
 from avloc.models.avnet import AudioVisualNet
+from avloc.runtime.configure import configure
 from avloc.utils.files import atomic_path
 from avloc.utils.quiet import import_tensorflow_quietly
 
@@ -55,6 +59,17 @@ def check_archive(path: Path) -> None:
             )
 
 
+def network_config(path: Path) -> dict:
+    """The network's own config (``config.json``'s ``config``) read from the archive, without
+    building anything; {} when the archive holds none (the load then says what is wrong)."""
+    try:
+        with zipfile.ZipFile(path) as archive:
+            config = json.loads(archive.read("config.json")).get("config", {})
+    except (KeyError, ValueError, OSError, AttributeError, zipfile.BadZipFile):
+        return {}
+    return config if isinstance(config, dict) else {}
+
+
 def load_network(path: str | Path) -> AudioVisualNet:
     """Load an avloc network; one-line DataError for a missing or foreign file."""
     path = Path(path)
@@ -63,6 +78,7 @@ def load_network(path: str | Path) -> AudioVisualNet:
     if not zipfile.is_zipfile(path):
         raise DataError(f"{path}: not a .keras checkpoint (expected a Keras zip archive)")
     check_archive(path)
+    configure(network_config(path))  # the kernels for its widths, before it is built
     try:
         net = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for foreign archives

@@ -27,7 +27,7 @@ import keras
 from keras import layers
 
 from avloc.models.layers import FusedBatchNorm, InplaceReLU, PaddedConv2D, PaddedMaxPool2D
-from avloc.runtime.backend import note_conv_width
+from avloc.runtime.configure import check_width
 
 BN_EPSILON = 1e-5
 BN_MOMENTUM = 0.9  # Keras convention: new = momentum * old + (1 - momentum) * batch
@@ -105,8 +105,8 @@ def resnet(
 
     Input and output use ``data_format`` (default: :func:`default_data_format`).
     """
-    # oneDNN only for widths it computes correctly (avloc/runtime/backend.py)
-    note_conv_width(width)
+    # refused under kernels that compute this width wrong (avloc.runtime.configure first)
+    check_width(width)
     fmt = data_format or default_data_format()
     shape = (in_channels, None, None) if fmt == "channels_first" else (None, None, in_channels)
     inputs = keras.Input(shape=shape, name=f"{name}_input")

@@ -14,19 +14,17 @@ width (16 floats for AVX-512, 8 for AVX2):
   (tests/test_backend.py); at widths 2 and 4 (the test suite's networks) the ``jit:avx2``
   backward-weights convolution hangs or gives different gradients on a repeat.
 
-So the cap is chosen per process by its first network (:mod:`avloc.runtime.cpu_kernels`): on
-torch every ResNet trunk built reports its width here (:func:`note_conv_width`) before it runs
-anything; the first one caps oneDNN at AVX2 (``ONEDNN_MAX_CPU_ISA=AVX2``, read once by oneDNN at
-its first use) when it is narrower than 16 and leaves it uncapped otherwise, and a value the user
-exported is kept. oneDNN stays on while every trunk built in the process is at least as wide as
-the cap in force computes correctly (8 under AVX2, 16 uncapped) and is switched off for good
-once a narrower one is built. TensorFlow's oneDNN switch is process-wide and read at import,
-so TensorFlow keeps its own kernels unless the command knows every network's width before it
-starts (``avloc train``: :func:`~avloc.runtime.cpu_kernels.choose_tensorflow_kernels`) or
-``TF_ENABLE_ONEDNN_OPTS=1`` is exported (safe for widths >= 8 under the cap). GPUs are
-unaffected (cuDNN is used there); for training on a CUDA GPU under torch,
-:func:`autotune_gpu_kernels` lets cuDNN time its convolution algorithms once per shape and keep
-the fastest (TensorFlow and JAX autotune by themselves).
+So the kernels are chosen per process, explicitly, by :func:`avloc.runtime.configure`, which
+each job calls with the widths it will build before building them: the first widths cap oneDNN
+at AVX2 (``ONEDNN_MAX_CPU_ISA=AVX2``, read once by oneDNN at its first use) when the narrowest
+is below 16 and leave it uncapped otherwise (a value the user exported is kept); torch's oneDNN
+stays on while every network configured is at least as wide as the cap computes correctly (8
+under AVX2, 16 uncapped), and TensorFlow's switch (read at its import) is set the same way
+before TensorFlow starts. Building a trunk changes nothing: it asks
+:func:`avloc.runtime.check_width` and is refused in one line under kernels that would compute it
+wrong. GPUs are unaffected (cuDNN is used there); for training on a CUDA GPU under torch,
+``configure(..., gpu_autotune=True)`` lets cuDNN time its convolution algorithms once per shape
+and keep the fastest (TensorFlow and JAX autotune by themselves).
 """
 
 from __future__ import annotations
@@ -36,31 +34,7 @@ from collections.abc import Iterator
 
 import keras
 
-from avloc.runtime.cpu_kernels import (
-    cap_in_force,
-    capped_below_avx512,
-    choose_isa_for,
-    onednn_min_width,
-)
-
-_narrowest_width: int | None = None
-
-
-def autotune_gpu_kernels() -> bool:
-    """Turn on cuDNN's algorithm search (``torch.backends.cudnn.benchmark``) on torch with CUDA.
-
-    Training feeds fixed shapes, so the search runs on the first steps only. The algorithms it
-    picks may differ between runs, so GPU runs are not bit-repeatable (CPU runs are). Returns
-    whether it was turned on.
-    """
-    if keras.backend.backend() != "torch":
-        return False
-    import torch
-
-    if not torch.cuda.is_available():
-        return False
-    torch.backends.cudnn.benchmark = True
-    return True
+from avloc.runtime.cpu_kernels import cap_in_force, capped_below_avx512
 
 
 def trains_on_gpu() -> bool:
@@ -115,23 +89,6 @@ def cpu_bf16_warning(precision: str, cuda: bool | None = None) -> str | None:
         " no fast bf16 convolutions here, 5-13x slower than float32; use float32 (avloc"
         " lifts the cap itself for networks of width 16 or more)"
     )
-
-
-def note_conv_width(width: int) -> None:
-    """Record a trunk's first-stage width; on torch, the first one chooses oneDNN's cap, and
-    oneDNN is on only while every trunk is wide enough for the cap in force.
-
-    Called by :func:`avloc.models.resnet.resnet` before the trunk runs anything, so no layer
-    narrower than :func:`~avloc.runtime.cpu_kernels.onednn_min_width` ever reaches oneDNN in this
-    process.
-    """
-    global _narrowest_width
-    _narrowest_width = width if _narrowest_width is None else min(_narrowest_width, width)
-    if keras.backend.backend() == "torch":
-        import torch
-
-        choose_isa_for(width)
-        torch.backends.mkldnn.enabled = _narrowest_width >= onednn_min_width()
 
 
 @contextlib.contextmanager
