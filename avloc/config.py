@@ -55,11 +55,11 @@ class DataConfig:
     max_queue_size: int = 8
     limit: int = 0  # use only the first N training samples (0 = all): a small-run switch
     # training's noise negatives: white (the paper's), pink or brown
-    # (avloc.media.audio.NOISE_COLORS)
+    # (avloc.inputs.noise.NOISE_COLORS)
     noise_color: Literal["white", "pink", "brown"] = "white"
     # true: the loader only reads rows (uint8 frames, int16 PCM) and draws the crops and noise
     # seeds; the training step resizes, crops, flips and normalises the images, makes the noise
-    # and both spectrograms (avloc.models.device_inputs). The same inputs but for rare
+    # and both spectrograms (avloc.inputs.training). The same inputs but for rare
     # one-level pixel differences, and other noise draws. "auto": true when training on a GPU,
     # false on a CPU, where it measured 0.96x end to end (benchmarks/RESULTS.md, "Loader")
     preprocess_on_device: bool | Literal["auto"] = "auto"

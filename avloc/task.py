@@ -7,7 +7,8 @@
   ``noise`` ``(B, F, T, 1)`` (one noise spectrogram per image); or, with
   ``data.preprocess_on_device``, the stored uint8 frames with their crop draws, int16 PCM and
   noise seeds, turned into the same inputs inside the step by ``preprocess``
-  (:mod:`avloc.models.device_inputs`, then :mod:`avloc.models.spectrogram`),
+  (:class:`avloc.inputs.training.DevicePreprocessing`); which form a task takes is fixed when
+  it is built (``preprocess`` given or not), never guessed from a batch,
 
 runs the audio encoder once on ``[audio; noise; silence]`` and returns the network outputs
 ``v_map``, ``a_emb`` plus ``a_noise`` ``(B, D)`` and ``a_silence`` ``(1, D)`` when needed.
@@ -40,9 +41,9 @@ import keras
 import numpy as np
 from keras import ops
 
+from avloc.inputs.training import DevicePreprocessing
 from avloc.losses import LossTerm
 from avloc.losses.base import LocalBatch
-from avloc.models.device_inputs import DevicePreprocessing
 
 
 class LocalizationTask(keras.Model):
@@ -52,14 +53,11 @@ class LocalizationTask(keras.Model):
         terms: dict[str, LossTerm],
         silence_spectrogram: np.ndarray | None = None,
         batch: LocalBatch | None = None,
-        sample_rate: int = 16000,
         preprocess: DevicePreprocessing | None = None,
         **kwargs,
     ):
         super().__init__(**kwargs)
         self.net = net
-        #: Of waveform inputs (``data.preprocess_on_device``), Hz.
-        self.sample_rate = int(sample_rate)
         #: Turns a batch of the loader's on-device form into the inputs (None: never given one).
         self.preprocess = preprocess
         self.terms = dict(terms)
@@ -96,11 +94,11 @@ class LocalizationTask(keras.Model):
         """The forward pass itself (``call`` may route it through a data-parallel engine)."""
         if self.preprocess is not None:
             inputs = self.preprocess(inputs)
-        image, audio = inputs["image"], self._spectrogram(inputs["audio"])
+        image, audio = inputs["image"], inputs["audio"]
         batch = ops.shape(audio)[0]
         parts = [audio]
         if self.needs_noise:
-            parts.append(self._spectrogram(inputs["noise"]))
+            parts.append(inputs["noise"])
         if self.needs_silence:
             parts.append(ops.cast(ops.convert_to_tensor(self._silence), audio.dtype))
         spectrograms = ops.concatenate(parts, axis=0) if len(parts) > 1 else audio
@@ -116,14 +114,6 @@ class LocalizationTask(keras.Model):
         if self.needs_silence:
             outputs["a_silence"] = a_all[offset : offset + 1]
         return outputs
-
-    def _spectrogram(self, audio):
-        """Waveforms ``(B, samples)`` -> spectrograms ``(B, F, T, 1)``; spectrograms as given."""
-        if len(audio.shape) != 2:
-            return audio
-        from avloc.models.spectrogram import log_spectrogram
-
-        return log_spectrogram(audio, self.sample_rate)
 
     def loss_terms(self, y_pred) -> dict:
         """Unweighted value of every term, by name."""

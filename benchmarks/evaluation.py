@@ -112,9 +112,9 @@ def shared_maps(net, shards, indices, batch_size: int, seed: int = 0) -> dict[st
 
 def naive_maps(net, shards, indices, batch_size: int, seed: int = 0) -> dict[str, np.ndarray]:
     """One full forward pass (visual + audio) per condition and batch; same inputs as shared."""
+    from avloc.inputs.contract import InputContract
+    from avloc.inputs.images import preprocess_test
     from avloc.maps.conditions import noise_rng
-    from avloc.maps.preprocess import InputContract
-    from avloc.media.image import preprocess_test
     from avloc.runtime.backend import inference_mode
 
     size = int(net.inputs["image_size"])
@@ -159,7 +159,7 @@ def main(argv: list[str] | None = None) -> int:
     import keras
 
     from avloc.data.shards import ShardSet
-    from avloc.media.audio import spectrogram
+    from avloc.inputs.spectrogram import spectrogram
 
     results: dict = {}
     with tempfile.TemporaryDirectory(prefix="avloc-bench-") as tmp:

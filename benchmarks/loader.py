@@ -140,8 +140,9 @@ class LoaderRun:
 def piece_runners(shards, args) -> dict:
     """Runners timing each piece of a sample alone; each returns ms per sample."""
     from avloc.data.loader import TrainBatches
-    from avloc.media.audio import noise_waveform, spectrogram
-    from avloc.media.image import _resize, normalize, preprocess_train, train_crop
+    from avloc.inputs.images import _resize, normalize, preprocess_train, train_crop
+    from avloc.inputs.noise import noise_waveform
+    from avloc.inputs.spectrogram import spectrogram
 
     count = max(args.batch, min(args.piece_samples, len(shards)) // args.batch * args.batch)
     indices = np.arange(count) % len(shards)

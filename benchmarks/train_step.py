@@ -36,7 +36,7 @@ by name):
 - ``keras-torch-preprocess``, ``keras-tensorflow-preprocess`` (by name only): the step with
   ``data.preprocess_on_device``, fed what the loader then hands over: the stored frames (uint8,
   ``--stored-size`` px) with crop draws and int16 PCM; the step resizes, crops, flips and
-  normalises the images and makes the spectrograms (``avloc.models.device_inputs``).
+  normalises the images and makes the spectrograms (``avloc.inputs.training``).
 
 Processes: the variants of the current ``KERAS_BACKEND`` (default torch) run in this process,
 so on torch ``keras-torch`` and ``torch`` share one process; every other backend runs in a child
@@ -126,7 +126,7 @@ REFERENCE = "torch"
 def audio_shape(clip_seconds: float, sample_rate: int = 16000) -> tuple[int, int]:
     import numpy as np
 
-    from avloc.media.audio import spectrogram
+    from avloc.inputs.spectrogram import spectrogram
 
     return spectrogram(np.zeros(int(round(sample_rate * clip_seconds)), np.float32)).shape
 
@@ -136,7 +136,7 @@ def make_raw_inputs(args) -> dict:
     ``(B, stored, stored, 3)``, crop draws ``(B, 3)``, int16 PCM ``(B, samples)``."""
     import numpy as np
 
-    from avloc.media.image import train_crop
+    from avloc.inputs.images import train_crop
 
     rng = np.random.default_rng(args.seed)
     size, stored = args.image_size, args.stored_size

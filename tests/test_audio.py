@@ -1,4 +1,4 @@
-"""Tests for avloc.media.audio: decoding, clipping, negatives and the log-spectrogram."""
+"""avloc.media.audio (decoding, clipping) and avloc.inputs (negatives, the log-spectrogram)."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ import scipy.signal
 import soundfile as sf
 
 from avloc.errors import AvlocError, MediaError
+from avloc.inputs import noise as negatives
+from avloc.inputs import spectrogram
 from avloc.media import audio
 
 SR = 16000
@@ -35,7 +37,7 @@ def _dominant_hz(wave: np.ndarray, sr: int) -> float:
 def test_spectrogram_matches_scipy_on_noise(seed):
     rng = np.random.default_rng(seed)
     x = rng.uniform(-1, 1, 48000).astype(np.float32) * rng.uniform(0.01, 1)
-    got = audio.spectrogram(x)
+    got = spectrogram.spectrogram(x)
     ref = _reference(x)
     assert got.dtype == np.float32
     assert got.shape == ref.shape == (257, 200)
@@ -45,7 +47,7 @@ def test_spectrogram_matches_scipy_on_noise(seed):
 def test_spectrogram_matches_scipy_on_sine_and_odd_length():
     t = np.arange(50001) / SR
     x = (0.5 * np.sin(2 * np.pi * 1000 * t) + 0.1).astype(np.float32)  # DC offset too
-    got = audio.spectrogram(x)
+    got = spectrogram.spectrogram(x)
     ref = _reference(x)
     assert got.shape == ref.shape == (257, (50001 - 512) // 238 + 1)
     assert np.max(np.abs(got - ref)) < 1e-5
@@ -54,26 +56,26 @@ def test_spectrogram_matches_scipy_on_sine_and_odd_length():
 
 
 def test_spectrogram_shape_for_three_seconds():
-    assert audio.spectrogram(np.zeros(48000, np.float32)).shape == (257, 200)
+    assert spectrogram.spectrogram(np.zeros(48000, np.float32)).shape == (257, 200)
 
 
 def test_spectrogram_batch_equals_per_item():
     rng = np.random.default_rng(7)
     batch = rng.standard_normal((40, 48000)).astype(np.float32) * 0.3  # > one internal chunk
-    got = audio.spectrogram(batch)
+    got = spectrogram.spectrogram(batch)
     assert got.shape == (40, 257, 200)
     for i in (0, 17, 33, 39):
-        np.testing.assert_allclose(got[i], audio.spectrogram(batch[i]), rtol=0, atol=1e-6)
+        np.testing.assert_allclose(got[i], spectrogram.spectrogram(batch[i]), rtol=0, atol=1e-6)
 
 
 def test_spectrogram_of_silence_is_constant_floor():
-    got = audio.spectrogram(audio.silence_waveform(48000))
+    got = spectrogram.spectrogram(negatives.silence_waveform(48000))
     np.testing.assert_allclose(got, np.log(1e-7) / 12, rtol=0, atol=1e-6)
 
 
 def test_spectrogram_rejects_too_short_input():
     with pytest.raises(ValueError):
-        audio.spectrogram(np.zeros(100, np.float32))
+        spectrogram.spectrogram(np.zeros(100, np.float32))
 
 
 # ------------------------------------------------------------------------------------------
@@ -82,7 +84,7 @@ def test_spectrogram_rejects_too_short_input():
 
 
 def test_noise_waveform_statistics():
-    noise = audio.noise_waveform(np.random.default_rng(0), 1_000_000)
+    noise = negatives.noise_waveform(np.random.default_rng(0), 1_000_000)
     assert noise.dtype == np.float32 and noise.shape == (1_000_000,)
     assert noise.min() == -1.0 and noise.max() == 1.0
     assert abs(noise.std() - 0.719) < 0.01
@@ -91,8 +93,8 @@ def test_noise_waveform_statistics():
 
 
 def test_noise_waveform_is_reproducible():
-    a = audio.noise_waveform(np.random.default_rng(5), 1000)
-    b = audio.noise_waveform(np.random.default_rng(5), 1000)
+    a = negatives.noise_waveform(np.random.default_rng(5), 1000)
+    b = negatives.noise_waveform(np.random.default_rng(5), 1000)
     np.testing.assert_array_equal(a, b)
 
 
@@ -101,10 +103,10 @@ def test_coloured_noise_has_its_spectral_slope(color):
     """Power ~ 1/f^k: the log-log slope of the averaged periodogram is -k (clipping at +-1
     touches few samples of unit-variance noise and barely bends it)."""
     n = 2**15
-    exponent = audio.NOISE_COLORS[color]
+    exponent = negatives.NOISE_COLORS[color]
     powers = []
     for seed in range(20):
-        wave = audio.noise_waveform(np.random.default_rng(seed), n, color)
+        wave = negatives.noise_waveform(np.random.default_rng(seed), n, color)
         assert wave.dtype == np.float32 and wave.shape == (n,)
         assert np.abs(wave).max() <= 1.0
         powers.append(np.abs(np.fft.rfft(wave.astype(np.float64))) ** 2)
@@ -116,15 +118,15 @@ def test_coloured_noise_has_its_spectral_slope(color):
 
 
 def test_white_noise_is_unchanged_by_the_colour_option():
-    a = audio.noise_waveform(np.random.default_rng(3), 4000)
-    b = audio.noise_waveform(np.random.default_rng(3), 4000, "white")
+    a = negatives.noise_waveform(np.random.default_rng(3), 4000)
+    b = negatives.noise_waveform(np.random.default_rng(3), 4000, "white")
     np.testing.assert_array_equal(a, b)
     with pytest.raises(ValueError, match="unknown noise colour"):
-        audio.noise_waveform(np.random.default_rng(3), 10, "blue")
+        negatives.noise_waveform(np.random.default_rng(3), 10, "blue")
 
 
 def test_silence_waveform():
-    s = audio.silence_waveform(48000)
+    s = negatives.silence_waveform(48000)
     assert s.dtype == np.float32 and s.shape == (48000,) and not s.any()
 
 

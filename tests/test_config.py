@@ -369,7 +369,7 @@ def test_noise_color_is_checked():
     with pytest.raises(RecipeError, match=r"data.noise_color: expected one of .*'pink'"):
         load_recipe(QUICKSTART, ["data.noise_color=blue"])
     from avloc.config import DataConfig
-    from avloc.media.audio import NOISE_COLORS
+    from avloc.inputs.noise import NOISE_COLORS
 
     hint = typing.get_type_hints(DataConfig)["noise_color"]
     assert set(typing.get_args(hint)) == set(NOISE_COLORS)  # the recipe's set is the audio's

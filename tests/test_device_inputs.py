@@ -2,7 +2,8 @@
 
 References: Pillow for the resize (its own ``Image.resize``), a numpy re-implementation of the
 seeded noise written here from the documented recipe (uint32 arithmetic, float64 Box-Muller),
-scipy's spectrogram through :func:`avloc.media.audio.spectrogram`, and the loader's own batches.
+scipy's spectrogram through :func:`avloc.inputs.spectrogram.spectrogram`, and the loader's own
+batches.
 """
 
 from __future__ import annotations
@@ -11,13 +12,17 @@ import numpy as np
 import pytest
 from keras import ops
 
-from avloc.media.image import _resize, crop_train, preprocess_train, resize_weights, train_crop
-from avloc.models.device_inputs import (
-    DevicePreprocessing,
-    augment_images,
-    pcm_to_float,
-    seeded_noise,
+from avloc.inputs.images import (
+    _resize,
+    augment_images_ops,
+    crop_train,
+    preprocess_train,
+    resize_weights,
+    train_crop,
 )
+from avloc.inputs.noise import seeded_noise, seeded_noise_ops
+from avloc.inputs.pcm import pcm_to_float_ops
+from avloc.inputs.training import DevicePreprocessing
 
 # --------------------------------------------------------------------------------------------
 # The image: Pillow's resize as two matrix products
@@ -62,7 +67,7 @@ def test_augment_images_matches_the_loaders_crop(shape, size, resize):
     draws = [train_crop(check_rng, *shape, size, resize) for _ in images]
     crops = np.asarray([d[2:] for d in draws], np.int32)
     assert 0 < crops[:, 2].sum() < len(images)  # both flipped and kept crops are checked
-    got = ops.convert_to_numpy(augment_images(images, crops, size, resize))
+    got = ops.convert_to_numpy(augment_images_ops(images, crops, size, resize))
     assert got.shape == expected.shape == (8, size, size, 3) and got.dtype == np.float32
     levels = np.abs(got - expected) * np.float32(255 * 0.229)  # one level is >= 1 after this
     assert levels.max() < 1.5  # at most one level anywhere
@@ -114,13 +119,25 @@ def reference_noise(seeds, samples: int, color: str = "white") -> np.ndarray:
 @pytest.mark.parametrize("color", ["white", "pink", "brown"])
 def test_seeded_noise_is_the_documented_generator(color):
     seeds = np.array([0, 1, 7, 2**31 - 2], np.int32)
-    got = ops.convert_to_numpy(seeded_noise(seeds, 4000, color))
+    got = ops.convert_to_numpy(seeded_noise_ops(seeds, 4000, color))
     assert got.shape == (4, 4000) and got.dtype == np.float32
     np.testing.assert_allclose(got, reference_noise(seeds, 4000, color), atol=2e-4)
 
 
+@pytest.mark.parametrize("color", ["white", "pink", "brown"])
+def test_seeded_noise_numpy_twin_equals_the_ops_generator(color):
+    """The numpy twin (:func:`avloc.inputs.noise.seeded_noise`) and the keras.ops one make the
+    same numbers, and both are the documented generator."""
+    seeds = np.array([0, 3, 2**31 - 1, 123456], np.int32)
+    twin = seeded_noise(seeds, 3000, color)
+    assert twin.dtype == np.float32 and twin.shape == (4, 3000)
+    np.testing.assert_allclose(twin, ops.convert_to_numpy(seeded_noise_ops(seeds, 3000, color)),
+                               atol=2e-4)  # fmt: skip
+    np.testing.assert_allclose(twin, reference_noise(seeds, 3000, color), atol=2e-4)
+
+
 def test_seeded_noise_is_clipped_unit_normal_and_differs_by_seed():
-    wave = ops.convert_to_numpy(seeded_noise(np.arange(8, dtype=np.int32), 48000))
+    wave = ops.convert_to_numpy(seeded_noise_ops(np.arange(8, dtype=np.int32), 48000))
     # N(0, 1) clipped to [-1, 1]: std 0.7194, P(|x| >= 1) = 0.3173 (as the loader's noise)
     assert wave.std() == pytest.approx(0.7194, abs=0.003)
     assert np.mean(np.abs(wave) == 1.0) == pytest.approx(0.3173, abs=0.003)
@@ -130,10 +147,10 @@ def test_seeded_noise_is_clipped_unit_normal_and_differs_by_seed():
 
 
 def test_pcm_to_float_is_the_shards_decoding():
-    from avloc.data.shards import from_pcm16
+    from avloc.inputs.pcm import from_pcm16
 
     pcm = np.array([[-32768, -32767, -1, 0, 1, 12345, 32767]], np.int16)
-    np.testing.assert_array_equal(ops.convert_to_numpy(pcm_to_float(pcm)), from_pcm16(pcm))
+    np.testing.assert_array_equal(ops.convert_to_numpy(pcm_to_float_ops(pcm)), from_pcm16(pcm))
 
 
 # --------------------------------------------------------------------------------------------
@@ -185,7 +202,7 @@ def test_training_on_device_gives_the_loader_paths_losses(tmp_path):
     from harness import QUICKSTART, TINY_NET, synthetic_shards
 
     from avloc.config import load_recipe
-    from avloc.media.audio import spectrogram
+    from avloc.inputs.spectrogram import spectrogram
     from avloc.training.build import build_task
 
     shards = synthetic_shards(tmp_path / "data", train=8, test=2, seed=4) / "train"

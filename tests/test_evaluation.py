@@ -243,9 +243,10 @@ def test_interactive_and_s4_sections_appear_for_grouped_mask_data():
 def test_maps_equal_the_network_forward_and_visual_runs_once_per_image(data, checkpoint):
     from keras import ops
 
+    from avloc.inputs.images import preprocess_test
+    from avloc.inputs.spectrogram import spectrogram
     from avloc.maps.records import collect_records
-    from avloc.media.audio import clip_centered, spectrogram
-    from avloc.media.image import preprocess_test
+    from avloc.media.audio import clip_centered
     from avloc.models import pair_maps
     from avloc.models.io import load_network
 
@@ -314,10 +315,10 @@ def test_other_clip_calibration_matches_a_naive_loop(data, checkpoint):
     from keras import ops
 
     from avloc.config import EvalConfig
+    from avloc.inputs.contract import InputContract
+    from avloc.inputs.images import preprocess_test
     from avloc.maps.calibration import calibrate, calibration_indices, negative_maxima
     from avloc.maps.conditions import derangement
-    from avloc.maps.preprocess import InputContract
-    from avloc.media.image import preprocess_test
     from avloc.models.io import load_network
 
     net = load_network(checkpoint)

@@ -1,4 +1,4 @@
-"""Tests for avloc.media.image: loading any image mode, preprocessing and video-frame extraction."""
+"""avloc.media.image (loading any image mode, video frames) and avloc.inputs.images."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from avloc.errors import MediaError
+from avloc.inputs import images
 from avloc.media import image
 
 
@@ -124,36 +125,36 @@ def test_missing_image(tmp_path):
 
 
 def test_normalize_mean_is_zero():
-    mean_img = np.broadcast_to(np.array(image.IMAGENET_MEAN) * 255, (4, 4, 3))
-    out = image.normalize(mean_img)
+    mean_img = np.broadcast_to(np.array(images.IMAGENET_MEAN) * 255, (4, 4, 3))
+    out = images.normalize(mean_img)
     assert out.dtype == np.float32
     assert np.max(np.abs(out)) < 1e-5
-    one_std = image.normalize(np.full((1, 1, 3), 255, np.uint8))[0, 0]
+    one_std = images.normalize(np.full((1, 1, 3), 255, np.uint8))[0, 0]
     np.testing.assert_allclose(
-        one_std, (1 - np.array(image.IMAGENET_MEAN)) / image.IMAGENET_STD, rtol=1e-6
+        one_std, (1 - np.array(images.IMAGENET_MEAN)) / images.IMAGENET_STD, rtol=1e-6
     )
 
 
 def test_preprocess_test_shape_and_values():
     img = np.random.default_rng(0).integers(0, 256, (100, 150, 3), dtype=np.uint8)
-    out = image.preprocess_test(img)
+    out = images.preprocess_test(img)
     assert out.shape == (224, 224, 3) and out.dtype == np.float32
     flat = np.full((50, 70, 3), (124, 116, 104), np.uint8)  # ~ ImageNet mean
-    assert np.max(np.abs(image.preprocess_test(flat, size=32))) < 0.01
-    assert image.preprocess_test(img, size=64).shape == (64, 64, 3)
+    assert np.max(np.abs(images.preprocess_test(flat, size=32))) < 0.01
+    assert images.preprocess_test(img, size=64).shape == (64, 64, 3)
 
 
 def test_resize_uint8():
-    out = image.resize_uint8(_asym(40, 60), 16)
+    out = images.resize_uint8(_asym(40, 60), 16)
     assert out.shape == (16, 16, 3) and out.dtype == np.uint8
     assert tuple(out[-1, 0]) == (255, 0, 0) and tuple(out[-1, -1]) == (0, 0, 255)
 
 
 def test_preprocess_train_deterministic_per_seed():
     img = np.random.default_rng(1).integers(0, 256, (120, 200, 3), dtype=np.uint8)
-    a = image.preprocess_train(img, np.random.default_rng(3))
-    b = image.preprocess_train(img, np.random.default_rng(3))
-    c = image.preprocess_train(img, np.random.default_rng(4))
+    a = images.preprocess_train(img, np.random.default_rng(3))
+    b = images.preprocess_train(img, np.random.default_rng(3))
+    c = images.preprocess_train(img, np.random.default_rng(4))
     assert a.shape == (224, 224, 3) and a.dtype == np.float32
     np.testing.assert_array_equal(a, b)
     assert not np.array_equal(a, c)
@@ -174,10 +175,10 @@ class _ForcedRng:
 
 def test_preprocess_train_flip_really_flips():
     img = _asym(246, 246)  # already at the resize size: the crop is a pure slice
-    kept = image.preprocess_train(img, _ForcedRng(0.9), size=200)
-    flipped = image.preprocess_train(img, _ForcedRng(0.1), size=200)
-    np.testing.assert_array_equal(kept, image.normalize(img[:200, :200]))
-    np.testing.assert_array_equal(flipped, image.normalize(img[:200, :200][:, ::-1]))
+    kept = images.preprocess_train(img, _ForcedRng(0.9), size=200)
+    flipped = images.preprocess_train(img, _ForcedRng(0.1), size=200)
+    np.testing.assert_array_equal(kept, images.normalize(img[:200, :200]))
+    np.testing.assert_array_equal(flipped, images.normalize(img[:200, :200][:, ::-1]))
     np.testing.assert_array_equal(flipped, kept[:, ::-1])
 
 
@@ -198,21 +199,21 @@ class _RecordingRng:
 def test_preprocess_train_resizes_shorter_side_and_crops_inside():
     img = _asym(400, 200)  # tall: width -> 246, height -> int(246 * 400 / 200) = 492
     rng = _RecordingRng()
-    out = image.preprocess_train(img, rng)
+    out = images.preprocess_train(img, rng)
     assert rng.calls == [(0, 492 - 224 + 1), (0, 246 - 224 + 1)]
     # the maximal offset takes the bottom-right corner of the resized image: blue
     expected = np.asarray(Image.fromarray(img).resize((246, 492), Image.BICUBIC), dtype=np.uint8)[
         -224:, -224:
     ]
-    np.testing.assert_array_equal(out, image.normalize(expected))
+    np.testing.assert_array_equal(out, images.normalize(expected))
 
 
 def test_preprocess_train_flip_probability_is_half():
     img = _asym(246, 246)
-    unflipped = image.preprocess_train(img, _ForcedRng(0.9), size=224)
+    unflipped = images.preprocess_train(img, _ForcedRng(0.9), size=224)
     flips = [
         not np.array_equal(
-            image.preprocess_train(img, np.random.default_rng(s), size=246), image.normalize(img)
+            images.preprocess_train(img, np.random.default_rng(s), size=246), images.normalize(img)
         )
         for s in range(200)
     ]

@@ -359,7 +359,7 @@ def test_ssltie_matches_reference_and_records_its_front_end(tmp_path):
 
 
 def test_sslalign_matches_reference_and_records_its_front_end(tmp_path):
-    from avloc.maps.preprocess import InputContract
+    from avloc.inputs.contract import InputContract
 
     model = randomise(SSLAlign(width=4), seed=7)
     path = tmp_path / "ours_sup.pth.tar"  # SSL-Align's: model_state_dict without module.
@@ -422,7 +422,7 @@ def gradcam_reference(model, image, audio):
 
 
 def test_rcgrad_maps_are_its_gradcam_maps(tmp_path):
-    from avloc.maps.preprocess import InputContract
+    from avloc.inputs.contract import InputContract
 
     model = randomise(RCGradModel(width=4), seed=9)
     path = tmp_path / "rc_grad.pt"

@@ -11,10 +11,10 @@ from keras import ops
 
 from avloc.config import load_recipe
 from avloc.errors import RecipeError
+from avloc.inputs.contract import InputContract, batch
+from avloc.inputs.images import preprocess_test
 from avloc.jobs import localize as lz
 from avloc.maps.engine import MapsEngine
-from avloc.maps.preprocess import InputContract, batch
-from avloc.media.image import preprocess_test
 from avloc.models import AudioVisualNet
 from avloc.models.build import build_network
 from avloc.models.io import load_network, save_network

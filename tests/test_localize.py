@@ -20,9 +20,11 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from avloc.errors import AvlocError, DataError
+from avloc.inputs.images import preprocess_test
+from avloc.inputs.spectrogram import spectrogram
 from avloc.jobs import localize as lz
-from avloc.media.audio import clip_centered, load_audio, spectrogram
-from avloc.media.image import load_image, preprocess_test
+from avloc.media.audio import clip_centered, load_audio
+from avloc.media.image import load_image
 from avloc.media.overlay import outline_mask, overlay_heatmap, stamp_caption
 from avloc.models import AudioVisualNet, pair_maps, upsample_maps
 from avloc.models.io import load_network, save_network

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 import torch
 
-from avloc.maps.preprocess import InputContract
-from avloc.media.mel import mel_db_spectrogram
+from avloc.inputs.contract import InputContract
+from avloc.inputs.mel import mel_db_spectrogram
 
 
 def reference(wave: np.ndarray, sr: int, n_fft=512, hop=239, n_mels=257) -> np.ndarray:

@@ -27,7 +27,8 @@ from avloc.data.prepare import prepare, read_report
 from avloc.data.shards import ShardSet, read_info
 from avloc.data.sources import build_preparer, preparer_names
 from avloc.errors import DataError
-from avloc.media.image import load_image, resize_uint8
+from avloc.inputs.images import resize_uint8
+from avloc.media.image import load_image
 from avloc.metrics import gt_flickr, gt_from_boxes_normalized
 
 RATE = 16000

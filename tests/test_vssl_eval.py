@@ -25,8 +25,8 @@ from harness import QUICKSTART, TINY_NET, run_avloc, synthetic_shards
 from sklearn.metrics import auc as sklearn_auc
 
 from avloc.evaluation import vssl_eval as rules
-from avloc.media.audio import spectrogram
-from avloc.media.mel import mel_db_spectrogram
+from avloc.inputs.mel import mel_db_spectrogram
+from avloc.inputs.spectrogram import spectrogram
 from avloc.utils.interpolation import upsample
 
 SR = 16000

@@ -1,6 +1,7 @@
 """Batches for ``model.fit`` on every backend: a ``keras.utils.PyDataset`` over shards.
 
-Each batch is a dict (float32, channels last):
+Each batch is a dict (float32, channels last), made by
+:class:`avloc.inputs.training.LoaderPreprocessing` from the rows read and the batch's draws:
 
 - ``image``: ``(B, S, S, 3)`` train-augmented (docs/method.md: shorter side -> ``train_resize``,
   random crop ``image_size``, random flip, ImageNet normalisation);
@@ -11,7 +12,7 @@ Each batch is a dict (float32, channels last):
 With ``on_device`` (``data.preprocess_on_device``) the loader only reads and draws: ``image`` is
 the stored uint8 frames ``(B, H, W, 3)`` with their crop draws ``crop`` int32 ``(B, 3)`` (top,
 left, flip), ``audio`` the stored int16 PCM ``(B, samples)`` and ``noise_seed`` int32 ``(B,)`` one
-seed per noise clip; the training step does the rest (:mod:`avloc.models.device_inputs`). The
+seed per noise clip; the training step does the rest (:mod:`avloc.inputs.training`). The
 crops are the same draws as without it; the noise is another generator's.
 
 Determinism: batch ``i`` of epoch ``e`` depends only on ``(seed, e, i)``: the epoch's sample order
@@ -38,8 +39,8 @@ import keras
 import numpy as np
 
 from avloc.data.shards import ShardSet
-from avloc.media.audio import noise_waveform, spectrogram
-from avloc.media.image import crop_train, train_crop
+from avloc.inputs.images import train_crop
+from avloc.inputs.training import LoaderPreprocessing
 
 
 def batches_per_epoch(
@@ -95,11 +96,15 @@ class TrainBatches(keras.utils.PyDataset):
         self.first_batch = first_batch  # > 0 only for the remainder of a resumed epoch
         self.rows = rows
         #: Hand over what was read and drawn; the training step preprocesses it
-        #: (``data.preprocess_on_device``, :mod:`avloc.models.device_inputs`).
+        #: (``data.preprocess_on_device``, :mod:`avloc.inputs.training`).
         self.on_device = bool(on_device)
         if rows is not None and not 0 <= rows[0] < rows[1] <= batch_size:
             raise ValueError(f"rows {rows} are not a part of a batch of {batch_size}")
         self.clip_samples = int(round(shards.attrs["sample_rate"] * shards.attrs["clip_seconds"]))
+        #: The numpy preprocessing (unused with ``on_device``: the step's twin does it).
+        self.preprocessing = LoaderPreprocessing(
+            image_size, int(shards.attrs["sample_rate"]), noise_color
+        )
 
     def __len__(self) -> int:
         return self.batches_per_epoch - self.first_batch
@@ -136,17 +141,14 @@ class TrainBatches(keras.utils.PyDataset):
                 seeds = rng.integers(0, 2**31 - 1, size=self.batch_size, dtype=np.int64)
                 out["noise_seed"] = seeds[start:stop].astype(np.int32)
             return out
-        images = [
-            crop_train(image, *draws, self.image_size)
-            for image, draws in zip(rows["image"], crops, strict=True)
-        ]
-        out = {"image": np.stack(images), "audio": spectrogram(rows["audio"])[..., None]}
-        if self.with_noise:
-            noise = [
-                noise_waveform(rng, self.clip_samples, self.noise_color)
-                for _ in range(self.batch_size)
-            ]
-            out["noise"] = spectrogram(np.stack(noise[start:stop]))[..., None]
+        prep = self.preprocessing
+        out = {
+            "image": prep.images(rows["image"], crops),
+            "audio": prep.spectrograms(rows["audio"]),
+        }
+        if self.with_noise:  # every row's clip is drawn, in order, so the rows are the batch's
+            noise = prep.noise(rng, self.batch_size, self.clip_samples)
+            out["noise"] = prep.spectrograms(noise[start:stop])
         return out
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:

@@ -32,7 +32,7 @@ for test sets, ``ground_truth``: how evaluation builds the ground-truth map (doc
 
 Every string field (``id``, ``group``) is stored as variable-length UTF-8.
 Audio is stored as PCM so the spectrogram is computed by the one function in
-:mod:`avloc.media.audio`.
+:mod:`avloc.inputs.spectrogram`.
 
 Writers write ``.name.h5.tmp-<pid>`` and rename on success, so a finished shard is never partial.
 Readers open files lazily (once per thread/process) so they can be used inside loader workers.
@@ -51,22 +51,14 @@ import numpy as np
 
 from avloc import __version__
 from avloc.errors import DataError
+from avloc.inputs.pcm import from_pcm16, to_pcm16
 from avloc.utils.files import atomic_path
 
 SCHEMA_VERSION = 1
 REQUIRED_FIELDS = ("id", "image", "audio")
-PCM_SCALE = 32767.0
 PCM_FIELDS = ("audio", "offscreen_audio")
 STRING_FIELDS = ("id", "group")
 GROUND_TRUTH_RULES = ("boxes", "consensus", "mask")
-
-
-def to_pcm16(wave: np.ndarray) -> np.ndarray:
-    return np.round(np.clip(wave, -1.0, 1.0) * PCM_SCALE).astype(np.int16)
-
-
-def from_pcm16(pcm: np.ndarray) -> np.ndarray:
-    return pcm.astype(np.float32) / PCM_SCALE
 
 
 def shard_name(prefix: str, index: int) -> str:

@@ -14,7 +14,7 @@ Audio (one waveform per stored clip, taken as the file; 16 kHz):
   spectrogram (200 frames, no crop); the offscreen clip is not rolled;
 - ``lvs`` (and SSL-Align): 3.5-6.5 s of the first 10 s, clipped to [-1, 1], hop 159 (299
   frames), ``log(PSD + 1e-7) / 12``;
-- ``ssltie``: the first 10 s as SSL-TIE's mel spectrogram in dB (:mod:`avloc.media.mel`).
+- ``ssltie``: the first 10 s as SSL-TIE's mel spectrogram in dB (:mod:`avloc.inputs.mel`).
 
 Silence is the all-zero waveform, noise unclipped N(0, 1), both as long as the positive clip and
 through the same spectrogram, except that the EZ-VSL family and FNAC skip the log (``PSD / 12``)
@@ -62,8 +62,9 @@ import numpy as np
 
 from avloc.errors import DataError
 from avloc.evaluation.ground_truth import ground_truth_maps
-from avloc.media.audio import resample, spectrogram
-from avloc.media.mel import mel_db_spectrogram
+from avloc.inputs.mel import mel_db_spectrogram
+from avloc.inputs.spectrogram import spectrogram
+from avloc.media.audio import resample
 from avloc.utils.interpolation import upsample
 
 SEEDS = (1234, 2345, 3456, 4567, 5678, 6789, 7890, 8901, 9012, 9999)

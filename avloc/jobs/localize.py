@@ -7,7 +7,7 @@ Data contract:
   network's sample rate (any length: it is cut to the network's clip length around its middle,
   short audio tiled; see :func:`avloc.media.audio.clip_centered`). The network's preprocessing
   comes from ``net.inputs`` (``image_size``, ``sample_rate``, ``clip_seconds``) and is applied by
-  the maps stage (:mod:`avloc.maps.preprocess`).
+  the maps stage (:mod:`avloc.inputs.contract`).
 * Map: the ``h x w`` cosine map ``S(v, a)`` upsampled bilinearly with aligned corners
   (docs/protocol.md)
   straight to the **original** image size ``(H, W)``, ``float32``, values in [-1, 1]. For an

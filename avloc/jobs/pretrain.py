@@ -150,7 +150,7 @@ def augment(images: np.ndarray, rng: np.random.Generator, shift: int) -> np.ndar
 def _batches(recipe: PretrainRecipe, data: dict[str, np.ndarray]):
     import keras
 
-    from avloc.media.image import normalize
+    from avloc.inputs.images import normalize
 
     class Batches(keras.utils.PyDataset):
         """Epoch ``e`` is a pure function of ``(seed, e)``: its order and augmentation."""
@@ -284,7 +284,7 @@ def pretrain(
     """Train the classifier and write the trunk's state_dict to ``out`` (and ``out.json``)."""
     import keras
 
-    from avloc.media.image import normalize
+    from avloc.inputs.images import normalize
     from avloc.runtime import configure
     from avloc.utils.files import atomic_write_json
 

@@ -1,6 +1,6 @@
 """The maps stage: network + media -> raw similarity maps, and Uth calibration on them.
 
-- :mod:`~avloc.maps.preprocess`: the network's input contract (images, audio -> model inputs);
+- :mod:`~avloc.inputs.contract`: the network's input contract (images, audio -> model inputs);
 - :mod:`~avloc.maps.conditions`: the audio conditions and their seeding rule;
 - :mod:`~avloc.maps.engine`: :class:`~avloc.maps.engine.MapsEngine`, visual features once per
   image, one map per condition, through Keras or the plain-torch copy;

@@ -4,7 +4,7 @@ Every consumer of maps after training runs through :class:`MapsEngine`: Uth cali
 end of training and in ``avloc eval --calibrate``, ``avloc eval``, ``avloc localize``, ``avloc
 reproduce`` and the Keras-free torch path. The engine
 
-- owns the network's input contract (:class:`avloc.maps.preprocess.InputContract`);
+- owns the network's input contract (:class:`avloc.inputs.contract.InputContract`);
 - computes the visual map ``v`` ``(B, h, w, D)`` **once** per image, then one dot product per
   audio condition (:mod:`avloc.maps.conditions`, which also owns the seeding rule);
 - encodes all real and generated clips of a batch in one audio-encoder call;
@@ -24,8 +24,8 @@ from typing import Any
 import numpy as np
 
 from avloc.errors import DataError
+from avloc.inputs.contract import InputContract, batch
 from avloc.maps import conditions as cond
-from avloc.maps.preprocess import InputContract, batch
 
 
 class KerasEncoders:

@@ -1,4 +1,4 @@
-"""Audio decoding, clipping and the log-spectrogram: the one place audio becomes model input.
+"""Audio decoding and clipping (spectrograms, silence and noise: :mod:`avloc.inputs`).
 
 Conventions (everything is numpy, nothing here depends on Keras):
 
@@ -6,12 +6,6 @@ Conventions (everything is numpy, nothing here depends on Keras):
   (full-scale PCM maps to +-1), sampled at ``sample_rate`` Hz (default 16000).
 * **Clip**: a waveform of exactly ``round(seconds * sample_rate)`` samples (default 3.0 s ->
   48000 samples), cut around a centre time given in **seconds**; short audio is tiled.
-* **Spectrogram**: ``float32`` array of shape ``(freq, time)`` = ``(nperseg // 2 + 1, frames)``,
-  i.e. ``(257, 200)`` for a 3 s clip at 16 kHz with the defaults (512-sample Tukey(0.25)
-  window, hop 238 samples = 14.875 ms, bin spacing 31.25 Hz). Values are
-  ``log(PSD + 1e-7) / 12`` where PSD is the one-sided power spectral density in units of
-  (full scale)^2 / Hz, exactly as ``scipy.signal.spectrogram(x, fs, nperseg=512, noverlap=274)``.
-  A batch of waveforms ``(N, T)`` gives ``(N, 257, frames)``.
 * **Errors**: unreadable, missing or empty media files raise
   :class:`avloc.errors.MediaError` with a one-line message ``"<path>: <problem>"``; invalid
   arguments (empty arrays, bad lengths) raise ``ValueError``.
@@ -24,7 +18,6 @@ decoded with PyAV (FFmpeg). Channels are averaged to mono and the result is resa
 
 from __future__ import annotations
 
-import functools
 import os
 from pathlib import Path
 
@@ -34,22 +27,13 @@ from avloc.errors import MediaError
 from avloc.media.formats import CONTAINER_EXTS
 
 __all__ = [
-    "LOG_EPS",
-    "LOG_SCALE",
     "clip_centered",
     "load_audio",
     "load_audio_segment",
     "load_clip",
-    "noise_waveform",
+    "resample",
     "save_wav",
-    "silence_waveform",
-    "spectrogram",
 ]
-
-#: Added to the PSD before the log, so silence maps to ``log(1e-7) / 12`` (about -1.343).
-LOG_EPS = 1e-7
-#: The log-PSD is divided by this.
-LOG_SCALE = 12.0
 
 
 # --------------------------------------------------------------------------------------------
@@ -309,125 +293,6 @@ def clip_centered(
         start_s = max(float(center) - seconds / 2.0, 0.0)
     start = min(int(round(start_s * sample_rate)), total - length)
     return wave[start : start + length].copy()
-
-
-def silence_waveform(num_samples: int) -> np.ndarray:
-    """All-zero float32 waveform of ``num_samples`` samples (the "silence" negative)."""
-    return np.zeros(int(num_samples), dtype=np.float32)
-
-
-#: Power-spectrum exponents of the noise colours: power ~ 1 / f**exponent.
-NOISE_COLORS = {"white": 0.0, "pink": 1.0, "brown": 2.0}
-
-
-def noise_waveform(rng: np.random.Generator, num_samples: int, color: str = "white") -> np.ndarray:
-    """Gaussian noise with unit variance clipped to [-1, 1], float32 (the "noise" negative).
-
-    ``white`` (the paper's; what evaluation always uses): N(0, 1) samples; after clipping the std is
-    about 0.719 and about 31.7 % of samples sit at +-1. ``pink`` / ``brown``: the same draws
-    shaped in the frequency domain to power ~ 1/f or 1/f^2 (no DC), rescaled to unit variance,
-    then clipped; a training-only option (``data.noise_color``).
-    """
-    wave = rng.standard_normal(int(num_samples), dtype=np.float32)
-    exponent = NOISE_COLORS.get(color)
-    if exponent is None:
-        raise ValueError(f"unknown noise colour {color!r} (known: {', '.join(NOISE_COLORS)})")
-    if exponent:
-        spectrum = np.fft.rfft(wave)
-        freqs = np.arange(spectrum.size, dtype=np.float64)
-        freqs[0] = np.inf  # no DC component
-        spectrum *= freqs ** (-exponent / 2.0)
-        wave = np.fft.irfft(spectrum, n=wave.size).astype(np.float32)
-        wave /= max(float(wave.std()), 1e-12)
-    return np.clip(wave, -1.0, 1.0, out=wave)
-
-
-# --------------------------------------------------------------------------------------------
-# Spectrogram
-# --------------------------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=8)
-def _window(nperseg: int) -> np.ndarray:
-    """Periodic Tukey(0.25) window (scipy.signal.spectrogram's default), float64, read-only."""
-    from scipy.signal import get_window
-
-    win = np.asarray(get_window(("tukey", 0.25), nperseg), dtype=np.float64)
-    win.setflags(write=False)
-    return win
-
-
-@functools.lru_cache(maxsize=8)
-def _psd_scale(nperseg: int, sample_rate: float) -> np.ndarray:
-    """Per-bin factor of the one-sided density PSD, float32 ``(nperseg // 2 + 1,)``, read-only.
-
-    ``1 / (fs * sum(win**2))`` ("density" scaling), doubled for every bin but DC and Nyquist
-    (every bin but DC when ``nperseg`` is odd).
-    """
-    win = _window(nperseg)
-    scale = np.full(nperseg // 2 + 1, 1.0 / (sample_rate * float(np.sum(win**2))))
-    scale[1 : -1 if nperseg % 2 == 0 else None] *= 2.0
-    scale = scale.astype(np.float32)
-    scale.setflags(write=False)
-    return scale
-
-
-def _log_psd(frames: np.ndarray, nperseg: int, sample_rate: float, log: bool = True) -> np.ndarray:
-    """``log(PSD + 1e-7) / 12`` of float32 frames ``(n, time, nperseg)`` -> ``(n, time, freq)``
-    (``log=False``: ``PSD / 12``)."""
-    mean = frames.mean(axis=-1, keepdims=True, dtype=np.float64).astype(np.float32)
-    seg = frames - mean  # detrend="constant"
-    seg *= _window(nperseg).astype(np.float32)
-    spec = np.fft.rfft(seg, axis=-1)  # complex64
-    power = np.square(spec.real)
-    power += np.square(spec.imag)
-    power *= _psd_scale(nperseg, sample_rate)
-    if log:
-        power += np.float32(LOG_EPS)
-        np.log(power, out=power)
-    power *= np.float32(1.0 / LOG_SCALE)
-    return power
-
-
-def spectrogram(
-    wave: np.ndarray,
-    sample_rate: int = 16000,
-    nperseg: int = 512,
-    noverlap: int = 274,
-    log: bool = True,
-) -> np.ndarray:
-    """Log power spectrogram ``log(PSD + 1e-7) / 12``, float32, shape ``(freq, time)``.
-
-    ``log=False`` gives ``PSD / 12`` (xavijuanola/vssl_eval feeds silence and noise this way to
-    the EZ-VSL family, :mod:`avloc.evaluation.vssl_eval`).
-
-    Equal (within 1e-6 on the log scale, float32 arithmetic) to ``scipy.signal.spectrogram(x,
-    fs=sample_rate, nperseg=nperseg, noverlap=noverlap)[2]`` followed by the log: Tukey(0.25)
-    periodic window, per-frame mean removal, density scaling, one-sided, no padding; frames
-    start every ``nperseg - noverlap`` samples and only full frames are used. ``freq = nperseg
-    // 2 + 1``, ``time = (T - nperseg) // (nperseg - noverlap) + 1`` -> (257, 200) for 48000
-    samples. A batch ``(N, T)`` gives ``(N, freq, time)``.
-    """
-    x = np.asarray(wave, dtype=np.float32)
-    if x.ndim not in (1, 2):
-        raise ValueError(f"expected a waveform (T,) or a batch (N, T), got shape {x.shape}")
-    if not 0 <= noverlap < nperseg:
-        raise ValueError(f"need 0 <= noverlap < nperseg, got noverlap={noverlap}, {nperseg=}")
-    if x.shape[-1] < nperseg:
-        raise ValueError(f"need at least {nperseg} samples for a spectrogram, got {x.shape[-1]}")
-    hop = nperseg - noverlap
-    batch = x[None] if x.ndim == 1 else x
-    out = np.empty(
-        (batch.shape[0], nperseg // 2 + 1, (batch.shape[-1] - nperseg) // hop + 1),
-        dtype=np.float32,
-    )
-    chunk = 32  # bound the frame buffers (32 x 200 x 512 x 8 B complex64 = 26 MB for 3 s clips)
-    for i in range(0, batch.shape[0], chunk):
-        frames = np.lib.stride_tricks.sliding_window_view(batch[i : i + chunk], nperseg, axis=-1)
-        frames = frames[:, ::hop, :]  # (n, time, nperseg)
-        psd = _log_psd(frames, nperseg, float(sample_rate), log)
-        out[i : i + chunk] = psd.transpose(0, 2, 1)
-    return out[0] if x.ndim == 1 else out
 
 
 # --------------------------------------------------------------------------------------------

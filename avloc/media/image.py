@@ -1,21 +1,15 @@
-"""Image loading, video-frame extraction and preprocessing (docs/method.md).
+"""Image loading and video-frame extraction (preprocessing: :mod:`avloc.inputs.images`).
 
 Conventions:
 
 * **Images** are ``uint8`` RGB arrays of shape ``(H, W, 3)``, channels last, already rotated
   upright according to their EXIF orientation.
-* **Model input** is ``float32`` ``(size, size, 3)`` (default 224), normalised per channel with
-  the ImageNet statistics: ``(x / 255 - IMAGENET_MEAN) / IMAGENET_STD``.
-* Test-time preprocessing: bicubic resize straight to ``size x size`` (aspect not kept).
-  Training: bicubic resize of the shorter side to ``resize`` (246), random ``size x size`` crop,
-  random horizontal flip (p = 0.5); all randomness comes from the given numpy ``Generator``.
 * **Errors**: missing or unreadable files raise :class:`avloc.errors.MediaError` with a
   one-line message ``"<path>: <problem>"``.
 """
 
 from __future__ import annotations
 
-import functools
 import os
 
 import numpy as np
@@ -23,30 +17,7 @@ from PIL import Image, ImageOps
 
 from avloc.errors import MediaError
 
-__all__ = [
-    "IMAGENET_MEAN",
-    "crop_train",
-    "IMAGENET_STD",
-    "extract_video_frame",
-    "load_image",
-    "normalize",
-    "preprocess_test",
-    "preprocess_train",
-    "resize_uint8",
-    "resize_weights",
-    "resized_shape",
-]
-
-IMAGENET_MEAN = (0.485, 0.456, 0.406)
-IMAGENET_STD = (0.229, 0.224, 0.225)
-
-_MEAN = np.asarray(IMAGENET_MEAN, dtype=np.float32)
-_STD = np.asarray(IMAGENET_STD, dtype=np.float32)
-#: CLIP's statistics (RCGrad's images); ``inputs["image_norm"] = "clip"``
-CLIP_MEAN = (0.48145466, 0.4578275, 0.40821073)
-CLIP_STD = (0.26862954, 0.26130258, 0.27577711)
-#: ``inputs["image_norm"]`` -> (mean, std) of :func:`normalize`
-IMAGE_NORMS = {"imagenet": (IMAGENET_MEAN, IMAGENET_STD), "clip": (CLIP_MEAN, CLIP_STD)}
+__all__ = ["extract_video_frame", "load_image"]
 
 
 def _one_line(text: object, limit: int = 160) -> str:
@@ -121,146 +92,6 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise MediaError(f"{name}: not a readable image (unexpected shape {arr.shape})")
     return arr
-
-
-# --------------------------------------------------------------------------------------------
-# Preprocessing
-# --------------------------------------------------------------------------------------------
-
-
-def _as_uint8_image(img: np.ndarray) -> np.ndarray:
-    arr = np.asarray(img)
-    if arr.ndim != 3 or arr.shape[2] != 3:
-        raise ValueError(f"expected an RGB image (H, W, 3), got shape {arr.shape}")
-    if arr.dtype != np.uint8:
-        raise ValueError(f"expected a uint8 image, got dtype {arr.dtype}")
-    return arr
-
-
-def _resize(img: np.ndarray, width: int, height: int) -> np.ndarray:
-    arr = _as_uint8_image(img)
-    if arr.shape[0] == height and arr.shape[1] == width:
-        return arr
-    pil = Image.fromarray(np.ascontiguousarray(arr), mode="RGB")
-    return np.asarray(pil.resize((width, height), resample=Image.BICUBIC), dtype=np.uint8)
-
-
-#: Pillow's fixed-point precision for 8-bit resampling (``PRECISION_BITS`` in Resample.c)
-_PIL_PRECISION_BITS = 32 - 8 - 2
-
-
-def _bicubic(x: np.ndarray, a: float = -0.5) -> np.ndarray:
-    """Pillow's bicubic kernel (support 2, ``a = -0.5``)."""
-    x = np.abs(x)
-    near = ((a + 2.0) * x - (a + 3.0)) * x * x + 1.0
-    far = (((x - 5.0) * x + 8.0) * x - 4.0) * a
-    return np.where(x < 1.0, near, np.where(x < 2.0, far, 0.0))
-
-
-@functools.lru_cache(maxsize=16)
-def resize_weights(src: int, dst: int) -> np.ndarray:
-    """Pillow's bicubic resampling ``src -> dst`` pixels along one axis as a matrix.
-
-    Returns float32 ``(dst, src)``: row ``i`` holds the weights output pixel ``i`` takes from the
-    source pixels, as Pillow computes them for 8-bit images (``precompute_coeffs`` with the
-    support widened by the scale when shrinking, then rounded to its 22-bit fixed point), so
-    ``floor(weights @ column + 0.5)`` clipped to 0..255 is Pillow's pass along that axis
-    (:func:`_resize`: horizontal first, rounded to uint8, then vertical). The identity when
-    ``src == dst``. Cached and read-only. Used by the training step's on-device augmentation
-    (:mod:`avloc.models.device_inputs`).
-    """
-    scale = src / dst
-    filterscale = max(scale, 1.0)
-    support = 2.0 * filterscale
-    weights = np.zeros((dst, src), np.float64)
-    for i in range(dst):
-        center = (i + 0.5) * scale
-        lo = max(int(center - support + 0.5), 0)
-        hi = min(int(center + support + 0.5), src)
-        k = _bicubic((np.arange(lo, hi) - center + 0.5) / filterscale)
-        total = k.sum()
-        if total != 0.0:
-            k = k / total
-        one = float(1 << _PIL_PRECISION_BITS)
-        fixed = np.where(k < 0, np.trunc(-0.5 + k * one), np.trunc(0.5 + k * one))
-        weights[i, lo:hi] = fixed / one
-    weights = weights.astype(np.float32)
-    weights.setflags(write=False)
-    return weights
-
-
-def normalize(img_uint8: np.ndarray, stats: str = "imagenet") -> np.ndarray:
-    """``(x / 255 - MEAN) / STD`` as float32, channels last (any leading dims); ``stats`` names
-    the statistics (:data:`IMAGE_NORMS`, default ImageNet's)."""
-    x = np.asarray(img_uint8, dtype=np.float32) / np.float32(255.0)
-    if stats == "imagenet":
-        return ((x - _MEAN) / _STD).astype(np.float32, copy=False)
-    mean, std = (np.asarray(v, np.float32) for v in IMAGE_NORMS[stats])
-    return ((x - mean) / std).astype(np.float32, copy=False)
-
-
-def resize_uint8(img: np.ndarray, size: int) -> np.ndarray:
-    """Bicubic resize of a uint8 RGB image to ``(size, size, 3)`` uint8 (aspect not kept)."""
-    return _resize(img, int(size), int(size))
-
-
-def preprocess_test(img: np.ndarray, size: int = 224, stats: str = "imagenet") -> np.ndarray:
-    """Test-time input: bicubic resize to ``size x size``, normalise -> float32 (size, size, 3)."""
-    return normalize(resize_uint8(img, size), stats)
-
-
-def train_crop(
-    rng: np.random.Generator, height: int, width: int, size: int = 224, resize: int = 246
-) -> tuple[int, int, int, int, bool]:
-    """The random part of :func:`preprocess_train` for a ``height x width`` image.
-
-    Returns ``(new_h, new_w, top, left, flip)``: the resized shape, the crop's corner and the
-    flip. Draws from ``rng`` in a fixed order (crop top, crop left, flip) and nothing else, so a
-    caller can replay the draws of images it does not process.
-    """
-    if resize < size:
-        raise ValueError(f"resize ({resize}) must be >= crop size ({size})")
-    new_h, new_w = resized_shape(height, width, resize)
-    top = int(rng.integers(0, new_h - size + 1))
-    left = int(rng.integers(0, new_w - size + 1))
-    flip = bool(rng.random() < 0.5)
-    return new_h, new_w, top, left, flip
-
-
-def resized_shape(height: int, width: int, resize: int) -> tuple[int, int]:
-    """``(new_h, new_w)`` of a ``height x width`` image whose shorter side becomes ``resize``;
-    the longer side is ``int(resize * long / short)`` (torchvision ``Resize(int)``)."""
-    if height <= width:
-        return resize, max(resize, int(resize * width / height))
-    return max(resize, int(resize * height / width)), resize
-
-
-def preprocess_train(
-    img: np.ndarray,
-    rng: np.random.Generator,
-    size: int = 224,
-    resize: int = 246,
-) -> np.ndarray:
-    """Training input: shorter side -> ``resize`` (bicubic), random crop, random h-flip, normalise.
-
-    The long side becomes ``int(resize * long / short)`` (torchvision ``Resize(int)``). Draws
-    from ``rng`` as :func:`train_crop` does, so the result is deterministic for a given
-    generator state. Returns float32 ``(size, size, 3)``.
-    """
-    arr = _as_uint8_image(img)
-    return crop_train(arr, *train_crop(rng, *arr.shape[:2], size, resize), size)
-
-
-def crop_train(
-    img: np.ndarray, new_h: int, new_w: int, top: int, left: int, flip: bool, size: int
-) -> np.ndarray:
-    """The deterministic part of :func:`preprocess_train`, given :func:`train_crop`'s draws:
-    resize to ``new_h x new_w`` (bicubic), crop ``size`` at ``(top, left)``, flip, normalise."""
-    scaled = _resize(img, new_w, new_h)
-    crop = scaled[top : top + size, left : left + size]
-    if flip:
-        crop = crop[:, ::-1]
-    return normalize(crop)
 
 
 # --------------------------------------------------------------------------------------------

@@ -3,7 +3,7 @@
 Inputs (channels last, float32):
 - ``image``: ``(B, H, W, 3)`` ImageNet-normalised RGB (224x224 in the paper setting).
 - ``audio``: ``(B, F, T, 1)`` log spectrogram (257x200 for 3 s at 16 kHz), see
-  ``avloc.media.audio``.
+  :mod:`avloc.inputs.spectrogram`.
 
 Outputs of ``call`` (a dict; no loss is computed here):
 - ``v_map``: ``(B, h, w, D)`` visual features, L2-normalised over channels at every location

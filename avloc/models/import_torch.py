@@ -31,11 +31,11 @@ rcgrad         RCGrad (hohsiangwu/rethinking-visual-sound-localization, ``rc_gra
                projections, maps as dot products (``normalize=False``: its Grad-CAM map).
                **Ignored**: ``image_encoder.conv1_a`` / ``conv1_flow`` / ``fc`` and the STFT
                window buffer ``audio_encoder.spectrogram.window``. Front end: 10 s clips as
-               a standardised log STFT (:mod:`avloc.media.stft`), CLIP's image statistics.
+               a standardised log STFT (:mod:`avloc.inputs.stft`), CLIP's image statistics.
 ssltie         SSL-TIE (jinxiang-liu/SSL-TIE) is LVS's network: the ``lvs`` mapping, plus its
                layers that do not touch the map **ignored** (``vision_fc1.*``, ``conv3.*``,
                ``norm3.*``). Its audio front end is recorded in the network: 10 s clips, a mel
-               spectrogram in dB (``audio_frontend = "mel_db"``, :mod:`avloc.media.mel`).
+               spectrogram in dB (``audio_frontend = "mel_db"``, :mod:`avloc.inputs.mel`).
 =============  ==================================================================================
 
 Without ``--arch`` the layout is detected from the keys (:func:`detect_arch`):

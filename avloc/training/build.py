@@ -15,10 +15,11 @@ import keras
 import numpy as np
 
 from avloc.config import DataConfig, Recipe
+from avloc.inputs.noise import silence_waveform
+from avloc.inputs.spectrogram import spectrogram
+from avloc.inputs.training import DevicePreprocessing
 from avloc.losses import build_terms
-from avloc.media.audio import silence_waveform, spectrogram
 from avloc.models import build_network
-from avloc.models.device_inputs import DevicePreprocessing
 from avloc.runtime.backend import preprocess_on_device
 from avloc.runtime.distribute import Placement
 from avloc.runtime.optimizers import build_optimizer
@@ -51,6 +52,7 @@ def device_preprocessing(data: DataConfig) -> DevicePreprocessing | None:
         size=data.image_size,
         resize=data.train_resize,
         noise_color=data.noise_color,
+        sample_rate=data.sample_rate,
     )
 
 
@@ -73,7 +75,6 @@ def build_task(
             terms,
             silence,
             batch=batch,
-            sample_rate=recipe.data.sample_rate,
             preprocess=device_preprocessing(recipe.data),
             name="task",
         )
@@ -81,12 +82,16 @@ def build_task(
     optimizer = build_optimizer(t, total_steps)  # decay mode: train.weight_decay_mode
     task.compile(optimizer=optimizer, jit_compile=t.jit_compile)
     size = recipe.data.image_size
-    batch = {
-        "image": np.zeros((2, size, size, 3), "float32"),
-        "audio": np.zeros((2, *silence.shape, 1), "float32"),
-    }
-    if task.needs_noise:
-        batch["noise"] = batch["audio"]
+    if task.preprocess is not None:  # the stored form the loader hands over
+        samples = int(round(recipe.data.sample_rate * recipe.data.clip_seconds))
+        batch = task.preprocess.example(2, samples, task.needs_noise)
+    else:
+        batch = {
+            "image": np.zeros((2, size, size, 3), "float32"),
+            "audio": np.zeros((2, *silence.shape, 1), "float32"),
+        }
+        if task.needs_noise:
+            batch["noise"] = batch["audio"]
     task(batch)
     task.optimizer.build(task.trainable_variables)
     return task

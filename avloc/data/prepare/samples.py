@@ -11,8 +11,8 @@ import numpy as np
 
 from avloc.data.boxes import BoxError, normalise_boxes, pad_boxes
 from avloc.data.prepare.plan import SampleSpec, Settings, Skip
-from avloc.data.shards import to_pcm16
 from avloc.errors import MediaError
+from avloc.inputs.pcm import to_pcm16
 from avloc.utils.processes import exit_with_parent
 
 
@@ -99,7 +99,8 @@ def _load_clip(ref_path: str, center: float | None, settings: Settings) -> np.nd
 
 
 def _row(spec: SampleSpec, settings: Settings) -> dict[str, Any]:
-    from avloc.media.image import extract_video_frame, load_image, resize_uint8
+    from avloc.inputs.images import resize_uint8
+    from avloc.media.image import extract_video_frame, load_image
 
     size = settings.image_size
     fields = settings.fields

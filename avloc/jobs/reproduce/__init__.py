@@ -265,7 +265,7 @@ def wall_seconds(work: Path, this_call: float) -> float:
 def _overlays(records, uth: float, job: Job, figures_dir: Path) -> Path:
     from avloc.data.shards import ShardSet
     from avloc.evaluation import report as eval_report
-    from avloc.media.image import resize_uint8
+    from avloc.inputs.images import resize_uint8
     from avloc.utils.interpolation import upsample
 
     k = min(4, len(records))

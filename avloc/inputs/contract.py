@@ -6,22 +6,21 @@ every stage after training turns media into model inputs:
 
 - images: uint8 RGB ``(H, W, 3)`` of any size -> bicubic resize to ``image_size`` and ImageNet
   normalisation (``image_norm = "clip"``: CLIP's statistics) -> float32 ``(B, S, S, 3)``
-  (:func:`avloc.media.image.preprocess_test`), then framed by ``inference_border`` pixels of
+  (:func:`avloc.inputs.images.preprocess_test`), then framed by ``inference_border`` pixels of
   zeros on every side (the mean colour after normalisation; default 0) -> ``(B, S + 2b,
   S + 2b, 3)``. The map then covers the frame too; it is drawn onto the ``S x S`` image as any
   map is (docs/method.md, "Where the map is drawn");
 - audio: a mono float32 waveform at ``rate`` Hz (any length) -> resampled to ``sample_rate``
   when it differs -> the centred ``clip_seconds`` clip (tiled when short) -> float32
-  spectrogram ``(F, T)`` of the network's ``audio_frontend`` (:data:`AUDIO_FRONTENDS`: avloc's
-  log power spectrogram, :func:`avloc.media.audio.spectrogram`, every ``stft_hop`` samples
-  (default 238; SSL-Align's 159), unless the network says otherwise, e.g. SSL-TIE's mel
-  spectrogram in dB, :func:`avloc.media.mel.mel_db_spectrogram`, or RCGrad's standardised
-  log STFT, :func:`avloc.media.stft.standardized_log_stft`);
+  spectrogram ``(F, T)`` of the network's ``audio_frontend``
+  (:data:`avloc.inputs.frontends.AUDIO_FRONTENDS`: avloc's log power spectrogram every
+  ``stft_hop`` samples, default 238, unless the network says otherwise, e.g. SSL-TIE's mel
+  spectrogram in dB or RCGrad's standardised log STFT);
   batches are ``(B, F, T, 1)``;
 - generated audio: the all-zero clip (silence) and clipped N(0, 1) noise from a caller's
   :class:`numpy.random.Generator` (:mod:`avloc.maps.conditions` owns the seeding rule).
 
-Training's random crops and flips live in :mod:`avloc.data.loader`.
+Training's inputs are :mod:`avloc.inputs.training`'s.
 """
 
 from __future__ import annotations
@@ -31,19 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from avloc.media.audio import clip_centered, noise_waveform, resample, silence_waveform, spectrogram
-from avloc.media.image import IMAGE_NORMS, preprocess_test
-from avloc.media.mel import mel_db_spectrogram
-from avloc.media.stft import standardized_log_stft
-
-#: ``inputs["audio_frontend"]`` -> waveform ``(T,)`` at ``sample_rate`` -> float32 ``(F, T')``;
-#: ``hop`` is ``inputs["stft_hop"]`` (samples between frames; ``log_psd`` only, default 238)
-AUDIO_FRONTENDS = {
-    "log_psd": lambda wave, rate, hop: spectrogram(wave, sample_rate=rate, noverlap=512 - hop),
-    "mel_db": lambda wave, rate, hop: mel_db_spectrogram(wave, rate),
-    "log_stft_standardized": lambda wave, rate, hop: standardized_log_stft(wave),
-}
-DEFAULT_STFT_HOP = 238
+from avloc.inputs.frontends import AUDIO_FRONTENDS, DEFAULT_STFT_HOP
+from avloc.inputs.images import IMAGE_NORMS, preprocess_test
+from avloc.inputs.noise import noise_waveform, silence_waveform
+from avloc.media.audio import clip_centered, resample
 
 
 def check_image(image: np.ndarray) -> np.ndarray:
