@@ -10,7 +10,8 @@ Conventions:
   Training: bicubic resize of the shorter side to ``resize`` (246), random ``size x size`` crop,
   random horizontal flip (p = 0.5); all randomness comes from the given numpy ``Generator``.
 * **Errors**: missing or unreadable files raise :class:`avloc.errors.MediaError` with a
-  one-line message ``"<path>: <problem>"``.
+  one-line message ``"<path>: <problem>"``. An error about the machine rather than the file
+  (:func:`avloc.errors.machine_fault`: EIO, ESTALE, ENOSPC...) propagates as it is.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import os
 import numpy as np
 from PIL import Image, ImageOps
 
-from avloc.errors import MediaError
+from avloc.errors import MediaError, machine_fault
 
 __all__ = [
     "IMAGENET_MEAN",
@@ -116,6 +117,8 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     except MediaError:
         raise
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBomb...
+        if machine_fault(exc, name):
+            raise
         reason = _one_line(exc).rstrip(".") or type(exc).__name__
         raise MediaError(f"{name}: not a readable image ({reason})") from None
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
@@ -306,6 +309,8 @@ def extract_video_frame(
     try:
         container = av.open(name)
     except Exception as exc:
+        if machine_fault(exc, name):
+            raise
         reason = getattr(exc, "strerror", None) or _one_line(exc)
         raise MediaError(f"{name}: not a readable video ({_one_line(reason)})") from None
     try:
@@ -327,6 +332,8 @@ def extract_video_frame(
     except MediaError:
         raise
     except Exception as exc:
+        if machine_fault(exc, name):
+            raise
         reason = getattr(exc, "strerror", None) or _one_line(exc)
         raise MediaError(
             f"{name}: not a readable video ({_one_line(reason).rstrip('.')})"
