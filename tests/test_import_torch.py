@@ -653,8 +653,11 @@ def test_model_init_starts_from_imported_network(ezvsl_file, tmp_path):
         build_network(recipe_model(init=str(tmp_path / "absent.keras")))
 
 
-def test_imported_network_localizes(ezvsl_file, tmp_path):
+def test_imported_network_localizes_as_the_published_model(ezvsl_model, ezvsl_file, tmp_path):
+    """``avloc localize`` with an imported network draws the published model's own map: the
+    torch reference's cosine map on the same inputs, upsampled with aligned corners."""
     from avloc.jobs.localize import localize_pair
+    from avloc.maps.preprocess import InputContract
 
     import_checkpoint(ezvsl_file, "ezvsl", tmp_path / "m.keras")
     net = load_network(tmp_path / "m.keras")
@@ -662,8 +665,16 @@ def test_imported_network_localizes(ezvsl_file, tmp_path):
     image = rng.integers(0, 255, (48, 80, 3), dtype=np.uint8)
     wave = (0.1 * rng.standard_normal(16000 * 3)).astype("float32")
     loc = localize_pair(net, image, wave, uth=0.0)
-    assert loc.heatmap.shape == (48, 80)
-    assert np.isfinite(loc.heatmap).all() and np.ptp(loc.heatmap) > 0
+
+    contract = InputContract(net.inputs)  # 224 px, ImageNet statistics, the log spectrogram
+    x_image = contract.images([image]).transpose(0, 3, 1, 2)
+    x_audio = contract.spectrogram(wave)[None, None]
+    small = reference(ezvsl_model, x_image, x_audio)[2][:, 0]  # (1, h, w) in float64
+    want = F.interpolate(torch.from_numpy(small)[:, None], size=(48, 80), mode="bilinear",
+                         align_corners=True)[0, 0].numpy()  # fmt: skip
+    assert np.ptp(want) > 0.05  # a map with structure, not a constant
+    np.testing.assert_allclose(loc.heatmap, want, atol=1e-4)
+    assert loc.max_score == pytest.approx(want.max(), abs=1e-4)
 
 
 # ------------------------------------------------------------------------------------------
