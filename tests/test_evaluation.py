@@ -283,6 +283,45 @@ def test_maps_equal_the_network_forward_and_visual_runs_once_per_image(data, che
     assert "offscreen" not in again.maps
 
 
+def test_shards_without_offscreen_audio_say_the_offscreen_rows_are_absent(
+    data, checkpoint, tmp_path, capsys
+):
+    from avloc.jobs.evaluate import ModelSource, evaluate
+
+    # the synthetic test set without its offscreen clips: as prepared without an offscreen pool
+    test = ShardSet(data / "test")
+    kept = [f for f in test.fields if not f.startswith("offscreen_")]
+    assert len(kept) < len(test.fields)
+    bare = tmp_path / "no-offscreen"
+    write_shard(bare / "set-00000.h5", test.read(np.arange(6), kept), source="synthetic",
+                split="test", class_names=test.class_names)  # fmt: skip
+    out = tmp_path / "eval"
+    result = evaluate([ModelSource("tiny", checkpoint=checkpoint)], bare, out, uth=0.1,
+                      overlays=0, floors=False)  # fmt: skip
+
+    # one warning line on stderr, naming the shards
+    warned = [line for line in capsys.readouterr().err.splitlines() if "offscreen" in line]
+    assert len(warned) == 1 and warned[0].startswith(f"warning: {bare}: ")
+    assert "no offscreen audio" in warned[0] and "absent" in warned[0]
+    # the report carries it: results.json's "absent", and a line below table.txt's tables
+    row = json.loads((out / "results.json").read_text())["models"][0]
+    assert "offscreen" not in row["metrics"] and {"silence", "noise"} <= set(row["metrics"])
+    assert row["absent"]["offscreen"].startswith(f"{bare}: ")
+    table = (out / "table.txt").read_text()
+    assert f"offscreen: absent for tiny ({bare}: " in table and result.text == table
+    # and so do the saved per-sample records, re-scored without the model
+    again = evaluate([ModelSource("again", records=out / "samples" / "tiny.npz")], None,
+                     tmp_path / "again", overlays=0, floors=False)  # fmt: skip
+    assert again.rows[0]["absent"] == row["absent"]
+    assert "offscreen: absent for again" in again.text
+    assert capsys.readouterr().err.count(f"warning: {bare}: ") == 1
+    # shards that hold offscreen audio have nothing absent
+    full = evaluate([ModelSource("full", checkpoint=checkpoint)], data / "test",
+                    tmp_path / "full", uth=0.1, limit=6, overlays=0, floors=False)  # fmt: skip
+    assert "offscreen" in full.rows[0]["metrics"] and "absent" not in full.rows[0]
+    assert "absent" not in full.text and "warning" not in capsys.readouterr().err
+
+
 def test_derangement_moves_every_sample():
     from avloc.maps.conditions import derangement
 

@@ -278,6 +278,7 @@ def test_ezvsl_family_matches_reference(arch, ezvsl_model, ezvsl_file, tmp_path)
     assert (
         loaded.inputs == {**PUBLISHED_INPUTS, "published_as": arch} and loaded.calibration is None
     )
+    assert loaded.arch == "ezvsl"  # the architecture its weights fill, beside the published name
     assert_parity(loaded, want, image, audio)
 
 
@@ -320,6 +321,7 @@ def test_slavc_exact_map_is_the_mean_of_both_heads(momentum, tmp_path):
         np.testing.assert_allclose(np.linalg.norm(a, axis=-1), 1.0, atol=1e-5)  # unit vectors
         np.testing.assert_allclose(np.linalg.norm(v, axis=-1), 1.0, atol=1e-5)
     assert np.ptp(want_maps) > 0.1
+    assert load_network(tmp_path / "slavc.keras").arch == "ezvsl"  # two heads, recorded too
     # detected from the keys, and the same network
     auto, _ = import_checkpoint(path, None)
     assert auto.heads == 2
@@ -373,7 +375,7 @@ def test_sslalign_matches_reference_and_records_its_front_end(tmp_path):
     assert "audnet.conv1_a.weight" in report.used
     loaded = load_network(tmp_path / "sslalign.keras")
     assert loaded.inputs["stft_hop"] == 159 and loaded.inputs["clip_seconds"] == 3.0
-    assert loaded.inputs["published_as"] == "sslalign"
+    assert loaded.inputs["published_as"] == "sslalign" and loaded.arch == "lvs"
     contract = InputContract(loaded.inputs)
     noise = np.random.default_rng(0).normal(0, 0.1, 80000).astype(np.float32)
     spec = contract.spectrogram(noise)
@@ -439,7 +441,7 @@ def test_rcgrad_maps_are_its_gradcam_maps(tmp_path):
         scale = np.abs(want).max()
         assert scale > 0.01 and np.abs(got - want).max() < 1e-5 * max(scale, 1.0)
     loaded = load_network(tmp_path / "rcgrad.keras")
-    assert loaded.inputs["image_norm"] == "clip"
+    assert loaded.inputs["image_norm"] == "clip" and loaded.arch == "lvs"
     contract = InputContract(loaded.inputs)
     pixel = np.full((8, 8, 3), 128, np.uint8)
     clip_stats = (np.array([0.48145466, 0.4578275, 0.40821073]),
@@ -651,7 +653,10 @@ def test_model_init_starts_from_imported_network(ezvsl_file, tmp_path):
         build_network(recipe_model(init=str(tmp_path / "absent.keras")))
 
 
-def test_imported_network_localizes(ezvsl_file, tmp_path):
+def test_imported_network_localizes_as_the_published_model(ezvsl_model, ezvsl_file, tmp_path):
+    """``avloc localize`` with an imported network draws the published model's own map: the
+    torch reference's cosine map on the same inputs, upsampled with aligned corners."""
+    from avloc.inputs.contract import InputContract
     from avloc.jobs.localize import localize_pair
 
     import_checkpoint(ezvsl_file, "ezvsl", tmp_path / "m.keras")
@@ -660,8 +665,16 @@ def test_imported_network_localizes(ezvsl_file, tmp_path):
     image = rng.integers(0, 255, (48, 80, 3), dtype=np.uint8)
     wave = (0.1 * rng.standard_normal(16000 * 3)).astype("float32")
     loc = localize_pair(net, image, wave, uth=0.0)
-    assert loc.heatmap.shape == (48, 80)
-    assert np.isfinite(loc.heatmap).all() and np.ptp(loc.heatmap) > 0
+
+    contract = InputContract(net.inputs)  # 224 px, ImageNet statistics, the log spectrogram
+    x_image = contract.images([image]).transpose(0, 3, 1, 2)
+    x_audio = contract.spectrogram(wave)[None, None]
+    small = reference(ezvsl_model, x_image, x_audio)[2][:, 0]  # (1, h, w) in float64
+    want = F.interpolate(torch.from_numpy(small)[:, None], size=(48, 80), mode="bilinear",
+                         align_corners=True)[0, 0].numpy()  # fmt: skip
+    assert np.ptp(want) > 0.05  # a map with structure, not a constant
+    np.testing.assert_allclose(loc.heatmap, want, atol=1e-4)
+    assert loc.max_score == pytest.approx(want.max(), abs=1e-4)
 
 
 # ------------------------------------------------------------------------------------------

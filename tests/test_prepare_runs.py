@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -21,7 +22,7 @@ from avloc.data.fakemedia import frame_pattern, write_video
 from avloc.data.prepare import PAUSE_ENV, prepare, read_report
 from avloc.data.shards import ShardSet
 from avloc.data.sources import build_preparer
-from avloc.errors import DataError
+from avloc.errors import DataError, SampleFault, machine_fault
 from cli.main import app
 
 RATE = 16000
@@ -287,6 +288,91 @@ def test_every_kind_of_broken_input_is_skipped_with_its_reason(tmp_path):
         assert reasons[key][0] == name, key
         assert reason in reasons[key][1], (key, reasons[key])
     assert len(read_report(tmp_path / "out")) == len(expected)
+
+
+def _image_failing(monkeypatch, bad: Path, fault: BaseException) -> None:
+    """Reading the image ``bad`` raises ``fault``: a bug of the decoder (anything but an OSError)
+    patched into load_image, or an OSError such as EIO patched under it, into PIL's open."""
+    import PIL.Image
+
+    import avloc.media.image
+
+    module, name = (
+        (PIL.Image, "open") if isinstance(fault, OSError) else (avloc.media.image, "load_image")
+    )
+    real = getattr(module, name)
+
+    def failing(path, *args, **kwargs):
+        if Path(path) == bad:
+            raise fault
+        return real(path, *args, **kwargs)
+
+    monkeypatch.setattr(module, name, failing)
+
+
+@pytest.mark.parametrize(
+    "fault",
+    [
+        RuntimeError("a bug in the decoder"),
+        OSError(errno.EIO, "Input/output error"),
+        OSError(errno.ESTALE, "Stale file handle"),
+    ],
+    ids=["bug", "EIO", "ESTALE"],
+)
+def test_a_fault_not_of_the_file_stops_the_run_and_a_rerun_retries_the_sample(
+    tmp_path, monkeypatch, fault
+):
+    root = tmp_path / "corpus"
+    ids = extracted_corpus(root, 5)
+    bad = root / "frames" / f"{ids[3]}.jpg"  # in the second of three chunks of two
+    out = tmp_path / "out"
+    args = ["--root", str(root), "--image-size", "32", "--shard-size", "2", "--workers", "1"]
+
+    with monkeypatch.context() as patch:
+        _image_failing(patch, bad, fault)
+        runner = CliRunner()
+        result = runner.invoke(app, ["prepare", "vggsound", *args, "--out", str(out)])
+        assert result.exit_code == 2, result.output
+        lines = result.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith(f"avloc: error: {bad}: "), result.stderr
+        assert ids[3] in lines[0] and type(fault).__name__ in lines[0]
+        with pytest.raises(SampleFault) as raised:  # the API says the same, cause attached
+            prepare(build_preparer("vggsound", root=root, image_size=32), out, shard_size=2)
+        assert raised.value.__cause__ is fault and "\n" not in str(raised.value)
+    # The first chunk is finished; the faulty one is not recorded (neither state nor shard).
+    assert finished_shards(out) == ["vggsound-train-00000.h5"]
+    assert not (out / ".prepare" / "vggsound-train-00001.json").exists()
+
+    # The fault gone, a re-run keeps the finished chunk and prepares the sample.
+    again = prepare(build_preparer("vggsound", root=root, image_size=32), out, shard_size=2)
+    assert (again.reused_shards, again.new_shards, again.decoded) == (1, 2, 3)
+    assert again.written == 5 and again.skipped == [] and read_report(out) == []
+    assert sorted(ShardSet(out).read(range(5), ["id"])["id"]) == ids
+
+
+def test_an_input_error_is_a_skip_but_a_machine_error_is_not():
+    # Only an errno about the machine is its fault; a missing or forbidden file is the input's.
+    assert machine_fault(OSError(errno.EIO, "Input/output error"))
+    assert machine_fault(OSError(errno.ESTALE, "Stale file handle"))
+    assert not machine_fault(OSError(errno.ENOENT, "No such file"))
+    assert not machine_fault(OSError(errno.EACCES, "Permission denied"))
+    assert not machine_fault(OSError("image file is truncated"))  # PIL: no errno
+    assert not machine_fault(ValueError("bad data"))
+
+
+def test_ffmpeg_eio_of_a_readable_file_is_the_files_problem(tmp_path):
+    # FFmpeg answers EIO for some truncated files: that counts as the machine's only when
+    # reading the bytes fails too.
+    import av.error
+
+    clip = tmp_path / "clip.mkv"
+    clip.write_bytes(b"\x1a\x45\xdf\xa3 truncated")
+    with pytest.raises(av.error.FFmpegError) as raised:
+        av.error.err_check(-errno.EIO, str(clip))
+    ffmpeg_eio = raised.value
+    assert isinstance(ffmpeg_eio, OSError) and ffmpeg_eio.errno == errno.EIO
+    assert not machine_fault(ffmpeg_eio, str(clip))
+    assert machine_fault(ffmpeg_eio)  # without the file to check: the machine's
 
 
 def test_missing_corpus_or_annotations_is_one_line_error(tmp_path):

@@ -3,6 +3,8 @@ extra-negative invariant, with tiny networks built from recipes by ``build_task`
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 import pytest
@@ -64,9 +66,19 @@ def numpy_weights(variables) -> list[np.ndarray]:
     return [np.array(ops.convert_to_numpy(v)) for v in variables]
 
 
-def test_silence_spectrogram_shape():
+@pytest.mark.parametrize(
+    "rate, seconds, frames",
+    [(16000, 0.5, 32), (16000, 3.0, 200), (8000, 1.0, 32), (22050, 1.0, 91)],
+)
+def test_silence_spectrogram_is_the_floor_over_the_recipes_clip(rate, seconds, frames):
+    """The SSL-SaN paper's silence input: ``rate * seconds`` zeros through the log spectrogram of
+    real audio, so every bin sits at its floor ``log(0 + 1e-7) / 12`` and there are
+    ``(samples - 512) // 238 + 1`` frames (hand-computed above: 7488 // 238 + 1 = 32, ...)."""
     recipe = tiny_recipe({"ezvsl": {}})
-    assert silence_spectrogram(recipe).shape == (257, 32)  # 8000 samples, hop 238, nperseg 512
+    data = dataclasses.replace(recipe.data, sample_rate=rate, clip_seconds=seconds)
+    got = silence_spectrogram(dataclasses.replace(recipe, data=data))
+    assert got.shape == (257, frames) and got.dtype == np.float32
+    np.testing.assert_allclose(got, np.log(1e-7) / 12, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("loss", list(LOSS_CONFIGS.values()), ids=list(LOSS_CONFIGS))

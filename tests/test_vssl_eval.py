@@ -81,6 +81,49 @@ def test_offscreen_clips_are_of_another_class_and_follow_the_seed():
         assert np.all(labels[got] != labels)
 
 
+def tiny_network(arch: str):
+    """avloc's own tiny network of architecture ``arch``, built from a recipe."""
+    from avloc.config import load_recipe
+    from avloc.models import build_network
+
+    lvs = ["model.arch=lvs", "model.visual.last_stride=1", "model.embed_dim=32"]
+    recipe = load_recipe(QUICKSTART, [*TINY_NET, *(lvs if arch == "lvs" else [])])
+    return build_network(recipe.model, recipe.data)
+
+
+def test_the_family_is_what_the_network_records_never_a_guess(tmp_path):
+    from avloc.errors import DataError
+    from avloc.models.avnet import AudioVisualNet
+    from avloc.models.io import load_network, save_network
+
+    # avloc's own networks record their architecture, kept through saving and loading
+    for arch in ("ezvsl", "lvs"):
+        net = load_network(save_network(tiny_network(arch), tmp_path / f"{arch}.keras"))
+        assert net.arch == arch and "published_as" not in net.inputs
+        assert rules.family_of(net) is rules.FAMILIES[arch]
+    # an imported one records the published model it is: FNAC's layout is EZ-VSL's, its
+    # family is not (the layout alone would say ezvsl)
+    for published, family in {"marginnce": "ezvsl", **{f: f for f in rules.FAMILIES}}.items():
+        net.inputs["published_as"] = published
+        assert rules.family_of(net) is rules.FAMILIES[family], published
+
+    def refusal(net, run_arch=None) -> str:
+        with pytest.raises(DataError) as raised:
+            rules.family_of(net, run_arch)
+        assert "\n" not in str(raised.value)
+        return str(raised.value)
+
+    net.inputs["published_as"] = "rcgrad"
+    assert "no rules for the published model rcgrad" in refusal(net)
+    # a network saved before the architecture was recorded: arch "" and no published_as
+    old = AudioVisualNet(embed_dim=16, visual={"width": 4}, audio={"width": 4}, name="avnet")
+    assert old.arch == "" and "records neither" in refusal(old)
+    assert rules.family_of(old, "ezvsl") is rules.FAMILIES["ezvsl"]  # its run's model.arch
+    assert "no rules for the architecture resnet50" in refusal(old, "resnet50")
+    old.arch = "resnet50"
+    assert "no rules for the architecture resnet50" in refusal(old)
+
+
 def naive_ciou(pred, gt, thr):
     """vssl_eval's ``Evaluator_iiou.cal_CIOU``, pixel by pixel."""
     infer = np.zeros((224, 224))
@@ -364,3 +407,29 @@ def test_vssl_eval_refuses_what_it_cannot_score(data, checkpoints, tmp_path):
     done = run_avloc("eval", "--protocol", "vssl", "--dataset", str(data / "test"),
                      "--checkpoint", str(plain))  # fmt: skip
     assert done.returncode == 2 and "expected one of avloc, vssl_eval" in done.stderr
+
+
+def test_an_older_network_takes_its_runs_arch_and_without_a_run_is_refused(data, tmp_path):
+    from avloc.errors import DataError
+    from avloc.jobs.evaluate import ModelSource
+    from avloc.jobs.evaluate_vssl import evaluate_vssl
+    from avloc.models.io import save_network
+
+    net = tiny_network("ezvsl")
+    net.arch = ""  # as saved before networks recorded their architecture
+    alone = save_network(net, tmp_path / "alone.keras")
+    run = tmp_path / "run"
+    run.mkdir()
+    shutil.copy(QUICKSTART, run / "recipe.toml")  # model.arch = "ezvsl"
+    in_run = save_network(net, run / "model.keras")
+    options = dict(uth=0.5, limit=2, floors=False, seeds=SEEDS[:1])
+
+    with pytest.raises(DataError) as raised:
+        evaluate_vssl([ModelSource("alone", checkpoint=alone)], data / "test", tmp_path / "a",
+                      **options)  # fmt: skip
+    message = str(raised.value)
+    assert message.startswith(f"{alone}: ") and "records neither" in message
+    assert "\n" not in message
+    done = evaluate_vssl([ModelSource("run", checkpoint=in_run, run_dir=run)], data / "test",
+                         tmp_path / "b", **options)  # fmt: skip
+    assert [r["family"] for r in done.rows] == ["ezvsl"]

@@ -1,8 +1,8 @@
-"""Results for people: rich tables laid out like seed 000's, and PNG plots.
+"""Results for people: rich tables laid out like the SSL-SaN paper's, and PNG plots.
 
 Tables (one row per model; percentages unless noted):
 
-- main (seed 000's): cIoU (mean) and AUC at Uth and adaptive threshold | pIA and AUC_N for
+- main (the SSL-SaN paper's): cIoU (mean) and AUC at Uth and adaptive threshold | pIA and AUC_N for
   silence, noise, offscreen | FLOC, FAUC;
 - classic: cIoU@0.5 and AUC per threshold family (median is the classic cIoU table), and
   Separability with its quartiles (raw cosine units);
@@ -156,13 +156,24 @@ def _rkey(key: str):
     return (direction, kind, int(at.split("@")[1]))
 
 
-def render_text(tables: list, width: int = 220) -> str:
+def absent_notes(rows: Sequence[dict[str, Any]]) -> list[str]:
+    """One line per model and condition asked for but not computed (a row's ``"absent"``)."""
+    return [
+        f"{condition}: absent for {r['name']} ({why})"
+        for r in rows
+        for condition, why in r.get("absent", {}).items()
+    ]
+
+
+def render_text(tables: list, notes: Sequence[str] = (), width: int = 220) -> str:
+    """The tables as text, then ``notes`` (one line each) below them."""
     from rich.console import Console
 
     console = Console(record=True, width=width, file=open("/dev/null", "w"))  # noqa: SIM115
     for table in tables:
         console.print(table)
-    return console.export_text()
+    text = console.export_text()
+    return text + "".join(f"{note}\n" for note in notes)
 
 
 # --------------------------------------------------------------------------------------------

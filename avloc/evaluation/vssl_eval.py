@@ -3,17 +3,18 @@
 vssl_eval (the code of the ICASSP 2025 negative-audio paper, commit ``e8ebbc9``) evaluates the
 published models with rules that differ from avloc's default protocol (docs/protocol.md,
 "Other evaluators' conventions"). This module reproduces them, per model family
-(:data:`FAMILIES`; :func:`family_of` reads it from the network):
+(:data:`FAMILIES`; :func:`family_of` reads it from what the network records: the published
+model it was imported as, else avloc's architecture it was built as):
 
 Audio (one waveform per stored clip, taken as the file; 16 kHz):
 
-- ``ezvsl`` / ``slavc`` (and marginNCE, and avloc's own networks): the first 10 s (tiled when
-  shorter), rolled so that the clip's middle sits at 5 s, ``log(PSD + 1e-7)`` (512-sample frames,
-  hop 238), the middle 200 frames, ``/ 12``; the offscreen clip is not rolled;
+- ``ezvsl`` / ``slavc`` (and marginNCE, and avloc's own ``ezvsl`` networks): the first 10 s
+  (tiled when shorter), rolled so that the clip's middle sits at 5 s, ``log(PSD + 1e-7)``
+  (512-sample frames, hop 238), the middle 200 frames, ``/ 12``; the offscreen clip is not rolled;
 - ``fnac``: the first 3 s (tiled), rolled by ``int(1.5 sr) - int(duration / 2 * sr)``, the same
   spectrogram (200 frames, no crop); the offscreen clip is not rolled;
-- ``lvs`` (and SSL-Align): 3.5-6.5 s of the first 10 s, clipped to [-1, 1], hop 159 (299
-  frames), ``log(PSD + 1e-7) / 12``;
+- ``lvs`` (and SSL-Align, and avloc's own ``lvs`` networks): 3.5-6.5 s of the first 10 s,
+  clipped to [-1, 1], hop 159 (299 frames), ``log(PSD + 1e-7) / 12``;
 - ``ssltie``: the first 10 s as SSL-TIE's mel spectrogram in dB (:mod:`avloc.inputs.mel`).
 
 Silence is the all-zero waveform, noise unclipped N(0, 1), both as long as the positive clip and
@@ -105,25 +106,37 @@ FAMILIES = {
 }
 #: Seconds of the clip each window gives (and of generated silence and noise).
 CLIP_SECONDS = {"roll10_crop200": 10.0, "fnac_roll3": 3.0, "lvs_3p5": 3.0, "first10_mel": 10.0}
-#: ``import-checkpoint --arch`` names -> family
+#: ``import-checkpoint --arch`` names -> family (recorded as ``inputs["published_as"]``)
 PUBLISHED_FAMILY = {"marginnce": "ezvsl", **{name: name for name in FAMILIES}}
+#: avloc's architectures (``model.arch``, recorded as ``net.arch``) -> family
+ARCH_FAMILY = {"ezvsl": "ezvsl", "lvs": "lvs"}
 
 
-def family_of(net) -> Family:
-    """The family of a network: what it was imported as, else guessed from its layout."""
+def family_of(net, run_arch: str | None = None) -> Family:
+    """The family of a network, from what it records, never guessed from its layout.
+
+    An imported network records the published model it is (``inputs["published_as"]``, the
+    ``--arch`` of ``avloc import-checkpoint``: :data:`PUBLISHED_FAMILY`); one of avloc's own the
+    architecture it was built as (``net.arch``: :data:`ARCH_FAMILY`). Networks saved before they
+    recorded it take ``run_arch``, the ``model.arch`` of the recipe of the run that trained them.
+    Anything else is a one-line :class:`DataError` naming what the network is.
+    """
+    scored = f"it scores {', '.join(PUBLISHED_FAMILY)} and avloc's {', '.join(ARCH_FAMILY)}"
     published = net.inputs.get("published_as")
-    if published in PUBLISHED_FAMILY:
-        return FAMILIES[PUBLISHED_FAMILY[published]]
-    if published is not None or not getattr(net, "normalize", True):
-        raise DataError(f"vssl_eval has no rules for {published or 'this network'} (it scores "
-                        f"{', '.join(PUBLISHED_FAMILY)} and avloc's own networks)")  # fmt: skip
-    if net.inputs.get("audio_frontend") == "mel_db":
-        return FAMILIES["ssltie"]
-    if getattr(net, "projection", True) is None or net.visual_config.get("last_stride") == 1:
-        return FAMILIES["lvs"]
-    if getattr(net, "heads", 1) == 2:
-        return FAMILIES["slavc"]
-    return FAMILIES["ezvsl"]
+    if published is not None:
+        if published in PUBLISHED_FAMILY:
+            return FAMILIES[PUBLISHED_FAMILY[published]]
+        raise DataError(f"vssl_eval has no rules for the published model {published} ({scored})")
+    arch = getattr(net, "arch", "") or run_arch or ""
+    if arch in ARCH_FAMILY:
+        return FAMILIES[ARCH_FAMILY[arch]]
+    if arch:
+        raise DataError(f"vssl_eval has no rules for the architecture {arch} ({scored})")
+    raise DataError(
+        "the network records neither the published model it was imported as nor the "
+        "architecture it was built as (saved by an older avloc): import it again with "
+        "`avloc import-checkpoint`, or give the run directory whose recipe says model.arch"
+    )
 
 
 # --------------------------------------------------------------------------------------------
@@ -255,11 +268,15 @@ def collect(
     seeds: Sequence[int] = SEEDS,
     batch_size: int = 32,
     progress: Callable[[int], None] | None = None,
+    family: Family | None = None,
 ) -> VsslRecords:
-    """vssl_eval's maps of ``net`` on ``shards[indices]`` (``dataset``: its name, for IS3)."""
+    """vssl_eval's maps of ``net`` on ``shards[indices]`` (``dataset``: its name, for IS3).
+
+    ``family``: the network's (:func:`family_of` when None).
+    """
     from avloc.maps.engine import MapsEngine
 
-    family = family_of(net)
+    family = family_of(net) if family is None else family
     engine = MapsEngine(net)
     rules = AudioRules(family, int(net.inputs.get("sample_rate", RATE)))
     stored_rate = int(shards.attrs.get("sample_rate", RATE))

@@ -3,7 +3,7 @@
 Output directory::
 
     results.json            {"dataset", "models": [{"name", "source", "uth", "uth_source",
-                             "calibration", "samples", "metrics"}]}
+                             "calibration", "samples", "metrics"[, "absent"]}]}
     table.txt               the tables as printed
     samples/<model>.npz     per-sample records (recompute with ``avloc eval --samples FILE``)
     plots/scores_<model>.png, plots/overlays_<model>.png, plots/success_curves.png
@@ -14,6 +14,7 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -277,6 +278,17 @@ def _check_metric_groups(groups: Sequence[str] | None, records: SampleRecords, w
             raise DataError(f"{where}: the shards lack {what}, needed for the {group} metrics")
 
 
+def _absent(records: SampleRecords, groups: Sequence[str] | None) -> dict[str, str]:
+    """The negative conditions the table would show but the records lack, and why (naming the
+    shards); each is also a one-line warning on stderr, so no column goes missing unsaid."""
+    if groups and "negatives" not in groups:
+        return {}
+    absent = dict(records.meta.get("absent") or {})
+    for why in absent.values():
+        print(f"warning: {why}", file=sys.stderr, flush=True)
+    return absent
+
+
 def _filter_metrics(metrics: dict, groups: Sequence[str] | None) -> dict:
     if not groups:
         return metrics
@@ -308,6 +320,10 @@ def evaluate(
     floors: bool = True,
 ) -> EvalResult:
     """Evaluate every source on ``dataset``; ``progress(label, total)`` returns an advance fn.
+
+    A negative condition the shards cannot give (offscreen audio in shards prepared without it)
+    is a warning on stderr, a row's ``"absent"`` (``{condition: why}``) and a line below the
+    tables, so that its missing column is never silent.
 
     With ``floors`` (and ground truth), the audio-free rows of :mod:`avloc.evaluation.floors`
     follow the models, scored on the first model's samples and marked ``"floor": true``.
@@ -352,6 +368,7 @@ def evaluate(
                 progress=advance,
             )
             records.meta = {
+                **records.meta,  # what was asked for but not computed ("absent")
                 "model": source.name,
                 "checkpoint": str(source.checkpoint),
                 "dataset": name,
@@ -365,6 +382,7 @@ def evaluate(
         first_records = records if first_records is None else first_records
         scores = score_records(records, chosen)
         metrics = _filter_metrics(scores.metrics, metric_groups)
+        absent = _absent(records, metric_groups)
         rows.append(
             {
                 "name": source.name,
@@ -374,6 +392,7 @@ def evaluate(
                 "calibration": calibration,
                 "samples": len(records),
                 "metrics": metrics,
+                **({"absent": absent} if absent else {}),
             }
         )
         curves.append((source.name, scores.per_sample))
@@ -409,7 +428,7 @@ def evaluate(
     plot = report.plot_success_curves(curves, out_dir / "plots" / "success_curves.png")
     files += [plot] if plot else []
     title = name or "saved results"
-    text = report.render_text(report.build_tables(rows, title))
+    text = report.render_text(report.build_tables(rows, title), report.absent_notes(rows))
     atomic_write_bytes(out_dir / "table.txt", text.encode())
     summary = {"dataset": {"name": name, "shards": str(shards.location) if shards else None}}
     summary["models"] = rows

@@ -23,7 +23,7 @@ from avloc.data.shards import ShardSet
 from avloc.errors import DataError
 from avloc.evaluation import vssl_eval as rules
 from avloc.evaluation.floors import FLOOR_UTH, FLOORS
-from avloc.jobs.evaluate import EvalResult, ModelSource, resolve_dataset
+from avloc.jobs.evaluate import EvalResult, ModelSource, resolve_dataset, run_recipe
 from avloc.utils.files import atomic_write_bytes, atomic_write_json
 
 
@@ -76,12 +76,19 @@ def evaluate_vssl(
     first = None
     for source in sources:
         net = load_network(source.checkpoint)
-        family = rules.family_of(net)
+        run_arch = None
+        if not net.arch and "published_as" not in net.inputs:  # saved before it was recorded:
+            recipe = run_recipe(source)  # the recipe of the run that trained it says
+            run_arch = recipe.model.arch if recipe is not None else None
+        try:
+            family = rules.family_of(net, run_arch)
+        except DataError as exc:
+            raise DataError(f"{source.checkpoint}: {exc}") from None
         chosen, uth_source = protocol_uth(uth, net, family)
         advance = progress(source.name, len(indices)) if progress else None
         records = rules.collect(
             net, shards, indices, dataset=name, seeds=seeds, batch_size=batch_size,
-            progress=advance,
+            progress=advance, family=family,
         )  # fmt: skip
         first = records if first is None else first
         rows.append(

@@ -17,7 +17,9 @@ A :class:`SampleRecords` holds, for N test samples of one model:
   the data set has none), ``boxes`` float32 ``(N, K, 4)`` normalised and NaN-padded,
   ``box_group`` int32 ``(N, K)``, ``mask`` uint8 ``(N, S, S)``;
 - ``groups``: str ``(N,)`` samples sharing one image (interactive sets) or None;
-- ``meta``: a JSON-able dict (model name, checkpoint, data set, Uth and its source ...).
+- ``meta``: a JSON-able dict (model name, checkpoint, data set, Uth and its source ...);
+  ``meta["absent"]``: ``{condition: why}`` for a negative condition asked for but not computed
+  (offscreen audio when the shards hold none), which the evaluation report prints.
 
 Saved as one ``.npz`` file (no pickles: loading never runs code).
 """
@@ -148,15 +150,21 @@ def collect_records(
 ) -> SampleRecords:
     """Maps and embeddings of ``net`` on ``shards`` (all samples, or ``indices``).
 
-    ``negatives``: any of silence, noise, offscreen (skipped when the shards hold no offscreen
-    audio); ``control``: ``"shuffled"`` or None. Noise and the shuffled partner follow
-    :mod:`avloc.maps.conditions` with ``seed``.
+    ``negatives``: any of silence, noise, offscreen; ``control``: ``"shuffled"`` or None. Noise
+    and the shuffled partner follow :mod:`avloc.maps.conditions` with ``seed``. Offscreen is
+    left out when the shards hold no offscreen audio, and the records say so, naming the shards:
+    ``meta["absent"]["offscreen"]`` (which ``avloc eval`` warns about and reports).
     """
     from avloc.maps.engine import MapsEngine
 
     indices = np.arange(len(shards)) if indices is None else np.asarray(indices, np.int64)
+    absent = {}
     if OFFSCREEN in negatives and "offscreen_audio" not in shards.fields:
         negatives = tuple(c for c in negatives if c != OFFSCREEN)
+        absent[OFFSCREEN] = (
+            f"{shards.location}: the shards hold no offscreen audio (prepared without an "
+            "offscreen clip per sample), so the offscreen rows are absent, not scored"
+        )
     conditions = (POSITIVE, *negatives, *([control] if control else []))
     fields = ["id", *(f for f in ("label", "group", *GT_FIELDS) if f in shards.fields)]
     maps: dict[str, list[np.ndarray]] = {c: [] for c in conditions}
@@ -197,4 +205,5 @@ def collect_records(
         mask=cat.get("mask"),
         groups=cat.get("group"),
         class_names=list(shards.class_names),
+        meta={"absent": absent} if absent else {},
     )

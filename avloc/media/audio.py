@@ -8,7 +8,9 @@ Conventions (everything is numpy, nothing here depends on Keras):
   48000 samples), cut around a centre time given in **seconds**; short audio is tiled.
 * **Errors**: unreadable, missing or empty media files raise
   :class:`avloc.errors.MediaError` with a one-line message ``"<path>: <problem>"``; invalid
-  arguments (empty arrays, bad lengths) raise ``ValueError``.
+  arguments (empty arrays, bad lengths) raise ``ValueError``. An error about the machine rather
+  than the file (:func:`avloc.errors.machine_fault`: EIO, ESTALE, ENOSPC...) propagates
+  as it is.
 
 Decoding: wav/flac/ogg/mp3 (and anything else libsndfile understands) are read with
 ``soundfile``; video containers (mp4, mkv, webm, ...) and whatever soundfile cannot read are
@@ -23,7 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
-from avloc.errors import MediaError
+from avloc.errors import MediaError, machine_fault
 from avloc.media.formats import CONTAINER_EXTS
 
 __all__ = [
@@ -134,6 +136,8 @@ def _decode(name: str) -> tuple[np.ndarray, int]:
         try:
             return _read_soundfile(name)
         except Exception as exc:  # libsndfile cannot read it: try FFmpeg
+            if machine_fault(exc, name):
+                raise
             sf_error = exc
     try:
         return _read_pyav(name)
@@ -144,6 +148,8 @@ def _decode(name: str) -> tuple[np.ndarray, int]:
             raise MediaError(f"{name}: not a readable audio file ({_one_line(reason)})") from None
         raise MediaError(f"{name}: has no audio track") from None
     except (av.error.FFmpegError, RuntimeError, ValueError, OSError) as exc:
+        if machine_fault(exc, name):
+            raise
         if sf_error is not None:
             reason = getattr(sf_error, "error_string", None) or _one_line(sf_error)
         else:
@@ -209,7 +215,12 @@ def _clip_from_window(name: str, sample_rate: int, seconds: float, center: float
     start_s = min(max(start_s, 0.0), duration - seconds)
     first = max(int((start_s - WINDOW_MARGIN_SECONDS) * rate), 0)
     last = min(int(np.ceil((start_s + seconds + WINDOW_MARGIN_SECONDS) * rate)), frames)
-    data, _ = sf.read(name, start=first, stop=last, dtype="float32", always_2d=True)
+    try:
+        data, _ = sf.read(name, start=first, stop=last, dtype="float32", always_2d=True)
+    except Exception as exc:  # damaged past its header: the whole-file path says what it is
+        if machine_fault(exc, name):
+            raise
+        return None
     wave = data.mean(axis=1) if data.shape[1] > 1 else data[:, 0]
     wave = np.nan_to_num(wave, nan=0.0, posinf=1.0, neginf=-1.0)
     if rate != sample_rate:

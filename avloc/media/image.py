@@ -5,7 +5,8 @@ Conventions:
 * **Images** are ``uint8`` RGB arrays of shape ``(H, W, 3)``, channels last, already rotated
   upright according to their EXIF orientation.
 * **Errors**: missing or unreadable files raise :class:`avloc.errors.MediaError` with a
-  one-line message ``"<path>: <problem>"``.
+  one-line message ``"<path>: <problem>"``. An error about the machine rather than the file
+  (:func:`avloc.errors.machine_fault`: EIO, ESTALE, ENOSPC...) propagates as it is.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import os
 import numpy as np
 from PIL import Image, ImageOps
 
-from avloc.errors import MediaError
+from avloc.errors import MediaError, machine_fault
 
 __all__ = ["extract_video_frame", "load_image"]
 
@@ -87,6 +88,8 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     except MediaError:
         raise
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBomb...
+        if machine_fault(exc, name):
+            raise
         reason = _one_line(exc).rstrip(".") or type(exc).__name__
         raise MediaError(f"{name}: not a readable image ({reason})") from None
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
@@ -137,6 +140,8 @@ def extract_video_frame(
     try:
         container = av.open(name)
     except Exception as exc:
+        if machine_fault(exc, name):
+            raise
         reason = getattr(exc, "strerror", None) or _one_line(exc)
         raise MediaError(f"{name}: not a readable video ({_one_line(reason)})") from None
     try:
@@ -158,6 +163,8 @@ def extract_video_frame(
     except MediaError:
         raise
     except Exception as exc:
+        if machine_fault(exc, name):
+            raise
         reason = getattr(exc, "strerror", None) or _one_line(exc)
         raise MediaError(
             f"{name}: not a readable video ({_one_line(reason).rstrip('.')})"

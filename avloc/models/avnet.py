@@ -67,9 +67,13 @@ class AudioVisualNet(keras.Model):
         heads: int = 1,
         audio_pool: str = "max",
         normalize: bool = True,
+        arch: str = "",
         **kwargs,
     ):
         super().__init__(**kwargs)
+        #: The registered architecture it was built as (``model.arch``: "ezvsl" or "lvs"; an
+        #: import records the one its weights fill); "" in networks saved before it was recorded.
+        self.arch = str(arch)
         if heads not in (1, 2) or (heads == 2 and not projection):
             raise ValueError(f"heads must be 1, or 2 with projections (SLAVC), got {heads}")
         #: Projection pairs. With 2 (SLAVC), each head's embeddings are L2-normalised, joined
@@ -216,6 +220,7 @@ class AudioVisualNet(keras.Model):
             heads=self.heads,
             audio_pool=self.audio_pool_kind,
             normalize=self.normalize,
+            arch=self.arch,
         )
         return config
 
@@ -265,6 +270,7 @@ def build_ezvsl(model_config, data_config=None) -> AudioVisualNet:
         projection=True,
         inputs=input_settings(data_config),
         visual_dropout=_check_visual_dropout(model_config),
+        arch="ezvsl",
         name="avnet",
     )
     return net
@@ -316,6 +322,7 @@ def build_lvs(model_config, data_config=None) -> AudioVisualNet:
         projection=False,
         inputs=input_settings(data_config),
         visual_dropout=_check_visual_dropout(model_config),
+        arch="lvs",
         name="avnet",
     )
     return net

@@ -322,6 +322,7 @@ def import_checkpoint(
             heads=2 if spec.img_proj2 else 1,
             audio_pool=spec.audio_pool,
             normalize=spec.normalize,
+            arch=spec.avloc_arch,
             name="avnet",
         )
     else:

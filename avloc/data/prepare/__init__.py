@@ -33,7 +33,10 @@ samples), :mod:`.run` (:func:`prepare`).
    no usable offscreen clip) is left out and listed in ``OUT/report.tsv`` (``id``, ``file``,
    ``reason``; sorted by id), rewritten atomically at the end of every run from the plan and
    all state files, so a resumed run lists the problems of earlier runs too. ``OUT/prepare.json``
-   summarises the run. Broken inputs never stop the run. A part writes both files for every
+   summarises the run. Broken inputs never stop the run; anything else that fails a sample (an
+   ``OSError`` about the machine, such as EIO or ESTALE on a network file system, or a bug) does:
+   :class:`~avloc.errors.SampleFault`, one line naming the file, raised before the sample's
+   chunk is recorded, so running the command again retries it. A part writes both files for every
    part finished so far (read from the state files, and read again after writing, so that the
    last part to finish leaves the complete report).
 

@@ -1,4 +1,12 @@
-"""One sample: decode its media into a shard row, or say why it is skipped."""
+"""One sample: decode its media into a shard row, or say why it is skipped.
+
+Only problems of the sample's own inputs are skips: a :class:`~avloc.errors.MediaError` of the
+media layer (missing, unreadable, truncated or non-media files), silent or short audio, boxes
+outside the image. Anything else (an ``OSError`` about the machine such as EIO or ESTALE, see
+:func:`~avloc.errors.machine_fault`, or a bug) raises :class:`~avloc.errors.SampleFault`: the run
+stops before the sample's chunk is recorded complete, so that running it again retries the
+sample instead of keeping it skipped for good.
+"""
 
 from __future__ import annotations
 
@@ -11,7 +19,7 @@ import numpy as np
 
 from avloc.data.boxes import BoxError, normalise_boxes, pad_boxes
 from avloc.data.prepare.plan import SampleSpec, Settings, Skip
-from avloc.errors import MediaError
+from avloc.errors import MediaError, SampleFault, machine_fault
 from avloc.inputs.pcm import to_pcm16
 from avloc.utils.processes import exit_with_parent
 
@@ -23,13 +31,25 @@ class _Problem(Exception):
         self.reason = reason
 
 
+class _Fault(Exception):
+    """Reading ``path`` failed for a reason that is not the file's (the machine, or a bug)."""
+
+    def __init__(self, path: str, cause: BaseException):
+        super().__init__(path)
+        self.path = path
+        self.cause = cause
+
+
 def _one_line(text: object, limit: int = 200) -> str:
     line = " ".join(str(text).split())
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
 def _media(path: str, fn: Callable[..., Any], *args, **kwargs):
-    """Call a decoder; a MediaError becomes a _Problem naming ``path`` and the reason alone."""
+    """Call a decoder; a MediaError becomes a _Problem naming ``path`` and the reason alone.
+
+    Anything else becomes a :class:`_Fault` naming ``path``: it stops the run.
+    """
     try:
         return fn(*args, **kwargs)
     except MediaError as exc:
@@ -37,6 +57,10 @@ def _media(path: str, fn: Callable[..., Any], *args, **kwargs):
         prefix = f"{path}: "
         reason = message[len(prefix) :] if message.startswith(prefix) else message
         raise _Problem(path, reason) from None
+    except _Fault:
+        raise
+    except Exception as exc:
+        raise _Fault(path, exc) from exc
 
 
 def frame_number(k: int, fps: float) -> int:
@@ -56,6 +80,8 @@ def _video_fps(path: str) -> float:
     except _Problem:
         raise
     except Exception as exc:
+        if machine_fault(exc, path):
+            raise _Fault(path, exc) from exc
         raise _Problem(path, f"not a readable video ({_one_line(exc)})") from None
     if not rate:
         raise _Problem(path, "not a readable video (unknown frame rate)")
@@ -73,6 +99,8 @@ def _load_mask(path: str, size: int) -> np.ndarray:
             img.load()
             gray = np.asarray(img.convert("L"), dtype=np.uint8)
     except Exception as exc:
+        if machine_fault(exc, name):
+            raise
         raise MediaError(f"{name}: not a readable mask image ({_one_line(exc)})") from None
     binary = Image.fromarray(((gray > 0) * 255).astype(np.uint8), mode="L")
     if binary.size != (size, size):
@@ -188,13 +216,24 @@ def _row(spec: SampleSpec, settings: Settings) -> dict[str, Any]:
 
 
 def process_sample(spec: SampleSpec, settings: Settings) -> dict[str, Any] | Skip:
-    """Decode one sample into a row (dict of arrays), or a :class:`Skip` saying why not."""
+    """Decode one sample into a row (dict of arrays), or a :class:`Skip` saying why not.
+
+    Raises :class:`SampleFault` (one line naming the file) when the sample fails for a reason
+    that is not its inputs' (the machine, or a bug): that must stop the run, not skip it.
+    """
     try:
         return _row(spec, settings)
     except _Problem as exc:
         return Skip(spec.id, exc.path, _one_line(exc.reason))
-    except Exception as exc:  # a broken input must never stop the run: report it instead
-        return Skip(spec.id, spec.visual, f"cannot be prepared ({type(exc).__name__}: {exc})")
+    except _Fault as exc:
+        path, cause = exc.path, exc.cause
+    except Exception as exc:
+        path, cause = spec.visual, exc
+    what = f"{type(cause).__name__}: {_one_line(cause)}" if str(cause) else type(cause).__name__
+    raise SampleFault(
+        f"{path}: sample {spec.id} failed ({what}); not a problem of the file itself, so the run "
+        "stops here and running it again retries the sample"
+    ) from cause
 
 
 def _process_many(specs: Sequence[SampleSpec], settings: Settings) -> list[dict | Skip]:
