@@ -1,8 +1,8 @@
-"""Results for people: rich tables laid out like seed 000's, and PNG plots.
+"""Results for people: rich tables laid out like the SSL-SaN paper's, and PNG plots.
 
 Tables (one row per model; percentages unless noted):
 
-- main (seed 000's): cIoU (mean) and AUC at Uth and adaptive threshold | pIA and AUC_N for
+- main (the SSL-SaN paper's): cIoU (mean) and AUC at Uth and adaptive threshold | pIA and AUC_N for
   silence, noise, offscreen | FLOC, FAUC;
 - classic: cIoU@0.5 and AUC per threshold family (median is the classic cIoU table), and
   Separability with its quartiles (raw cosine units);
