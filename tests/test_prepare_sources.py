@@ -14,15 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from PIL import Image
-
-from avloc.data.fakemedia import (
+from fakemedia import (
     dominant_frequency,
     frame_pattern,
     read_frame_pattern,
     tone_frequency,
     write_video,
 )
+from PIL import Image
+
 from avloc.data.prepare import prepare, read_report
 from avloc.data.shards import ShardSet, read_info
 from avloc.data.sources import build_preparer, preparer_names
