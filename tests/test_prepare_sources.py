@@ -81,6 +81,23 @@ def test_every_source_is_registered():
     )
 
 
+def test_every_source_has_its_prepare_command(monkeypatch):
+    """``avloc prepare NAME`` for each registered name (and no other), passing NAME on."""
+    import inspect
+
+    import cli.prepare
+    from cli.app import prepare_app
+
+    commands = {info.name: info.callback for info in prepare_app.registered_commands}
+    assert set(commands) == {*preparer_names(), "synthetic", "inspect"}
+    seen = []
+    monkeypatch.setattr(cli.prepare, "_run", lambda source, *args, **options: seen.append(source))
+    for name in preparer_names():
+        parameters = inspect.signature(commands[name]).parameters.items()
+        commands[name](**{k: Path("x") for k, p in parameters if p.default is p.empty})
+        assert seen[-1] == name, f"avloc prepare {name} runs source {seen[-1]!r}"
+
+
 # --------------------------------------------------------------------------------------------
 # VGGSound (training)
 # --------------------------------------------------------------------------------------------
