@@ -4,7 +4,7 @@
     python benchmarks/prepare.py --videos 48 --workers 1,2,4 --json bench.json
 
 Writes ``--videos`` H.264/AAC MP4s with PyAV (VGGSound-like 10 s clips whose frames and tones
-are known, :mod:`avloc.data.fakemedia`), then prepares them with the ``vggsound`` source (frame
+are known, ``tests/fakemedia.py``), then prepares them with the ``vggsound`` source (frame
 in the middle of each clip, 3 s of its audio, 256 px images) once per worker count, each into a
 fresh directory. The parent process decodes one clip first so its one-off import costs are not
 timed; the worker processes' start-up (spawn + imports, a few seconds each) is part of the
@@ -24,11 +24,12 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # fakemedia
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from common import machine_info, print_machine  # noqa: E402
+from fakemedia import write_video  # noqa: E402
 
-from avloc.data.fakemedia import write_video  # noqa: E402
 from avloc.data.prepare import prepare, process_sample  # noqa: E402
 from avloc.data.sources import build_preparer  # noqa: E402
 

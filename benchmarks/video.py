@@ -29,7 +29,7 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-for _path in (str(ROOT), str(ROOT / "benchmarks")):
+for _path in (str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "tests")):  # tests: fakemedia
     if _path not in sys.path:
         sys.path.insert(0, _path)
 
@@ -38,7 +38,7 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def make_video(path: Path, seconds: float, size: tuple[int, int]) -> Path:
-    from avloc.data.fakemedia import write_video
+    from fakemedia import write_video
 
     write_video(path, seconds=seconds, fps=25, size=size, audio_rate=44100, crf=23)
     return path

@@ -18,8 +18,8 @@ def evaluate(
         str | None,
         typer.Option(
             "--dataset",
-            help="Prepared data set name (vggss, flickr, is3, is3plus, avsbench-s4, synthetic, "
-            "...) found under --data-root, or a shard directory/file",
+            help="Prepared data set: its folder's name under --data-root (the --out of `avloc "
+            "prepare`, e.g. vggss) or a shard directory/file",
         ),
     ] = None,
     runs: Annotated[

@@ -1,4 +1,4 @@
-"""``avloc reproduce synthetic``: seed 000's claims in miniature, trained and tested here.
+"""``avloc reproduce synthetic``: the SSL-SaN paper's claims in miniature, trained and tested here.
 
 Writes ``OUT/synthetic.md``, ``OUT/synthetic.json`` and plots in ``OUT/synthetic/``; the runs,
 data and per-sample records stay in ``--work`` so that running the command again resumes.
@@ -67,7 +67,10 @@ def synthetic(
         typer.Option("--set", help="Override every row's recipe: --set train.epochs=2"),
     ] = None,
 ) -> None:
-    """Train EZ-VSL, marginNCE, FNAC, SSL-SaN and the ablation rows; test seed 000's claims."""
+    """Train EZ-VSL, marginNCE, FNAC, SSL-SaN and the ablation rows; test the paper's claims.
+
+    The claims are the SSL-SaN paper's (docs/reproduction.md).
+    """
     with user_errors():
         quiet_frameworks()
         import dataclasses
@@ -121,7 +124,7 @@ def _print_claims(result) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title="Seed 000's claims on the synthetic scenes")
+    table = Table(title="The SSL-SaN paper's claims on the synthetic scenes")
     table.add_column("#")
     table.add_column("claim")
     table.add_column("verdict")

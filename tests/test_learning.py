@@ -110,8 +110,8 @@ def test_a_tiny_model_listens(records):
 def test_heatmap_video_follows_the_sounding_object_and_abstains_in_silence(trained, tmp_path):
     """An object crosses the picture; its sound plays only from 2 s to 6 s of 8 s."""
     import av
+    from fakemedia import write_moving_object_video
 
-    from avloc.data.fakemedia import write_moving_object_video
     from avloc.jobs.video import localize_video
 
     net = load_network(trained / "run" / "model.keras")

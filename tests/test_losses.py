@@ -474,7 +474,7 @@ def test_registry_rejects_empty_loss():
 
 
 # ------------------------------------------------------------------------------------------
-# FNAC (docs/method.md; seed 004): naive float64 loops, hand-computed cases, finite differences
+# FNAC (docs/method.md; the FNAC paper): naive float64 loops, hand-computed cases, finite diffs
 
 
 def naive_row_softmax(m: np.ndarray) -> np.ndarray:

@@ -15,10 +15,10 @@ import h5py
 import numpy as np
 import pytest
 import soundfile as sf
+from fakemedia import frame_pattern, write_video
 from PIL import Image
 from typer.testing import CliRunner
 
-from avloc.data.fakemedia import frame_pattern, write_video
 from avloc.data.prepare import PAUSE_ENV, prepare, read_report
 from avloc.data.shards import ShardSet
 from avloc.data.sources import build_preparer

@@ -14,15 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import soundfile as sf
-from PIL import Image
-
-from avloc.data.fakemedia import (
+from fakemedia import (
     dominant_frequency,
     frame_pattern,
     read_frame_pattern,
     tone_frequency,
     write_video,
 )
+from PIL import Image
+
 from avloc.data.prepare import prepare, read_report
 from avloc.data.shards import ShardSet, read_info
 from avloc.data.sources import build_preparer, preparer_names
@@ -80,6 +80,23 @@ def test_every_source_is_registered():
     assert preparer_names() == sorted(
         ["vggsound", "vggss", "flickr", "is3", "avsbench-s4", "manifest"]
     )
+
+
+def test_every_source_has_its_prepare_command(monkeypatch):
+    """``avloc prepare NAME`` for each registered name (and no other), passing NAME on."""
+    import inspect
+
+    import cli.prepare
+    from cli.app import prepare_app
+
+    commands = {info.name: info.callback for info in prepare_app.registered_commands}
+    assert set(commands) == {*preparer_names(), "synthetic", "inspect"}
+    seen = []
+    monkeypatch.setattr(cli.prepare, "_run", lambda source, *args, **options: seen.append(source))
+    for name in preparer_names():
+        parameters = inspect.signature(commands[name]).parameters.items()
+        commands[name](**{k: Path("x") for k, p in parameters if p.default is p.empty})
+        assert seen[-1] == name, f"avloc prepare {name} runs source {seen[-1]!r}"
 
 
 # --------------------------------------------------------------------------------------------

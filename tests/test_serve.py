@@ -22,9 +22,9 @@ import keras
 import numpy as np
 import pytest
 import soundfile
+from fakemedia import write_video
 from PIL import Image
 
-from avloc.data.fakemedia import write_video
 from avloc.jobs.serve import analyse_pair, analyse_video
 from avloc.models import AudioVisualNet
 from avloc.models.io import save_network

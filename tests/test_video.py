@@ -11,9 +11,9 @@ import av
 import keras
 import numpy as np
 import pytest
+from fakemedia import read_frame_pattern, tone_pattern, write_video
 from harness import run_avloc
 
-from avloc.data.fakemedia import read_frame_pattern, tone_pattern, write_video
 from avloc.errors import AvlocError, MediaError
 from avloc.jobs.video import audio_window, localize_video, output_size, output_times
 from avloc.media.video import VideoWriter, frames_at, probe

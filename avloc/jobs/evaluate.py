@@ -29,6 +29,7 @@ from avloc.config import (
     validate_calibration_audio,
 )
 from avloc.data.shards import ShardSet
+from avloc.data.sources import preparer_names
 from avloc.errors import DataError, RecipeError
 from avloc.evaluation import report
 from avloc.evaluation.floors import FLOOR_UTH, FLOORS, floor_records
@@ -42,8 +43,6 @@ from avloc.runs import RunDir, calibrate_command, run_of_checkpoint
 from avloc.utils.files import atomic_write_bytes, atomic_write_json
 from avloc.utils.interpolation import upsample
 
-#: Names ``avloc prepare`` writes (any other prepared name works too).
-KNOWN_DATASETS = ("vggss", "flickr", "is3", "is3plus", "avsbench-s4", "synthetic")
 METRIC_GROUPS = ("localization", "negatives", "retrieval", "s4", "interactive")
 CONTROLS = ("shuffled",)
 
@@ -86,18 +85,23 @@ def resolve_dataset(name_or_path: str, root: str | Path | None = None) -> tuple[
         if candidate.is_dir() and any(candidate.glob("*.h5")):
             return name_or_path, candidate
     looked = " or ".join(str(c) for c in candidates)
-    if name_or_path in KNOWN_DATASETS or re.fullmatch(r"[a-z0-9][a-z0-9_+-]*", name_or_path):
-        how = (
-            "avloc prepare synthetic --out data/synthetic"
-            if name_or_path == "synthetic"
-            else f"avloc prepare {name_or_path} --out {root / name_or_path} ..."
-        )
-        known = "" if name_or_path in KNOWN_DATASETS else f" (known names: {KNOWN_DATASETS})"
+    if re.fullmatch(r"[a-z0-9][a-z0-9_+-]*", name_or_path):
         raise DataError(
-            f"data set {name_or_path!r} is not prepared{known}: no shards in {looked}; "
-            f"prepare it with `{how}` or pass a shard directory"
+            f"data set {name_or_path!r} is not prepared: no shards in {looked}; "
+            f"prepare it with {_how_to_prepare(name_or_path, root)} or pass a shard directory"
         )
     raise DataError(f"{name_or_path}: no such data set name or shard directory")
+
+
+def _how_to_prepare(name: str, root: Path) -> str:
+    """The ``avloc prepare`` command that writes data set ``name`` under ``root``, quoted."""
+    sources = preparer_names()  # the registry: one name per data source
+    if name == "synthetic":
+        return f"`avloc prepare synthetic --out {root / name}`"
+    if name in sources:
+        return f"`avloc prepare {name} --out {root / name} ...`"
+    choices = ", ".join([*sources, "synthetic"])
+    return f"`avloc prepare SOURCE --out {root / name} ...` (SOURCE: {choices})"
 
 
 def _unique(name: str, taken: set[str]) -> str:

@@ -7,7 +7,7 @@
     L = CE(l_img->aud, I) + CE(l^T, I)
 
 where the image-to-audio candidates are the B real audios, plus the silence clip ``a_S`` when
-``silence_negative`` and the B noise clips ``a_N_j`` when ``noise_negative`` (SSL-SaN, seed 000);
+``silence_negative`` and the B noise clips ``a_N_j`` when ``noise_negative`` (the SSL-SaN paper);
 the audio-to-image direction is unchanged. CE is the mean softmax cross-entropy with the
 diagonal as the target. Shapes: ``v_map (B, h, w, D)``, ``a_emb (B, D)``; returns a scalar.
 

@@ -1,4 +1,4 @@
-"""SSL-SaN's empty-map penalties (docs/method.md, seed 000), in ``keras.ops``.
+"""SSL-SaN's empty-map penalties (docs/method.md; the SSL-SaN paper), in ``keras.ops``.
 
     L_S = mean_j || S(a_S, v_j) ||_2^2       (silence_map)
     L_N = mean_j || S(a_N_j, v_j) ||_2^2     (noise_map)

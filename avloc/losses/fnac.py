@@ -1,4 +1,4 @@
-"""FNAC's false-negative-aware regularisers (docs/method.md; seed 004, Eqs. 2-5), in ``keras.ops``.
+"""FNAC's false-negative-aware regularisers (docs/method.md; FNAC paper Eqs. 2-5), in ``keras.ops``.
 
 With ``a`` the ``(B, D)`` audio embeddings, ``v`` the ``(B, h, w, D)`` normalised visual map,
 ``vbar_i = mean_{h,w} v_i`` (not re-normalised) and ``l[n, m] = max_{h,w} S(v_n, a_m) / tau``

@@ -12,7 +12,8 @@ architecture), with ``sigma`` the logistic sigmoid:
     L = mean_i CE(logits_i, target 0)
 
 ``hard_negative = false`` drops ``hard_i`` (LVS without the trimap's background negative);
-``margin`` (0 by default) is marginNCE's margin on the positive (seed 003, "LVS-marginNCE").
+``margin`` (0 by default) is marginNCE's margin on the positive ("LVS-marginNCE" in the
+marginNCE paper).
 ``Neg`` is computed as ``sigma(-(A - epsilon_neg) / threshold_tau)``, the same value without
 the cancellation of ``1 - sigma`` near 1. The reference code removes the ``j = i`` easy
 negative by multiplying it by -99, which excludes it whenever that mean is positive; here it

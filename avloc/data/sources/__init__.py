@@ -2,7 +2,10 @@
 
 Each preparer is a class whose keyword arguments are its options and whose ``plan()`` lists
 the corpus (:class:`avloc.data.prepare.Plan`); :func:`avloc.data.prepare.prepare` does the
-rest. ``PREPARERS.names()`` lists them; ``build_preparer(name, **options)`` makes one.
+rest. A preparer's name is its class's ``source`` attribute, given nowhere else: the registry
+below is built from the classes, ``preparer_names()`` lists it, ``build_preparer(name,
+**options)`` makes one, and ``avloc prepare`` has one command per name (plus ``synthetic``, the
+built-in scenes, and ``inspect``).
 
 | name           | split | corpus                                                              |
 |----------------|-------|---------------------------------------------------------------------|
@@ -24,12 +27,25 @@ PREPARERS = Registry("data source")
 
 
 def _register_all() -> None:
-    from avloc.data.sources import avsbench, flickr, is3, manifest, vggsound, vggss
+    """Register each preparer class under its ``source`` name (imported on first use)."""
+    from avloc.data.sources.avsbench import AVSBenchS4Preparer
+    from avloc.data.sources.flickr import FlickrPreparer
+    from avloc.data.sources.is3 import IS3Preparer
+    from avloc.data.sources.manifest import ManifestPreparer
+    from avloc.data.sources.vggsound import VGGSoundPreparer
+    from avloc.data.sources.vggss import VGGSSPreparer
 
-    for module in (vggsound, vggss, flickr, is3, avsbench, manifest):
-        for name, cls in module.PREPARERS.items():
-            if name not in PREPARERS:
-                PREPARERS.register(name)(cls)
+    classes = (
+        VGGSoundPreparer,
+        VGGSSPreparer,
+        FlickrPreparer,
+        IS3Preparer,
+        AVSBenchS4Preparer,
+        ManifestPreparer,
+    )
+    for cls in classes:
+        if cls.source not in PREPARERS:
+            PREPARERS.register(cls.source)(cls)
 
 
 def preparer_names() -> list[str]:

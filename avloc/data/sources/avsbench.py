@@ -145,6 +145,3 @@ class AVSBenchS4Preparer(SourceBase):
             notes=notes,
             attrs={"eval_clip_seconds": 3.0},
         )
-
-
-PREPARERS = {"avsbench-s4": AVSBenchS4Preparer}

@@ -141,6 +141,3 @@ class FlickrPreparer(SourceBase):
             notes=notes,
             attrs={"box_frame": int(FLICKR_FRAME)},
         )
-
-
-PREPARERS = {"flickr": FlickrPreparer}

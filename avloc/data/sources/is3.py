@@ -193,6 +193,3 @@ class IS3Preparer(SourceBase):
             notes=notes,
             attrs={"box_frame": float(self.box_frame)},
         )
-
-
-PREPARERS = {"is3": IS3Preparer}

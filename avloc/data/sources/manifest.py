@@ -253,6 +253,3 @@ class ManifestPreparer(SourceBase):
             skipped=skipped,
             notes=notes,
         )
-
-
-PREPARERS = {"manifest": ManifestPreparer}

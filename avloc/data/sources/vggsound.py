@@ -82,6 +82,3 @@ class VGGSoundPreparer(SourceBase):
             skipped=skipped,
             notes=notes,
         )
-
-
-PREPARERS = {"vggsound": VGGSoundPreparer}

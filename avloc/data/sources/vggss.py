@@ -118,6 +118,3 @@ class VGGSSPreparer(SourceBase):
             skipped=skipped,
             notes=notes,
         )
-
-
-PREPARERS = {"vggss": VGGSSPreparer}

@@ -1,4 +1,4 @@
-"""Miniature reproductions of seed 000's claims (``avloc reproduce synthetic``).
+"""Miniature reproductions of the SSL-SaN paper's claims (``avloc reproduce synthetic``).
 
 :func:`reproduce_synthetic` prepares synthetic scenes, trains the ``recipes/synthetic/`` twins of
 EZ-VSL, marginNCE, FNAC, SSL-SaN and the seven ablation rows with the same data, model size,

@@ -1,4 +1,4 @@
-"""Seed 000's claims as tests on per-sample scores, each with its numbers and a verdict.
+"""The SSL-SaN paper's claims as tests on per-sample scores, each with its numbers and a verdict.
 
 Inputs are :class:`~avloc.evaluation.scoring.Scores` per row and seed (``scores[row][seed]``),
 computed at each model's own calibrated Uth. Per-sample arrays are fractions in [0, 1]

@@ -37,7 +37,7 @@ METHOD_COLUMNS: tuple[tuple[str, tuple[str, ...], int], ...] = (
     ("a→i sem. R@1 ↑", ("retrieval", "a2i_semantic_R@1"), 2),
 )
 
-#: The ablation table, as seed 000 prints it.
+#: The ablation table, as the SSL-SaN paper prints it.
 ABLATION_COLUMNS: tuple[tuple[str, tuple[str, ...], int], ...] = (
     ("cIoU Uth ↑", ("positive", "universal", "ciou_mean"), 2),
     ("pIA sil. ↓", ("silence", "pia"), 2),
@@ -254,7 +254,7 @@ def write_report(
     rel = {k: p.relative_to(out_dir).as_posix() for k, p in figures.items()}
     held = sum(c.holds is True for c in claims)
     lines = [
-        f"# Seed 000's claims in miniature: {settings['title']}",
+        f"# The SSL-SaN paper's claims in miniature: {settings['title']}",
         "",
         "This file is written by `" + settings["command"] + "`; do not edit it by hand "
         "(the notes it links to are hand-written).",
@@ -281,7 +281,7 @@ def write_report(
         "",
         methods_table(methods, metrics),
         "",
-        "## Ablation (seed 000's table)",
+        "## Ablation (the SSL-SaN paper's table)",
         "",
         ablation_table(ablation, metrics),
         "",

@@ -1,5 +1,8 @@
 """Small media files with known content, for tests and benchmarks of the preparers.
 
+Test support, not part of the package: tests import it as ``fakemedia`` (pytest puts ``tests/``
+on ``sys.path``), benchmarks after adding ``tests/`` to ``sys.path`` themselves.
+
 - :func:`frame_pattern`: frame ``i`` of a video shows ``i`` in binary as ``bits`` vertical
   stripes (white = 1, least significant bit on the left); :func:`read_frame_pattern` reads it
   back from any (resized, compressed) copy.
