@@ -43,7 +43,7 @@ from keras import ops
 
 from avloc.inputs.training import DevicePreprocessing
 from avloc.losses import LossTerm
-from avloc.losses.base import LocalBatch
+from avloc.runtime.batch import LocalBatch
 
 
 class LocalizationTask(keras.Model):

@@ -29,28 +29,9 @@ the global mean because every device holds the same number of rows.
 from __future__ import annotations
 
 from avloc.registry import Registry
+from avloc.runtime.batch import LOCAL_BATCH, LocalBatch
 
 LOSS_TERMS = Registry("loss term")
-
-
-class LocalBatch:
-    """The rows a term contrasts are its own: one device, or ``distribute.negatives = "local"``.
-
-    ``gather(x)`` maps this device's ``(b, ...)`` tensor to the ``(G, ...)`` batch whose rows
-    are the candidates (here the same tensor); ``first_row(b)`` is the index of this device's
-    first row in it (here 0, a Python int, so one-device code paths stay as they were).
-    """
-
-    spans_devices = False
-
-    def gather(self, x):
-        return x
-
-    def first_row(self, rows):
-        return 0
-
-
-LOCAL_BATCH = LocalBatch()
 
 
 class LossTerm:

@@ -25,9 +25,10 @@ from __future__ import annotations
 
 from keras import ops
 
-from avloc.losses.base import LOCAL_BATCH, LOSS_TERMS, LossTerm
+from avloc.losses.base import LOSS_TERMS, LossTerm
 from avloc.losses.contrastive import mil_logits
 from avloc.models.similarity import pair_maps
+from avloc.runtime.batch import LOCAL_BATCH
 
 
 def row_softmax(logits):

@@ -60,7 +60,7 @@ from avloc.config import DistributeConfig
 from avloc.errors import AvlocError
 
 if TYPE_CHECKING:
-    from avloc.losses.base import LocalBatch
+    from avloc.runtime.batch import LocalBatch
 
 #: Environment variables a launcher sets.
 TORCHRUN_ENV = "TORCHELASTIC_RUN_ID"  # torchrun sets this for every process it starts
@@ -156,7 +156,7 @@ class Placement:
 
     def batch_view(self) -> LocalBatch:
         """Where the loss terms find their candidate rows (a :class:`LocalBatch` look-alike)."""
-        from avloc.losses.base import LOCAL_BATCH
+        from avloc.runtime.batch import LOCAL_BATCH
 
         if not self.distributed or self.negatives == "local":
             return LOCAL_BATCH
