@@ -207,37 +207,18 @@ def set_threads(threads: int) -> None:
             os.environ["XLA_FLAGS"] = f"{flags} {extra}".strip()
 
 
-#: Whether the user exported ``ONEDNN_MAX_CPU_ISA`` (kept everywhere) or avloc's rule applies:
-#: the first network built chooses (AVX2 below width 16, uncapped otherwise;
-#: ``avloc/runtime/cpu_kernels.py``); JAX processes stay uncapped.
-ONEDNN_CAP_FROM_USER = "ONEDNN_MAX_CPU_ISA" in os.environ
-#: Whether the user exported TensorFlow's oneDNN switch (kept) or avloc's rule applies.
-TF_SWITCH_FROM_USER = "TF_ENABLE_ONEDNN_OPTS" in os.environ
+#: The kernel variables the user exported (kept everywhere); avloc's rule sets the others.
+EXPORTED_KERNEL_VARIABLES = tuple(
+    name for name in ("ONEDNN_MAX_CPU_ISA", "TF_ENABLE_ONEDNN_OPTS") if name in os.environ
+)
 
 
 def child_onednn_env(env: dict[str, str], backend: str, width: int) -> dict[str, str]:
-    """``env`` for a child process of ``backend`` whose networks are ``width`` wide, with oneDNN
-    set up as ``avloc train`` sets it: the cap chosen by the width (torch and TensorFlow), and
-    TensorFlow's switch on where that cap computes the width correctly."""
-    from avloc.runtime.cpu_kernels import (
-        CAP_VARIABLE,
-        MIN_WIDTH_AVX2,
-        MIN_WIDTH_AVX512,
-        NARROW_CAP,
-        TF_SWITCH,
-        capped_below_avx512,
-    )
+    """``env`` for a child process of ``backend`` whose networks are ``width`` wide, with the
+    kernels ``avloc train`` chooses (:func:`avloc.runtime.configure.child_environment`)."""
+    from avloc.runtime.configure import child_environment
 
-    env = dict(env)
-    if not ONEDNN_CAP_FROM_USER:
-        if backend in ("torch", "tensorflow") and width < MIN_WIDTH_AVX512:
-            env[CAP_VARIABLE] = NARROW_CAP
-        else:
-            env.pop(CAP_VARIABLE, None)
-    if backend == "tensorflow" and not TF_SWITCH_FROM_USER:
-        capped = capped_below_avx512(env.get(CAP_VARIABLE, "DEFAULT"))
-        env[TF_SWITCH] = "1" if width >= (MIN_WIDTH_AVX2 if capped else MIN_WIDTH_AVX512) else "0"
-    return env
+    return child_environment(env, backend, width, EXPORTED_KERNEL_VARIABLES)
 
 
 def set_device(device: str, width: int | None = None) -> None:

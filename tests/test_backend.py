@@ -384,3 +384,30 @@ def test_tensorflow_onednn_gradients_match_its_own_kernels(width, tmp_path):
     for key in own.files:
         scale = np.abs(own[key]).max()
         assert np.abs(onednn[key] - own[key]).max() <= 1e-4 * scale, key
+
+
+@pytest.mark.large  # starts subprocesses
+@pytest.mark.parametrize("backend,width", [("torch", 8), ("tensorflow", 8), ("tensorflow", 4)])
+def test_a_child_environment_gives_the_kernels_configure_chooses(backend, width):
+    """What benchmarks hand their children equals what configure sets in a fresh process."""
+    from avloc.runtime.configure import child_environment
+
+    base = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("ONEDNN_MAX_CPU_ISA", "TF_ENABLE_ONEDNN_OPTS")
+    }
+    planned = child_environment({**base, "KERAS_BACKEND": backend}, backend, width)
+    code = f"""
+        import os
+        import avloc.runtime as runtime
+        runtime.configure(widths=[{width}])
+        print(os.environ.get("ONEDNN_MAX_CPU_ISA"), os.environ.get("TF_ENABLE_ONEDNN_OPTS"))
+    """
+    result = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        capture_output=True, text=True, env=base, cwd=ROOT, timeout=600,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    expected = f"{planned.get('ONEDNN_MAX_CPU_ISA')} {planned.get('TF_ENABLE_ONEDNN_OPTS')}"
+    assert result.stdout.strip() == expected

@@ -44,8 +44,13 @@ from typing import Any
 
 from avloc.errors import AvlocError
 from avloc.runtime.cpu_kernels import (
+    CAP_VARIABLE,
+    MIN_WIDTH_AVX2,
+    MIN_WIDTH_AVX512,
+    NARROW_CAP,
     TF_SWITCH,
     cap_in_force,
+    capped_below_avx512,
     choose_isa_for,
     onednn_min_width,
 )
@@ -182,6 +187,25 @@ def _configure_tensorflow() -> bool:
             "avloc.runtime.configure(...) before importing keras"
         )
     return on
+
+
+def child_environment(
+    environ: dict[str, str], backend: str, width: int, exported: Iterable[str] = ()
+) -> dict[str, str]:
+    """The kernel variables a fresh process of ``backend`` whose narrowest network is ``width``
+    gets from :func:`configure` before any framework starts, applied to a copy of ``environ``
+    (for starting children that run the same kernels, e.g. benchmarks). Variables named in
+    ``exported`` are the user's and kept as they are."""
+    env = dict(environ)
+    if CAP_VARIABLE not in exported:
+        if backend in ("torch", "tensorflow") and width < MIN_WIDTH_AVX512:
+            env[CAP_VARIABLE] = NARROW_CAP
+        else:
+            env.pop(CAP_VARIABLE, None)
+    if backend == "tensorflow" and TF_SWITCH not in exported:
+        capped = capped_below_avx512(env.get(CAP_VARIABLE, "DEFAULT"))
+        env[TF_SWITCH] = "1" if width >= (MIN_WIDTH_AVX2 if capped else MIN_WIDTH_AVX512) else "0"
+    return env
 
 
 def check_width(width: int) -> None:
