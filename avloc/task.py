@@ -27,8 +27,9 @@ logged ``loss`` is always the weighted sum of the logged terms. Without the call
 Batch norm sees real, noise and silence spectrograms in one batch **[choice]**: one forward pass
 of the audio encoder per step.
 
-Data parallel (:mod:`avloc.runtime.distribute` sets these; on one device they change nothing):
-``batch`` (given to every term: where global negatives are gathered from), ``loss_scale`` (the
+Data parallel (the ``placement`` the task is built with, :mod:`avloc.runtime.distribute`; on one
+device they change nothing): ``batch`` (given to every term: where global negatives are
+gathered from), ``loss_scale`` (the
 factor an engine that sums per-device gradients needs: 1/devices under ``tf.distribute``; the
 logged terms stay unscaled), ``loss_groups`` (JAX with per-device negatives: the one global
 program evaluates every term on each device's rows and averages) and ``outputs_engine`` (torch:
@@ -43,7 +44,7 @@ from keras import ops
 
 from avloc.inputs.training import DevicePreprocessing
 from avloc.losses import LossTerm
-from avloc.runtime.batch import LocalBatch
+from avloc.runtime.distribute import Placement
 
 
 class LocalizationTask(keras.Model):
@@ -52,7 +53,7 @@ class LocalizationTask(keras.Model):
         net: keras.Model,
         terms: dict[str, LossTerm],
         silence_spectrogram: np.ndarray | None = None,
-        batch: LocalBatch | None = None,
+        placement: Placement | None = None,
         preprocess: DevicePreprocessing | None = None,
         **kwargs,
     ):
@@ -61,14 +62,16 @@ class LocalizationTask(keras.Model):
         #: Turns a batch of the loader's on-device form into the inputs (None: never given one).
         self.preprocess = preprocess
         self.terms = dict(terms)
-        if batch is not None:
-            for term in self.terms.values():
-                term.batch = batch
+        placement = placement if placement is not None else Placement()
+        batch = placement.batch_view()
+        for term in self.terms.values():
+            term.batch = batch
         #: Multiplies the returned total (not the logged terms): see the module docstring.
-        self.loss_scale = 1.0
+        self.loss_scale = placement.loss_scale
         #: Equal row groups each term is evaluated on separately, then averaged (1 = the batch).
-        self.loss_groups = 1
-        #: ``f(inputs, training) -> outputs`` that replaces the training forward pass, or None.
+        self.loss_groups = placement.loss_groups
+        #: ``f(inputs, training) -> outputs`` that replaces the training forward pass, or None
+        #: (set by a placement's ``attach`` after a resume: torch's DDP).
         self.outputs_engine = None
         needs = set().union(*(term.needs for term in self.terms.values()))
         self.needs_silence = "silence" in needs

@@ -43,7 +43,10 @@ How the gradients meet, and what the loss of one device is:
   system all machines share.
 
 :func:`setup` picks the engine from the backend, the recipe and the launcher's environment and
-returns a :class:`Placement`; on one device it is a no-op placement and training is unchanged.
+returns its :class:`Placement` (one class per engine: :class:`TorchDistributed`,
+:class:`TensorFlowMirrored`, :class:`KerasDistribution`); on one device it is the base class, a
+no-op placement, and training is unchanged. The task is built with it
+(:class:`avloc.task.LocalizationTask`'s ``placement``).
 """
 
 from __future__ import annotations
@@ -53,8 +56,7 @@ import functools
 import os
 import sys
 import warnings
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from avloc.config import DistributeConfig
 from avloc.errors import AvlocError
@@ -116,17 +118,29 @@ class TensorFlowGlobalBatch:
 # The placement of a run
 
 
-@dataclass
 class Placement:
-    """How one process takes part in a (possibly) data-parallel run."""
+    """How one process takes part in a run: one device (this class), or one of the engines below.
 
-    engine: str = "none"  # "none" | "tf.distribute" | "torch.distributed" | "keras.distribution"
-    replicas: int = 1  # devices in sync, over all processes
-    process_index: int = 0
-    process_count: int = 1
-    negatives: str = "global"
-    strategy: Any = None  # the tf.distribute strategy
-    local_device: Any = None  # torch: this process's CUDA device index, or None
+    Each engine is a small class that owns what differs: the scope the task is built in, the
+    batch view its loss terms gather negatives through, the loss scale and row groups the task
+    is built with (:class:`avloc.task.LocalizationTask` reads them when it is made), what is
+    hooked to the task after a resume (:meth:`attach`), the callbacks every process runs, and
+    how a finished run ends (:meth:`finish`).
+    """
+
+    engine = "none"
+
+    def __init__(
+        self,
+        negatives: str = "global",
+        replicas: int = 1,
+        process_index: int = 0,
+        process_count: int = 1,
+    ):
+        self.negatives = negatives
+        self.replicas = replicas  # devices in sync, over all processes
+        self.process_index = process_index
+        self.process_count = process_count
 
     @property
     def distributed(self) -> bool:
@@ -137,6 +151,11 @@ class Placement:
         """True in the one process that writes the run directory."""
         return self.process_index == 0
 
+    @property
+    def global_negatives(self) -> bool:
+        """Whether loss terms contrast rows of every device (``distribute.negatives``)."""
+        return self.distributed and self.negatives == "global"
+
     def describe(self) -> str:
         if not self.distributed:
             return "one device"
@@ -144,8 +163,8 @@ class Placement:
         return f"{self.replicas} devices ({self.engine}{where}), {self.negatives} negatives"
 
     def scope(self):
-        """Context in which the task must be built (a ``tf.distribute`` strategy's scope)."""
-        return self.strategy.scope() if self.strategy is not None else contextlib.nullcontext()
+        """Context in which the task must be built."""
+        return contextlib.nullcontext()
 
     def loader_rows(self, batch_size: int) -> tuple[int, int] | None:
         """The rows of every global batch this process loads (None: all of them)."""
@@ -158,37 +177,87 @@ class Placement:
         """Where the loss terms find their candidate rows (a :class:`LocalBatch` look-alike)."""
         from avloc.runtime.batch import LOCAL_BATCH
 
-        if not self.distributed or self.negatives == "local":
-            return LOCAL_BATCH
-        if self.engine == "torch.distributed":
-            return TorchGlobalBatch()
-        if self.engine == "tf.distribute":
-            return TensorFlowGlobalBatch()
-        return LOCAL_BATCH  # keras.distribution: one program over the global batch
+        return LOCAL_BATCH
+
+    @property
+    def loss_scale(self) -> float:
+        """The factor on the returned loss an engine that sums device gradients needs."""
+        return 1.0
+
+    @property
+    def loss_groups(self) -> int:
+        """Equal row groups each term is evaluated on separately, then averaged."""
+        return 1
 
     def attach(self, task) -> None:
-        """Hook the built (and possibly resumed) task to the engine."""
-        if not self.distributed:
-            return
-        if self.engine == "tf.distribute":
-            task.loss_scale = 1.0 / self.replicas  # Keras' TF optimizer sums replica gradients
-        elif self.engine == "keras.distribution" and self.negatives == "local":
-            task.loss_groups = self.replicas
-        elif self.engine == "torch.distributed":
+        """Hook the built and resumed task to the engine (only what must see its final weights)."""
+
+    def finish(self) -> None:
+        """End this process's part in a finished run, before the process ends."""
+
+    def callbacks(self) -> list:
+        """Keras callbacks every process runs (before the writer's loggers)."""
+        return []
+
+
+class TensorFlowMirrored(Placement):
+    """``tf.distribute.MirroredStrategy``: one process feeds the global batch to K replicas."""
+
+    engine = "tf.distribute"
+
+    def __init__(self, strategy, negatives: str = "global"):
+        super().__init__(negatives, replicas=strategy.num_replicas_in_sync)
+        self.strategy = strategy
+
+    def scope(self):
+        return self.strategy.scope()
+
+    def batch_view(self) -> LocalBatch:
+        return TensorFlowGlobalBatch() if self.global_negatives else super().batch_view()
+
+    @property
+    def loss_scale(self) -> float:
+        return 1.0 / self.replicas  # Keras' TensorFlow optimizer sums replica gradients
+
+
+class KerasDistribution(Placement):
+    """JAX's ``keras.distribution.DataParallel``: one program over the sharded global batch,
+    which already sees every row (global negatives need no gather)."""
+
+    engine = "keras.distribution"
+
+    @property
+    def loss_groups(self) -> int:
+        return self.replicas if self.distributed and self.negatives == "local" else 1
+
+
+class TorchDistributed(Placement):
+    """torchrun: one process per device, ``DistributedDataParallel`` around the forward pass."""
+
+    engine = "torch.distributed"
+
+    def __init__(self, negatives, replicas, process_index, local_device=None):
+        super().__init__(negatives, replicas, process_index, process_count=replicas)
+        self.local_device = local_device  # this process's CUDA device index, or None
+
+    def batch_view(self) -> LocalBatch:
+        return TorchGlobalBatch() if self.global_negatives else super().batch_view()
+
+    def attach(self, task) -> None:
+        # DDP broadcasts process 0's weights when it is made: after the resume, so every
+        # process starts from the backup's weights.
+        if self.distributed:
             task.outputs_engine = _torch_data_parallel(task, self.local_device)
 
     def finish(self) -> None:
-        """End this process's part in a finished run, before the process ends.
+        """Every process meets the others at a barrier, then the process group is destroyed.
 
-        torch: every process meets the others at a barrier, then the process group is
-        destroyed. The barrier lets gloo's worker threads release the last collective's tensors
-        while Python still runs: a process that reaches interpreter shutdown first aborts
-        ("terminate called without an active exception") when such a thread then asks for the
-        GIL, failing the whole torchrun job after a finished run. Not called after an error,
-        where a barrier would wait for processes that are gone.
+        The barrier lets gloo's worker threads release the last collective's tensors while
+        Python still runs: a process that reaches interpreter shutdown first aborts ("terminate
+        called without an active exception") when such a thread then asks for the GIL, failing
+        the whole torchrun job after a finished run. Not called after an error, where a barrier
+        would wait for processes that are gone.
         """
-        if self.engine != "torch.distributed":
-            return
         import torch.distributed as dist
 
         if dist.is_initialized():
@@ -196,10 +265,7 @@ class Placement:
             dist.destroy_process_group()
 
     def callbacks(self) -> list:
-        """Keras callbacks every process runs (before the writer's loggers)."""
-        if self.engine == "torch.distributed" and self.process_count > 1:
-            return [average_logs_over_processes()]
-        return []
+        return [average_logs_over_processes()] if self.process_count > 1 else []
 
 
 # --------------------------------------------------------------------------------------------
@@ -303,14 +369,8 @@ def _setup_torch(config: DistributeConfig) -> Placement:
         torch.cuda.set_device(local_device)
     if not dist.is_initialized():
         dist.init_process_group("nccl" if local_device is not None else "gloo")
-    world = dist.get_world_size()
-    return Placement(
-        engine="torch.distributed",
-        replicas=world,
-        process_index=dist.get_rank(),
-        process_count=world,
-        negatives=config.negatives,
-        local_device=local_device,
+    return TorchDistributed(
+        config.negatives, dist.get_world_size(), dist.get_rank(), local_device=local_device
     )
 
 
@@ -337,13 +397,7 @@ def _setup_tensorflow(config: DistributeConfig) -> Placement:
         names = [f"/gpu:{i}" for i in range(config.devices)]
     else:
         names = [device.name for device in _logical_cpus(tf, config.devices)]
-    strategy = tf.distribute.MirroredStrategy(names)
-    return Placement(
-        engine="tf.distribute",
-        replicas=strategy.num_replicas_in_sync,
-        negatives=config.negatives,
-        strategy=strategy,
-    )
+    return TensorFlowMirrored(tf.distribute.MirroredStrategy(names), config.negatives)
 
 
 def _logical_cpus(tf, count: int) -> list:
@@ -396,12 +450,8 @@ def _setup_jax(config: DistributeConfig) -> Placement:
             f"distribute.devices = {config.devices}, but this JAX process has {local} device(s)"
         )
     keras.distribution.set_distribution(keras.distribution.DataParallel(devices=devices))
-    return Placement(
-        engine="keras.distribution",
-        replicas=len(devices),
-        process_index=jax.process_index(),
-        process_count=jax.process_count(),
-        negatives=config.negatives,
+    return KerasDistribution(
+        config.negatives, len(devices), jax.process_index(), jax.process_count()
     )
 
 

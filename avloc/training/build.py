@@ -69,12 +69,11 @@ def build_task(
         net = build_network(recipe.model, recipe.data)
         terms = build_terms(recipe.loss)
         silence = silence_spectrogram(recipe)
-        batch = placement.batch_view() if placement is not None else None
         task = LocalizationTask(
             net,
             terms,
             silence,
-            batch=batch,
+            placement=placement,
             preprocess=device_preprocessing(recipe.data),
             name="task",
         )
