@@ -44,7 +44,7 @@ from keras import ops
 
 from avloc.inputs.training import DevicePreprocessing
 from avloc.losses import LossTerm
-from avloc.runtime.distribute import Placement
+from avloc.runtime.placement import Placement
 
 
 class LocalizationTask(keras.Model):

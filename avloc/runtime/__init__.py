@@ -4,7 +4,9 @@
   explicitly by each job before it builds a network; nothing is set at import;
 - :mod:`avloc.runtime.cpu_kernels`: oneDNN's instruction-set cap;
 - :mod:`avloc.runtime.backend`: backend facts (GPU or not, bf16 on a capped CPU, inference mode);
-- :mod:`avloc.runtime.distribute`: data-parallel placements;
+- :mod:`avloc.runtime.batch`, :mod:`avloc.runtime.placement`, :mod:`avloc.runtime.distribute`:
+  the rows loss terms contrast, data-parallel placements and
+  the engines behind them;
 - :mod:`avloc.runtime.optimizers`: the recipe's optimizer and learning-rate schedule.
 
 Importing this package imports no framework.

@@ -21,8 +21,8 @@ from avloc.inputs.training import DevicePreprocessing
 from avloc.losses import build_terms
 from avloc.models import build_network
 from avloc.runtime.backend import preprocess_on_device
-from avloc.runtime.distribute import Placement
 from avloc.runtime.optimizers import build_optimizer
+from avloc.runtime.placement import Placement
 from avloc.task import LocalizationTask
 
 
