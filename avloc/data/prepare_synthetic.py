@@ -16,7 +16,8 @@ fingerprint differs is written again, and shards past the split's new end are re
 The scenes are made, not decoded, and have nothing to skip, so they need neither the engine's
 plan nor its state files and report; what the two writers share is one piece of code each in
 :mod:`avloc.data.prepare.chunks`: the cut into chunks, the parts and their leftovers, the
-fingerprint's hash and the test that a shard is complete.
+fingerprint's hash and the test that a shard is complete. :class:`SyntheticSource` declares the
+command's options as the corpus sources do (:mod:`avloc.data.prepare.options`).
 """
 
 from __future__ import annotations
@@ -25,9 +26,11 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from avloc.data.prepare.chunks import chunk_ranges, digest, part_chunks, shard_holds
+from avloc.data.prepare.chunks import chunk_ranges, digest, part_chunks, part_range, shard_holds
+from avloc.data.prepare.options import OUT, PART, SHARD_SIZE, Option, resolve
 from avloc.data.shards import shard_name, write_shard
 from avloc.data.synthetic import CLASS_NAMES, SyntheticConfig, make_scenes
+from avloc.errors import RecipeError
 
 TRAIN_FIELDS = ("image", "audio", "label", "box", "mask", "present")
 TEST_FIELDS = TRAIN_FIELDS + ("offscreen_audio", "offscreen_label")
@@ -100,3 +103,77 @@ def prepare_synthetic(
                 progress(len(rows))
         written[split] = paths
     return written
+
+
+class SyntheticSource:
+    """The synthetic scenes as a source of ``avloc prepare``: its options, declared as the
+    corpus sources declare theirs, and the scenes' settings made of them."""
+
+    source = "synthetic"
+    summary = "The built-in synthetic scenes: objects with sounds, one of them sounding."
+    example = "avloc prepare synthetic --out data/synthetic --train 1200 --test 200"
+    options = (
+        Option("--train", "Training samples", min=0),
+        Option("--test", "Test samples", min=0),
+        Option("--seed", "Random seed"),
+        Option("--image-size", "Image side, pixels"),
+        Option("--classes", "Number of classes (2-12)"),
+        Option(
+            "--object-scale", "LOW,HIGH: range of an object's side as a fraction of the image side"
+        ),
+    )
+
+    def __init__(
+        self,
+        train: int = 1200,
+        test: int = 200,
+        seed: int = 0,
+        image_size: int = 128,
+        classes: int = 8,
+        object_scale: str = "0.19,0.36",
+    ):
+        try:
+            scale = tuple(float(x) for x in object_scale.split(","))
+        except ValueError:
+            raise RecipeError(f"--object-scale: expected LOW,HIGH, got {object_scale!r}") from None
+        self.train = train
+        self.test = test
+        self.seed = seed
+        self.config = SyntheticConfig(
+            image_size=image_size, num_classes=classes, object_scale=scale
+        )
+
+    @classmethod
+    def command_options(cls) -> tuple[Option, ...]:
+        """The options of ``avloc prepare synthetic``, resolved, in help order."""
+        out = dataclasses.replace(OUT, help="Output directory")
+        out, shard_size, part = resolve(prepare_synthetic, out, SHARD_SIZE, PART)
+        return (out, *resolve(cls, *cls.options), shard_size, part)
+
+    def planned(self, shard_size: int, part: tuple[int, int]) -> int:
+        """How many samples part ``part`` writes (kept shards included)."""
+        total = 0
+        for count in (self.train, self.test):
+            chunks = chunk_ranges(count, shard_size)
+            total += sum(len(chunks[i]) for i in part_range(len(chunks), part))
+        return total
+
+    def prepare(
+        self,
+        out: str | Path,
+        *,
+        shard_size: int,
+        part: tuple[int, int],
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, list[Path]]:
+        """:func:`prepare_synthetic` with these settings."""
+        return prepare_synthetic(
+            out,
+            train=self.train,
+            test=self.test,
+            seed=self.seed,
+            config=self.config,
+            shard_size=shard_size,
+            progress=progress,
+            part=part,
+        )
