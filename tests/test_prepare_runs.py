@@ -20,7 +20,7 @@ from PIL import Image
 from typer.testing import CliRunner
 
 from avloc.data.prepare import PAUSE_ENV, prepare, read_report
-from avloc.data.shards import ShardSet
+from avloc.data.shards import ShardSet, read_info
 from avloc.data.sources import build_preparer
 from avloc.errors import DataError, SampleFault, machine_fault
 from cli.main import app
@@ -511,6 +511,53 @@ def test_parts_of_the_synthetic_set_union_to_the_unsplit_set(tmp_path):
         assert a and b and not a & b
         assert a | b == {p.name for p in reference[split]}
         assert_same_shards(tmp_path / "reference" / split, tmp_path / "out" / split)
+
+
+def test_prepare_synthetic_resumes_and_keeps_no_shard_of_another_fingerprint(tmp_path):
+    """A re-run keeps the complete shards (the same files), writes again the ones an interrupted
+    run lost or left broken, the same bytes, and never keeps a shard another setting made."""
+    runner = CliRunner()
+
+    def synthetic(out: Path, *more: str):
+        args = ["prepare", "synthetic", "--out", str(out), "--train", "6", "--test", "2"]
+        result = runner.invoke(app, args + ["--shard-size", "2", "--image-size", "32", *more])
+        assert result.exit_code == 0, result.output
+        return sorted(out.rglob("*.h5"))
+
+    def stamps(paths):
+        return {p: (p.stat().st_ino, p.stat().st_mtime_ns) for p in paths}
+
+    out = tmp_path / "s"
+    shards = synthetic(out)
+    assert [p.name for p in shards] == ["synthetic-test-00000.h5"] + [
+        f"synthetic-train-{i:05d}.h5" for i in range(3)
+    ]
+    reference = {p: p.read_bytes() for p in shards}
+    before = stamps(shards)
+    assert synthetic(out) == shards and stamps(shards) == before  # complete: kept as they are
+
+    # Interrupted: a shard lost, one cut short, a dead writer's temporary file.
+    lost, cut, kept = shards[1], shards[2], [shards[0], shards[3]]
+    lost.unlink()
+    cut.write_bytes(reference[cut][:1000])
+    leftover = out / "train" / ".synthetic-train-00002.tmp-999999999.h5"
+    leftover.write_bytes(b"half a shard")
+    synthetic(out)
+    assert {p: p.read_bytes() for p in shards} == reference
+    assert stamps(kept) == {p: before[p] for p in kept} and not leftover.exists()
+
+    # Another seed makes another fingerprint: a complete shard of the same size that it did not
+    # make is not kept, whatever its name.
+    other = synthetic(tmp_path / "other", "--seed", "1")
+    foreign = out / "train" / "synthetic-train-00001.h5"
+    foreign.write_bytes(other[2].read_bytes())
+    assert read_info(foreign).count == 2 and read_info(foreign).attrs["seed"] == 1
+    synthetic(out)
+    assert foreign.read_bytes() == reference[foreign]
+    rows = ShardSet(out / "train").read(range(6), ["id"])["id"]
+    assert all(i.startswith("synthetic-train-0-") for i in rows)
+    synthetic(out, "--seed", "1")  # the whole set follows the new settings
+    assert {p.name: p.read_bytes() for p in shards} == {p.name: p.read_bytes() for p in other}
 
 
 def test_cli_part_option_and_its_errors(tmp_path):

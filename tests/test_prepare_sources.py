@@ -22,6 +22,7 @@ from fakemedia import (
     write_video,
 )
 from PIL import Image
+from typer.testing import CliRunner
 
 from avloc.data.prepare import prepare, read_report
 from avloc.data.shards import ShardSet, read_info
@@ -30,6 +31,7 @@ from avloc.errors import DataError
 from avloc.inputs.images import resize_uint8
 from avloc.media.image import load_image
 from avloc.metrics import gt_flickr, gt_from_boxes_normalized
+from cli.main import app
 
 RATE = 16000
 
@@ -97,6 +99,83 @@ def test_every_source_has_its_prepare_command(monkeypatch):
         parameters = inspect.signature(commands[name]).parameters.items()
         commands[name](**{k: Path("x") for k, p in parameters if p.default is p.empty})
         assert seen[-1] == name, f"avloc prepare {name} runs source {seen[-1]!r}"
+
+
+def test_every_source_command_offers_the_options_its_class_declares():
+    """``avloc prepare NAME --help`` lists what NAME's class declares, in its order, and each
+    option feeds a keyword argument of the class with the class's own default: a source's
+    options are written once, in the source."""
+    import inspect
+
+    import typer
+
+    from avloc.data.prepare_synthetic import SyntheticSource
+    from avloc.data.sources import preparer_classes
+    from avloc.data.sources.common import SHARED_OPTIONS
+
+    group = typer.main.get_command(app).commands["prepare"]
+    classes = (SyntheticSource, *preparer_classes())
+    assert list(group.commands) == [cls.source for cls in classes] + ["inspect"]
+    assert [cls.source for cls in preparer_classes()] != sorted(preparer_names())  # help order
+    for cls in classes:
+        command = group.commands[cls.source]
+        declared = cls.command_options()
+        assert command.help == cls.summary and command.epilog == f"Example: {cls.example}"
+        assert [p.name for p in command.params] == [o.name for o in declared], cls.source
+        for option, param in zip(declared, command.params, strict=True):
+            if option.argument:
+                assert param.param_type_name == "argument" and param.name == option.flags
+            else:
+                assert "/".join([*param.opts, *param.secondary_opts]) == option.flags
+            assert param.required == option.required, (cls.source, option.flags)
+            if not option.required:
+                assert param.default == option.default, (cls.source, option.flags)
+        # Every keyword argument of the class is offered (none forgotten), with its default.
+        constructor = inspect.signature(cls).parameters
+        own = {n: p for n, p in constructor.items() if p.kind is not p.VAR_KEYWORD}
+        offered = {p.name: p for p in command.params}
+        assert set(own) == {o.name for o in cls.options} <= set(offered), cls.source
+        for name, parameter in own.items():
+            assert offered[name].required == (parameter.default is parameter.empty)
+            if parameter.default is not parameter.empty:
+                assert offered[name].default == parameter.default, (cls.source, name)
+        for name in getattr(cls, "shared", ()):
+            assert name in SHARED_OPTIONS and offered[name].help == SHARED_OPTIONS[name].help
+
+
+def test_a_source_command_passes_each_option_by_name(monkeypatch):
+    import cli.prepare
+
+    seen = []
+    monkeypatch.setattr(cli.prepare, "_run", lambda *args, **options: seen.append((args, options)))
+    result = CliRunner().invoke(
+        app,
+        ["prepare", "vggss", "--root", "r", "--annotations", "a.json", "--out", "o"]
+        + ["--no-offscreen", "--audio-seconds", "10", "--frame-time", "4", "--workers", "3"]
+        + ["--part", "2/3", "--class-groups", "g.json"],
+    )
+    assert result.exit_code == 0, result.output
+    assert seen == [
+        (
+            ("vggss", Path("o"), 3, 500, "2/3"),
+            dict(
+                root=Path("r"),
+                annotations=Path("a.json"),
+                layout="auto",
+                frame_time=4.0,
+                image_size=None,
+                seed=0,
+                offscreen=False,
+                class_groups=Path("g.json"),
+                min_audio_seconds=1.0,
+                audio_seconds=10.0,
+            ),
+        )
+    ]
+    result = CliRunner().invoke(
+        app, ["prepare", "vggsound", "--root", "r", "--out", "o", "--seed", "1"]
+    )
+    assert result.exit_code == 2 and "No such option: --seed" in result.output  # not vggsound's
 
 
 # --------------------------------------------------------------------------------------------

@@ -12,24 +12,30 @@ union is the unsplit run's set.
 Changed settings never mix with old shards: every shard stores a fingerprint of what made it
 (the scene settings, seed, split size and shard size; :func:`fingerprint`), a shard whose
 fingerprint differs is written again, and shards past the split's new end are removed.
+
+The scenes are made, not decoded, and have nothing to skip, so they need neither the engine's
+plan nor its state files and report; what the two writers share is one piece of code each in
+:mod:`avloc.data.prepare.chunks`: the cut into chunks, the parts and their leftovers, the
+fingerprint's hash and the test that a shard is complete. :class:`SyntheticSource` declares the
+command's options as the corpus sources do (:mod:`avloc.data.prepare.options`).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import hashlib
-import json
 from collections.abc import Callable
 from pathlib import Path
 
-from avloc.data.prepare import part_range
-from avloc.data.prepare.chunks import tidy
-from avloc.data.shards import read_info, shard_name, write_shard
+from avloc.data.prepare.chunks import chunk_ranges, digest, part_chunks, part_range, shard_holds
+from avloc.data.prepare.options import OUT, PART, SHARD_SIZE, Option, resolve
+from avloc.data.shards import shard_name, write_shard
 from avloc.data.synthetic import CLASS_NAMES, SyntheticConfig, make_scenes
-from avloc.errors import DataError
+from avloc.errors import RecipeError
 
 TRAIN_FIELDS = ("image", "audio", "label", "box", "mask", "present")
 TEST_FIELDS = TRAIN_FIELDS + ("offscreen_audio", "offscreen_label")
+#: The shard attribute that holds the fingerprint.
+FINGERPRINT_KEY = "fingerprint"
 
 
 def fingerprint(config: SyntheticConfig, seed: int, split: str, total: int, shard_size: int) -> str:
@@ -42,18 +48,7 @@ def fingerprint(config: SyntheticConfig, seed: int, split: str, total: int, shar
         "shard_size": shard_size,
         "fields": list(TRAIN_FIELDS if split == "train" else TEST_FIELDS),
     }
-    text = json.dumps(settings, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def _shard_is_complete(path: Path, count: int, print_: str) -> bool:
-    if not path.exists():
-        return False
-    try:
-        info = read_info(path)
-    except DataError:
-        return False
-    return info.count == count and str(info.attrs.get("fingerprint", "")) == print_
+    return digest(settings)[:16]
 
 
 def prepare_synthetic(
@@ -76,21 +71,19 @@ def prepare_synthetic(
     class_names = CLASS_NAMES[: config.num_classes]
     for split, total in (("train", train), ("test", test)):
         fields = TRAIN_FIELDS if split == "train" else TEST_FIELDS
+        prefix = f"synthetic-{split}"
         paths = []
-        starts = range(0, total, shard_size)
+        chunks = chunk_ranges(total, shard_size)
         print_ = fingerprint(config, seed, split, total, shard_size)
-        owned = part_range(len(starts), part)
-        # Shards past the split's end (an earlier, larger run's) and dead writers' temporaries.
-        tidy(out / split, f"synthetic-{split}", len(starts), owned if part[1] > 1 else None)
-        for index in owned:
-            start = starts[index]
-            stop = min(start + shard_size, total)
-            path = out / split / shard_name(f"synthetic-{split}", index)
+        # Shards past the split's end (an earlier, larger run's) and dead writers' temporaries go.
+        for index in part_chunks(out / split, prefix, len(chunks), part):
+            rows = chunks[index]
+            path = out / split / shard_name(prefix, index)
             paths.append(path)
-            if not _shard_is_complete(path, stop - start, print_):
-                scenes = make_scenes(start, stop, seed=seed, split=split, config=config)
+            if not shard_holds(path, len(rows), print_, key=FINGERPRINT_KEY):
+                scenes = make_scenes(rows.start, rows.stop, seed=seed, split=split, config=config)
                 arrays = {name: scenes[name] for name in fields}
-                arrays["id"] = [f"synthetic-{split}-{seed}-{i:07d}" for i in range(start, stop)]
+                arrays["id"] = [f"synthetic-{split}-{seed}-{i:07d}" for i in rows]
                 write_shard(
                     path,
                     arrays,
@@ -101,12 +94,86 @@ def prepare_synthetic(
                     clip_seconds=config.clip_seconds,
                     extra_attrs={
                         "seed": seed,
-                        "first_index": start,
+                        "first_index": rows.start,
                         "ground_truth": "boxes",
-                        "fingerprint": print_,
+                        FINGERPRINT_KEY: print_,
                     },
                 )
             if progress:
-                progress(stop - start)
+                progress(len(rows))
         written[split] = paths
     return written
+
+
+class SyntheticSource:
+    """The synthetic scenes as a source of ``avloc prepare``: its options, declared as the
+    corpus sources declare theirs, and the scenes' settings made of them."""
+
+    source = "synthetic"
+    summary = "The built-in synthetic scenes: objects with sounds, one of them sounding."
+    example = "avloc prepare synthetic --out data/synthetic --train 1200 --test 200"
+    options = (
+        Option("--train", "Training samples", min=0),
+        Option("--test", "Test samples", min=0),
+        Option("--seed", "Random seed"),
+        Option("--image-size", "Image side, pixels"),
+        Option("--classes", "Number of classes (2-12)"),
+        Option(
+            "--object-scale", "LOW,HIGH: range of an object's side as a fraction of the image side"
+        ),
+    )
+
+    def __init__(
+        self,
+        train: int = 1200,
+        test: int = 200,
+        seed: int = 0,
+        image_size: int = 128,
+        classes: int = 8,
+        object_scale: str = "0.19,0.36",
+    ):
+        try:
+            scale = tuple(float(x) for x in object_scale.split(","))
+        except ValueError:
+            raise RecipeError(f"--object-scale: expected LOW,HIGH, got {object_scale!r}") from None
+        self.train = train
+        self.test = test
+        self.seed = seed
+        self.config = SyntheticConfig(
+            image_size=image_size, num_classes=classes, object_scale=scale
+        )
+
+    @classmethod
+    def command_options(cls) -> tuple[Option, ...]:
+        """The options of ``avloc prepare synthetic``, resolved, in help order."""
+        out = dataclasses.replace(OUT, help="Output directory")
+        out, shard_size, part = resolve(prepare_synthetic, out, SHARD_SIZE, PART)
+        return (out, *resolve(cls, *cls.options), shard_size, part)
+
+    def planned(self, shard_size: int, part: tuple[int, int]) -> int:
+        """How many samples part ``part`` writes (kept shards included)."""
+        total = 0
+        for count in (self.train, self.test):
+            chunks = chunk_ranges(count, shard_size)
+            total += sum(len(chunks[i]) for i in part_range(len(chunks), part))
+        return total
+
+    def prepare(
+        self,
+        out: str | Path,
+        *,
+        shard_size: int,
+        part: tuple[int, int],
+        progress: Callable[[int], None] | None = None,
+    ) -> dict[str, list[Path]]:
+        """:func:`prepare_synthetic` with these settings."""
+        return prepare_synthetic(
+            out,
+            train=self.train,
+            test=self.test,
+            seed=self.seed,
+            config=self.config,
+            shard_size=shard_size,
+            progress=progress,
+            part=part,
+        )

@@ -2,7 +2,7 @@
 
 Modules: :mod:`.plan` (what a plan is made of), :mod:`.samples` (one sample -> one row),
 :mod:`.chunks` (fingerprints, state, atomic shard writes, parts), :mod:`.report` (skipped
-samples), :mod:`.run` (:func:`prepare`).
+samples), :mod:`.run` (:func:`prepare`), :mod:`.options` (the options of ``avloc prepare``).
 
 ``prepare(preparer, out)`` runs every source of :mod:`avloc.data.sources` the same way:
 

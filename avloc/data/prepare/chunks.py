@@ -1,4 +1,10 @@
-"""Chunks of the plan: fingerprints, state files, atomic shard writes, leftovers, parts."""
+"""Chunks of the plan: fingerprints, state files, atomic shard writes, leftovers, parts.
+
+What every writer of shards in chunks shares (this engine and :mod:`avloc.data.prepare_synthetic`):
+how samples are cut into chunks (:func:`chunk_ranges`), which chunks a part works on and the
+leftovers it removes (:func:`part_chunks`), what a fingerprint is (:func:`digest`) and when a
+shard is complete (:func:`shard_holds`).
+"""
 
 from __future__ import annotations
 
@@ -19,6 +25,12 @@ from avloc.errors import AvlocError, DataError
 from avloc.utils.files import TEMPORARY_NAME, atomic_write_json, process_alive
 
 
+def digest(payload: dict[str, Any]) -> str:
+    """A fingerprint: the SHA-256 (hex) of ``payload`` as JSON with sorted keys."""
+    text = json.dumps(payload, sort_keys=True, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()
+
+
 def fingerprint(plan: Plan, chunk: Sequence[SampleSpec]) -> str:
     payload = {
         "schema": SCHEMA_VERSION,
@@ -30,8 +42,22 @@ def fingerprint(plan: Plan, chunk: Sequence[SampleSpec]) -> str:
         "settings": dataclasses.asdict(plan.settings),
         "samples": [dataclasses.asdict(s) for s in chunk],
     }
-    text = json.dumps(payload, sort_keys=True, default=str)
-    return hashlib.sha256(text.encode()).hexdigest()
+    return digest(payload)
+
+
+def chunk_ranges(count: int, size: int) -> list[range]:
+    """Samples ``0 <= j < count`` cut into chunks of ``size`` (the last may be shorter)."""
+    return [range(start, min(start + size, count)) for start in range(0, count, size)]
+
+
+def shard_holds(shard: Path, count: int, fingerprint: str, key: str = "plan_fingerprint") -> bool:
+    """Whether ``shard`` is a readable shard of ``count`` rows whose attribute ``key`` is
+    ``fingerprint`` (a missing, partial, foreign or differently made file is not)."""
+    try:
+        info = read_info(shard)
+    except DataError:
+        return False
+    return info.count == count and str(info.attrs.get(key, "")) == fingerprint
 
 
 def state_path(out: Path, shard: Path) -> Path:
@@ -50,11 +76,7 @@ def chunk_complete(shard: Path, state: dict | None, fingerprint: str) -> bool:
         return False
     if int(state.get("written", -1)) == 0:
         return not shard.exists()
-    try:
-        info = read_info(shard)
-    except DataError:
-        return False
-    return info.count == int(state["written"]) and info.attrs.get("plan_fingerprint") == fingerprint
+    return shard_holds(shard, int(state["written"]), fingerprint)
 
 
 def _stack(rows: list[dict], name: str) -> Any:
@@ -132,6 +154,14 @@ def check_out(out: Path, prefix: str) -> None:
             f"{out}: holds other shards ({', '.join(foreign[:3])}); prepare each data set "
             "into a directory of its own"
         )
+
+
+def part_chunks(out: Path, prefix: str, count: int, part: tuple[int, int]) -> range:
+    """The chunks of ``count`` that part ``part = (I, N)`` works on, once ``out`` is tidied for
+    it (:func:`tidy`: a part removes only its own chunks' temporary files)."""
+    owned = part_range(count, part)
+    tidy(out, prefix, count, owned if part[1] > 1 else None)
+    return owned
 
 
 def parse_part(text: str) -> tuple[int, int]:

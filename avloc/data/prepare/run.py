@@ -11,12 +11,12 @@ from pathlib import Path
 from avloc.data.prepare.chunks import (
     check_out,
     chunk_complete,
+    chunk_ranges,
     fingerprint,
     finished_chunks,
-    part_range,
+    part_chunks,
     read_state,
     state_path,
-    tidy,
     write_chunk,
 )
 from avloc.data.prepare.plan import (
@@ -68,10 +68,9 @@ def prepare(
     out.mkdir(parents=True, exist_ok=True)
     check_out(out, plan.prefix)
 
-    chunks = [samples[i : i + shard_size] for i in range(0, len(samples), shard_size)]
+    chunks = [samples[r.start : r.stop] for r in chunk_ranges(len(samples), shard_size)]
     split = part[1] > 1
-    owned = part_range(len(chunks), part)
-    tidy(out, plan.prefix, len(chunks), owned if split else None)
+    owned = part_chunks(out, plan.prefix, len(chunks), part)
     paths = [out / shard_name(plan.prefix, i) for i in range(len(chunks))]
     prints = [fingerprint(plan, c) for c in chunks]
 

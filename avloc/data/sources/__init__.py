@@ -5,7 +5,9 @@ the corpus (:class:`avloc.data.prepare.Plan`); :func:`avloc.data.prepare.prepare
 rest. A preparer's name is its class's ``source`` attribute, given nowhere else: the registry
 below is built from the classes, ``preparer_names()`` lists it, ``build_preparer(name,
 **options)`` makes one, and ``avloc prepare`` has one command per name (plus ``synthetic``, the
-built-in scenes, and ``inspect``).
+built-in scenes, and ``inspect``), made from the options the class declares
+(:meth:`~avloc.data.sources.common.SourceBase.command_options`). A new source is a class here
+and a line in :func:`preparer_classes`.
 
 | name           | split | corpus                                                              |
 |----------------|-------|---------------------------------------------------------------------|
@@ -26,8 +28,8 @@ from avloc.registry import Registry
 PREPARERS = Registry("data source")
 
 
-def _register_all() -> None:
-    """Register each preparer class under its ``source`` name (imported on first use)."""
+def preparer_classes() -> tuple[type, ...]:
+    """Every preparer class, in the order ``avloc prepare --help`` lists their commands."""
     from avloc.data.sources.avsbench import AVSBenchS4Preparer
     from avloc.data.sources.flickr import FlickrPreparer
     from avloc.data.sources.is3 import IS3Preparer
@@ -35,7 +37,7 @@ def _register_all() -> None:
     from avloc.data.sources.vggsound import VGGSoundPreparer
     from avloc.data.sources.vggss import VGGSSPreparer
 
-    classes = (
+    return (
         VGGSoundPreparer,
         VGGSSPreparer,
         FlickrPreparer,
@@ -43,7 +45,11 @@ def _register_all() -> None:
         AVSBenchS4Preparer,
         ManifestPreparer,
     )
-    for cls in classes:
+
+
+def _register_all() -> None:
+    """Register each preparer class under its ``source`` name (imported on first use)."""
+    for cls in preparer_classes():
         if cls.source not in PREPARERS:
             PREPARERS.register(cls.source)(cls)
 

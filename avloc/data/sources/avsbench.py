@@ -31,6 +31,7 @@ import csv
 from pathlib import Path
 
 from avloc.data.prepare import Plan, SampleSpec, Skip
+from avloc.data.prepare.options import Option
 from avloc.data.sources.common import (
     VIDEO_EXTS,
     SourceBase,
@@ -54,6 +55,15 @@ def _either(base: Path, name: str, k: int) -> Path:
 class AVSBenchS4Preparer(SourceBase):
     source = "avsbench-s4"
     split = "test"
+    summary = "AVSBench S4: 5 frames per video with masks and the video's 5 s audio."
+    example = "avloc prepare avsbench-s4 --root AVSBench/Single-source --out data/s4"
+    options = (
+        Option("--root", "Single-source/ (s4_meta_data.csv)"),
+        Option("--split", "test | val | train"),
+        Option("--meta", "Meta CSV (default ROOT/s4_meta_data.csv)"),
+        Option("--videos", "Raw videos: frame k at (k - 1 + 15/16) s, as AVSBench"),
+    )
+    shared = ("image_size", "seed", "offscreen", "class_groups", "min_audio_seconds")
 
     def __init__(
         self,

@@ -10,7 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
-from avloc.data.prepare import AudioRef, Plan, SampleSpec, Settings, Skip
+from avloc.data.prepare import AudioRef, Plan, SampleSpec, Settings, Skip, prepare
+from avloc.data.prepare.options import OUT, PART, SHARD_SIZE, WORKERS, Option, resolve
 from avloc.data.sources.class_groups import default_groups, expand, read_groups
 from avloc.errors import DataError
 from avloc.media.formats import AUDIO_EXTS, IMAGE_EXTS, VIDEO_EXTS, strip_media_ext
@@ -233,11 +234,64 @@ def drop_duplicates(samples: list[SampleSpec], where: str) -> tuple[list[SampleS
     return kept, skipped
 
 
+#: The corpus options of :class:`SourceBase`, declared once; a source's command offers those its
+#: ``shared`` names.
+SHARED_OPTIONS = {
+    option.name: option
+    for option in (
+        Option("--image-size", "Stored image side (default 224 test, 256 train)", min=8),
+        Option("--seed", "Seed of the offscreen clip choice"),
+        Option("--offscreen/--no-offscreen", "Store an offscreen clip (test sets)"),
+        Option(
+            "--class-groups",
+            'JSON {"group": ["class", ...]}: classes of one group are never each other\'s '
+            "offscreen clip (default: person and human-voice classes form one group)",
+            type=Path | None,
+        ),
+        Option("--min-audio-seconds", "Shorter audio files are skipped", min=0.0),
+        Option(
+            "--audio-seconds",
+            "Seconds of audio stored per sample, centred on the frame (10: the whole "
+            "VGGSound clip, which --protocol vssl_eval's windows are cut from)",
+        ),
+    )
+}
+#: ``--layout`` of the sources that read a :class:`MediaLayout`.
+LAYOUT = Option("--layout", "auto | video | extracted (frames/ + audio/)")
+
+
 class SourceBase:
-    """Options every source shares; subclasses implement :meth:`plan`."""
+    """Options every source shares; subclasses implement :meth:`plan`.
+
+    A subclass declares its command ``avloc prepare <source>``: ``options`` (its constructor's
+    own keyword arguments, in help order), ``shared`` (which of :data:`SHARED_OPTIONS` it
+    offers), ``summary`` (the command's help) and ``example`` (a command line).
+    """
 
     source = ""
     split = "test"
+    summary = ""
+    example = ""
+    options: tuple[Option, ...] = ()
+    shared: tuple[str, ...] = tuple(SHARED_OPTIONS)
+
+    @classmethod
+    def command_options(cls) -> tuple[Option, ...]:
+        """The options of ``avloc prepare <source>``, resolved, in help order: the source's
+        required ones, ``--out``, its other ones, ``--workers``, ``--shard-size``, the shared
+        corpus options it offers, ``--part``."""
+        own = resolve(cls, *cls.options)
+        shared = resolve(SourceBase, *(SHARED_OPTIONS[name] for name in cls.shared))
+        out, workers, shard_size, part = resolve(prepare, OUT, WORKERS, SHARD_SIZE, PART)
+        return (
+            *(o for o in own if o.required),
+            out,
+            *(o for o in own if not o.required),
+            workers,
+            shard_size,
+            *shared,
+            part,
+        )
 
     def __init__(
         self,

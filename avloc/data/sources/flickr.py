@@ -26,6 +26,7 @@ from pathlib import Path
 
 from avloc.data.boxes import BoxError
 from avloc.data.prepare import Plan, SampleSpec, Skip
+from avloc.data.prepare.options import Option
 from avloc.data.sources.common import (
     AUDIO_EXTS,
     IMAGE_EXTS,
@@ -70,6 +71,16 @@ def read_flickr_xml(path: Path) -> list[tuple[float, float, float, float]]:
 class FlickrPreparer(SourceBase):
     source = "flickr"
     split = "test"
+    summary = "Flickr-SoundNet test set: 256 px annotator boxes -> soft consensus ground truth."
+    example = "avloc prepare flickr --root Flickr-SoundNet/ --out data/flickr"
+    options = (
+        Option("--root", "Annotations/, frames/, audio/"),
+        Option("--ids", "Id list (flickr_test.csv)"),
+        Option("--labels", "id,class rows (for offscreen clips)"),
+        Option("--annotations", "XML folder (default ROOT/Annotations)"),
+        Option("--frames", "Image folder (default ROOT/frames)"),
+        Option("--audio", "Audio folder (default ROOT/audio)"),
+    )
 
     def __init__(
         self,

@@ -27,6 +27,7 @@ from collections import defaultdict
 from pathlib import Path
 
 from avloc.data.prepare import AudioRef, Plan, SampleSpec, Skip
+from avloc.data.prepare.options import Option
 from avloc.data.sources.common import (
     SourceBase,
     class_index,
@@ -72,6 +73,14 @@ def _key(image: str, audio: str) -> tuple[str, str]:
 class IS3Preparer(SourceBase):
     source = "is3"
     split = "test"
+    summary = "IS3: two sounds per image, one row per (image, sound) pair, boxes or masks."
+    example = "avloc prepare is3 --annotations synthetic3240_bbox.json --out data/is3"
+    options = (
+        Option("--annotations", "synthetic3240_bbox.json (image, audio, gt_box)"),
+        Option("--root", "Where the media are (default: JSON folder)"),
+        Option("--masks", "Mask JSON (image, audio, mask) or folder"),
+        Option("--box-frame", "Pixel frame of the boxes"),
+    )
 
     def __init__(
         self,

@@ -35,6 +35,7 @@ import re
 from pathlib import Path
 
 from avloc.data.prepare import AudioRef, Plan, SampleSpec, Skip
+from avloc.data.prepare.options import Option
 from avloc.data.sources.common import (
     SourceBase,
     class_index,
@@ -62,6 +63,18 @@ def _box_list(value) -> tuple:
 class ManifestPreparer(SourceBase):
     source = "manifest"
     split = "test"
+    summary = "Any data set listed in a JSON Lines manifest (IS3+, your own data)."
+    example = "avloc prepare manifest my_data.jsonl --name mine --out data/mine"
+    options = (
+        Option("manifest", "JSON Lines manifest (docs/formats.md)", argument=True),
+        Option("--root", "Base of relative paths (default: its folder)"),
+        Option("--split", "test | train"),
+        Option("--name", "Source name and shard prefix"),
+        Option("--box-format", "normalized | pixel (lines may override)"),
+        Option("--ground-truth", "auto | boxes | consensus | mask | none"),
+        Option("--keep-silent", "Keep silent clips (negative test cases)"),
+    )
+    shared = ("image_size", "seed", "offscreen", "class_groups", "min_audio_seconds")
 
     def __init__(
         self,

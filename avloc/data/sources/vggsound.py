@@ -23,7 +23,9 @@ from __future__ import annotations
 from pathlib import Path
 
 from avloc.data.prepare import Plan, SampleSpec, Skip
+from avloc.data.prepare.options import Option
 from avloc.data.sources.common import (
+    LAYOUT,
     MediaLayout,
     SourceBase,
     class_index,
@@ -35,6 +37,19 @@ from avloc.data.sources.common import (
 class VGGSoundPreparer(SourceBase):
     source = "vggsound"
     split = "train"
+    summary = "VGGSound training pairs: a frame and the 3 s of audio around it."
+    example = (
+        "avloc prepare vggsound --root VGGSound/ --ids vggss_144k.txt "
+        "--out data/vggsound144k --workers 8"
+    )
+    options = (
+        Option("--root", "Videos, or frames/ + audio/"),
+        Option("--ids", "Id list (vggss_144k.txt)"),
+        Option("--labels", "vggsound.csv or id,class rows"),
+        LAYOUT,
+        Option("--frame-time", "Frame time, s (default: middle)"),
+    )
+    shared = ("image_size", "min_audio_seconds")
 
     def __init__(
         self,

@@ -20,7 +20,9 @@ import json
 from pathlib import Path
 
 from avloc.data.prepare import Plan, SampleSpec, Skip
+from avloc.data.prepare.options import Option
 from avloc.data.sources.common import (
+    LAYOUT,
     MediaLayout,
     SourceBase,
     class_index,
@@ -62,6 +64,14 @@ def read_vggss(path: Path) -> tuple[list[dict], list[Skip]]:
 class VGGSSPreparer(SourceBase):
     source = "vggss"
     split = "test"
+    summary = "VGG-SS test set: normalised boxes, ground truth 'boxes', offscreen clips."
+    example = "avloc prepare vggss --root VGGSound/ --annotations vggss.json --out data/vggss"
+    options = (
+        Option("--root", "Videos, or frames/ + audio/"),
+        Option("--annotations", "vggss.json"),
+        LAYOUT,
+        Option("--frame-time", "Annotated frame time in videos, s"),
+    )
 
     def __init__(
         self,
