@@ -10,6 +10,8 @@ keras.ops twin beside it (``*_ops``), with one parity test per pair:
 - :mod:`~avloc.inputs.frontends`: the audio front ends by name (``inputs["audio_frontend"]``);
 - :mod:`~avloc.inputs.noise`: silence and noise clips (numpy; ``seeded_noise_ops``);
 - :mod:`~avloc.inputs.pcm`: 16-bit PCM <-> float (numpy; ``pcm_to_float_ops``);
+- :mod:`~avloc.inputs.geometry`: SSL-TIE's rotation/scale/flip T for its equivariance loss
+  (draws and matrices in numpy; ``transform_maps_ops``);
 - :mod:`~avloc.inputs.training`: a training batch's preprocessing, in the loader
   (``LoaderPreprocessing``) or inside the step (``DevicePreprocessing``), chosen explicitly;
 - :mod:`~avloc.inputs.contract`: the test-time input contract of a trained network

@@ -2,11 +2,13 @@
 
 Importing this package registers every built-in term:
 ``ezvsl`` (EZ-VSL / marginNCE / SSL-SaN extra negatives), ``silence_map`` (L_S),
-``noise_map`` (L_N), ``fnac_fns1``, ``fnac_fns2``, ``fnac_tne`` (FNAC) and ``lvs`` (LVS).
+``noise_map`` (L_N), ``fnac_fns1``, ``fnac_fns2``, ``fnac_tne`` (FNAC), ``lvs`` (LVS) and
+``equivariance`` (SSL-TIE's transformation equivariance).
 Every term takes ``weight`` and ``start_epoch`` (warm-up gate, see :mod:`avloc.losses.base`).
 """
 
-from avloc.losses import contrastive, empty_maps, fnac, lvs  # noqa: F401  (registration)
+# importing the term modules registers them
+from avloc.losses import contrastive, empty_maps, equivariance, fnac, lvs  # noqa: F401
 from avloc.losses.base import LOSS_TERMS, LossTerm
 
 __all__ = ["LOSS_TERMS", "LossTerm", "build_terms"]
