@@ -2,7 +2,8 @@
 
 :func:`avloc.config.load_recipe` parses and type-checks; :func:`check_recipe` then asks the
 stages that build from the recipe: every ``[loss.<term>]`` table against its registered term
-(:mod:`avloc.losses`), ``model.arch`` against the registered architectures
+(:mod:`avloc.losses`) and against what the training task feeds (:data:`avloc.task.FEEDS`),
+``model.arch`` against the registered architectures
 (:mod:`avloc.models.avnet`) and ``eval.uth_statistic`` against :func:`avloc.metrics.calibrate_uth`.
 Errors are one-line :class:`~avloc.errors.RecipeError`\\ s that name the TOML path (and the
 recipe file when given).
@@ -27,6 +28,20 @@ def check_loss_terms(loss: dict) -> None:
         LOSS_TERMS.check_kwargs(name, kwargs, where)
 
 
+def check_terms_are_fed(loss: dict) -> None:
+    """Every term's ``needs`` is an input the training task makes (:data:`avloc.task.FEEDS`)."""
+    from avloc.losses import LOSS_TERMS
+    from avloc.task import FEEDS
+
+    for name, kwargs in loss.items():
+        missing = sorted(set(LOSS_TERMS.build(name, kwargs, f"loss.{name}").needs) - FEEDS)
+        if missing:
+            raise RecipeError(
+                f"loss.{name}: needs {', '.join(missing)}, which avloc train does not make; "
+                f"remove [loss.{name}] from the recipe"
+            )
+
+
 def check_architecture(arch: str) -> None:
     from avloc.models.avnet import ARCHITECTURES  # imports Keras
 
@@ -48,6 +63,7 @@ def check_recipe(recipe: Recipe, path: str | Path | None = None) -> Recipe:
     """Every stage-level check; returns ``recipe``. ``path`` prefixes the error."""
     try:
         check_loss_terms(recipe.loss)
+        check_terms_are_fed(recipe.loss)
         check_architecture(recipe.model.arch)
         check_uth_statistic(recipe.eval.uth_statistic)
     except RecipeError as exc:

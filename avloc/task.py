@@ -46,6 +46,9 @@ from avloc.inputs.training import DevicePreprocessing
 from avloc.losses import LossTerm
 from avloc.runtime.placement import Placement
 
+#: The extra inputs a loss term may ``need`` that the task makes (besides ``v_map``, ``a_emb``).
+FEEDS = frozenset({"silence", "noise"})
+
 
 class LocalizationTask(keras.Model):
     def __init__(
