@@ -65,7 +65,9 @@ def build_net(args):
     import keras
 
     from avloc.models import AudioVisualNet
+    from avloc.runtime import configure
 
+    configure(widths=[args.width])  # this process's kernels, as avloc does before building
     keras.utils.set_random_seed(0)
     return AudioVisualNet(
         embed_dim=args.dim,

@@ -90,7 +90,9 @@ def make_media(folder: Path, pairs: int) -> tuple[Path, Path, Path]:
 def make_network(kind: str, path: Path) -> Path:
     from avloc.models import AudioVisualNet
     from avloc.models.io import save_network
+    from avloc.runtime import configure
 
+    configure(MODELS[kind])  # this process's kernels for its widths, as avloc does before building
     net = AudioVisualNet(**MODELS[kind], calibration={"uth": 0.5}, name="avnet")
     return save_network(net, path)
 

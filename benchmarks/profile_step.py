@@ -27,7 +27,7 @@ from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 
-from benchmarks.environment import set_threads  # noqa: E402
+from benchmarks.environment import set_device, set_threads  # noqa: E402
 from benchmarks.machine import machine_info, print_machine  # noqa: E402
 from benchmarks.report import write_json  # noqa: E402
 
@@ -107,6 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     args.seed = 0
 
     set_threads(args.threads)
+    set_device(args.device, args.width)  # the kernels train_step's variants run
     from benchmarks.train_step import build_keras, build_plain
 
     steps = {

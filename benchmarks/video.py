@@ -51,8 +51,10 @@ def engines(kind: str, folder: Path, device: str) -> dict[str, object]:
     from avloc.maps import torch_engine
     from avloc.models import AudioVisualNet
     from avloc.models.io import load_network, save_network
+    from avloc.runtime import configure
     from benchmarks.localize import MODELS
 
+    configure(MODELS[kind])  # this process's kernels for its widths, as avloc does before building
     keras.utils.set_random_seed(0)
     net = AudioVisualNet(**MODELS[kind], calibration={"uth": 0.5}, name="avnet")
     path = save_network(net, folder / f"{kind}.keras")
