@@ -1,6 +1,6 @@
 """Negative-audio evaluation: shared visual features vs one network pass per audio condition.
 
-    python benchmarks/evaluation.py --json evaluation.json
+    python3 -m benchmarks.evaluation --json evaluation.json
 
 Writes ``--samples`` synthetic test scenes (images of ``--stored-size`` px, their audio and an
 off-screen clip) as shards in a temporary directory, builds one network with random weights
@@ -38,26 +38,16 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-for _path in (str(HERE.parent), str(HERE)):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
-
 os.environ.setdefault("KERAS_BACKEND", "torch")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
-from common import (  # noqa: E402
-    alternate,
-    ezvsl_forward_flops,
-    machine_info,
-    paired_ratio,
-    print_machine,
-    print_table,
-    set_threads,
-    summarize,
-    write_json,
-)
+
+from benchmarks.environment import set_threads  # noqa: E402
+from benchmarks.flops import ezvsl_forward_flops  # noqa: E402
+from benchmarks.machine import machine_info, print_machine  # noqa: E402
+from benchmarks.report import print_table, write_json  # noqa: E402
+from benchmarks.timing import alternate, paired_ratio, summarize  # noqa: E402
 
 CONDITIONS = ("positive", "silence", "noise", "offscreen")
 
@@ -75,7 +65,9 @@ def build_net(args):
     import keras
 
     from avloc.models import AudioVisualNet
+    from avloc.runtime import configure
 
+    configure(widths=[args.width])  # this process's kernels, as avloc does before building
     keras.utils.set_random_seed(0)
     return AudioVisualNet(
         embed_dim=args.dim,

@@ -1,12 +1,12 @@
 """One GPU run: train step, loader and end-to-end ``avloc train``, as one command of minutes.
 
-    python benchmarks/gpu.py --out gpu-results          # on a machine with one GPU (~7 min)
-    python benchmarks/gpu.py --out /tmp/gpu --dry-run    # the same pipeline, tiny, on CPU
+    python3 -m benchmarks.gpu --out gpu-results          # on a machine with one GPU (~7 min)
+    python3 -m benchmarks.gpu --out /tmp/gpu --dry-run    # the same pipeline, tiny, on CPU
 
 Runs, each as a child process with a time limit of its own (a part that fails or runs out of
 time is reported and the next part runs):
 
-1. **Train step** (``train_step.py --device cuda``): the full EZ-VSL ResNet-18 pair (224 px,
+1. **Train step** (``benchmarks.train_step --device cuda``): the full EZ-VSL ResNet-18 pair (224 px,
    257x200 spectrogram, D 512, Adam) at batch 128 in fp32 and bf16 (the recipe's
    ``train.precision = "mixed_bfloat16"``; ``torch.autocast`` for plain torch): avloc's Keras
    task on torch and plain PyTorch (``--variants``), and the task fed the loader's on-device
@@ -15,10 +15,11 @@ time is reported and the next part runs):
    ``--max-batch`` is reached: the largest batch that fits.
 2. **Data**: ``avloc prepare synthetic`` writes ``--scenes`` training scenes at ``--stored-size``
    px in ``--parts`` parallel parts (seconds and scenes/s).
-3. **Loader** (``loader.py --shards``): ``TrainBatches`` with the SSL-SaN inputs (images, audio
-   and noise), preprocessed in the loader and in the on-device form, at batch 128, thread
-   workers ``--loader-workers`` (default: 4, 8 and the machine's cores less two): samples/s.
-4. **Heatmap video** (``video.py``): ``avloc localize VIDEO -o heat.mp4`` over a generated
+3. **Loader** (``benchmarks.loader --shards``): ``TrainBatches`` with the SSL-SaN inputs
+   (images, audio and noise), preprocessed in the loader and in the on-device form, at batch 128,
+   thread workers ``--loader-workers`` (default: 4, 8 and the machine's cores less two):
+   samples/s.
+4. **Heatmap video** (``benchmarks.video``): ``avloc localize VIDEO -o heat.mp4`` over a generated
    20 s clip with the full network, frames/s and multiple of real time.
 5. **End to end**: ``avloc train recipes/sslsan.toml`` (full width, 224 px, batch 128,
    mixed_bfloat16) on those scenes for ``--epochs`` x ``--steps-per-epoch`` steps with the
@@ -53,13 +54,9 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-for _path in (str(ROOT), str(HERE)):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
-
-from common import machine_info, machine_lines, one_line  # noqa: E402
+from benchmarks.machine import machine_info, machine_lines
+from benchmarks.processes import ROOT, benchmark_command
+from benchmarks.timing import one_line
 
 FULL = dict(width=64, dim=512, image_size=224, train_resize=246, clip_seconds=3.0)
 TINY = dict(width=4, dim=16, image_size=32, train_resize=36, clip_seconds=0.5)
@@ -112,10 +109,6 @@ class Part:
         }
 
 
-def python(script: str, *args: str) -> list[str]:
-    return [sys.executable, str(HERE / script) if script.endswith(".py") else script, *args]
-
-
 def avloc_cli(*args: str) -> list[str]:
     return [sys.executable, "-m", "cli.main", *args]
 
@@ -132,7 +125,7 @@ def step_args(args, batch: int, precision: str, variants: str, json_path: Path) 
     ]  # fmt: skip
     if variants:
         command += ["--variants", variants]
-    return python("train_step.py", *command)
+    return benchmark_command("train_step", *command)
 
 
 def cores_for_workers() -> int:
@@ -280,8 +273,8 @@ def run(args) -> dict:
         add(
             Part(
                 "loader",
-                python(
-                    "loader.py", "--shards", str(data / "train"), "--input-size",
+                benchmark_command(
+                    "loader", "--shards", str(data / "train"), "--input-size",
                     str(s["image_size"]), "--train-resize", str(s["train_resize"]),
                     "--stored-size", str(args.stored_size), "--batch", str(batch),
                     "--batches", str(args.loader_batches), "--repeats", "2", "--workers",
@@ -310,7 +303,9 @@ def run(args) -> dict:
         add(
             Part(
                 "video",
-                python("video.py", *video_args, "--device", args.device, "--json", str(video_json)),
+                benchmark_command(
+                    "video", *video_args, "--device", args.device, "--json", str(video_json)
+                ),
                 min(args.part_limit, left() - args.reserve),
                 out,
             )
@@ -390,9 +385,9 @@ def fmt_rate(value) -> str:
 def markdown(report: dict, args) -> str:
     s, b = shapes(args), args.batch
     lines = [
-        f"### GPU: one run of `benchmarks/gpu.py` ({time.strftime('%Y-%m-%d')})",
+        f"### GPU: one run of `benchmarks.gpu` ({time.strftime('%Y-%m-%d')})",
         "",
-        f"`python benchmarks/gpu.py {' '.join(args.argv)}` ({report['seconds']:.0f} s)",
+        f"`python3 -m benchmarks.gpu {' '.join(args.argv)}` ({report['seconds']:.0f} s)",
         "",
         f"Train step (EZ-VSL ResNet-18 pair, width {s['width']}, {s['image_size']} px, "
         f"{s['clip_seconds']:g} s audio, D {s['dim']}, Adam), samples/s ("
@@ -426,7 +421,7 @@ def markdown(report: dict, args) -> str:
     lines += [f"| {name} | {fmt_rate(v)} |" for name, v in report["loader"].items()]
     lines += [
         "",
-        "Heatmap video (`benchmarks/video.py`: decode, maps, draw, encode; 10 output frames/s):",
+        "Heatmap video (`benchmarks.video`: decode, maps, draw, encode; 10 output frames/s):",
         "",
         "| engine | batch | frames/s | x real time |",
         "| --- | --- | --- | --- |",

@@ -1,6 +1,6 @@
 """Training-loader throughput: samples/s (and per worker) of ``TrainBatches`` from shards.
 
-    python benchmarks/loader.py --json loader.json
+    python3 -m benchmarks.loader --json loader.json
 
 Writes ``--scenes`` synthetic training scenes (``avloc prepare synthetic``'s generator, images of
 ``--stored-size`` px, 3 s of 16 kHz audio) as shards in a temporary directory, then measures
@@ -37,24 +37,14 @@ import tempfile
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-for _path in (str(HERE.parent), str(HERE)):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
-
 os.environ.setdefault("KERAS_BACKEND", "torch")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 import numpy as np  # noqa: E402
-from common import (  # noqa: E402
-    alternate,
-    machine_info,
-    paired_ratio,
-    print_machine,
-    print_table,
-    summarize,
-    write_json,
-)
+
+from benchmarks.machine import machine_info, print_machine  # noqa: E402
+from benchmarks.report import print_table, write_json  # noqa: E402
+from benchmarks.timing import alternate, paired_ratio, summarize  # noqa: E402
 
 
 def make_shards(folder: Path, scenes: int, stored_size: int, shard_size: int) -> float:

@@ -1,7 +1,7 @@
 """Latency and throughput of ``avloc localize`` on generated media.
 
-    KERAS_BACKEND=torch python benchmarks/localize.py                  # tiny network
-    KERAS_BACKEND=tensorflow python benchmarks/localize.py --model full --json bench.json
+    KERAS_BACKEND=torch python3 -m benchmarks.localize                  # tiny network
+    KERAS_BACKEND=tensorflow python3 -m benchmarks.localize --model full --json bench.json
 
 Measures, on a 640x480 JPEG and a 10 s 44.1 kHz stereo WAV:
 
@@ -35,10 +35,7 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-for _path in (str(ROOT), str(ROOT / "benchmarks")):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
+from benchmarks.processes import ROOT, benchmark_command
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
@@ -93,7 +90,9 @@ def make_media(folder: Path, pairs: int) -> tuple[Path, Path, Path]:
 def make_network(kind: str, path: Path) -> Path:
     from avloc.models import AudioVisualNet
     from avloc.models.io import save_network
+    from avloc.runtime import configure
 
+    configure(MODELS[kind])  # this process's kernels for its widths, as avloc does before building
     net = AudioVisualNet(**MODELS[kind], calibration={"uth": 0.5}, name="avnet")
     return save_network(net, path)
 
@@ -148,8 +147,8 @@ def _cli_start(checkpoint: Path, image: Path, audio: Path, out: Path, env: dict)
 def _breakdown(checkpoint: Path, image: Path, audio: Path, out: Path, env: dict) -> dict:
     start = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, __file__, "--child-cold", str(checkpoint), str(image), str(audio),
-         str(out)],
+        benchmark_command("localize", "--child-cold", str(checkpoint), str(image), str(audio),
+                          str(out)),
         cwd=ROOT, env=env, capture_output=True, text=True,
     )  # fmt: skip
     total = time.perf_counter() - start
@@ -249,7 +248,7 @@ def main() -> None:
     if args.child_cold:
         child_cold(*args.child_cold)
         return
-    from common import machine_info, print_machine
+    from benchmarks.machine import machine_info, print_machine
 
     machine = machine_info()
     from cli.app import quiet_frameworks

@@ -15,7 +15,7 @@ torchvision's key names):
 Standalone check of the analytic FLOP count used by ``benchmarks/train_step.py`` (counts the
 forward pass with ``torch.utils.flop_counter``; a few seconds at the default tiny size)::
 
-    python benchmarks/plain_torch.py [--width 8] [--image-size 64] [--batch 2]
+    python3 -m benchmarks.plain_torch [--width 8] [--image-size 64] [--batch 2]
 """
 
 from __future__ import annotations
@@ -128,11 +128,7 @@ def counted_forward_flops(width: int, dim: int, batch: int, image_size: int, aud
 
 
 def main() -> None:
-    import sys
-    from pathlib import Path
-
-    sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from common import ezvsl_forward_flops
+    from benchmarks.flops import ezvsl_forward_flops
 
     parser = argparse.ArgumentParser(description="check the analytic FLOP count")
     parser.add_argument("--width", type=int, default=8)

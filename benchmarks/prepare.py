@@ -1,7 +1,7 @@
 """Benchmark ``avloc prepare``: samples per second (and per worker) on generated MP4s.
 
-    python benchmarks/prepare.py                      # 32 clips of 10 s, 320x240 @ 25 fps
-    python benchmarks/prepare.py --videos 48 --workers 1,2,4 --json bench.json
+    python3 -m benchmarks.prepare                      # 32 clips of 10 s, 320x240 @ 25 fps
+    python3 -m benchmarks.prepare --videos 48 --workers 1,2,4 --json bench.json
 
 Writes ``--videos`` H.264/AAC MP4s with PyAV (VGGSound-like 10 s clips whose frames and tones
 are known, ``tests/fakemedia.py``), then prepares them with the ``vggsound`` source (frame
@@ -23,18 +23,18 @@ import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # fakemedia
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-
-from common import machine_info, print_machine  # noqa: E402
-from fakemedia import write_video  # noqa: E402
-
-from avloc.data.prepare import prepare, process_sample  # noqa: E402
-from avloc.data.sources import build_preparer  # noqa: E402
+from avloc.data.prepare import prepare, process_sample
+from avloc.data.sources import build_preparer
+from benchmarks.machine import machine_info, print_machine
+from benchmarks.processes import ROOT
 
 
 def make_corpus(directory: Path, count: int, seconds: float, fps: int, size: tuple[int, int]):
+    # tests/ is not a package: the test suite's media maker is imported as pytest imports it
+    if str(ROOT / "tests") not in sys.path:
+        sys.path.append(str(ROOT / "tests"))
+    from fakemedia import write_video
+
     directory.mkdir(parents=True, exist_ok=True)
     for i in range(count):
         write_video(directory / f"bench{i:04d}_{i:06d}.mp4", seconds, fps, size, 44100)

@@ -6,7 +6,7 @@ with ``torch.profiler`` and prints the operators by self CPU time side by side, 
 between the two totals can be read off operator by operator. Times are operator self times in
 seconds summed over the profiled steps; on a busy machine only their split is meaningful.
 
-    KERAS_BACKEND=torch python benchmarks/profile_step.py --batch 8 --threads 1
+    KERAS_BACKEND=torch python3 -m benchmarks.profile_step --batch 8 --threads 1
 
 On a GPU (``--device cuda``, ``--precision fp32|bf16``) it also times each step to its end
 (``torch.cuda.synchronize``) and sums the GPU kernels' own time per step, so whether a variant is
@@ -14,7 +14,7 @@ bound by the GPU or by the host's Python and launches reads off one line: GPU bu
 time / wall time. A third variant, ``keras-torch-gpu-inputs``, feeds the Keras task a batch that
 is already on the GPU (plain torch's batch always is), which isolates the host-to-device copy.
 
-    KERAS_BACKEND=torch python benchmarks/profile_step.py --device cuda --batch 128 --steps 5
+    KERAS_BACKEND=torch python3 -m benchmarks.profile_step --device cuda --batch 128 --steps 5
 """
 
 from __future__ import annotations
@@ -26,12 +26,10 @@ from collections import defaultdict
 from pathlib import Path
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
-HERE = Path(__file__).resolve().parent
-for _path in (str(HERE.parent), str(HERE)):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
 
-from common import machine_info, print_machine, set_threads, write_json  # noqa: E402
+from benchmarks.environment import set_device, set_threads  # noqa: E402
+from benchmarks.machine import machine_info, print_machine  # noqa: E402
+from benchmarks.report import write_json  # noqa: E402
 
 
 def _device_self_seconds(event) -> float:
@@ -109,7 +107,8 @@ def main(argv: list[str] | None = None) -> int:
     args.seed = 0
 
     set_threads(args.threads)
-    from train_step import build_keras, build_plain
+    set_device(args.device, args.width)  # the kernels train_step's variants run
+    from benchmarks.train_step import build_keras, build_plain
 
     steps = {
         "keras-torch": build_keras("keras-torch", args)[0],

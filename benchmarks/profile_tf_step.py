@@ -9,7 +9,7 @@ by side, in seconds per step, with the wall time per step of each setting, so th
 between the settings (and, against ``profile_step.py``'s torch table, between backends) reads
 off operator by operator.
 
-    python benchmarks/profile_tf_step.py --batch 8 --threads 1 --json profile_tf.json
+    python3 -m benchmarks.profile_tf_step --batch 8 --threads 1 --json profile_tf.json
 
 Options shared with ``train_step.py``: ``--batch``, ``--width``, ``--dim``, ``--image-size``,
 ``--clip-seconds``, ``--threads``, ``--variant`` (``keras-tensorflow`` or
@@ -29,12 +29,10 @@ import time
 from collections import defaultdict
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-for _path in (str(HERE.parent), str(HERE)):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
-
-from common import machine_info, print_machine, set_threads, write_json  # noqa: E402
+from benchmarks.environment import set_threads
+from benchmarks.machine import machine_info, print_machine
+from benchmarks.processes import ROOT, benchmark_command
+from benchmarks.report import write_json
 
 
 def op_type_seconds(xplane: str) -> dict[str, dict[str, float]]:
@@ -59,7 +57,8 @@ def op_type_seconds(xplane: str) -> dict[str, dict[str, float]]:
 def child(args) -> dict:
     """In a TensorFlow process: build, warm up, time and profile; return the figures."""
     import tensorflow as tf
-    from train_step import build_keras
+
+    from benchmarks.train_step import build_keras
 
     step, info = build_keras(args.variant, args)
     for _ in range(max(1, args.warmup)):
@@ -116,8 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             env = dict(os.environ, KERAS_BACKEND="tensorflow", TF_ENABLE_ONEDNN_OPTS=value)
             env.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
             done = subprocess.run(
-                [sys.executable, str(Path(__file__).resolve()), *cli, "--child-out", str(out)],
-                env=env, capture_output=True, text=True,
+                benchmark_command("profile_tf_step", *cli, "--child-out", str(out)),
+                cwd=ROOT, env=env, capture_output=True, text=True,
             )  # fmt: skip
             if done.returncode != 0:
                 results[name] = {"error": done.stderr.strip().splitlines()[-1:]}

@@ -1,7 +1,7 @@
 """End-to-end training speed: ``avloc train`` under settings compared in interleaved runs.
 
-    python benchmarks/train_loop.py --recipe recipes/sslsan.toml --json train_loop.json
-    KERAS_BACKEND=tensorflow python benchmarks/train_loop.py --recipe recipes/quickstart.toml \
+    python3 -m benchmarks.train_loop --recipe recipes/sslsan.toml --json train_loop.json
+    KERAS_BACKEND=tensorflow python3 -m benchmarks.train_loop --recipe recipes/quickstart.toml \
         --shards data/synthetic/train --compare TF_ENABLE_ONEDNN_OPTS=0,default
 
 Writes ``--scenes`` synthetic training scenes at ``--stored-size`` px (or reads ``--shards``),
@@ -30,15 +30,12 @@ from pathlib import Path
 #: The environment as the user started this script, before anything here imports avloc (which
 #: sets variables of its own that the runs must choose for themselves).
 START_ENV = dict(os.environ)
-HERE = Path(__file__).resolve().parent
-ROOT = HERE.parent
-for _path in (str(ROOT), str(HERE)):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
 
-from common import machine_info, print_machine, write_json  # noqa: E402
-from gpu import epoch_rates  # noqa: E402
-from loader import make_shards  # noqa: E402
+from benchmarks.gpu import epoch_rates  # noqa: E402
+from benchmarks.loader import make_shards  # noqa: E402
+from benchmarks.machine import machine_info, print_machine  # noqa: E402
+from benchmarks.processes import ROOT  # noqa: E402
+from benchmarks.report import write_json  # noqa: E402
 
 
 def run_once(args, shards: Path, setting: str, run_dir: Path) -> tuple[float | None, str]:

@@ -1,6 +1,6 @@
 """Training-step throughput of EZ-VSL: avloc's Keras task on each backend vs plain PyTorch.
 
-    python benchmarks/train_step.py --json train_step.json
+    python3 -m benchmarks.train_step --json train_step.json
 
 Measures **samples/s** of full training steps (forward, EZ-VSL loss, backward, Adam update) of
 the ResNet-18 audio-visual pair on a fixed random batch: visual 224 px RGB, audio 257x200 log
@@ -47,8 +47,8 @@ the others wait idle. Reported: the median samples/s over the rounds (min-max be
 per round, the ratio to plain ``torch`` in the same round, whose median is the ratio column.
 
 GFLOP/s: forward FLOPs counted analytically (convolutions, projections and the loss' all-pairs
-similarity, 2 x multiply-accumulates; see ``common.ezvsl_forward_flops`` and
-``python benchmarks/plain_torch.py`` which checks the count against torch's flop counter),
+similarity, 2 x multiply-accumulates; see ``benchmarks.flops.ezvsl_forward_flops`` and
+``python3 -m benchmarks.plain_torch`` which checks the count against torch's flop counter),
 training taken as 3 x forward. The peak is an estimate: on CPU cores x GHz x FMA units x FLOP per
 FMA from the vector flags (``--fma-units``, default 2), on CUDA SMs x FP32 lanes x 2 x clock.
 
@@ -67,33 +67,14 @@ import sys
 import time
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-for _path in (str(HERE.parent), str(HERE)):
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
+from benchmarks.environment import child_onednn_env, set_device, set_threads
+from benchmarks.flops import ezvsl_forward_flops
+from benchmarks.machine import cpu_cores, cpu_fp32_peak, cuda_peak, machine_info, print_machine
+from benchmarks.processes import ROOT, Worker, WorkerDied, benchmark_command, serve
+from benchmarks.report import print_table, write_json
+from benchmarks.timing import alternate, one_line, paired_ratio, summarize
 
-from common import (  # noqa: E402
-    Worker,
-    WorkerDied,
-    alternate,
-    child_onednn_env,
-    cpu_cores,
-    cpu_fp32_peak,
-    cuda_peak,
-    ezvsl_forward_flops,
-    machine_info,
-    one_line,
-    paired_ratio,
-    print_machine,
-    print_table,
-    serve,
-    set_device,
-    set_threads,
-    summarize,
-    write_json,
-)
-
-RECIPE = HERE.parent / "recipes" / "ezvsl.toml"
+RECIPE = ROOT / "recipes" / "ezvsl.toml"
 #: variant -> (process group, kind); a group is one process (its name is its Keras backend).
 VARIANTS = {
     "torch": ("torch", "plain"),
@@ -246,8 +227,9 @@ def build_keras(name: str, args, inputs_on_device: bool = False):
 
 def build_plain(name: str, args):
     import numpy as np
-    import plain_torch
     import torch
+
+    from benchmarks import plain_torch
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise RuntimeError("torch sees no GPU")
@@ -333,7 +315,8 @@ class StepGroup:
 
 
 class LocalGroup:
-    """The group of this process's backend, answering like a :class:`common.Worker`."""
+    """The group of this process's backend, answering like a
+    :class:`benchmarks.processes.Worker`."""
 
     def __init__(self, name: str, args):
         self.name = name
@@ -390,8 +373,7 @@ def start_groups(args, names: list[str], cli: list[str]) -> tuple[dict, dict]:
                 env["ONEDNN_MAX_CPU_ISA"] = "AVX2"
             elif group == "tensorflow-own":  # TensorFlow's own kernels (avloc before 2026-12-05)
                 env["TF_ENABLE_ONEDNN_OPTS"] = "0"
-            argv = [sys.executable, str(Path(__file__).resolve()), "--worker", group]
-            handle = Worker(group, argv + cli, env)
+            handle = Worker(group, benchmark_command("train_step", "--worker", group, *cli), env)
         handles[group] = handle
         try:
             reply = handle.request({"cmd": "setup", "variants": members})

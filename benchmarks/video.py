@@ -1,7 +1,7 @@
 """Speed of heatmap videos (``avloc localize VIDEO -o heat.mp4``) against real time.
 
-    KERAS_BACKEND=torch python benchmarks/video.py --model full             # 2-core target
-    KERAS_BACKEND=torch python benchmarks/video.py --model full --device cuda --json v.json
+    KERAS_BACKEND=torch python3 -m benchmarks.video --model full             # 2-core target
+    KERAS_BACKEND=torch python3 -m benchmarks.video --model full --device cuda --json v.json
 
 Writes a generated ``--seconds`` long H.264 + AAC video (``--size`` WxH at 25 frames/s, a
 moving coloured square with a tone), then times :func:`avloc.jobs.video.localize_video` over the
@@ -28,16 +28,16 @@ import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-for _path in (str(ROOT), str(ROOT / "benchmarks"), str(ROOT / "tests")):  # tests: fakemedia
-    if _path not in sys.path:
-        sys.path.insert(0, _path)
+from benchmarks.processes import ROOT
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
 def make_video(path: Path, seconds: float, size: tuple[int, int]) -> Path:
+    # tests/ is not a package: the test suite's media maker is imported as pytest imports it
+    if str(ROOT / "tests") not in sys.path:
+        sys.path.append(str(ROOT / "tests"))
     from fakemedia import write_video
 
     write_video(path, seconds=seconds, fps=25, size=size, audio_rate=44100, crf=23)
@@ -47,12 +47,14 @@ def make_video(path: Path, seconds: float, size: tuple[int, int]) -> Path:
 def engines(kind: str, folder: Path, device: str) -> dict[str, object]:
     """``{"keras": net, "plain torch": TorchNet}`` (the second on the torch backend only)."""
     import keras
-    from localize import MODELS
 
     from avloc.maps import torch_engine
     from avloc.models import AudioVisualNet
     from avloc.models.io import load_network, save_network
+    from avloc.runtime import configure
+    from benchmarks.localize import MODELS
 
+    configure(MODELS[kind])  # this process's kernels for its widths, as avloc does before building
     keras.utils.set_random_seed(0)
     net = AudioVisualNet(**MODELS[kind], calibration={"uth": 0.5}, name="avnet")
     path = save_network(net, folder / f"{kind}.keras")
@@ -76,14 +78,9 @@ def main() -> None:
     parser.add_argument("--json", help="also write the results here")
     args = parser.parse_args()
 
-    from common import (
-        machine_info,
-        print_machine,
-        print_table,
-        set_device,
-        set_threads,
-        write_json,
-    )
+    from benchmarks.environment import set_device, set_threads
+    from benchmarks.machine import machine_info, print_machine
+    from benchmarks.report import print_table, write_json
 
     set_threads(args.threads)
     set_device(args.device)

@@ -1,5 +1,5 @@
 """Benchmarks whose pipelines have several parts, run tiny on the CPU: the GPU run
-(``benchmarks/gpu.py --dry-run``), heatmap videos and ``avloc train`` end to end.
+(``python3 -m benchmarks.gpu --dry-run``), heatmap videos and ``avloc train`` end to end.
 
 Timing only is never asserted: the tests check that every part ran and that each number a
 report is built from was measured (train step, batch search, data, loader, end-to-end epochs
@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[1]
 def test_gpu_benchmark_dry_run_measures_every_part(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "gpu.py"), "--out", str(tmp_path / "out"),
+        [sys.executable, "-m", "benchmarks.gpu", "--out", str(tmp_path / "out"),
          "--work", str(tmp_path / "work"), "--dry-run", "--extra-variants", ""],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
@@ -54,7 +54,7 @@ def test_video_benchmark_times_every_engine(tmp_path):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
     out = tmp_path / "video.json"
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "video.py"), "--model", "tiny",
+        [sys.executable, "-m", "benchmarks.video", "--model", "tiny",
          "--seconds", "1", "--size", "64x48", "--batch-sizes", "4", "--json", str(out)],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=600,
     )  # fmt: skip
@@ -78,7 +78,7 @@ def test_train_loop_compares_settings_end_to_end(tmp_path):
             "model.audio.width=4", "data.image_size=32", "data.train_resize=36",
             "train.batch_size=4"]  # fmt: skip
     done = subprocess.run(
-        [sys.executable, str(ROOT / "benchmarks" / "train_loop.py"), "--recipe",
+        [sys.executable, "-m", "benchmarks.train_loop", "--recipe",
          str(ROOT / "recipes" / "quickstart.toml"), "--shards", str(shards), "--epochs", "2",
          "--steps", "2", "--repeats", "1", "--json", str(out),
          *[a for s in sets for a in ("--set", s)]],
