@@ -17,10 +17,16 @@ from avloc.errors import DataError, RecipeError
 from avloc.models.avnet import ARCHITECTURES, AudioVisualNet
 from avloc.models.pretrained import apply_pretrained
 from avloc.models.torch_keys import key_listing
+from avloc.runtime.configure import configure
 
 
 def build_network(model_config, data_config=None) -> AudioVisualNet:
-    """The network of a recipe's ``model`` section; ``data_config`` records its input settings."""
+    """The network of a recipe's ``model`` section; ``data_config`` records its input settings.
+
+    Configures the process's kernels for its widths first (:func:`avloc.runtime.configure`), as
+    :func:`avloc.models.io.load_network` does for a file: a recipe's network can be built from
+    Python without a job around it."""
+    configure(model_config)
     net = ARCHITECTURES.get(model_config.arch, "model.arch")(model_config, data_config)
     return apply_init(apply_pretrained(net, model_config), model_config)
 
