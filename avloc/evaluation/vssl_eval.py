@@ -62,10 +62,10 @@ from typing import Any
 import numpy as np
 
 from avloc.errors import DataError
-from avloc.evaluation.ground_truth import ground_truth_maps
 from avloc.inputs.mel import mel_db_spectrogram
 from avloc.inputs.spectrogram import spectrogram
 from avloc.media.audio import resample
+from avloc.metrics.ground_truth import ground_truth_maps, gt_rule_of, stored_boxes
 from avloc.utils.interpolation import upsample
 
 SEEDS = (1234, 2345, 3456, 4567, 5678, 6789, 7890, 8901, 9012, 9999)
@@ -240,10 +240,9 @@ class VsslRecords:
 
 
 def box_ground_truth(shards, indices: np.ndarray) -> np.ndarray:
-    """``(N, 224, 224)`` float32: the union of each sample's boxes (vssl_eval's VGG-SS/IS3 rule)."""
+    """``(N, 224, 224)`` float32: the union of each sample's boxes (vssl_eval's VGG-SS/IS3 rule,
+    avloc's ``"boxes"`` rule: :mod:`avloc.metrics.ground_truth`)."""
     from types import SimpleNamespace
-
-    from avloc.maps.records import gt_rule_of
 
     rule = gt_rule_of(shards)
     if rule != "boxes":
@@ -251,11 +250,9 @@ def box_ground_truth(shards, indices: np.ndarray) -> np.ndarray:
             f"{shards.location}: --protocol vssl_eval scores box ground truth (VGG-SS, IS3); "
             f"this data set's is {rule or 'missing'!r}"
         )
-    if "boxes" in shards.fields:
-        boxes = shards.read(indices, ["boxes"])["boxes"]
-    else:
-        boxes = shards.read(indices, ["box"])["box"][:, None, :]
-    truth = SimpleNamespace(gt_rule="boxes", boxes=np.asarray(boxes, np.float32), box_group=None)
+    stored = "boxes" if "boxes" in shards.fields else "box"
+    boxes = stored_boxes(shards.read(indices, [stored]))
+    truth = SimpleNamespace(gt_rule="boxes", boxes=boxes, box_group=None)
     return ground_truth_maps(truth, np.arange(len(indices)), MAP_SIZE)
 
 

@@ -33,11 +33,11 @@ from avloc.data.sources import preparer_names
 from avloc.errors import DataError, RecipeError
 from avloc.evaluation import report
 from avloc.evaluation.floors import FLOOR_UTH, FLOORS, floor_records
-from avloc.evaluation.ground_truth import ground_truth_maps
 from avloc.evaluation.scoring import score_records
 from avloc.inputs.images import resize_uint8
 from avloc.maps.conditions import POSITIVE
 from avloc.maps.records import SampleRecords, collect_records, load_records, save_records
+from avloc.metrics import ground_truth_maps
 from avloc.recipe_checks import check_uth_statistic
 from avloc.runs import RunDir, calibrate_command, run_of_checkpoint
 from avloc.utils.files import atomic_write_bytes, atomic_write_json
