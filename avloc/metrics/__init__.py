@@ -13,13 +13,12 @@ Units -- one rule everywhere:
   ``separability``) are in **raw cosine-similarity units**.
 
 Modules: :mod:`.thresholding` (median / adaptive / universal binarisation),
-:mod:`.ground_truth` (the ground-truth rules and maps), :mod:`.localization` (cIoU, cIoU@0.5, AUC),
-:mod:`.negatives` (pIA, AUC_N), :mod:`.combined` (FLOC, FAUC), :mod:`.separability`,
-:mod:`.calibration` (Uth), :mod:`.retrieval` (R@k), :mod:`.segmentation` (S4 mIoU, F-score),
-:mod:`.interactive` (IS3 IIoU, IAUC).
+:mod:`.ground_truth` (the ground-truth rules and maps), :mod:`.localization` (cIoU, cIoU@0.5,
+AUC), :mod:`.negatives` (pIA, AUC_N), :mod:`.combined` (FLOC, FAUC), :mod:`.separability`,
+:mod:`.uth` (the Uth statistic), :mod:`.retrieval` (R@k), :mod:`.segmentation` (S4 mIoU,
+F-score), :mod:`.interactive` (IS3 IIoU, IAUC).
 """
 
-from .calibration import UTH_STATISTICS, calibrate_uth
 from .combined import fauc, floc, harmonic_mean
 from .detection import average_precision, detection_summary, max_f1, top_quarter_confidence
 from .ground_truth import ground_truth_maps, gt_flickr, gt_from_boxes_normalized, gt_rule_of
@@ -38,6 +37,7 @@ from .thresholding import (
     minmax_normalize,
     topk_mask,
 )
+from .uth import UTH_STATISTICS, calibrate_uth
 
 __all__ = [
     "THRESHOLD_METHODS",
