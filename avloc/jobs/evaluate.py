@@ -29,6 +29,7 @@ from avloc.evaluation import report
 from avloc.evaluation.floors import FLOOR_UTH, FLOORS, floor_records
 from avloc.evaluation.scoring import score_records
 from avloc.inputs.images import resize_uint8
+from avloc.maps.calibration import choose_uth
 from avloc.maps.conditions import POSITIVE
 from avloc.maps.records import SampleRecords, collect_records, load_records, save_records
 from avloc.metrics import ground_truth_maps
@@ -170,19 +171,6 @@ def calibrate_checkpoint(
     )
 
 
-def _choose_uth(
-    uth: float | None, calibration: dict | None, source: ModelSource
-) -> tuple[float, str]:
-    if uth is not None:
-        return float(uth), "--uth"
-    if calibration and "uth" in calibration:
-        return float(calibration["uth"]), "calibration"
-    raise DataError(
-        f"{source.source}: no universal threshold; calibrate it with "
-        f"`{calibrate_command(checkpoint=source.checkpoint)}` or pass --uth"
-    )
-
-
 def floor_rows(
     records: SampleRecords, metric_groups: Sequence[str] | None, seed: int
 ) -> list[dict[str, Any]]:
@@ -320,7 +308,12 @@ def evaluate(
         else:
             net = load_network(source.checkpoint)
             calibration = net.calibration
-        chosen, uth_source = _choose_uth(uth, calibration, source)
+        chosen, uth_source = choose_uth(
+            uth,
+            (calibration or {}).get("uth"),
+            source=source.source,
+            calibrate=None if net is None else calibrate_command(checkpoint=source.checkpoint),
+        )
         if net is not None:
             indices = np.arange(len(shards) if limit is None else min(limit, len(shards)))
             advance = progress(source.name, len(indices)) if progress else None

@@ -24,25 +24,30 @@ from avloc.errors import DataError
 from avloc.evaluation import vssl_eval as rules
 from avloc.evaluation.floors import FLOOR_UTH, FLOORS
 from avloc.jobs.evaluate import EvalResult, ModelSource, resolve_dataset, run_recipe
+from avloc.maps.calibration import choose_uth
+from avloc.runs import calibrate_command
 from avloc.utils.files import atomic_write_bytes, atomic_write_json
 
 
-def protocol_uth(uth: float | None, net, family: rules.Family) -> tuple[float, str]:
-    """The fixed threshold of a model: ``--uth``; else vssl_eval's own ``th_maxq3`` for an
-    imported published model; else the network's calibrated Uth on vssl_eval's map scale."""
-    if uth is not None:
-        return float(uth), "--uth"
-    if net.inputs.get("published_as") in rules.PUBLISHED_FAMILY:
+def protocol_uth(
+    uth: float | None,
+    net,
+    family: rules.Family,
+    source: str = "the network",
+    calibrate: str | None = None,
+) -> tuple[float, str]:
+    """The fixed threshold of a model, on vssl_eval's map scale: ``--uth``; else vssl_eval's own
+    ``th_maxq3`` for an imported published model; else the network's calibrated Uth, as
+    ``(Uth + 1) / 2`` for a family whose maps are ``(cos + 1) / 2``. ``--uth`` and the
+    calibration are chosen, checked and refused by the rule every job shares,
+    :func:`avloc.maps.calibration.choose_uth` (``source`` and ``calibrate`` word its errors)."""
+    if uth is None and net.inputs.get("published_as") in rules.PUBLISHED_FAMILY:
         return rules.PUBLISHED_UTH[family.name], "vssl_eval th_maxq3"
-    if net.calibration and "uth" in net.calibration:
-        value = float(net.calibration["uth"])
-        if family.half_cosine:
-            return (value + 1.0) / 2.0, "calibration, as (Uth + 1) / 2"
-        return value, "calibration"
-    raise DataError(
-        "the network has no calibrated Uth and is not an imported published model: pass --uth "
-        "(on vssl_eval's map scale) or calibrate it (avloc eval --calibrate)"
-    )
+    calibrated = (net.calibration or {}).get("uth")
+    value, where = choose_uth(uth, calibrated, source=source, calibrate=calibrate)
+    if where == "calibration" and family.half_cosine:
+        return (value + 1.0) / 2.0, "calibration, as (Uth + 1) / 2"
+    return value, where
 
 
 def evaluate_vssl(
@@ -84,7 +89,13 @@ def evaluate_vssl(
             family = rules.family_of(net, run_arch)
         except DataError as exc:
             raise DataError(f"{source.checkpoint}: {exc}") from None
-        chosen, uth_source = protocol_uth(uth, net, family)
+        chosen, uth_source = protocol_uth(
+            uth,
+            net,
+            family,
+            source=str(source.checkpoint),
+            calibrate=calibrate_command(checkpoint=source.checkpoint),
+        )
         advance = progress(source.name, len(indices)) if progress else None
         records = rules.collect(
             net, shards, indices, dataset=name, seeds=seeds, batch_size=batch_size,

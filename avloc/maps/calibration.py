@@ -22,7 +22,9 @@ The result is stored in the network's ``calibration`` entry and saved with the c
 
 :func:`calibrate` measures it (``avloc train`` calls it at the end); :func:`calibrate_checkpoint`
 measures it for a saved network and writes it into the file (``avloc eval --calibrate``). The
-statistic itself is pure numpy: :func:`avloc.metrics.calibrate_uth`.
+statistic itself is pure numpy: :func:`avloc.metrics.calibrate_uth`. :func:`choose_uth` is the one
+rule every job (``avloc eval``, ``localize``, ``serve``, ``video``) uses to pick the Uth it
+applies: ``--uth``, else the calibration, else a one-line error saying how to calibrate.
 """
 
 from __future__ import annotations
@@ -43,7 +45,45 @@ from avloc.utils.interpolation import upsample
 if TYPE_CHECKING:
     from avloc.data.shards import ShardSet
 
-# The shards, the metrics and the recipe checks are imported where calibrating needs them.
+# The shards, the metrics and the recipe checks are imported where calibrating needs them:
+# ``avloc localize`` imports this module for :func:`choose_uth` alone and starts faster without.
+
+
+def choose_uth(
+    override: float | None,
+    calibrated: float | None,
+    *,
+    source: str,
+    calibrate: str | None = None,
+) -> tuple[float, str]:
+    """The Uth to apply and where it came from: ``(override, "--uth")`` when one is given, else
+    ``(calibrated, "calibration")``; without either, a one-line :class:`AvlocError`.
+
+    Args:
+        override: the user's ``--uth`` (raw cosine units), or None.
+        calibrated: the calibrated Uth of the network (``net.calibration["uth"]``) or of saved
+            results, or None when there is none.
+        source: the file the calibration belongs to, named in the errors.
+        calibrate: the command that would store a calibration
+            (:func:`avloc.runs.calibrate_command`), or None when calibrating cannot help (saved
+            per-sample results); the error then only says to pass ``--uth``.
+
+    Raises:
+        AvlocError: a non-finite ``override`` (naming ``--uth``); DataError: a non-finite
+        calibration (naming ``source``) or none at all, saying how to get one.
+    """
+    fix = f"run `{calibrate}`, or pass --uth VALUE" if calibrate else "pass --uth VALUE"
+    if override is not None:
+        value = float(override)
+        if not math.isfinite(value):
+            raise AvlocError(f"--uth must be a finite number, got {override}")
+        return value, "--uth"
+    if calibrated is None:
+        raise DataError(f"{source}: no calibrated universal threshold (Uth); {fix}")
+    value = float(calibrated)
+    if not math.isfinite(value):
+        raise DataError(f"{source}: its calibrated Uth is {value}, not a finite number; {fix}")
+    return value, "calibration"
 
 
 def calibration_indices(total: int, samples: int) -> np.ndarray:
