@@ -21,6 +21,7 @@ import numpy as np
 
 from avloc.data.shards import ShardSet
 from avloc.errors import DataError
+from avloc.evaluation import report
 from avloc.evaluation import vssl_eval as rules
 from avloc.evaluation.floors import FLOOR_UTH, FLOORS
 from avloc.jobs.evaluate import EvalResult, ModelSource, resolve_dataset, run_recipe
@@ -127,7 +128,8 @@ def evaluate_vssl(
                     "floor": True,
                 }
             )
-    text = render_table(rows, f"{name}: vssl_eval protocol ({len(seeds)} seeds pooled)")
+    title = f"{name}: vssl_eval protocol ({len(seeds)} seeds pooled)"
+    text = report.render_text([report.vssl_table(rows, title)])
     atomic_write_bytes(out_dir / "table.txt", text.encode())
     summary = {
         "dataset": {"name": name, "shards": str(shards.location)},
@@ -137,28 +139,3 @@ def evaluate_vssl(
     }
     atomic_write_json(out_dir / "results.json", summary)
     return EvalResult(out_dir, rows, text, [out_dir / "table.txt", out_dir / "results.json"])
-
-
-def render_table(rows: Sequence[dict[str, Any]], title: str) -> str:
-    """The table as text: a row per model, vssl_eval's headline numbers at its threshold."""
-    from rich.table import Table
-
-    from avloc.evaluation.report import render_text
-
-    table = Table(title=title, title_justify="left")
-    headers = ["Model", "family", "thr", "CIoU\nthr ↑", "AUC\nthr ↑", "CIoU\n0.5 ↑"]
-    headers += [f"{k}\npIA ↓" for k in rules.NEGATIVES]
-    headers += [f"{k}\nAUC_N ↑" for k in rules.NEGATIVES]
-    headers += ["F pos/neg ↑", "F AUC ↑"]
-    for i, header in enumerate(headers):
-        table.add_column(header, justify="left" if i < 2 else "right", no_wrap=i == 0)
-    for row in rows:
-        m = row["metrics"]
-        at = m["uth"]
-        cells = [row["name"], row["family"], f"{row['uth']:.4f}"]
-        cells += [f"{at['CIoU']:.2f}", f"{at['AUC']:.2f}", f"{m['0.5']['CIoU']:.2f}"]
-        cells += [f"{at[f'pIA_{k}']:.2f}" for k in rules.NEGATIVES]
-        cells += [f"{at[f'AUC_N_{k}']:.2f}" for k in rules.NEGATIVES]
-        cells += [f"{m['F']['F_pos_neg']:.2f}", f"{m['F']['F_auc']:.2f}"]
-        table.add_row(*cells)
-    return render_text([table])
