@@ -37,7 +37,12 @@ def evaluate(
         Path | None, typer.Option("--out", help="Output directory (default evaluations/<data>)")
     ] = None,
     uth: Annotated[
-        float | None, typer.Option("--uth", help="Universal threshold (overrides calibration)")
+        float | None,
+        typer.Option(
+            "--uth",
+            help="Universal threshold (overrides calibration); with --protocol vssl_eval, on "
+            "its map scale",
+        ),
     ] = None,
     calibrate: Annotated[
         bool,

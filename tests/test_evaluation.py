@@ -11,10 +11,9 @@ from harness import QUICKSTART, TINY_NET, run_avloc, synthetic_shards
 
 from avloc.data.shards import ShardSet, write_shard
 from avloc.errors import DataError
-from avloc.evaluation.ground_truth import ground_truth_maps
 from avloc.evaluation.scoring import score_records
 from avloc.maps.records import SampleRecords, load_records, save_records
-from avloc.metrics import gt_flickr, gt_from_boxes_normalized
+from avloc.metrics import ground_truth_maps, gt_flickr, gt_from_boxes_normalized
 from avloc.utils.interpolation import upsample
 
 RECIPE = QUICKSTART
@@ -133,6 +132,28 @@ def test_ground_truth_rules_match_spec_conversions():
     masked = _records(n=1, rule="mask", mask=mask)
     got = ground_truth_maps(masked, [0], 20)[0]
     assert got.sum() == 4 * 6 * 4 and got[4:12, 8:20].all()
+
+
+def test_the_shards_ground_truth_rule_and_stored_boxes():
+    from types import SimpleNamespace
+
+    from avloc.metrics.ground_truth import GT_FIELDS, gt_rule_of, stored_boxes
+
+    def shards(attrs, fields):
+        return SimpleNamespace(attrs=attrs, fields=fields)
+
+    assert gt_rule_of(shards({"ground_truth": "consensus"}, ["boxes"])) == "consensus"
+    assert gt_rule_of(shards({}, ["id", "box"])) == "boxes"
+    assert gt_rule_of(shards({}, ["id", "boxes"])) == "boxes"
+    assert gt_rule_of(shards({}, ["id", "mask"])) == "mask"
+    assert gt_rule_of(shards({}, ["id", "image"])) == ""
+    assert set(GT_FIELDS) == {"boxes", "box", "box_group", "mask"}
+    box = np.array([[0.1, 0.2, 0.3, 0.4], [0.5, 0.5, 0.9, 0.9]], np.float32)
+    assert stored_boxes({"box": box}).shape == (2, 1, 4)
+    np.testing.assert_array_equal(stored_boxes({"box": box})[:, 0], box)
+    many = np.full((2, 3, 4), np.nan, np.float32)
+    assert stored_boxes({"boxes": many, "box": box}) is many  # all the boxes win over one
+    assert stored_boxes({"id": np.array(["a"])}) is None
 
 
 def _naive_ciou(pred, gt):

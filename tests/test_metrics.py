@@ -160,6 +160,28 @@ def test_binarize_universal_and_dispatch():
         M.binarize(MAP, "otsu")
 
 
+def test_binarize_universal_and_pia_take_one_threshold_per_map():
+    maps = np.stack([MAP, MAP, -MAP])
+    per_map = np.array([0.2, 0.85, 0.0])
+    got = M.binarize_universal(maps, per_map)
+    for i, t in enumerate(per_map):
+        np.testing.assert_array_equal(got[i], maps[i] > t)
+        np.testing.assert_array_equal(got[i], M.binarize_universal(maps[i], t))
+    assert [int(g.sum()) for g in got] == [4, 1, 1]  # -MAP > 0: only the -0.5
+    np.testing.assert_allclose(M.pia_fractions(maps, per_map), [4 / 16, 1 / 16, 1 / 16])
+    # one float is the same threshold for every map, as before
+    np.testing.assert_array_equal(M.binarize_universal(maps, 0.2), maps > 0.2)
+    np.testing.assert_array_equal(M.pia_fractions(maps, 0.2), np.mean(maps > 0.2, axis=(1, 2)))
+    # leading axes of any shape: the thresholds broadcast over them
+    grid = np.stack([maps, maps])  # (2, 3, 4, 4)
+    np.testing.assert_array_equal(M.binarize_universal(grid, per_map), np.stack([got, got]))
+    for bad in (np.zeros(2), None):
+        with pytest.raises(ValueError, match="uth"):
+            M.binarize_universal(maps, bad)
+        with pytest.raises(ValueError, match="uth"):
+            M.pia_fractions(maps, bad)
+
+
 # --------------------------------------------------------------------------- cIoU and AUC
 def test_ciou_hand():
     pred = np.zeros((4, 4), bool)
@@ -282,6 +304,14 @@ def test_pia_and_auc_n_hand():
         M.pia_pct(maps)  # maps need uth
     with pytest.raises(ValueError):
         M.auc_n_pct([1.5])
+    # another grid: the reference code's 0.05 * i (0.05 * 14 = 0.7000000000000001) counts a pIA
+    # of exactly that value at 0.7, the package's i / 20 does not
+    assert M.auc_n_pct(frac, thresholds=GRID) == pytest.approx(100 * ref, abs=1e-12)
+    on_point = np.array([GRID[14], 0.0])
+    assert M.auc_n_pct(on_point, thresholds=GRID) == pytest.approx(
+        100 * sk_auc(GRID, [np.mean(on_point <= x) for x in GRID]), abs=1e-12
+    )
+    assert M.auc_n_pct(on_point, thresholds=GRID) != M.auc_n_pct(on_point)
 
 
 # --------------------------------------------------------------------------- separability / Uth

@@ -153,6 +153,19 @@ def test_ciou_and_curve_areas_match_the_reference_loops():
     assert rules.curve_area(values, above=False) == pytest.approx(below, abs=1e-9)
 
 
+def test_the_curve_grid_is_vssl_evals_not_avlocs():
+    from avloc import metrics
+
+    # 0.05 * 14 = 0.7000000000000001: a cIoU of exactly 0.7 is under vssl_eval's point 14 and
+    # on avloc's, so the areas differ by one trapezoid's share
+    steps = [0.05 * i for i in range(21)]
+    on_point = np.array([0.7, 0.2])
+    want = sklearn_auc(steps, [np.mean(on_point >= t) for t in steps]) * 100
+    assert rules.curve_area(on_point, above=True) == pytest.approx(want, abs=1e-12)
+    assert rules.curve_area(on_point, above=True) < 100 * metrics.success_auc(on_point)
+    np.testing.assert_array_equal(rules.GRID, steps)
+
+
 # --------------------------------------------------------------------------------------------
 # the reference: vssl_eval's audio per family
 

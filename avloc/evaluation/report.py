@@ -6,7 +6,9 @@ Tables (one row per model; percentages unless noted):
   silence, noise, offscreen | FLOC, FAUC;
 - classic: cIoU@0.5 and AUC per threshold family (median is the classic cIoU table), and
   Separability with its quartiles (raw cosine units);
-- retrieval (R@1/5/10), S4, interactive and the shuffled-audio control when computed.
+- retrieval (R@1/5/10), S4, interactive and the shuffled-audio control when computed;
+- ``--protocol vssl_eval``'s one table (:func:`vssl_table`): vssl_eval's headline numbers at
+  each model's threshold.
 
 Plots: score distributions (positive vs each negative, Q1+, Q3- and Uth marked), the
 fraction-of-samples vs cIoU-threshold curves, and overlay grids (see :func:`overlay_grid`).
@@ -149,6 +151,31 @@ def build_tables(rows: Sequence[dict[str, Any]], title: str) -> list:
                 table.add_row(*cells)
             tables.append(table)
     return tables
+
+
+def vssl_table(rows: Sequence[dict[str, Any]], title: str):
+    """The ``--protocol vssl_eval`` table: a row per model (``{"name", "family", "uth",
+    "metrics"}``, the metrics of :func:`avloc.evaluation.vssl_eval.score`), vssl_eval's CIoU and
+    AUC at its threshold, CIoU at 0.5, pIA and AUC_N per negative, and its F-scores."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    headers = ["Model", "family", "thr", "CIoU\nthr ↑", "AUC\nthr ↑", "CIoU\n0.5 ↑"]
+    headers += [f"{k}\npIA ↓" for k in NEGATIVES]
+    headers += [f"{k}\nAUC_N ↑" for k in NEGATIVES]
+    headers += ["F pos/neg ↑", "F AUC ↑"]
+    for i, header in enumerate(headers):
+        table.add_column(header, justify="left" if i < 2 else "right", no_wrap=i == 0)
+    for row in rows:
+        m = row["metrics"]
+        at = m["uth"]
+        cells = [row["name"], row["family"], _fmt(row["uth"], 4)]
+        cells += [_fmt(at["CIoU"]), _fmt(at["AUC"]), _fmt(m["0.5"]["CIoU"])]
+        cells += [_fmt(at[f"pIA_{k}"]) for k in NEGATIVES]
+        cells += [_fmt(at[f"AUC_N_{k}"]) for k in NEGATIVES]
+        cells += [_fmt(m["F"]["F_pos_neg"]), _fmt(m["F"]["F_auc"])]
+        table.add_row(*cells)
+    return table
 
 
 def _rkey(key: str):

@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 
-from avloc.evaluation.ground_truth import ground_truth_maps
 from avloc.maps.conditions import OFFSCREEN, SILENCE
 from avloc.maps.records import POSITIVE, SampleRecords
 from avloc.metrics import (
@@ -42,6 +41,7 @@ from avloc.metrics import (
     detection_summary,
     fauc,
     floc,
+    ground_truth_maps,
     interactive_summary,
     localization_summary,
     retrieval_summary,

@@ -50,6 +50,34 @@ Metrics (strict ``>`` everywhere), for each threshold of :data:`THRESHOLDS`: ``0
 Not reproduced: the object-saliency ("OGL") variants, the pairwise ``IoU_Pos_<k>`` maps and the
 legacy ``CIoU`` key that mixes five thresholds. Ground truth: the union of the boxes,
 ``int(clip(v, 0, 1) * 224)`` (VGG-SS and IS3; vssl_eval has no Flickr or mask rule).
+
+Shared with avloc (:mod:`avloc.metrics`, where the rules agree): the cIoU of a binary map
+(:func:`~avloc.metrics.ciou`; vssl_eval's NaN for an empty ground truth and an empty map, which it
+appends as 0, is avloc's 0), the strict ``map > threshold`` binarisation
+(:func:`~avloc.metrics.binarize_universal`) and pIA (:func:`~avloc.metrics.pia_fractions`,
+:func:`~avloc.metrics.pia_pct`), each given one threshold per sample; the curve areas
+(:func:`~avloc.metrics.success_auc`, :func:`~avloc.metrics.auc_n_pct`) on vssl_eval's grid; the
+F-scores, which are avloc's FLOC and FAUC (:func:`~avloc.metrics.floc`,
+:func:`~avloc.metrics.fauc`: ``F_pos_neg`` is FLOC, ``F_auc`` FAUC, ``F_pos_<k>`` / ``F_auc_<k>``
+the same with one negative); the box ground truth (:mod:`avloc.metrics.ground_truth`); the table
+(:func:`avloc.evaluation.report.vssl_table`).
+
+Differs from avloc's (kept here, on purpose, to reproduce vssl_eval's numbers):
+
+- the grid of the curve areas, :data:`GRID`, is ``0.05 * k``, not avloc's ``k / 20``, because
+  that is how vssl_eval builds it: 7 of its points lie one ulp above ``k / 20``, so a cIoU of
+  exactly ``0.7`` (7 pixels shared of 10) counts at avloc's point ``0.7`` and not at vssl_eval's
+  ``0.7000000000000001``;
+- the ``median`` threshold is the raw map's sorted-index median with ``>``, where avloc's median
+  family (:func:`avloc.metrics.binarize_median`) keeps ``>=`` of it (on the min-max map, the same
+  order): vssl_eval leaves the median pixel itself out;
+- the ``adaptive`` threshold is ``> sorted[H W - gt_pixels]``, which keeps ``gt_pixels - 1``
+  pixels of a map without ties, where avloc's (:func:`avloc.metrics.binarize_adaptive`) keeps
+  exactly ``gt_pixels`` (the top k, ties broken by position);
+- the negatives are scored at every threshold, the ``median`` and ``adaptive`` ones taken from
+  the sample's positive map, where avloc scores them at Uth only; and the ``CIoU`` it reports
+  is avloc's ``ciou_mean``, not ``cIoU@0.5``;
+- the map scale, the upsampling, the audio and the pooled offscreen seeds above.
 """
 
 from __future__ import annotations
@@ -61,11 +89,12 @@ from typing import Any
 
 import numpy as np
 
+from avloc import metrics
 from avloc.errors import DataError
-from avloc.evaluation.ground_truth import ground_truth_maps
 from avloc.inputs.mel import mel_db_spectrogram
 from avloc.inputs.spectrogram import spectrogram
 from avloc.media.audio import resample
+from avloc.metrics.ground_truth import ground_truth_maps, gt_rule_of, stored_boxes
 from avloc.utils.interpolation import upsample
 
 SEEDS = (1234, 2345, 3456, 4567, 5678, 6789, 7890, 8901, 9012, 9999)
@@ -240,10 +269,9 @@ class VsslRecords:
 
 
 def box_ground_truth(shards, indices: np.ndarray) -> np.ndarray:
-    """``(N, 224, 224)`` float32: the union of each sample's boxes (vssl_eval's VGG-SS/IS3 rule)."""
+    """``(N, 224, 224)`` float32: the union of each sample's boxes (vssl_eval's VGG-SS/IS3 rule,
+    avloc's ``"boxes"`` rule: :mod:`avloc.metrics.ground_truth`)."""
     from types import SimpleNamespace
-
-    from avloc.maps.records import gt_rule_of
 
     rule = gt_rule_of(shards)
     if rule != "boxes":
@@ -251,11 +279,9 @@ def box_ground_truth(shards, indices: np.ndarray) -> np.ndarray:
             f"{shards.location}: --protocol vssl_eval scores box ground truth (VGG-SS, IS3); "
             f"this data set's is {rule or 'missing'!r}"
         )
-    if "boxes" in shards.fields:
-        boxes = shards.read(indices, ["boxes"])["boxes"]
-    else:
-        boxes = shards.read(indices, ["box"])["box"][:, None, :]
-    truth = SimpleNamespace(gt_rule="boxes", boxes=np.asarray(boxes, np.float32), box_group=None)
+    stored = "boxes" if "boxes" in shards.fields else "box"
+    boxes = stored_boxes(shards.read(indices, [stored]))
+    truth = SimpleNamespace(gt_rule="boxes", boxes=boxes, box_group=None)
     return ground_truth_maps(truth, np.arange(len(indices)), MAP_SIZE)
 
 
@@ -329,29 +355,27 @@ def collect(
 # Metrics
 
 
+#: vssl_eval's 21-point grid, built as ``0.05 * k``: 7 of its points are one ulp above avloc's
+#: ``k / 20`` (``0.05 * 14 = 0.7000000000000001``), so a value exactly on one of them counts
+#: differently (see the module: "Differs from avloc's").
+GRID = 0.05 * np.arange(21)
+
+
 def ciou(pred: np.ndarray, gt: np.ndarray, threshold) -> np.ndarray:
-    """vssl_eval's ``cal_CIOU`` for ``(n, H, W)`` maps and per-sample thresholds; NaN -> 0."""
-    infer = pred > np.asarray(threshold, np.float64).reshape(-1, 1, 1)
-    inter = np.sum(infer * gt, axis=(1, 2))
-    union = np.sum(gt, axis=(1, 2)) + np.sum(infer * (gt == 0), axis=(1, 2))
-    with np.errstate(invalid="ignore", divide="ignore"):
-        out = inter / union
-    return np.nan_to_num(out, nan=0.0)
+    """vssl_eval's ``cal_CIOU`` for ``(n, H, W)`` maps and per-sample thresholds: avloc's cIoU
+    (:func:`avloc.metrics.ciou`, 0 where vssl_eval's 0 / 0 gives NaN and it appends 0) of
+    ``pred > threshold`` (:func:`avloc.metrics.binarize_universal`, a threshold per map)."""
+    return np.atleast_1d(metrics.ciou(metrics.binarize_universal(pred, threshold), gt))
 
 
 def curve_area(values: np.ndarray, above: bool) -> float:
-    """The 21-point trapezoid of ``share(values >= 0.05 k)`` (``above``) or ``<=``, x 100."""
-    steps = 0.05 * np.arange(21)
-    values = np.asarray(values, np.float64)
+    """The 21-point trapezoid of ``share(values >= 0.05 k)`` (``above``: avloc's AUC,
+    :func:`avloc.metrics.success_auc`) or ``share(values <= 0.05 k)`` (AUC_N,
+    :func:`avloc.metrics.auc_n_pct`, fractions in ``[0, 1]``), x 100, on vssl_eval's
+    :data:`GRID`."""
     if above:
-        share = np.array([np.mean(values >= t) for t in steps])
-    else:
-        share = np.array([np.mean(values <= t) for t in steps])
-    return float(np.sum((share[1:] + share[:-1]) / 2 * np.diff(steps)) * 100.0)
-
-
-def harmonic(a: float, b: float) -> float:
-    return float(2 * a * b / (a + b)) if a + b else 0.0
+        return 100.0 * metrics.success_auc(values, GRID)
+    return metrics.auc_n_pct(values, thresholds=GRID)
 
 
 def sample_thresholds(positive_up: np.ndarray, gt: np.ndarray, uth: float) -> dict[str, np.ndarray]:
@@ -388,27 +412,26 @@ def score(records: VsslRecords, uth: float, chunk: int = 32) -> dict[str, Any]:
         }
         for k, maps in negatives.items():
             for seed_maps in maps:
-                up = upsample(seed_maps, MAP_SIZE, half_pixel=True)
+                up = upsample(seed_maps, MAP_SIZE, half_pixel=True).astype(np.float64)
                 for t in THRESHOLDS:
-                    above = up > thresholds[t].reshape(-1, 1, 1)
-                    pia[(k, t)].append(above.mean(axis=(1, 2)))
-    metrics: dict[str, Any] = {"uth": float(uth), "family": records.family}
+                    pia[(k, t)].append(metrics.pia_fractions(up, thresholds[t]))
+    out: dict[str, Any] = {"uth": float(uth), "family": records.family}
     for t in THRESHOLDS:
         values = np.concatenate(ious[t])
         section = {"CIoU": float(values.mean() * 100), "AUC": curve_area(values, above=True)}
         for k in NEGATIVES:
             values = np.concatenate(pia[(k, t)])
-            section[f"pIA_{k}"] = float(values.mean() * 100)
+            section[f"pIA_{k}"] = metrics.pia_pct(values)
             section[f"AUC_N_{k}"] = curve_area(values, above=False)
-        metrics[t] = section
-    at = metrics["uth"]
-    mean_free = float(np.mean([100 - at[f"pIA_{k}"] for k in NEGATIVES]))
-    mean_auc_n = float(np.mean([at[f"AUC_N_{k}"] for k in NEGATIVES]))
-    metrics["F"] = {
-        "F_pos_neg": harmonic(at["CIoU"], mean_free),
-        **{f"F_pos_{k}": harmonic(at["CIoU"], 100 - at[f"pIA_{k}"]) for k in NEGATIVES},
-        "F_auc": harmonic(at["AUC"], mean_auc_n),
-        **{f"F_auc_{k}": harmonic(at["AUC"], at[f"AUC_N_{k}"]) for k in NEGATIVES},
+        out[t] = section
+    at = out["uth"]
+    pia_at = {k: at[f"pIA_{k}"] for k in NEGATIVES}
+    auc_n_at = {k: at[f"AUC_N_{k}"] for k in NEGATIVES}
+    out["F"] = {  # avloc's FLOC and FAUC (harmonic means), of vssl_eval's numbers
+        "F_pos_neg": metrics.floc(at["CIoU"], pia_at),
+        **{f"F_pos_{k}": metrics.floc(at["CIoU"], pia_at[k]) for k in NEGATIVES},
+        "F_auc": metrics.fauc(at["AUC"], auc_n_at),
+        **{f"F_auc_{k}": metrics.fauc(at["AUC"], auc_n_at[k]) for k in NEGATIVES},
     }
     extremes = {}
     for condition in ("positive", *NEGATIVES):
@@ -420,8 +443,8 @@ def score(records: VsslRecords, uth: float, chunk: int = 32) -> dict[str, Any]:
             "min_mean": float(flat.min(1).mean()),
             "min_median": float(np.median(flat.min(1))),
         }
-    metrics["extremes"] = extremes
-    return metrics
+    out["extremes"] = extremes
+    return out
 
 
 def with_floor(records: VsslRecords, kind: str, seed: int = 0) -> VsslRecords:

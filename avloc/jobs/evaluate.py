@@ -11,7 +11,6 @@ Output directory::
 
 from __future__ import annotations
 
-import dataclasses
 import os
 import re
 import sys
@@ -22,23 +21,18 @@ from typing import Any
 
 import numpy as np
 
-from avloc.config import (
-    EvalConfig,
-    Recipe,
-    load_recipe,
-    validate_calibration_audio,
-)
+from avloc.config import Recipe, load_recipe
 from avloc.data.shards import ShardSet
 from avloc.data.sources import preparer_names
 from avloc.errors import DataError, RecipeError
 from avloc.evaluation import report
 from avloc.evaluation.floors import FLOOR_UTH, FLOORS, floor_records
-from avloc.evaluation.ground_truth import ground_truth_maps
 from avloc.evaluation.scoring import score_records
 from avloc.inputs.images import resize_uint8
+from avloc.maps.calibration import choose_uth
 from avloc.maps.conditions import POSITIVE
 from avloc.maps.records import SampleRecords, collect_records, load_records, save_records
-from avloc.recipe_checks import check_uth_statistic
+from avloc.metrics import ground_truth_maps
 from avloc.runs import RunDir, calibrate_command, run_of_checkpoint
 from avloc.utils.files import atomic_write_bytes, atomic_write_json
 from avloc.utils.interpolation import upsample
@@ -136,35 +130,11 @@ def resolve_models(
     return out
 
 
-def check_statistic(statistic: str) -> str:
-    return check_uth_statistic(statistic, "--uth-statistic")
-
-
 def run_recipe(source: ModelSource) -> Recipe | None:
     """The recipe of the run that made ``source`` (its ``recipe.toml``), or None."""
     if source.run_dir is None or not RunDir(source.run_dir).recipe.is_file():
         return None
     return load_recipe(RunDir(source.run_dir).recipe)
-
-
-def calibration_data(source: ModelSource, explicit: str | Path | None) -> Path:
-    """The calibration split: ``explicit``, else the run's training shards."""
-    if explicit:
-        return Path(explicit)
-    recipe = run_recipe(source)
-    if recipe is not None and recipe.data.train:
-        return Path(recipe.data.train)
-    raise DataError(
-        f"{source.checkpoint}: no recipe next to this checkpoint to find its training data; "
-        "pass --calibration-data SHARDS"
-    )
-
-
-def run_calibration_settings(source: ModelSource) -> tuple[EvalConfig, int]:
-    """The ``[eval]`` settings and seed of the run that made ``source``; the recipe defaults
-    and seed 0 where the checkpoint has no run directory."""
-    recipe = run_recipe(source)
-    return (EvalConfig(), 0) if recipe is None else (recipe.eval, recipe.seed)
 
 
 def calibrate_checkpoint(
@@ -178,46 +148,26 @@ def calibrate_checkpoint(
     progress: Callable[[int], None] | None = None,
     audio: tuple[str, ...] | None = None,
 ) -> dict[str, Any]:
-    """Calibrate Uth for a checkpoint and save it into the checkpoint file (atomically).
+    """``avloc eval --calibrate``: Uth for a checkpoint, saved into it
+    (:func:`avloc.maps.calibration.calibrate_checkpoint`).
 
     Settings left ``None`` come from the run's recipe (its ``[eval]`` and seed), so that
-    ``avloc eval --calibrate --run R`` repeats what training did; see
-    :func:`run_calibration_settings`.
+    ``avloc eval --calibrate --run R`` repeats what training did.
     """
-    from avloc.maps.calibration import calibrate
-    from avloc.models.io import load_network, save_network
+    from avloc.maps.calibration import calibrate_checkpoint as calibrate
 
     if source.checkpoint is None:
         raise DataError(f"{source.records}: per-sample results cannot be calibrated")
-    settings, run_seed = run_calibration_settings(source)
-    given = {
-        "calibration_samples": samples,
-        "uth_statistic": statistic,
-        "calibration_audio": audio,
-        "batch_size": batch_size,
-    }
-    settings = dataclasses.replace(settings, **{k: v for k, v in given.items() if v is not None})
-    validate_calibration_audio(settings.calibration_audio, "--calibration-audio")
-    check_statistic(settings.uth_statistic)
-    net = load_network(source.checkpoint)
-    where = calibration_data(source, data)
-    net.calibration = calibrate(
-        net, where, settings, seed=run_seed if seed is None else seed, progress=progress
-    )
-    save_network(net, source.checkpoint)
-    return net.calibration
-
-
-def _choose_uth(
-    uth: float | None, calibration: dict | None, source: ModelSource
-) -> tuple[float, str]:
-    if uth is not None:
-        return float(uth), "--uth"
-    if calibration and "uth" in calibration:
-        return float(calibration["uth"]), "calibration"
-    raise DataError(
-        f"{source.source}: no universal threshold; calibrate it with "
-        f"`{calibrate_command(checkpoint=source.checkpoint)}` or pass --uth"
+    return calibrate(
+        source.checkpoint,
+        run_recipe(source),
+        data=data,
+        samples=samples,
+        statistic=statistic,
+        seed=seed,
+        batch_size=batch_size,
+        progress=progress,
+        audio=audio,
     )
 
 
@@ -358,7 +308,12 @@ def evaluate(
         else:
             net = load_network(source.checkpoint)
             calibration = net.calibration
-        chosen, uth_source = _choose_uth(uth, calibration, source)
+        chosen, uth_source = choose_uth(
+            uth,
+            (calibration or {}).get("uth"),
+            source=source.source,
+            calibrate=None if net is None else calibrate_command(checkpoint=source.checkpoint),
+        )
         if net is not None:
             indices = np.arange(len(shards) if limit is None else min(limit, len(shards)))
             advance = progress(source.name, len(indices)) if progress else None

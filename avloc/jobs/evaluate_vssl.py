@@ -21,28 +21,34 @@ import numpy as np
 
 from avloc.data.shards import ShardSet
 from avloc.errors import DataError
+from avloc.evaluation import report
 from avloc.evaluation import vssl_eval as rules
 from avloc.evaluation.floors import FLOOR_UTH, FLOORS
 from avloc.jobs.evaluate import EvalResult, ModelSource, resolve_dataset, run_recipe
+from avloc.maps.calibration import choose_uth
+from avloc.runs import calibrate_command
 from avloc.utils.files import atomic_write_bytes, atomic_write_json
 
 
-def protocol_uth(uth: float | None, net, family: rules.Family) -> tuple[float, str]:
-    """The fixed threshold of a model: ``--uth``; else vssl_eval's own ``th_maxq3`` for an
-    imported published model; else the network's calibrated Uth on vssl_eval's map scale."""
-    if uth is not None:
-        return float(uth), "--uth"
-    if net.inputs.get("published_as") in rules.PUBLISHED_FAMILY:
+def protocol_uth(
+    uth: float | None,
+    net,
+    family: rules.Family,
+    source: str = "the network",
+    calibrate: str | None = None,
+) -> tuple[float, str]:
+    """The fixed threshold of a model, on vssl_eval's map scale: ``--uth``; else vssl_eval's own
+    ``th_maxq3`` for an imported published model; else the network's calibrated Uth, as
+    ``(Uth + 1) / 2`` for a family whose maps are ``(cos + 1) / 2``. ``--uth`` and the
+    calibration are chosen, checked and refused by the rule every job shares,
+    :func:`avloc.maps.calibration.choose_uth` (``source`` and ``calibrate`` word its errors)."""
+    if uth is None and net.inputs.get("published_as") in rules.PUBLISHED_FAMILY:
         return rules.PUBLISHED_UTH[family.name], "vssl_eval th_maxq3"
-    if net.calibration and "uth" in net.calibration:
-        value = float(net.calibration["uth"])
-        if family.half_cosine:
-            return (value + 1.0) / 2.0, "calibration, as (Uth + 1) / 2"
-        return value, "calibration"
-    raise DataError(
-        "the network has no calibrated Uth and is not an imported published model: pass --uth "
-        "(on vssl_eval's map scale) or calibrate it (avloc eval --calibrate)"
-    )
+    calibrated = (net.calibration or {}).get("uth")
+    value, where = choose_uth(uth, calibrated, source=source, calibrate=calibrate)
+    if where == "calibration" and family.half_cosine:
+        return (value + 1.0) / 2.0, "calibration, as (Uth + 1) / 2"
+    return value, where
 
 
 def evaluate_vssl(
@@ -84,7 +90,13 @@ def evaluate_vssl(
             family = rules.family_of(net, run_arch)
         except DataError as exc:
             raise DataError(f"{source.checkpoint}: {exc}") from None
-        chosen, uth_source = protocol_uth(uth, net, family)
+        chosen, uth_source = protocol_uth(
+            uth,
+            net,
+            family,
+            source=str(source.checkpoint),
+            calibrate=calibrate_command(checkpoint=source.checkpoint),
+        )
         advance = progress(source.name, len(indices)) if progress else None
         records = rules.collect(
             net, shards, indices, dataset=name, seeds=seeds, batch_size=batch_size,
@@ -116,7 +128,8 @@ def evaluate_vssl(
                     "floor": True,
                 }
             )
-    text = render_table(rows, f"{name}: vssl_eval protocol ({len(seeds)} seeds pooled)")
+    title = f"{name}: vssl_eval protocol ({len(seeds)} seeds pooled)"
+    text = report.render_text([report.vssl_table(rows, title)])
     atomic_write_bytes(out_dir / "table.txt", text.encode())
     summary = {
         "dataset": {"name": name, "shards": str(shards.location)},
@@ -126,28 +139,3 @@ def evaluate_vssl(
     }
     atomic_write_json(out_dir / "results.json", summary)
     return EvalResult(out_dir, rows, text, [out_dir / "table.txt", out_dir / "results.json"])
-
-
-def render_table(rows: Sequence[dict[str, Any]], title: str) -> str:
-    """The table as text: a row per model, vssl_eval's headline numbers at its threshold."""
-    from rich.table import Table
-
-    from avloc.evaluation.report import render_text
-
-    table = Table(title=title, title_justify="left")
-    headers = ["Model", "family", "thr", "CIoU\nthr ↑", "AUC\nthr ↑", "CIoU\n0.5 ↑"]
-    headers += [f"{k}\npIA ↓" for k in rules.NEGATIVES]
-    headers += [f"{k}\nAUC_N ↑" for k in rules.NEGATIVES]
-    headers += ["F pos/neg ↑", "F AUC ↑"]
-    for i, header in enumerate(headers):
-        table.add_column(header, justify="left" if i < 2 else "right", no_wrap=i == 0)
-    for row in rows:
-        m = row["metrics"]
-        at = m["uth"]
-        cells = [row["name"], row["family"], f"{row['uth']:.4f}"]
-        cells += [f"{at['CIoU']:.2f}", f"{at['AUC']:.2f}", f"{m['0.5']['CIoU']:.2f}"]
-        cells += [f"{at[f'pIA_{k}']:.2f}" for k in rules.NEGATIVES]
-        cells += [f"{at[f'AUC_N_{k}']:.2f}" for k in rules.NEGATIVES]
-        cells += [f"{m['F']['F_pos_neg']:.2f}", f"{m['F']['F_auc']:.2f}"]
-        table.add_row(*cells)
-    return render_text([table])

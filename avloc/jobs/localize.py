@@ -31,7 +31,6 @@ is written atomically.
 from __future__ import annotations
 
 import json
-import math
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
@@ -41,6 +40,7 @@ from typing import Any
 import numpy as np
 
 from avloc.errors import AvlocError
+from avloc.maps.calibration import choose_uth
 from avloc.maps.engine import MapsEngine
 from avloc.media.items import (
     Item,
@@ -116,23 +116,13 @@ def resolve_uth(
     source: str = "the network",
     calibrate: str = "avloc eval --calibrate --checkpoint FILE",
 ) -> float:
-    """The universal threshold to use: ``override`` if given, else the network's calibration.
+    """The universal threshold to use: ``override`` if given, else the network's calibration
+    (:func:`avloc.maps.calibration.choose_uth`, the rule every job shares).
 
-    ``source`` and ``calibrate`` (the command that would store Uth,
-    :func:`avloc.runs.calibrate_command`) only word the error for an uncalibrated network.
+    ``source`` (the network's file) and ``calibrate`` (the command that would store Uth,
+    :func:`avloc.runs.calibrate_command`) word the errors.
     """
-    if override is not None:
-        value = float(override)
-        if not math.isfinite(value):
-            raise AvlocError(f"--uth must be a finite number, got {override}")
-        return value
-    uth = getattr(net, "uth", None)
-    if uth is None:
-        raise AvlocError(
-            f"{source}: no calibrated universal threshold (Uth); run "
-            f"`{calibrate}`, or pass --uth VALUE"
-        )
-    return float(uth)
+    return choose_uth(override, getattr(net, "uth", None), source=source, calibrate=calibrate)[0]
 
 
 # --------------------------------------------------------------------------------------------

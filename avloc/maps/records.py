@@ -13,9 +13,10 @@ A :class:`SampleRecords` holds, for N test samples of one model:
   :func:`avloc.models.similarity.upsample_maps`), so tables can be recomputed bit for bit;
 - ``image_emb`` / ``audio_emb``: float32 ``(N, D)`` retrieval embeddings (docs/protocol.md);
 - ``labels``: int32 ``(N,)`` class indices (-1 unknown) or None;
-- ground truth inputs: ``gt_rule`` (``"boxes"``, ``"consensus"``, ``"mask"`` or ``""`` when
-  the data set has none), ``boxes`` float32 ``(N, K, 4)`` normalised and NaN-padded,
-  ``box_group`` int32 ``(N, K)``, ``mask`` uint8 ``(N, S, S)``;
+- ground truth inputs, as the shards store them (:mod:`avloc.metrics.ground_truth` has the
+  rules and turns them into maps): ``gt_rule`` (``"boxes"``, ``"consensus"``, ``"mask"`` or
+  ``""`` when the data set has none), ``boxes`` float32 ``(N, K, 4)`` normalised and
+  NaN-padded, ``box_group`` int32 ``(N, K)``, ``mask`` uint8 ``(N, S, S)``;
 - ``groups``: str ``(N,)`` samples sharing one image (interactive sets) or None;
 - ``meta``: a JSON-able dict (model name, checkpoint, data set, Uth and its source ...);
   ``meta["absent"]``: ``{condition: why}`` for a negative condition asked for but not computed
@@ -36,12 +37,12 @@ import numpy as np
 
 from avloc.errors import DataError
 from avloc.maps.conditions import NOISE, OFFSCREEN, POSITIVE, SHUFFLED, SILENCE
+from avloc.metrics.ground_truth import GT_FIELDS, gt_rule_of, stored_boxes
 from avloc.utils.files import atomic_path
 
 FORMAT_VERSION = 1
 NEGATIVE_CONDITIONS = (SILENCE, NOISE, OFFSCREEN)
 CONTROL_CONDITIONS = (SHUFFLED,)
-GT_FIELDS = ("boxes", "box", "box_group", "mask")
 
 
 @dataclass
@@ -125,18 +126,6 @@ def load_records(path: str | Path) -> SampleRecords:
     )
 
 
-def gt_rule_of(shards) -> str:
-    """The ground-truth rule of a shard set: its ``ground_truth`` attribute, else by fields."""
-    rule = str(shards.attrs.get("ground_truth", ""))
-    if rule:
-        return rule
-    if "boxes" in shards.fields or "box" in shards.fields:
-        return "boxes"
-    if "mask" in shards.fields:
-        return "mask"
-    return ""
-
-
 def collect_records(
     net,
     shards,
@@ -189,9 +178,6 @@ def collect_records(
             columns[f].append(part.rows[f])
 
     cat = {f: np.concatenate(v) for f, v in columns.items()}
-    boxes = cat.get("boxes")
-    if boxes is None and "box" in cat:
-        boxes = cat["box"][:, None, :].astype(np.float32)
     return SampleRecords(
         ids=cat["id"],
         maps={c: np.concatenate(m).astype(np.float32) for c, m in maps.items()},
@@ -200,7 +186,7 @@ def collect_records(
         map_size=int(net.inputs["image_size"]),
         labels=cat.get("label"),
         gt_rule=gt_rule_of(shards),
-        boxes=boxes,
+        boxes=stored_boxes(cat),
         box_group=cat.get("box_group"),
         mask=cat.get("mask"),
         groups=cat.get("group"),

@@ -13,16 +13,15 @@ Units -- one rule everywhere:
   ``separability``) are in **raw cosine-similarity units**.
 
 Modules: :mod:`.thresholding` (median / adaptive / universal binarisation),
-:mod:`.groundtruth` (VGG-SS and Flickr box maps), :mod:`.localization` (cIoU, cIoU@0.5, AUC),
-:mod:`.negatives` (pIA, AUC_N), :mod:`.combined` (FLOC, FAUC), :mod:`.separability`,
-:mod:`.calibration` (Uth), :mod:`.retrieval` (R@k), :mod:`.segmentation` (S4 mIoU, F-score),
-:mod:`.interactive` (IS3 IIoU, IAUC).
+:mod:`.ground_truth` (the ground-truth rules and maps), :mod:`.localization` (cIoU, cIoU@0.5,
+AUC), :mod:`.negatives` (pIA, AUC_N), :mod:`.combined` (FLOC, FAUC), :mod:`.separability`,
+:mod:`.uth` (the Uth statistic), :mod:`.retrieval` (R@k), :mod:`.segmentation` (S4 mIoU,
+F-score), :mod:`.interactive` (IS3 IIoU, IAUC).
 """
 
-from .calibration import UTH_STATISTICS, calibrate_uth
 from .combined import fauc, floc, harmonic_mean
 from .detection import average_precision, detection_summary, max_f1, top_quarter_confidence
-from .groundtruth import gt_flickr, gt_from_boxes_normalized
+from .ground_truth import ground_truth_maps, gt_flickr, gt_from_boxes_normalized, gt_rule_of
 from .interactive import iauc, iiou, interactive_indicator, interactive_summary
 from .localization import ciou, localization_summary, map_cious, success_auc, success_curve
 from .negatives import auc_n_pct, negative_summary, pia_fractions, pia_pct
@@ -38,6 +37,7 @@ from .thresholding import (
     minmax_normalize,
     topk_mask,
 )
+from .uth import UTH_STATISTICS, calibrate_uth
 
 __all__ = [
     "THRESHOLD_METHODS",
@@ -55,8 +55,10 @@ __all__ = [
     "ciou",
     "fauc",
     "floc",
+    "ground_truth_maps",
     "gt_flickr",
     "gt_from_boxes_normalized",
+    "gt_rule_of",
     "harmonic_mean",
     "iauc",
     "iiou",

@@ -41,6 +41,21 @@ def per_map_result(values: np.ndarray, lead: tuple[int, ...]):
     return values.reshape(lead)
 
 
+def per_map_thresholds(thresholds, lead: tuple[int, ...], name: str = "uth") -> np.ndarray:
+    """``thresholds`` (one float, or one per map: broadcastable to ``lead``) as float64
+    ``(M, 1, 1)``, ready to compare with the ``(M, H, W)`` batch of :func:`as_map_batch`."""
+    if thresholds is None:
+        raise ValueError(f"{name} is required: one threshold or one per map")
+    arr = np.asarray(thresholds, dtype=np.float64)
+    try:
+        arr = np.broadcast_to(arr, lead)
+    except ValueError:
+        raise ValueError(
+            f"{name} must be one threshold or one per map {lead}; got shape {arr.shape}"
+        ) from None
+    return arr.reshape(-1, 1, 1)
+
+
 def as_1d(values, name: str) -> np.ndarray:
     """Flatten ``values`` to a non-empty float64 1-D array (``ValueError`` when empty)."""
     arr = np.asarray(values, dtype=np.float64).ravel()

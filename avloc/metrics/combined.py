@@ -3,9 +3,11 @@
 * ``FLOC = HM(cIoU_Uth, mean over negative types of (100 - pIA))``
 * ``FAUC = HM(AUC_Uth, mean over negative types of AUC_N)``
 
-with ``HM(a, b) = 2 a b / (a + b)`` the harmonic mean, ``cIoU_Uth`` / ``AUC_Uth`` the cIoU@0.5 /
-AUC (percent) of positive pairs under the universal threshold, and pIA / AUC_N (percent) from
-:mod:`avloc.metrics.negatives`. Example (the paper's reported values):
+with ``HM(a, b) = 2 a b / (a + b)`` the harmonic mean, ``cIoU_Uth`` the mean cIoU x 100 and
+``AUC_Uth`` the AUC (percent) of positive pairs under the universal threshold (``ciou_mean`` and
+``auc`` of :func:`avloc.metrics.localization_summary`, as :mod:`avloc.evaluation.scoring` passes
+them), and pIA / AUC_N (percent) from :mod:`avloc.metrics.negatives`. Example (the paper's
+reported values):
 ``floc(29.61, [0.01, 0.00, 1.72])``
 rounds to 45.63 and ``fauc(29.97, [99.99, 100.00, 98.17])`` to 46.05.
 """
@@ -45,7 +47,7 @@ def floc(ciou_uth_pct: float, pia_pcts) -> float:
     """FLOC in percent: ``HM(cIoU_Uth, mean_types(100 - pIA))``.
 
     Args:
-        ciou_uth_pct: cIoU@0.5 of positive pairs under the universal threshold, percent.
+        ciou_uth_pct: mean cIoU x 100 of positive pairs under the universal threshold.
         pia_pcts: pIA per negative type, percent -- a float, a sequence or a mapping
             ``{"silence": ..., "noise": ..., "offscreen": ...}``.
 

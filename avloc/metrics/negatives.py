@@ -15,25 +15,26 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import GRID_21, as_1d, as_map_batch, trapezoid
+from ._common import GRID_21, as_1d, as_map_batch, per_map_thresholds, trapezoid
 
 __all__ = ["auc_n_pct", "negative_summary", "pia_fractions", "pia_pct"]
 
 
-def pia_fractions(maps, uth: float) -> np.ndarray:
+def pia_fractions(maps, uth) -> np.ndarray:
     """Per-sample falsely activated fraction: ``count(map > uth) / (H * W)``.
 
     Args:
         maps: ``(N, H, W)`` or ``(H, W)`` raw heatmaps computed with negative audio.
         uth: universal threshold, raw cosine units (strict ``>`` as in
-            :func:`avloc.metrics.binarize_universal`).
+            :func:`avloc.metrics.binarize_universal`), or one threshold per map (``(N,)``).
 
     Returns:
         float64 ``(N,)`` fractions in ``[0, 1]`` (``(1,)`` for a single map).
     """
-    batch, _ = as_map_batch(maps)
+    batch, lead = as_map_batch(maps)
     n_pix = batch.shape[1] * batch.shape[2]
-    return np.count_nonzero(batch > float(uth), axis=(1, 2)) / n_pix
+    above = batch > per_map_thresholds(uth, lead)
+    return np.count_nonzero(above, axis=(1, 2)) / n_pix
 
 
 def _fractions(maps_or_fraction, uth: float | None) -> np.ndarray:
@@ -63,7 +64,7 @@ def pia_pct(maps_or_fraction, uth: float | None = None) -> float:
     return 100.0 * float(np.mean(_fractions(maps_or_fraction, uth)))
 
 
-def auc_n_pct(maps_or_fraction, uth: float | None = None) -> float:
+def auc_n_pct(maps_or_fraction, uth: float | None = None, thresholds=None) -> float:
     """AUC_N in percent: ``100 * trapezoid area under frac(pIA_sample <= x)``, ``x = i / 20``.
 
     ``pIA_sample`` is the per-sample fraction (not percent); the grid is ``x = 0, 0.05, ..., 1``
@@ -73,13 +74,16 @@ def auc_n_pct(maps_or_fraction, uth: float | None = None) -> float:
     Args:
         maps_or_fraction: as in :func:`pia_pct`.
         uth: universal threshold, raw cosine units (maps only).
+        thresholds: optional increasing grid of ``x`` (default the 21-point grid), as in
+            :func:`avloc.metrics.success_auc`.
 
     Returns:
-        Python float in ``[0, 100]``.
+        Python float in ``[0, 100]`` for the default grid.
     """
     frac = _fractions(maps_or_fraction, uth)
-    curve = np.mean(frac[None, :] <= GRID_21[:, None], axis=1)
-    return 100.0 * trapezoid(GRID_21, curve)
+    x = GRID_21 if thresholds is None else np.asarray(thresholds, dtype=np.float64).ravel()
+    curve = np.mean(frac[None, :] <= x[:, None], axis=1)
+    return 100.0 * trapezoid(x, curve)
 
 
 def negative_summary(maps_or_fraction, uth: float | None = None) -> dict[str, float]:

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ._common import as_map_batch
+from ._common import as_map_batch, per_map_thresholds
 
 __all__ = [
     "THRESHOLD_METHODS",
@@ -131,18 +131,21 @@ def binarize_adaptive(maps, gt) -> np.ndarray:
     return topk_mask(batch, k).reshape(lead + batch.shape[1:])
 
 
-def binarize_universal(maps, uth: float) -> np.ndarray:
+def binarize_universal(maps, uth) -> np.ndarray:
     """Universal threshold: ``map > uth`` (strict) on the raw map, same ``uth`` for all maps.
 
     Args:
         maps: ``(H, W)`` or ``(..., H, W)`` raw heatmaps (cosine similarity).
-        uth: float threshold in raw cosine units (see :func:`avloc.metrics.calibrate_uth`).
+        uth: float threshold in raw cosine units (see :func:`avloc.metrics.calibrate_uth`); or
+            one fixed threshold per map, an array broadcastable to the leading shape ``(...)``
+            (avloc's protocol always passes one float; vssl_eval's median and adaptive rows
+            compare each map with its own, :mod:`avloc.evaluation.vssl_eval`).
 
     Returns:
         bool array of the input shape.
     """
     batch, lead = as_map_batch(maps)
-    return (batch > float(uth)).reshape(lead + batch.shape[1:])
+    return (batch > per_map_thresholds(uth, lead)).reshape(lead + batch.shape[1:])
 
 
 def binarize(maps, method: str, gt=None, uth: float | None = None) -> np.ndarray:

@@ -1,4 +1,9 @@
-"""Ground-truth maps from bounding boxes (docs/protocol.md): VGG-SS and Flickr-SoundNet.
+"""Ground truth (docs/protocol.md): how a data set's boxes or masks become a map, in numpy.
+
+The one home of ground truth: the box rules of VGG-SS and Flickr-SoundNet, the rule a shard set
+follows (its ``ground_truth`` attribute, :func:`gt_rule_of`) and the fields that carry it
+(:data:`GT_FIELDS`, read with the maps by :mod:`avloc.maps.records`), and the full-resolution
+maps of a test set's samples (:func:`ground_truth_maps`) that every scorer uses.
 
 Box pixel convention (both datasets): a box ``(x1, y1, x2, y2)`` is converted to integer pixel
 coordinates first and then painted as ``map[y1:y2, x1:x2] = 1`` -- ``x1``/``y1`` inclusive,
@@ -6,11 +11,13 @@ coordinates first and then painted as ``map[y1:y2, x1:x2] = 1`` -- ``x1``/``y1``
 with ``x2 <= x1`` or ``y2 <= y1`` paints nothing. Integer coordinates are clipped to
 ``[0, W]`` / ``[0, H]`` so that no negative index wraps around.
 
-* **VGG-SS**: boxes normalised to ``[0, 1]``; ``int(clip(v, 0, 1) * size)``; the map is the
-  binary union of all boxes.
-* **Flickr**: boxes in a 256x256 pixel frame; ``int(size * v / 256)``; one binary map per
-  annotator, summed over annotators, divided by 2 and clipped to 1 (values ``{0, 0.5, 1}`` for
-  the usual one-box-per-annotator annotations).
+* **VGG-SS** (rule ``"boxes"``): boxes normalised to ``[0, 1]``; ``int(clip(v, 0, 1) * size)``;
+  the map is the binary union of all boxes.
+* **Flickr** (rule ``"consensus"``): boxes in a 256x256 pixel frame (stored as ``v / 256``);
+  ``int(size * v / 256)``; one binary map per annotator, summed over annotators, divided by 2
+  and clipped to 1 (values ``{0, 0.5, 1}`` for the usual one-box-per-annotator annotations).
+* **Masks** (rule ``"mask"``, AVSBench S4, IS3): binary masks, nearest-neighbour resized when
+  their size differs from the map's.
 """
 
 from __future__ import annotations
@@ -19,7 +26,20 @@ from collections.abc import Sequence
 
 import numpy as np
 
-__all__ = ["gt_flickr", "gt_from_boxes_normalized"]
+from avloc.errors import DataError
+
+__all__ = [
+    "GT_FIELDS",
+    "ground_truth_maps",
+    "gt_flickr",
+    "gt_from_boxes_normalized",
+    "gt_rule_of",
+    "stored_boxes",
+]
+
+#: The shard fields that carry ground truth: normalised boxes ``(K, 4)`` per sample (or one
+#: ``box``), the annotator of each box (Flickr), masks.
+GT_FIELDS = ("boxes", "box", "box_group", "mask")
 
 
 def _hw(size) -> tuple[int, int]:
@@ -114,3 +134,69 @@ def gt_flickr(boxes_256_per_annotator, size=224) -> np.ndarray:
         _paint(ann, ix)
         total += ann
     return np.minimum(total / 2.0, 1.0).astype(np.float32)
+
+
+def gt_rule_of(shards) -> str:
+    """The ground-truth rule of a shard set: its ``ground_truth`` attribute, else by fields.
+
+    ``"boxes"``, ``"consensus"``, ``"mask"``, or ``""`` when the shards hold no ground truth.
+    """
+    rule = str(shards.attrs.get("ground_truth", ""))
+    if rule:
+        return rule
+    if "boxes" in shards.fields or "box" in shards.fields:
+        return "boxes"
+    if "mask" in shards.fields:
+        return "mask"
+    return ""
+
+
+def stored_boxes(columns) -> np.ndarray | None:
+    """The boxes of rows read from shards (a mapping of fields) as ``(N, K, 4)``, NaN-padded:
+    the ``boxes`` field, else the one ``box`` per sample as ``K = 1``; None without either."""
+    if columns.get("boxes") is not None:
+        return columns["boxes"]
+    if columns.get("box") is not None:
+        return columns["box"][:, None, :].astype(np.float32)
+    return None
+
+
+def ground_truth_maps(records, indices, size: int) -> np.ndarray:
+    """Ground truth of samples ``indices`` of ``records`` as float32 ``(n, size, size)``.
+
+    ``records``: anything with ``gt_rule``, ``boxes`` (``(N, K, 4)`` normalised, NaN-padded),
+    ``box_group`` (``(N, K)`` annotator of each box, or None) and ``mask`` (``(N, S, S)`` or
+    None), such as :class:`avloc.maps.records.SampleRecords`.
+    """
+    rule = records.gt_rule
+    indices = np.asarray(indices)
+    out = np.zeros((len(indices), size, size), np.float32)
+    if rule == "mask":
+        if records.mask is None:
+            raise DataError("the data set's ground truth rule is 'mask' but it holds no masks")
+        for row, i in enumerate(indices):
+            mask = records.mask[i]
+            if mask.shape != (size, size):
+                ys = (np.arange(size) * mask.shape[0] / size).astype(int)
+                xs = (np.arange(size) * mask.shape[1] / size).astype(int)
+                mask = mask[ys][:, xs]
+            out[row] = mask > 0
+        return out
+    if rule not in ("boxes", "consensus"):
+        raise DataError("the data set has no ground truth (no boxes or masks)")
+    if records.boxes is None:
+        raise DataError(f"the data set's ground truth rule is {rule!r} but it holds no boxes")
+    for row, i in enumerate(indices):
+        boxes = np.asarray(records.boxes[i], np.float64).reshape(-1, 4)
+        keep = ~np.isnan(boxes).any(axis=1)
+        if rule == "boxes":
+            out[row] = gt_from_boxes_normalized(boxes[keep], size)
+            continue
+        owners = (
+            np.asarray(records.box_group[i]).reshape(-1)[keep]
+            if records.box_group is not None
+            else np.arange(int(keep.sum()))
+        )
+        per_annotator = [boxes[keep][owners == a] * 256.0 for a in np.unique(owners)]
+        out[row] = gt_flickr(per_annotator, size) if per_annotator else 0.0
+    return out

@@ -1,9 +1,10 @@
-"""Universal threshold calibration (docs/protocol.md).
+"""The universal threshold's statistic (docs/protocol.md), in numpy.
 
-``Uth = statistic(per-sample maxima of raw maps under generated silence and noise)``; the paper
-uses the third quartile (the recipe default lives in :class:`avloc.config.EvalConfig`). The
-threshold is in raw cosine-similarity units and is then used for every image and audio
-(:func:`avloc.metrics.binarize_universal`, :func:`avloc.metrics.pia_pct`).
+``Uth = statistic(per-sample maxima of raw maps under the calibration audio)``; the paper uses
+the third quartile (the recipe default lives in :class:`avloc.config.EvalConfig`). The threshold
+is in raw cosine-similarity units and is then used for every image and audio
+(:func:`avloc.metrics.binarize_universal`, :func:`avloc.metrics.pia_pct`). Measuring those
+maxima with a network (the calibration) is the maps stage's: :mod:`avloc.maps.calibration`.
 """
 
 from __future__ import annotations
