@@ -17,8 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
-from avloc.evaluation.ground_truth import ground_truth_maps
 from avloc.maps.records import load_records
+from avloc.metrics import ground_truth_maps
 from avloc.metrics.localization import map_cious
 from avloc.utils.interpolation import upsample
 

@@ -10,10 +10,10 @@ import sys
 import numpy as np
 
 from avloc.data.shards import ShardSet
-from avloc.evaluation.ground_truth import ground_truth_maps
 from avloc.inputs.images import preprocess_test
 from avloc.maps.engine import MapsEngine
 from avloc.maps.records import collect_records
+from avloc.metrics import ground_truth_maps
 from avloc.models.io import load_network
 from avloc.runs import RunDir
 from avloc.utils.interpolation import upsample

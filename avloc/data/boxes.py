@@ -4,7 +4,7 @@ A box is ``(x1, y1, x2, y2)``. Annotations give it either normalised to ``[0, 1]
 pixels of some frame (Flickr-SoundNet: a 256 x 256 frame; IS3: 224 x 224; a manifest: the
 image's own size or a stated size). Shards store every box normalised, ``v / frame_side``, as
 float32, and evaluation turns it back into pixels with ``int(v * S)`` (docs/protocol.md,
-:mod:`avloc.metrics.groundtruth`). :func:`normalise_boxes` chooses the float32 value so that
+:mod:`avloc.metrics.ground_truth`). :func:`normalise_boxes` chooses the float32 value so that
 ``int(S * float32)`` equals ``int(S * v / side)`` computed exactly, for the shard's image side
 ``S``:
 
