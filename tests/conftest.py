@@ -5,6 +5,8 @@ import os
 import shutil
 import tempfile
 
+import pytest
+
 os.environ.setdefault("KERAS_BACKEND", "torch")
 # avloc's cache (Keras-free copies of networks that `avloc localize` loads, downloads) goes to a
 # directory of this test session, also for the commands the tests start
@@ -24,3 +26,29 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 from avloc.runtime import configure  # noqa: E402
 
 configure(widths=[2])
+
+
+# ------------------------------------------------------------------------------------------
+# a published EZ-VSL checkpoint, shared by the tests/test_import_*.py files
+
+
+@pytest.fixture(scope="module")
+def ezvsl_model():
+    """tests/references.py's tiny EZ-VSL with random weights (seed 1), in eval mode."""
+    from references import EZVSL, randomise
+
+    return randomise(EZVSL(), seed=1)
+
+
+@pytest.fixture(scope="module")
+def ezvsl_file(ezvsl_model, tmp_path_factory):
+    """:func:`ezvsl_model` saved as EZ-VSL's training script saves it (``best.pth``)."""
+    from references import save_published
+
+    return save_published(ezvsl_model, tmp_path_factory.mktemp("ezvsl") / "best.pth")
+
+
+@pytest.fixture(scope="module")
+def ezvsl_state(ezvsl_model):
+    """:func:`ezvsl_model`'s state_dict with DDP's ``module.`` prefixes."""
+    return {f"module.{k}": v for k, v in ezvsl_model.state_dict().items()}

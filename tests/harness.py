@@ -5,7 +5,10 @@
 - :func:`synthetic_shards`: ``avloc prepare synthetic`` into a folder (``train/``, ``test/``),
   40 px scenes by default;
 - :func:`avloc_process`: ``avloc ARGS`` in a fresh interpreter (``python -m cli.main``) from the
-  repository root, with a chosen Keras backend; :func:`run_avloc` waits for it.
+  repository root, with a chosen Keras backend; :func:`run_avloc` waits for it;
+- :func:`keras_outputs`, :func:`assert_parity`, :func:`trunk_output`, :func:`import_error`: an
+  avloc network beside a plain-torch reference of ``tests/references.py`` (inputs in the
+  references' NCHW layout).
 """
 
 from __future__ import annotations
@@ -67,3 +70,67 @@ def run_avloc(
         proc.kill()
         raise
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+# ------------------------------------------------------------------------------------------
+# avloc networks beside the plain-torch references (tests/references.py)
+
+
+def keras_outputs(net, image, audio):
+    """``v_map``, ``a_emb`` and all-pair maps of ``net`` on NCHW inputs, as NumPy arrays."""
+    from keras import ops
+
+    from avloc.models import all_pair_maps
+
+    out = net(
+        {"image": image.transpose(0, 2, 3, 1), "audio": audio.transpose(0, 2, 3, 1)},
+        training=False,
+    )
+    maps = all_pair_maps(out["v_map"], out["a_emb"])
+    return (
+        ops.convert_to_numpy(out["v_map"]),
+        ops.convert_to_numpy(out["a_emb"]),
+        ops.convert_to_numpy(maps),
+    )
+
+
+def assert_parity(net, want, image, audio):
+    """``net``'s outputs are ``want`` (:func:`references.reference`'s) to 1e-4, with a signal."""
+    import numpy as np
+
+    got = keras_outputs(net, image, audio)
+    for name, g, w in zip(("v_map", "a_emb", "maps"), got, want, strict=True):
+        assert g.shape == w.shape, (name, g.shape, w.shape)
+        assert np.abs(g - w).max() < 1e-4, (name, np.abs(g - w).max())
+    maps = want[2]
+    assert np.ptp(maps) > 0.1  # a real signal: the maps vary over pairs and locations
+
+
+def trunk_output(net, image_nchw):
+    """The visual trunk's output (layer4, no pooling) on NCHW images, returned as NCHW."""
+    from keras import ops
+
+    channels_first = net.data_format == "channels_first"
+    x = image_nchw if channels_first else image_nchw.transpose(0, 2, 3, 1)
+    y = ops.convert_to_numpy(net.visual_encoder(x, training=False))
+    return y if channels_first else y.transpose(0, 3, 1, 2)
+
+
+def import_error(state, tmp_path: Path, arch: str = "ezvsl") -> str:
+    """Importing ``state`` (saved under ``model``) fails in one line naming the file, writing
+    nothing; the message."""
+    import pytest
+    import torch
+
+    from avloc.errors import DataError
+    from avloc.models.import_torch import import_checkpoint
+
+    path = tmp_path / "broken.pth"
+    torch.save({"model": state, "epoch": 1}, path)
+    out = tmp_path / "out.keras"
+    with pytest.raises(DataError) as info:
+        import_checkpoint(path, arch, out)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    assert not out.exists()  # nothing written
+    return message
