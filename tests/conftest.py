@@ -1,9 +1,16 @@
-"""Shared test set-up: a Keras backend is always chosen explicitly (default torch)."""
+"""Shared test set-up: a Keras backend is always chosen explicitly (default torch).
+
+Fixtures: :func:`tiny_shards` (tiny synthetic shards, prepared once per session for each distinct
+request) and a published EZ-VSL checkpoint (:func:`ezvsl_model`, :func:`ezvsl_file`,
+:func:`ezvsl_state`) for the tests of importing PyTorch weights.
+"""
 
 import atexit
 import os
 import shutil
 import tempfile
+
+import pytest
 
 os.environ.setdefault("KERAS_BACKEND", "torch")
 # avloc's cache (Keras-free copies of networks that `avloc localize` loads, downloads) goes to a
@@ -24,3 +31,50 @@ os.environ.setdefault("CUDA_VISIBLE_DEVICES", "")
 from avloc.runtime import configure  # noqa: E402
 
 configure(widths=[2])
+
+
+@pytest.fixture(scope="session")
+def tiny_shards(tmp_path_factory):
+    """``tiny_shards(train=, test=, seed=, **config)``: :func:`harness.synthetic_shards` in a folder
+    of this session (``train/``, ``test/``), prepared once for each distinct request; ``config``:
+    more SyntheticConfig fields. The shards are shared: tests only read them."""
+    from harness import synthetic_shards
+
+    prepared = {}
+
+    def make(*, train: int, test: int, seed: int, image_size: int = 40, **config):
+        key = (train, test, seed, image_size, tuple(sorted(config.items())))
+        if key not in prepared:
+            out = tmp_path_factory.mktemp("synthetic")
+            prepared[key] = synthetic_shards(
+                out, train=train, test=test, seed=seed, image_size=image_size, **config
+            )
+        return prepared[key]
+
+    return make
+
+
+# ------------------------------------------------------------------------------------------
+# a published EZ-VSL checkpoint, shared by the tests/test_import_*.py files
+
+
+@pytest.fixture(scope="module")
+def ezvsl_model():
+    """tests/references.py's tiny EZ-VSL with random weights (seed 1), in eval mode."""
+    from references import EZVSL, randomise
+
+    return randomise(EZVSL(), seed=1)
+
+
+@pytest.fixture(scope="module")
+def ezvsl_file(ezvsl_model, tmp_path_factory):
+    """:func:`ezvsl_model` saved as EZ-VSL's training script saves it (``best.pth``)."""
+    from references import save_published
+
+    return save_published(ezvsl_model, tmp_path_factory.mktemp("ezvsl") / "best.pth")
+
+
+@pytest.fixture(scope="module")
+def ezvsl_state(ezvsl_model):
+    """:func:`ezvsl_model`'s state_dict with DDP's ``module.`` prefixes."""
+    return {f"module.{k}": v for k, v in ezvsl_model.state_dict().items()}

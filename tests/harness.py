@@ -1,11 +1,21 @@
-"""The tests' shared pieces: tiny network settings, tiny synthetic shards, the CLI in a subprocess.
+"""The tests' shared pieces: tiny networks and recipes, tiny synthetic shards, the CLI in a
+subprocess.
 
 - :data:`TINY_NET`: ``--set`` overrides that shrink ``recipes/quickstart.toml`` to a width-4
   network on 32 px images with a random visual trunk (no pretrained file in tests);
+- :func:`tiny_sets`, :func:`tiny_recipe`: a tiny training run of the quickstart (:data:`TINY_NET`
+  plus :data:`TINY_TRAIN`, then each test's own settings), as ``--set`` values (also as
+  command-line flags: :func:`tiny_flags`) or loaded;
+- :func:`tiny_task_recipe`: a width-2 network with one block per stage on avloc's defaults, for
+  in-memory ``fit`` steps of a chosen ``[loss]``;
 - :func:`synthetic_shards`: ``avloc prepare synthetic`` into a folder (``train/``, ``test/``),
-  40 px scenes by default;
+  40 px scenes by default (tests take them from the ``tiny_shards`` fixture, conftest.py, which
+  prepares each distinct request once);
 - :func:`avloc_process`: ``avloc ARGS`` in a fresh interpreter (``python -m cli.main``) from the
-  repository root, with a chosen Keras backend; :func:`run_avloc` waits for it.
+  repository root, with a chosen Keras backend; :func:`run_avloc` waits for it;
+- :func:`keras_outputs`, :func:`assert_parity`, :func:`trunk_output`, :func:`import_error`: an
+  avloc network beside a plain-torch reference of ``tests/references.py`` (inputs in the
+  references' NCHW layout).
 """
 
 from __future__ import annotations
@@ -24,6 +34,50 @@ TINY_NET = [
     "model.audio.width=4",
     "data.image_size=32",
 ]
+
+#: What every tiny training run of the quickstart adds to :data:`TINY_NET`: 36 px training
+#: resizes, one loader worker, no TensorBoard.
+TINY_TRAIN = ["data.train_resize=36", "data.workers=1", "train.tensorboard=false"]
+
+
+def tiny_sets(*sets: str, shards: Path | None = None) -> list[str]:
+    """``--set`` values of a tiny quickstart run: ``data.train`` = ``shards/train`` when given,
+    :data:`TINY_NET`, :data:`TINY_TRAIN`, then ``sets`` (a later value of a key wins)."""
+    train = [f'data.train="{Path(shards) / "train"}"'] if shards is not None else []
+    return [*train, *TINY_NET, *TINY_TRAIN, *sets]
+
+
+def tiny_recipe(*sets: str, shards: Path | None = None):
+    """``recipes/quickstart.toml`` loaded with :func:`tiny_sets` ``(*sets, shards=shards)``."""
+    from avloc.config import load_recipe
+
+    return load_recipe(QUICKSTART, tiny_sets(*sets, shards=shards))
+
+
+def tiny_flags(*sets: str, shards: Path | None = None) -> list[str]:
+    """:func:`tiny_sets` as ``avloc`` takes them on its command line: ``--set VALUE`` each."""
+    return [arg for value in tiny_sets(*sets, shards=shards) for arg in ("--set", value)]
+
+
+def tiny_task_recipe(loss: dict, **train):
+    """A recipe of ``loss`` on avloc's defaults (not the quickstart): width-2 ResNets with one block
+    per stage (short graph tracing; 32 px -> 2x2 maps), 0.5 s clips, batch 4, learning rate 1e-2;
+    ``train``: more ``[train]`` settings."""
+    from avloc.config import recipe_from_dict
+
+    return recipe_from_dict(
+        {
+            "name": "tiny",
+            "data": {"image_size": 32, "train_resize": 36, "clip_seconds": 0.5},
+            "model": {
+                "embed_dim": 8,
+                "visual": {"width": 2, "blocks": [1, 1, 1, 1], "stem_pool": False},
+                "audio": {"width": 2, "blocks": [1, 1, 1, 1]},
+            },
+            "loss": loss,
+            "train": {"batch_size": 4, "learning_rate": 1e-2, "tensorboard": False, **train},
+        }
+    )
 
 
 def synthetic_shards(
@@ -67,3 +121,67 @@ def run_avloc(
         proc.kill()
         raise
     return subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+
+
+# ------------------------------------------------------------------------------------------
+# avloc networks beside the plain-torch references (tests/references.py)
+
+
+def keras_outputs(net, image, audio):
+    """``v_map``, ``a_emb`` and all-pair maps of ``net`` on NCHW inputs, as NumPy arrays."""
+    from keras import ops
+
+    from avloc.models import all_pair_maps
+
+    out = net(
+        {"image": image.transpose(0, 2, 3, 1), "audio": audio.transpose(0, 2, 3, 1)},
+        training=False,
+    )
+    maps = all_pair_maps(out["v_map"], out["a_emb"])
+    return (
+        ops.convert_to_numpy(out["v_map"]),
+        ops.convert_to_numpy(out["a_emb"]),
+        ops.convert_to_numpy(maps),
+    )
+
+
+def assert_parity(net, want, image, audio):
+    """``net``'s outputs are ``want`` (:func:`references.reference`'s) to 1e-4, with a signal."""
+    import numpy as np
+
+    got = keras_outputs(net, image, audio)
+    for name, g, w in zip(("v_map", "a_emb", "maps"), got, want, strict=True):
+        assert g.shape == w.shape, (name, g.shape, w.shape)
+        assert np.abs(g - w).max() < 1e-4, (name, np.abs(g - w).max())
+    maps = want[2]
+    assert np.ptp(maps) > 0.1  # a real signal: the maps vary over pairs and locations
+
+
+def trunk_output(net, image_nchw):
+    """The visual trunk's output (layer4, no pooling) on NCHW images, returned as NCHW."""
+    from keras import ops
+
+    channels_first = net.data_format == "channels_first"
+    x = image_nchw if channels_first else image_nchw.transpose(0, 2, 3, 1)
+    y = ops.convert_to_numpy(net.visual_encoder(x, training=False))
+    return y if channels_first else y.transpose(0, 3, 1, 2)
+
+
+def import_error(state, tmp_path: Path, arch: str = "ezvsl") -> str:
+    """Importing ``state`` (saved under ``model``) fails in one line naming the file, writing
+    nothing; the message."""
+    import pytest
+    import torch
+
+    from avloc.errors import DataError
+    from avloc.models.import_torch import import_checkpoint
+
+    path = tmp_path / "broken.pth"
+    torch.save({"model": state, "epoch": 1}, path)
+    out = tmp_path / "out.keras"
+    with pytest.raises(DataError) as info:
+        import_checkpoint(path, arch, out)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message
+    assert not out.exists()  # nothing written
+    return message

@@ -8,6 +8,7 @@ import keras
 import numpy as np
 import pytest
 import torch
+from harness import tiny_task_recipe
 from keras import ops
 
 from avloc.config import TrainConfig, recipe_from_dict
@@ -210,22 +211,6 @@ def test_l2_mode_needs_adam():
 # start_epoch warm-up (FNAC)
 
 
-def tiny_recipe(loss: dict):
-    return recipe_from_dict(
-        {
-            "name": "tiny",
-            "data": {"image_size": 32, "train_resize": 36, "clip_seconds": 0.5},
-            "model": {
-                "embed_dim": 8,
-                "visual": {"width": 2, "blocks": [1, 1, 1, 1], "stem_pool": False},
-                "audio": {"width": 2, "blocks": [1, 1, 1, 1]},
-            },
-            "loss": loss,
-            "train": {"batch_size": 4, "learning_rate": 1e-2, "tensorboard": False},
-        }
-    )
-
-
 def random_batch(recipe, n: int = 8, seed: int = 0) -> dict:
     rng = np.random.default_rng(seed)
     size = recipe.data.image_size
@@ -249,7 +234,7 @@ class WeightsPerEpoch(keras.callbacks.Callback):
 
 def fit_with_snapshots(loss: dict, epochs: int, x: dict | None = None):
     keras.utils.set_random_seed(0)
-    recipe = tiny_recipe(loss)
+    recipe = tiny_task_recipe(loss)
     task = build_task(recipe)
     x = random_batch(recipe, n=4) if x is None else x  # one step per epoch
     snapshots = WeightsPerEpoch()

@@ -17,27 +17,20 @@ import uuid
 from pathlib import Path
 
 import pytest
-from harness import QUICKSTART, ROOT, TINY_NET, synthetic_shards
+from harness import QUICKSTART, ROOT, tiny_flags
 from typer.testing import CliRunner
 
 from cli.app import disk_full
 from cli.main import app
 
 runner = CliRunner()
+#: This module's settings of a tiny quickstart run (harness.tiny_flags), beside data and epochs.
+SETS = ["train.batch_size=8", "train.steps_per_epoch=2", "eval.calibration_samples=8"]
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> Path:
-    return synthetic_shards(tmp_path_factory.mktemp("synthetic"), train=16, test=4, seed=3)
-
-
-def tiny_sets(shards: Path, *extra: str) -> list[str]:
-    sets = [
-        f'data.train="{shards / "train"}"', *TINY_NET, "data.train_resize=36",
-        "data.workers=1", "train.batch_size=8", "train.steps_per_epoch=2",
-        "train.tensorboard=false", "eval.calibration_samples=8", *extra,
-    ]  # fmt: skip
-    return [arg for s in sets for arg in ("--set", s)]
+def shards(tiny_shards) -> Path:
+    return tiny_shards(train=16, test=4, seed=3)
 
 
 def test_disk_full_is_recognised_in_each_form_it_takes():
@@ -79,7 +72,7 @@ def test_train_on_a_full_disk_is_one_line_and_keeps_the_last_backup(shards, tmp_
 
     run_dir = tmp_path / "run"
     args = ["train", str(QUICKSTART), "--run-dir", str(run_dir)]
-    result = runner.invoke(app, args + tiny_sets(shards, "train.epochs=1"))
+    result = runner.invoke(app, args + tiny_flags(*SETS, "train.epochs=1", shards=shards))
     assert result.exit_code == 0, result.output
     latest = (run_dir / "backup" / "LATEST").read_text()
 
@@ -88,10 +81,12 @@ def test_train_on_a_full_disk_is_one_line_and_keeps_the_last_backup(shards, tmp_
                            "'No space left on device'")  # fmt: skip
 
     monkeypatch.setattr(keras.Model, "save_weights", full)
-    result = runner.invoke(app, args + tiny_sets(shards, "train.epochs=1") + ["--set", "seed=1"])
+    result = runner.invoke(
+        app, args + tiny_flags(*SETS, "train.epochs=1", shards=shards) + ["--set", "seed=1"]
+    )
     assert result.exit_code != 0  # another recipe: refused before any write
     result = runner.invoke(app, args[:2] + ["--run-dir", str(tmp_path / "run2")]
-                           + tiny_sets(shards, "train.epochs=1"))  # fmt: skip
+                           + tiny_flags(*SETS, "train.epochs=1", shards=shards))  # fmt: skip
     assert result.exit_code == 2, result.output
     line = result.stderr.strip().splitlines()[-1]
     assert line.startswith("avloc: error: ") and "no space left on device" in line, line
@@ -99,7 +94,7 @@ def test_train_on_a_full_disk_is_one_line_and_keeps_the_last_backup(shards, tmp_
     assert (run_dir / "backup" / "LATEST").read_text() == latest
     monkeypatch.undo()  # space again: the same command finishes, and the staging folder goes
     result = runner.invoke(app, args[:2] + ["--run-dir", str(tmp_path / "run2")]
-                           + tiny_sets(shards, "train.epochs=1"))  # fmt: skip
+                           + tiny_flags(*SETS, "train.epochs=1", shards=shards))  # fmt: skip
     assert result.exit_code == 0, result.output
     assert not list((tmp_path / "run2").rglob(".*.tmp-*"))
 
@@ -112,7 +107,7 @@ def test_too_little_free_space_is_refused_before_writing(shards, tmp_path, monke
     usage = namedtuple("usage", "total used free")
     monkeypatch.setattr(files.shutil, "disk_usage", lambda path: usage(10**9, 10**9, 10**5))
     result = runner.invoke(app, ["train", str(QUICKSTART), "--run-dir", str(tmp_path / "run")]
-                           + tiny_sets(shards, "train.epochs=1"))  # fmt: skip
+                           + tiny_flags(*SETS, "train.epochs=1", shards=shards))  # fmt: skip
     assert result.exit_code == 2, result.output
     line = result.stderr.strip().splitlines()[-1]
     assert "0.1 MiB free, an epoch checkpoint needs about" in line
@@ -139,8 +134,9 @@ def test_train_fills_a_real_disk_then_resumes_after_space_is_freed(shards, tmp_p
         filler.write_bytes(bytes(15 * 2**20 + 2**19))  # leaves about 0.5 MB
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
         command = [sys.executable, "-m", "cli.main", "train", str(QUICKSTART), "--run-dir",
-                   str(disk / "run"), *tiny_sets(shards, "train.epochs=6",
-                                                 "train.backup_every_steps=1")]  # fmt: skip
+                   str(disk / "run"), *tiny_flags(*SETS, "train.epochs=6",
+                                                  "train.backup_every_steps=1",
+                                                  shards=shards)]  # fmt: skip
         full = subprocess.run(command, env=env, cwd=ROOT, capture_output=True, text=True,
                               timeout=600)  # fmt: skip
         assert full.returncode == 2, full.stderr[-2000:]

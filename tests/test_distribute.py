@@ -41,9 +41,7 @@ from typer.testing import CliRunner
 
 from avloc.config import load_recipe, recipe_from_dict
 from avloc.data.loader import TrainBatches
-from avloc.data.prepare_synthetic import prepare_synthetic
 from avloc.data.shards import ShardSet
-from avloc.data.synthetic import SyntheticConfig
 from avloc.errors import RecipeError
 from avloc.losses import build_terms
 from avloc.task import row_group
@@ -231,11 +229,8 @@ def test_loss_groups_average_each_group_of_rows():
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("synthetic")
-    config = SyntheticConfig(image_size=40, clip_seconds=1.0)
-    prepare_synthetic(out, train=16, test=0, seed=3, config=config)
-    return out / "train"
+def shards(tiny_shards) -> Path:
+    return tiny_shards(train=16, test=0, seed=3, clip_seconds=1.0) / "train"
 
 
 def test_loader_rows_are_rows_of_the_global_batch(shards):

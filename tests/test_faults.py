@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from harness import QUICKSTART, TINY_NET, synthetic_shards
+from harness import QUICKSTART, tiny_recipe
 
 from avloc.config import load_recipe
 from avloc.errors import AvlocError, RecipeError
@@ -16,29 +16,19 @@ from avloc.jobs.train import train
 from avloc.recipe_checks import check_recipe
 from avloc.runs import RunDir
 
+#: This module's settings of a tiny quickstart run (harness.tiny_recipe), beside the data.
+SETS = [
+    "train.batch_size=4",
+    "train.epochs=1",
+    "train.steps_per_epoch=2",
+    "eval.calibration_samples=4",
+    "eval.batch_size=4",
+]
+
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> Path:
-    return synthetic_shards(tmp_path_factory.mktemp("synthetic"), train=12, test=4, seed=3)
-
-
-def tiny(shards: Path, *extra: str):
-    return load_recipe(
-        QUICKSTART,
-        [
-            f"data.train={shards / 'train'}",
-            *TINY_NET,
-            "data.train_resize=36",
-            "data.workers=1",
-            "train.batch_size=4",
-            "train.epochs=1",
-            "train.steps_per_epoch=2",
-            "train.tensorboard=false",
-            "eval.calibration_samples=4",
-            "eval.batch_size=4",
-            *extra,
-        ],
-    )
+def shards(tiny_shards) -> Path:
+    return tiny_shards(train=12, test=4, seed=3)
 
 
 @pytest.mark.parametrize(
@@ -67,7 +57,7 @@ def test_nonsense_recipe_values_are_refused_before_any_output(override, words):
 
 def test_fewer_samples_than_one_batch_is_one_line_and_makes_no_run_dir(shards, tmp_path):
     with pytest.raises(AvlocError, match="12 training samples, fewer than one batch of"):
-        train(tiny(shards, "train.batch_size=16"), tmp_path / "run", verbose=0)
+        train(tiny_recipe(*SETS, "train.batch_size=16", shards=shards), tmp_path / "run", verbose=0)
     assert not (tmp_path / "run").exists()
 
 
@@ -75,19 +65,23 @@ def test_a_second_train_on_one_run_dir_is_refused_naming_the_first(shards, tmp_p
     run = RunDir(tmp_path / "run")
     with run.lock():  # as a running `avloc train` holds it
         with pytest.raises(AvlocError, match=r"in use by another avloc train \(process \d+\)"):
-            train(tiny(shards), run.root, verbose=0)
+            train(tiny_recipe(*SETS, shards=shards), run.root, verbose=0)
     assert not run.recipe.exists() and not run.backup.exists()
 
 
 def test_a_failed_start_leaves_nothing_that_blocks_the_corrected_command(shards, tmp_path):
     run = tmp_path / "run"
     with pytest.raises(RecipeError, match="model.init"):
-        train(tiny(shards, f"model.init={tmp_path / 'absent.keras'}"), run, verbose=0)
-    result = train(tiny(shards), run, verbose=0)  # the corrected command
+        train(
+            tiny_recipe(*SETS, f"model.init={tmp_path / 'absent.keras'}", shards=shards),
+            run,
+            verbose=0,
+        )
+    result = train(tiny_recipe(*SETS, shards=shards), run, verbose=0)  # the corrected command
     assert result.model_path.is_file()
     # a run that got somewhere is still protected from another recipe
     with pytest.raises(AvlocError, match="holds a run of a different recipe"):
-        train(tiny(shards, "train.learning_rate=0.5"), run, verbose=0)
+        train(tiny_recipe(*SETS, "train.learning_rate=0.5", shards=shards), run, verbose=0)
 
 
 def test_a_non_finite_loss_stops_training_in_one_line(shards, tmp_path, monkeypatch):
@@ -97,7 +91,7 @@ def test_a_non_finite_loss_stops_training_in_one_line(shards, tmp_path, monkeypa
 
     monkeypatch.setattr(SilenceMap, "__call__", lambda self, outputs: ops.log(ops.zeros(()) - 1))
     with pytest.raises(AvlocError, match=r"training step 1: loss\S* is nan") as info:
-        train(tiny(shards), tmp_path / "run", verbose=0)
+        train(tiny_recipe(*SETS, shards=shards), tmp_path / "run", verbose=0)
     assert "\n" not in str(info.value)
     assert not RunDir(tmp_path / "run").model.exists()
     assert not (RunDir(tmp_path / "run").backup / "LATEST").exists()  # no non-finite backup
@@ -109,7 +103,7 @@ def test_a_non_finite_uth_is_never_stored(shards):
     from avloc.maps.calibration import calibrate
     from avloc.models import build_network
 
-    recipe = tiny(shards)
+    recipe = tiny_recipe(*SETS, shards=shards)
     net = build_network(recipe.model, recipe.data)
     kernel = net.visual_proj.kernel
     kernel.assign(np.full(tuple(kernel.shape), np.nan, "float32"))

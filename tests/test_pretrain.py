@@ -7,7 +7,8 @@ import json
 import numpy as np
 import pytest
 import torch
-from test_import_torch import ResNet18, trunk_output
+from harness import trunk_output
+from references import ResNet18
 from typer.testing import CliRunner
 
 from avloc.config import recipe_from_dict

@@ -26,9 +26,7 @@ from keras import ops
 
 from avloc.config import load_recipe
 from avloc.data.loader import TrainBatches
-from avloc.data.prepare_synthetic import prepare_synthetic
 from avloc.data.shards import ShardSet
-from avloc.data.synthetic import SyntheticConfig
 from avloc.losses import LOSS_TERMS
 from avloc.models.io import load_network
 from avloc.task import EpochCounter
@@ -263,11 +261,8 @@ SHRINK = [
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("synthetic")
-    config = SyntheticConfig(image_size=40, clip_seconds=0.5)
-    prepare_synthetic(out, train=8, test=4, seed=5, config=config)
-    return out
+def shards(tiny_shards) -> Path:
+    return tiny_shards(train=8, test=4, seed=5, clip_seconds=0.5)
 
 
 @pytest.fixture(scope="module")

@@ -19,20 +19,16 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from harness import ROOT, TINY_NET, synthetic_shards
+from harness import ROOT, tiny_sets
 
 WORKER = Path(__file__).with_name("kill_worker.py")
 KILLED = 137
 
 # 40 samples, batch 8, 4 steps per epoch, 2 epochs: global steps 1-8. Backups every 3 steps
-# (3, 6) and at each epoch's end (4, 8).
+# (3, 6) and at each epoch's end (4, 8). A tiny quickstart run (harness.tiny_sets) with:
 SETS = [
-    *TINY_NET,
-    "data.train_resize=36",
-    "data.workers=1",
     "train.batch_size=8",
     "train.learning_rate=0.001",
-    "train.tensorboard=false",
     "train.epochs=2",
     "train.steps_per_epoch=4",
     "train.backup_every_steps=3",
@@ -49,14 +45,14 @@ POINTS = [
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> Path:
-    return synthetic_shards(tmp_path_factory.mktemp("synthetic"), train=40, test=4, seed=5)
+def shards(tiny_shards) -> Path:
+    return tiny_shards(train=40, test=4, seed=5)
 
 
 def run_worker(
     point: str, run_dir: Path, shards: Path, extra: tuple[str, ...] = ()
 ) -> subprocess.CompletedProcess:
-    sets = [f'data.train="{shards / "train"}"', *SETS, *extra]
+    sets = tiny_sets(*SETS, *extra, shards=shards)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
     return subprocess.run(
         [sys.executable, str(WORKER), point, str(run_dir), *sets],

@@ -8,9 +8,9 @@ import dataclasses
 import keras
 import numpy as np
 import pytest
+from harness import tiny_task_recipe
 from keras import ops
 
-from avloc.config import recipe_from_dict
 from avloc.losses.contrastive import MILContrastive
 from avloc.task import LocalizationTask
 from avloc.training.build import build_task, silence_spectrogram
@@ -30,23 +30,6 @@ LOSS_CONFIGS = {
     "marginNCE": {"ezvsl": {"margin": -0.2}},
     "ssl-san": SSL_SAN,
 }
-
-
-def tiny_recipe(loss: dict, **train):
-    return recipe_from_dict(
-        {
-            "name": "tiny",
-            "data": {"image_size": 32, "train_resize": 36, "clip_seconds": 0.5},
-            "model": {
-                "embed_dim": 8,
-                # one block per stage keeps graph tracing short; 32 px -> 2x2 maps
-                "visual": {"width": 2, "blocks": [1, 1, 1, 1], "stem_pool": False},
-                "audio": {"width": 2, "blocks": [1, 1, 1, 1]},
-            },
-            "loss": loss,
-            "train": {"batch_size": 4, "learning_rate": 1e-2, "tensorboard": False, **train},
-        }
-    )
 
 
 def random_batch(recipe, task, n: int, seed: int = 0) -> dict:
@@ -74,7 +57,7 @@ def test_silence_spectrogram_is_the_floor_over_the_recipes_clip(rate, seconds, f
     """The SSL-SaN paper's silence input: ``rate * seconds`` zeros through the log spectrogram of
     real audio, so every bin sits at its floor ``log(0 + 1e-7) / 12`` and there are
     ``(samples - 512) // 238 + 1`` frames (hand-computed above: 7488 // 238 + 1 = 32, ...)."""
-    recipe = tiny_recipe({"ezvsl": {}})
+    recipe = tiny_task_recipe({"ezvsl": {}})
     data = dataclasses.replace(recipe.data, sample_rate=rate, clip_seconds=seconds)
     got = silence_spectrogram(dataclasses.replace(recipe, data=data))
     assert got.shape == (257, frames) and got.dtype == np.float32
@@ -84,7 +67,7 @@ def test_silence_spectrogram_is_the_floor_over_the_recipes_clip(rate, seconds, f
 @pytest.mark.parametrize("loss", list(LOSS_CONFIGS.values()), ids=list(LOSS_CONFIGS))
 def test_one_fit_epoch_per_loss_configuration(loss):
     keras.utils.set_random_seed(0)
-    recipe = tiny_recipe(loss)
+    recipe = tiny_task_recipe(loss)
     task = build_task(recipe)
     assert set(task.terms) == set(loss)
     assert task.needs_noise == any(
@@ -118,7 +101,7 @@ def test_one_fit_epoch_per_loss_configuration(loss):
 @pytest.fixture(scope="module")
 def ssl_san_task():
     keras.utils.set_random_seed(1)
-    recipe = tiny_recipe(SSL_SAN)
+    recipe = tiny_task_recipe(SSL_SAN)
     task = build_task(recipe)
     x = random_batch(recipe, task, 6, seed=1)
     return recipe, task, x
@@ -184,7 +167,7 @@ def test_extra_negatives_increase_ezvsl_loss(ssl_san_task):
 
 
 def test_task_needs_silence_spectrogram():
-    recipe = tiny_recipe({"silence_map": {}})
+    recipe = tiny_task_recipe({"silence_map": {}})
     from avloc.losses import build_terms
     from avloc.models import build_network
 
@@ -195,7 +178,7 @@ def test_task_needs_silence_spectrogram():
 def test_start_epoch_gates_a_term_by_the_epoch_variable():
     """compute_loss multiplies a term by 0 before its start_epoch (value and logged metric)."""
     keras.utils.set_random_seed(2)
-    recipe = tiny_recipe({"ezvsl": {}, "noise_map": {"weight": 2.0, "start_epoch": 2}})
+    recipe = tiny_task_recipe({"ezvsl": {}, "noise_map": {"weight": 2.0, "start_epoch": 2}})
     task = build_task(recipe)
     x = random_batch(recipe, task, 4, seed=2)
     y_pred = task(x)
@@ -219,9 +202,9 @@ def test_mixed_bfloat16_computes_in_bf16_and_keeps_weights_losses_outputs_float3
     a loss close to the float32 task's with the same weights, and the global policy restored."""
     keras.utils.set_random_seed(2)
     policy_before = keras.config.dtype_policy().name
-    mixed = build_task(tiny_recipe(SSL_SAN, precision="mixed_bfloat16"))
+    mixed = build_task(tiny_task_recipe(SSL_SAN, precision="mixed_bfloat16"))
     assert keras.config.dtype_policy().name == policy_before
-    full = build_task(tiny_recipe(SSL_SAN))
+    full = build_task(tiny_task_recipe(SSL_SAN))
     convs = [
         layer for layer in mixed.net.visual_encoder.layers if isinstance(layer, keras.layers.Conv2D)
     ]
@@ -230,7 +213,7 @@ def test_mixed_bfloat16_computes_in_bf16_and_keeps_weights_losses_outputs_float3
     for ours, theirs in zip(full.variables, mixed.variables, strict=True):
         ours.assign(theirs)
 
-    x = random_batch(tiny_recipe(SSL_SAN), mixed, 8, seed=2)
+    x = random_batch(tiny_task_recipe(SSL_SAN), mixed, 8, seed=2)
     y_mixed, y_full = mixed(x), full(x)
     for key, value in y_mixed.items():
         assert ops.convert_to_numpy(value).dtype == np.float32, key
@@ -250,4 +233,4 @@ def test_precision_must_be_a_known_policy():
     from avloc.errors import RecipeError
 
     with pytest.raises(RecipeError, match="train.precision"):
-        tiny_recipe({"ezvsl": {}}, precision="float16")
+        tiny_task_recipe({"ezvsl": {}}, precision="float16")

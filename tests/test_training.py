@@ -15,27 +15,15 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from harness import QUICKSTART, ROOT, TINY_NET, avloc_process, synthetic_shards
+from harness import QUICKSTART, ROOT, avloc_process, tiny_flags, tiny_recipe
 
-TINY = [
-    *TINY_NET,
-    "data.train_resize=36",
-    "data.workers=1",
-    "train.batch_size=8",
-    "train.learning_rate=0.001",
-    "train.tensorboard=false",
-]
-RECIPE = QUICKSTART
+#: This module's settings of a tiny quickstart run (harness.tiny_recipe, harness.tiny_flags).
+SETS = ["train.batch_size=8", "train.learning_rate=0.001"]
 
 
 @pytest.fixture(scope="module")
-def shards(tmp_path_factory) -> Path:
-    return synthetic_shards(tmp_path_factory.mktemp("synthetic"), train=48, test=8, seed=3)
-
-
-def overrides(shards: Path, *extra: str) -> list[str]:
-    sets = [f'data.train="{shards / "train"}"', *TINY, *extra]
-    return [arg for s in sets for arg in ("--set", s)]
+def shards(tiny_shards) -> Path:
+    return tiny_shards(train=48, test=8, seed=3)
 
 
 def read_log(run_dir: Path) -> list[dict[str, str]]:
@@ -44,10 +32,9 @@ def read_log(run_dir: Path) -> list[dict[str, str]]:
 
 
 def test_train_logs_every_term_and_loss_falls(shards, tmp_path):
-    from avloc.config import load_recipe
     from avloc.jobs.train import train
 
-    recipe = load_recipe(RECIPE, [f"data.train={shards / 'train'}", *TINY, "train.epochs=5"])
+    recipe = tiny_recipe(*SETS, "train.epochs=5", shards=shards)
     result = train(recipe, tmp_path / "run", verbose=0)
     rows = read_log(tmp_path / "run")
     assert [int(r["epoch"]) for r in rows] == [0, 1, 2, 3, 4]
@@ -90,8 +77,8 @@ def test_model_trained_on_one_backend_gives_same_maps_on_the_other(
     shards, tmp_path, train_backend, other
 ):
     run_dir = tmp_path / "run"
-    args = ["train", str(RECIPE), "--run-dir", str(run_dir)]
-    args += overrides(shards, "train.epochs=1", "train.steps_per_epoch=2")
+    args = ["train", str(QUICKSTART), "--run-dir", str(run_dir)]
+    args += tiny_flags(*SETS, "train.epochs=1", "train.steps_per_epoch=2", shards=shards)
     proc = avloc_process(*args, backend=train_backend)
     _, err = proc.communicate(timeout=600)
     assert proc.returncode == 0, err[-3000:]
@@ -126,16 +113,15 @@ def test_model_trained_on_one_backend_gives_same_maps_on_the_other(
 def test_cosine_learning_rate_spans_the_whole_run():
     import keras
 
-    from avloc.config import load_recipe
     from avloc.errors import RecipeError
     from avloc.jobs.train import run_steps
     from avloc.runtime.optimizers import build_optimizer, learning_rate
 
-    recipe = load_recipe(RECIPE, [*TINY, "train.epochs=3", 'train.lr_schedule="cosine"'])
+    recipe = tiny_recipe(*SETS, "train.epochs=3", 'train.lr_schedule="cosine"')
     assert run_steps(recipe, 50) == 3 * (50 // 8)  # the loader's whole batches per epoch
-    limited = load_recipe(RECIPE, [*TINY, "train.epochs=3", "data.limit=20"])
+    limited = tiny_recipe(*SETS, "train.epochs=3", "data.limit=20")
     assert run_steps(limited, 50) == 3 * (20 // 8)
-    capped = load_recipe(RECIPE, [*TINY, "train.epochs=2", "train.steps_per_epoch=4"])
+    capped = tiny_recipe(*SETS, "train.epochs=2", "train.steps_per_epoch=4")
     assert run_steps(capped, 50) == 8
     schedule = learning_rate(recipe.train, 18)
     lr = recipe.train.learning_rate
@@ -143,7 +129,7 @@ def test_cosine_learning_rate_spans_the_whole_run():
     np.testing.assert_allclose(got, [lr, lr / 2, 0.0], atol=1e-9)
     config = build_optimizer(recipe.train, 18).get_config()["learning_rate"]["config"]
     assert config["decay_steps"] == 18
-    constant = load_recipe(RECIPE, TINY)
+    constant = tiny_recipe(*SETS)
     assert learning_rate(constant.train, None) == constant.train.learning_rate
     with pytest.raises(RecipeError, match="lr_schedule"):
         learning_rate(recipe.train, None)
