@@ -185,3 +185,34 @@ def import_error(state, tmp_path: Path, arch: str = "ezvsl") -> str:
     assert "\n" not in message and str(path) in message
     assert not out.exists()  # nothing written
     return message
+
+
+def random_records(n=6, k=3, rule="boxes", seed=0, **extra):
+    """``n`` samples of random maps (4 x 4, every condition), embeddings, labels and 1..k boxes
+    each, as a test set's records hold them."""
+    import numpy as np
+
+    from avloc.maps.records import SampleRecords
+
+    rng = np.random.default_rng(seed)
+    boxes = np.full((n, k, 4), np.nan, np.float32)
+    for i in range(n):
+        for j in range(1 + i % k):
+            x1, y1 = rng.uniform(0, 0.6, 2)
+            boxes[i, j] = [x1, y1, x1 + rng.uniform(0.1, 0.4), y1 + rng.uniform(0.1, 0.4)]
+    return SampleRecords(
+        ids=np.array([f"s{i}" for i in range(n)]),
+        maps={
+            c: rng.uniform(-0.2, 0.6, (n, 4, 4)).astype(np.float32)
+            for c in ("positive", "silence", "noise", "offscreen")
+        },
+        image_emb=rng.standard_normal((n, 8)).astype(np.float32),
+        audio_emb=rng.standard_normal((n, 8)).astype(np.float32),
+        map_size=20,
+        labels=rng.integers(0, 3, n).astype(np.int32),
+        gt_rule=rule,
+        boxes=boxes,
+        class_names=["a", "b", "c"],
+        meta={"model": "m"},
+        **extra,
+    )

@@ -19,6 +19,9 @@ checkpoint saved from it has the layout of the published release:
 :func:`save_published` saves it as the published training scripts do, :func:`reference` runs it
 in float64 on :func:`inputs`.
 
+SLAVC's extended benchmarks, as naive loops written from SLAVC's rules: :func:`naive_pr`,
+:func:`naive_ap` and :func:`naive_max_f1` (visible flags, cIoUs and confidences as lists).
+
 The references follow the published code and torchvision's layout and are written independently
 of avloc's own code: this module imports torch and NumPy only, never avloc (nor avloc's own
 plain-torch ResNet, ``avloc.models.torch_ref``), so a parity test between an avloc network and a
@@ -265,3 +268,38 @@ def rcgrad_spectrogram(wave):
                       return_complex=True).abs().pow(2)  # fmt: skip
     spec = torch.log(spec + 1e-7)
     return ((spec - torch.mean(spec)) / (torch.std(spec) + 1e-9)).numpy()
+
+
+# --------------------------------------------------------------------------------------------------
+# SLAVC's AP and max-F1, as naive loops
+
+
+def naive_pr(visible, ciou, confidence, threshold, ciou_thr=0.5):
+    tp = fp = fn = 0
+    for v, c, conf in zip(visible, ciou, confidence, strict=True):
+        if not v:
+            fp += conf >= threshold
+        elif conf >= threshold:
+            tp, fp = (tp + 1, fp) if c >= ciou_thr else (tp, fp + 1)
+        else:
+            fn += 1
+    return (1.0 if tp + fp == 0 else tp / (tp + fp)), (1.0 if tp + fn == 0 else tp / (tp + fn))
+
+
+def naive_ap(visible, ciou, confidence, ciou_thr=0.5):
+    skip = max(1, len(confidence) // 200)
+    precision, recall = [], []
+    for t in list(sorted(confidence))[:-1][::-skip]:
+        p, r = naive_pr(visible, ciou, confidence, t, ciou_thr)
+        precision.append(p)
+        recall.append(r)
+    best = [max(precision[i:]) for i in range(len(precision))]
+    return sum(best[i] * (recall[i + 1] - recall[i]) for i in range(len(best) - 1))
+
+
+def naive_max_f1(visible, ciou, confidence, ciou_thr=0.5):
+    f1 = []
+    for t in list(sorted(confidence))[:: max(1, len(confidence) // 10)]:
+        p, r = naive_pr(visible, ciou, confidence, t, ciou_thr)
+        f1.append(2 * r * p / (r + p) if r + p > 0 else 0.0)
+    return max(f1)

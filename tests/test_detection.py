@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from references import naive_ap, naive_max_f1, naive_pr
 
 from avloc.metrics.detection import (
     average_precision,
@@ -13,38 +14,6 @@ from avloc.metrics.detection import (
     precision_recall,
     top_quarter_confidence,
 )
-
-
-def naive_pr(visible, ciou, confidence, threshold, ciou_thr=0.5):
-    tp = fp = fn = 0
-    for v, c, conf in zip(visible, ciou, confidence, strict=True):
-        if not v:
-            fp += conf >= threshold
-        elif conf >= threshold:
-            tp, fp = (tp + 1, fp) if c >= ciou_thr else (tp, fp + 1)
-        else:
-            fn += 1
-    return (1.0 if tp + fp == 0 else tp / (tp + fp)), (1.0 if tp + fn == 0 else tp / (tp + fn))
-
-
-def naive_ap(visible, ciou, confidence, ciou_thr=0.5):
-    skip = max(1, len(confidence) // 200)
-    precision, recall = [], []
-    for t in list(sorted(confidence))[:-1][::-skip]:
-        p, r = naive_pr(visible, ciou, confidence, t, ciou_thr)
-        precision.append(p)
-        recall.append(r)
-    best = [max(precision[i:]) for i in range(len(precision))]
-    return sum(best[i] * (recall[i + 1] - recall[i]) for i in range(len(best) - 1))
-
-
-def naive_max_f1(visible, ciou, confidence, ciou_thr=0.5):
-    f1 = []
-    for t in list(sorted(confidence))[:: max(1, len(confidence) // 10)]:
-        p, r = naive_pr(visible, ciou, confidence, t, ciou_thr)
-        f1.append(2 * r * p / (r + p) if r + p > 0 else 0.0)
-    return max(f1)
-
 
 # visible, visible (wrong place), not visible, visible; worked out by hand in the comments
 VISIBLE = [True, True, False, True]

@@ -13,8 +13,7 @@ import os
 import re
 
 import numpy as np
-from harness import ROOT
-from test_evaluation import _records
+from harness import ROOT, random_records
 
 DOCS = ROOT / "docs"
 
@@ -33,7 +32,9 @@ def test_every_results_key_is_defined_in_the_protocol_doc():
     n = 6
     mask = np.zeros((n, 20, 20), np.uint8)
     mask[:, 5:15, 5:15] = 1
-    records = _records(n=n, rule="mask", mask=mask, groups=np.array(["a", "a", "b", "b", "c", "c"]))
+    records = random_records(
+        n=n, rule="mask", mask=mask, groups=np.array(["a", "a", "b", "b", "c", "c"])
+    )
     keys = {path[-1] for path in _leaves(score_records(records, 0.3).metrics)}
     assert {"ciou_at_05", "pia", "sep", "a2i_instance_R@1", "fscore", "iiou"} <= keys
     text = (DOCS / "protocol.md").read_text()

@@ -26,7 +26,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 from keras import ops
-from test_losses import backend_grad
+from loss_harness import backend_grad
 
 from avloc.inputs.geometry import (
     FLIP_KEY,

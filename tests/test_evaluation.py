@@ -7,7 +7,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from harness import QUICKSTART, TINY_NET, run_avloc, synthetic_shards
+from harness import QUICKSTART, TINY_NET, random_records, run_avloc, synthetic_shards
 
 from avloc.data.shards import ShardSet, write_shard
 from avloc.errors import DataError
@@ -61,33 +61,8 @@ def test_numpy_upsampling_equals_the_network_upsampling():
     np.testing.assert_allclose(ours[:, -1, -1], maps[:, -1, -1], atol=1e-6)
 
 
-def _records(n=6, k=3, rule="boxes", seed=0, **extra) -> SampleRecords:
-    rng = np.random.default_rng(seed)
-    boxes = np.full((n, k, 4), np.nan, np.float32)
-    for i in range(n):
-        for j in range(1 + i % k):
-            x1, y1 = rng.uniform(0, 0.6, 2)
-            boxes[i, j] = [x1, y1, x1 + rng.uniform(0.1, 0.4), y1 + rng.uniform(0.1, 0.4)]
-    return SampleRecords(
-        ids=np.array([f"s{i}" for i in range(n)]),
-        maps={
-            c: rng.uniform(-0.2, 0.6, (n, 4, 4)).astype(np.float32)
-            for c in ("positive", "silence", "noise", "offscreen")
-        },
-        image_emb=rng.standard_normal((n, 8)).astype(np.float32),
-        audio_emb=rng.standard_normal((n, 8)).astype(np.float32),
-        map_size=20,
-        labels=rng.integers(0, 3, n).astype(np.int32),
-        gt_rule=rule,
-        boxes=boxes,
-        class_names=["a", "b", "c"],
-        meta={"model": "m"},
-        **extra,
-    )
-
-
 def test_records_round_trip_and_reject_foreign_files(tmp_path):
-    rec = _records(groups=np.array(["g0", "g0", "g1", "g1", "g2", "g2"]))
+    rec = random_records(groups=np.array(["g0", "g0", "g1", "g1", "g2", "g2"]))
     path = save_records(rec, tmp_path / "r.npz")
     back = load_records(path)
     assert list(back.ids) == list(rec.ids) and back.gt_rule == "boxes" and back.map_size == 20
@@ -103,7 +78,7 @@ def test_records_round_trip_and_reject_foreign_files(tmp_path):
 
 def test_ground_truth_rules_match_spec_conversions():
     # VGG-SS: normalised boxes, union, int(v * S).
-    rec = _records()
+    rec = random_records()
     gts = ground_truth_maps(rec, [0, 1, 2], 20)
     for row, i in enumerate([0, 1, 2]):
         boxes = rec.boxes[i][~np.isnan(rec.boxes[i]).any(axis=1)]
@@ -129,7 +104,7 @@ def test_ground_truth_rules_match_spec_conversions():
     # masks: nearest-neighbour resize to the map size
     mask = np.zeros((1, 10, 10), np.uint8)
     mask[0, 2:6, 4:10] = 1
-    masked = _records(n=1, rule="mask", mask=mask)
+    masked = random_records(n=1, rule="mask", mask=mask)
     got = ground_truth_maps(masked, [0], 20)[0]
     assert got.sum() == 4 * 6 * 4 and got[4:12, 8:20].all()
 
@@ -165,7 +140,7 @@ def _naive_ciou(pred, gt):
 
 
 def test_scoring_matches_a_naive_per_sample_loop():
-    rec = _records(n=7)
+    rec = random_records(n=7)
     uth = 0.3
     scores = score_records(rec, uth, chunk=3)
     size = rec.map_size
@@ -210,9 +185,9 @@ def test_scoring_matches_a_naive_per_sample_loop():
 def test_slavc_detection_scores_visible_pairs_against_offscreen_and_silent_ones():
     """SLAVC's AP / max-F1 from per-pair confidence and cIoU at cos >= 0, recomputed here
     pair by pair (noise is not one of SLAVC's non-sounding kinds and stays out)."""
-    from test_detection import naive_ap, naive_max_f1
+    from references import naive_ap, naive_max_f1
 
-    rec = _records(n=9, seed=5)
+    rec = random_records(n=9, seed=5)
     scores = score_records(rec, 0.3, chunk=4)
     size = rec.map_size
     visible, cious, confidence = [], [], []
@@ -230,7 +205,7 @@ def test_slavc_detection_scores_visible_pairs_against_offscreen_and_silent_ones(
 
 
 def test_retrieval_in_scores_matches_a_naive_ranking_loop():
-    rec = _records(n=12, seed=3)
+    rec = random_records(n=12, seed=3)
     got = score_records(rec, 0.3).metrics["retrieval"]
     a = rec.audio_emb / np.linalg.norm(rec.audio_emb, axis=1, keepdims=True)
     v = rec.image_emb / np.linalg.norm(rec.image_emb, axis=1, keepdims=True)
@@ -249,7 +224,7 @@ def test_interactive_and_s4_sections_appear_for_grouped_mask_data():
     mask = np.zeros((n, 20, 20), np.uint8)
     mask[:, 5:15, 5:15] = 1
     groups = np.array(["a", "a", "b", "b", "c", "c"])
-    rec = _records(n=n, rule="mask", mask=mask, groups=groups)
+    rec = random_records(n=n, rule="mask", mask=mask, groups=groups)
     metrics = score_records(rec, 0.3).metrics
     assert set(metrics["s4"]) == {"miou_median", "miou_adaptive", "miou_universal", "fscore"}
     per = score_records(rec, 0.3).per_sample["ciou/universal"].reshape(3, 2)
@@ -542,10 +517,10 @@ def test_interactive_metrics_need_images_with_two_sounds():
     from avloc.errors import DataError
     from avloc.jobs.evaluate import _check_metric_groups
 
-    lonely = _records(n=4, groups=np.array(["a", "b", "c", "d"]))  # one sound per image
+    lonely = random_records(n=4, groups=np.array(["a", "b", "c", "d"]))  # one sound per image
     with pytest.raises(DataError, match="images with two sounds.*interactive"):
         _check_metric_groups(["interactive"], lonely, "shards")
-    paired = _records(n=4, groups=np.array(["a", "a", "b", "c"]))
+    paired = random_records(n=4, groups=np.array(["a", "a", "b", "c"]))
     _check_metric_groups(["interactive"], paired, "shards")  # one image with two sounds
     assert "interactive" in score_records(paired, 0.3).metrics
 
@@ -585,7 +560,7 @@ def test_floors_score_what_an_audio_free_map_gets():
     from avloc.evaluation.floors import FLOOR_UTH, floor_maps, floor_records
     from avloc.jobs.evaluate import floor_rows
 
-    rec = _records(n=6)
+    rec = random_records(n=6)
     whole = score_records(floor_records(rec, "whole image"), FLOOR_UTH).metrics
     for condition in ("silence", "noise", "offscreen"):
         assert whole[condition]["pia"] == 100.0  # never abstains

@@ -7,6 +7,7 @@ from __future__ import annotations
 import keras
 import numpy as np
 import pytest
+from harness import QUICKSTART, TINY_NET
 from keras import ops
 
 from avloc.config import load_recipe
@@ -18,7 +19,6 @@ from avloc.maps.engine import MapsEngine
 from avloc.models import AudioVisualNet
 from avloc.models.build import build_network
 from avloc.models.io import load_network, save_network
-from tests.harness import QUICKSTART, TINY_NET
 
 INPUTS = {"image_size": 32, "sample_rate": 16000, "clip_seconds": 0.5}
 
