@@ -110,7 +110,7 @@ class Part:
 
 
 def avloc_cli(*args: str) -> list[str]:
-    return [sys.executable, "-m", "cli.main", *args]
+    return [sys.executable, "-m", "avloc_cli.main", *args]
 
 
 def step_args(args, batch: int, precision: str, variants: str, json_path: Path) -> list[str]:

@@ -5,8 +5,8 @@
 
 Measures, on a 640x480 JPEG and a 10 s 44.1 kHz stereo WAV:
 
-* **cold single pair**: wall time of a fresh ``python -m cli.main localize IMAGE AUDIO`` process
-  (interpreter start, imports, model load, decoding, one pair, PNG written), median of
+* **cold single pair**: wall time of a fresh ``python -m avloc_cli.main localize IMAGE AUDIO``
+  process (interpreter start, imports, model load, decoding, one pair, PNG written), median of
   ``--cold-runs``, through Keras (``AVLOC_TORCH_INFER=0``) and from the cached plain-torch copy
   (:mod:`avloc.maps.torch_engine`, what every start after a network's first uses on torch), plus the
   first start with an empty cache; and a breakdown of each measured inside one fresh process.
@@ -135,7 +135,7 @@ def child_cold(checkpoint: str, image: str, audio: str, out: str) -> None:
 def _cli_start(checkpoint: Path, image: Path, audio: Path, out: Path, env: dict) -> float:
     start = time.perf_counter()
     result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "localize", str(image), str(audio),
+        [sys.executable, "-m", "avloc_cli.main", "localize", str(image), str(audio),
          "--checkpoint", str(checkpoint), "--uth", "0.5", "-o", str(out)],
         cwd=ROOT, env=env, capture_output=True, text=True,
     )  # fmt: skip
@@ -251,7 +251,7 @@ def main() -> None:
     from benchmarks.machine import machine_info, print_machine
 
     machine = machine_info()
-    from cli.app import quiet_frameworks
+    from avloc_cli.app import quiet_frameworks
 
     quiet_frameworks()  # no framework start-up chatter in the table
     import keras

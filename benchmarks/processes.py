@@ -17,7 +17,7 @@ from typing import Any
 from benchmarks.timing import one_line
 
 #: The repository root: benchmarks and their children run there, where ``python3 -m benchmarks.X``
-#: and ``python3 -m cli.main`` find their packages.
+#: and ``python3 -m avloc_cli.main`` find their packages.
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -52,7 +52,7 @@ def run_once(args, shards: Path, setting: str, run_dir: Path) -> tuple[float | N
         "train.tensorboard=false", "train.backup_every_steps=100000",
         "eval.calibration_samples=8", *args.set,
     ]  # fmt: skip
-    command = [sys.executable, "-m", "cli.main", "train", str(args.recipe), "--run-dir",
+    command = [sys.executable, "-m", "avloc_cli.main", "train", str(args.recipe), "--run-dir",
                str(run_dir), *[a for s in sets for a in ("--set", s)]]  # fmt: skip
     done = subprocess.run(command, cwd=ROOT, env=env, capture_output=True, text=True)
     if done.returncode != 0:

@@ -26,7 +26,7 @@ DEFAULT_BACKEND = "torch"
 
 def start() -> None:
     """What every ``avloc`` command sets up before it runs, once per process (called by
-    :func:`cli.main.main` and the application's callback, never at import): the default Keras
+    :func:`avloc_cli.main.main` and the application's callback, never at import): the default Keras
     backend, quiet framework logs, help that shows boolean flags as flags, and the runtime's
     provisional kernels (:func:`avloc.runtime.configure` with no widths: TensorFlow's own
     kernels unless a job knows its networks before TensorFlow starts, as ``avloc train`` does).

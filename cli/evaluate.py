@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import app, progress_columns, quiet_frameworks, user_errors
+from avloc_cli.app import app, progress_columns, quiet_frameworks, user_errors
 
 EXAMPLE = "Example: avloc eval --dataset vggss --run runs/sslsan --out runs/sslsan/eval --verdict"
 

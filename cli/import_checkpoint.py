@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import app, quiet_frameworks, user_errors
+from avloc_cli.app import app, quiet_frameworks, user_errors
 
 EXAMPLE = (
     "Example: avloc import-checkpoint ezvsl_vggss144k.pth --arch ezvsl --out models/ezvsl.keras"

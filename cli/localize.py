@@ -15,7 +15,7 @@ from typing import Annotated
 import typer
 
 from avloc.media.formats import MANIFEST_EXTS, VIDEO_EXTS
-from cli.app import (
+from avloc_cli.app import (
     CheckpointOption,
     RunOption,
     UthOption,

@@ -1,14 +1,14 @@
 """The ``avloc`` command: thin Typer functions that parse options and call ``avloc`` functions.
 
 Each sub-command lives in its own module of :mod:`cli` and registers itself on the shared
-:data:`cli.app.app` when imported here.
+:data:`avloc_cli.app.app` when imported here.
 """
 
 from __future__ import annotations
 
 import sys
 
-from cli import (  # noqa: F401  (registers the commands)
+from avloc_cli import (  # noqa: F401  (registers the commands)
     evaluate,
     import_checkpoint,
     localize,
@@ -18,7 +18,7 @@ from cli import (  # noqa: F401  (registers the commands)
     serve,
     train,
 )
-from cli.app import app, start
+from avloc_cli.app import app, start
 
 
 def main() -> None:

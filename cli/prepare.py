@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from cli.app import prepare_app, progress_columns, user_errors
+from avloc_cli.app import prepare_app, progress_columns, user_errors
 
 if TYPE_CHECKING:
     from avloc.data.prepare.options import Option

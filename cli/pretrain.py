@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import app, quiet_frameworks, user_errors
+from avloc_cli.app import app, quiet_frameworks, user_errors
 
 EXAMPLE = (
     "Example: avloc pretrain recipes/synthetic/visual_trunk.toml "

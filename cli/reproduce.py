@@ -14,7 +14,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import app, progress_columns, quiet_frameworks, user_errors
+from avloc_cli.app import app, progress_columns, quiet_frameworks, user_errors
 
 EXAMPLE = "Example: avloc reproduce synthetic (about 75 min on 2 CPU cores; --quick: seconds)"
 

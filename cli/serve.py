@@ -9,7 +9,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import CheckpointOption, RunOption, UthOption, app, network_and_uth, user_errors
+from avloc_cli.app import CheckpointOption, RunOption, UthOption, app, network_and_uth, user_errors
 
 EXAMPLE = "Example: avloc serve --run runs/quickstart   (then open http://127.0.0.1:7860)"
 

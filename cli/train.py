@@ -13,7 +13,7 @@ from typing import Annotated
 
 import typer
 
-from cli.app import app, quiet_frameworks, user_errors
+from avloc_cli.app import app, quiet_frameworks, user_errors
 
 EXAMPLE = "Example: avloc train recipes/sslsan.toml --run-dir runs/sslsan --set train.batch_size=64"
 

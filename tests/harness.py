@@ -11,8 +11,8 @@ subprocess.
 - :func:`synthetic_shards`: ``avloc prepare synthetic`` into a folder (``train/``, ``test/``),
   40 px scenes by default (tests take them from the ``tiny_shards`` fixture, conftest.py, which
   prepares each distinct request once);
-- :func:`avloc_process`: ``avloc ARGS`` in a fresh interpreter (``python -m cli.main``) from the
-  repository root, with a chosen Keras backend; :func:`run_avloc` waits for it;
+- :func:`avloc_process`: ``avloc ARGS`` in a fresh interpreter (``python -m avloc_cli.main``)
+  from the repository root, with a chosen Keras backend; :func:`run_avloc` waits for it;
 - :func:`keras_outputs`, :func:`assert_parity`, :func:`trunk_output`, :func:`import_error`: an
   avloc network beside a plain-torch reference of ``tests/references.py`` (inputs in the
   references' NCHW layout).
@@ -100,7 +100,7 @@ def avloc_process(
     if backend:
         env["KERAS_BACKEND"] = backend
     return subprocess.Popen(
-        [sys.executable, "-m", "cli.main", *args],
+        [sys.executable, "-m", "avloc_cli.main", *args],
         env=env,
         cwd=cwd,
         stdout=subprocess.PIPE,

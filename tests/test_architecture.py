@@ -69,3 +69,17 @@ def test_the_check_sees_a_late_import(tmp_path):
     module = tmp_path / "m.py"
     module.write_text("def f():\n    from avloc.jobs.train import train\n    import avloc.maps\n")
     assert [stage_of(name) for _, name in imports(module)] == ["jobs", "maps"]
+
+
+def test_the_command_line_installs_under_its_own_import_name():
+    """``cli/`` is the package ``avloc_cli`` (no top-level ``cli`` to clash with), the ``avloc``
+    script runs it, and every folder of avloc with Python files is a regular package."""
+    import importlib.util
+    from importlib.metadata import entry_points
+
+    spec = importlib.util.find_spec("avloc_cli")
+    assert spec is not None and Path(spec.origin).parent == ROOT / "cli"
+    scripts = {e.name: e.value for e in entry_points(group="console_scripts")}
+    assert scripts["avloc"] == "avloc_cli.main:main"
+    folders = {p.parent for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts}
+    assert sorted(str(f) for f in folders if not (f / "__init__.py").is_file()) == []

@@ -89,7 +89,7 @@ _UNTOUCHED = """
     flags = lambda: [torch.backends.mkldnn.enabled, torch.backends.cudnn.benchmark]
     first = flags()
     import avloc.models, avloc.task, avloc.jobs.train, avloc.jobs.evaluate
-    import avloc.jobs.localize, avloc.jobs.pretrain, cli.main
+    import avloc.jobs.localize, avloc.jobs.pretrain, avloc_cli.main
     from avloc.models.resnet import resnet
     resnet(1, width=64)  # wide enough for any kernels: building it must change nothing
     print(json.dumps({"alone": alone, "changed": changed(before), "flags": [first, flags()]}))

@@ -13,7 +13,7 @@ import pytest
 from harness import QUICKSTART, TINY_NET
 from typer.testing import CliRunner
 
-from cli.main import app
+from avloc_cli.main import app
 
 runner = CliRunner()
 
@@ -170,7 +170,7 @@ def test_the_cli_uses_torch_when_keras_backend_is_unset(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "KERAS_BACKEND"}
     env.update(KERAS_HOME=str(tmp_path), PYTHONPATH=str(ROOT))
     done = subprocess.run(
-        [sys.executable, "-m", "cli.main", "--version"],
+        [sys.executable, "-m", "avloc_cli.main", "--version"],
         env=env, cwd=ROOT, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert done.returncode == 0 and done.stdout.strip().endswith("(Keras backend: torch)")

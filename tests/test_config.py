@@ -285,7 +285,7 @@ def test_recipe_from_dict_equals_loaded(tmp_path):
 
 def avloc_command() -> list[str]:
     exe = shutil.which("avloc")
-    return [exe] if exe else [sys.executable, "-m", "cli.main"]
+    return [exe] if exe else [sys.executable, "-m", "avloc_cli.main"]
 
 
 def run_cli(args: list[str], cwd: Path) -> subprocess.CompletedProcess:

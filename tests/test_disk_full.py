@@ -20,8 +20,8 @@ import pytest
 from harness import QUICKSTART, ROOT, tiny_flags
 from typer.testing import CliRunner
 
-from cli.app import disk_full
-from cli.main import app
+from avloc_cli.app import disk_full
+from avloc_cli.main import app
 
 runner = CliRunner()
 #: This module's settings of a tiny quickstart run (harness.tiny_flags), beside data and epochs.
@@ -133,7 +133,7 @@ def test_train_fills_a_real_disk_then_resumes_after_space_is_freed(shards, tmp_p
         filler = disk / "filler"
         filler.write_bytes(bytes(15 * 2**20 + 2**19))  # leaves about 0.5 MB
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
-        command = [sys.executable, "-m", "cli.main", "train", str(QUICKSTART), "--run-dir",
+        command = [sys.executable, "-m", "avloc_cli.main", "train", str(QUICKSTART), "--run-dir",
                    str(disk / "run"), *tiny_flags(*SETS, "train.epochs=6",
                                                   "train.backup_every_steps=1",
                                                   shards=shards)]  # fmt: skip

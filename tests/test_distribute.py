@@ -75,7 +75,7 @@ def test_distribute_table_defaults_and_errors():
     [("0", "distribute.devices: expected a count >= 1"), ("3", "split evenly over 3 devices")],
 )
 def test_cli_bad_device_count_is_one_line_error(value, message):
-    from cli.main import app
+    from avloc_cli.main import app
 
     result = CliRunner().invoke(
         app, ["train", str(ROOT / "recipes" / "quickstart.toml"), "--devices", value]
@@ -101,7 +101,7 @@ def test_torch_devices_outside_torchrun_is_relaunched(monkeypatch):
         "--nproc_per_node=2",
         "-m",
     ]
-    assert command[6:] == ["cli.main", "train", "r.toml", "--set", "x=1"]
+    assert command[6:] == ["avloc_cli.main", "train", "r.toml", "--set", "x=1"]
     assert distribute.torchrun_command(1, ["train"]) is None
     monkeypatch.setenv(distribute.TORCHRUN_ENV, "run")
     monkeypatch.setenv("WORLD_SIZE", "2")

@@ -50,7 +50,7 @@ def _commands():
     os.environ.setdefault("KERAS_BACKEND", "torch")
     import typer
 
-    from cli.main import app
+    from avloc_cli.main import app
 
     def walk(command, path):
         if hasattr(command, "commands"):
@@ -81,7 +81,7 @@ def test_every_cli_option_has_help_and_cites_only_shipped_docs():
 def test_help_shows_flags_as_flags():
     from typer.testing import CliRunner
 
-    from cli.main import app
+    from avloc_cli.main import app
 
     runner = CliRunner()
     for args in (["localize", "--help"], ["eval", "--help"], ["train", "--help"]):

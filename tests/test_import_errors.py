@@ -105,7 +105,7 @@ def test_wrappers_and_prefixes_are_unwrapped(ezvsl_model, tmp_path):
 
 
 def test_cli_import_checkpoint(ezvsl_file, tmp_path):
-    from cli.main import app
+    from avloc_cli.main import app
 
     out = tmp_path / "cli.keras"
     result = CliRunner().invoke(
@@ -124,7 +124,7 @@ def test_cli_import_checkpoint_error_is_one_line(ezvsl_state, tmp_path):
     torch.save({"model": state}, path)
     env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3")
     result = subprocess.run(
-        [sys.executable, "-m", "cli.main", "import-checkpoint", str(path), "--arch", "ezvsl"]
+        [sys.executable, "-m", "avloc_cli.main", "import-checkpoint", str(path), "--arch", "ezvsl"]
         + ["--out", str(tmp_path / "x.keras")],
         cwd=ROOT,
         env=env,

@@ -28,7 +28,7 @@ from avloc.media.image import load_image
 from avloc.media.overlay import outline_mask, overlay_heatmap, stamp_caption
 from avloc.models import AudioVisualNet, pair_maps, upsample_maps
 from avloc.models.io import load_network, save_network
-from cli.main import app
+from avloc_cli.main import app
 
 ROOT = Path(__file__).resolve().parents[1]
 INPUTS = {"image_size": 64, "sample_rate": 16000, "clip_seconds": 1.0}
@@ -467,7 +467,7 @@ def test_run_batch_on_users_media(net, media, tmp_path):
 def _cli(*args: str) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": str(ROOT)}
     return subprocess.run(
-        [sys.executable, "-m", "cli.main", "localize", *args],
+        [sys.executable, "-m", "avloc_cli.main", "localize", *args],
         cwd=ROOT,
         env=env,
         capture_output=True,

@@ -23,7 +23,7 @@ from avloc.data.prepare import PAUSE_ENV, prepare, read_report
 from avloc.data.shards import ShardSet, read_info
 from avloc.data.sources import build_preparer
 from avloc.errors import DataError, SampleFault, machine_fault
-from cli.main import app
+from avloc_cli.main import app
 
 RATE = 16000
 REPO = Path(__file__).resolve().parents[1]
@@ -104,7 +104,16 @@ def test_kill_during_a_multi_shard_run_then_resume_equals_an_uninterrupted_run(t
     # The CLI run sleeps after each shard; kill -9 it after the first shard is on disk.
     out = tmp_path / "out"
     env = dict(os.environ, **{PAUSE_ENV: "60"})
-    command = [sys.executable, "-m", "cli.main", "prepare", "vggsound", *args, "--out", str(out)]
+    command = [
+        sys.executable,
+        "-m",
+        "avloc_cli.main",
+        "prepare",
+        "vggsound",
+        *args,
+        "--out",
+        str(out),
+    ]
     proc = subprocess.Popen(
         command,
         cwd=REPO,
@@ -168,7 +177,7 @@ def test_killed_prepare_leaves_no_worker_behind(tmp_path):
     extracted_corpus(root, 12)
     out = tmp_path / "out"
     env = dict(os.environ, **{PAUSE_ENV: "60"})
-    command = [sys.executable, "-m", "cli.main", "prepare", "vggsound", "--root", str(root),
+    command = [sys.executable, "-m", "avloc_cli.main", "prepare", "vggsound", "--root", str(root),
                "--shard-size", "2", "--image-size", "32", "--workers", "2",
                "--out", str(out)]  # fmt: skip
     proc = subprocess.Popen(

@@ -31,7 +31,7 @@ from avloc.errors import DataError
 from avloc.inputs.images import resize_uint8
 from avloc.media.image import load_image
 from avloc.metrics import gt_flickr, gt_from_boxes_normalized
-from cli.main import app
+from avloc_cli.main import app
 
 RATE = 16000
 
@@ -88,13 +88,15 @@ def test_every_source_has_its_prepare_command(monkeypatch):
     """``avloc prepare NAME`` for each registered name (and no other), passing NAME on."""
     import inspect
 
-    import cli.prepare
-    from cli.app import prepare_app
+    import avloc_cli.prepare
+    from avloc_cli.app import prepare_app
 
     commands = {info.name: info.callback for info in prepare_app.registered_commands}
     assert set(commands) == {*preparer_names(), "synthetic", "inspect"}
     seen = []
-    monkeypatch.setattr(cli.prepare, "_run", lambda source, *args, **options: seen.append(source))
+    monkeypatch.setattr(
+        avloc_cli.prepare, "_run", lambda source, *args, **options: seen.append(source)
+    )
     for name in preparer_names():
         parameters = inspect.signature(commands[name]).parameters.items()
         commands[name](**{k: Path("x") for k, p in parameters if p.default is p.empty})
@@ -144,10 +146,12 @@ def test_every_source_command_offers_the_options_its_class_declares():
 
 
 def test_a_source_command_passes_each_option_by_name(monkeypatch):
-    import cli.prepare
+    import avloc_cli.prepare
 
     seen = []
-    monkeypatch.setattr(cli.prepare, "_run", lambda *args, **options: seen.append((args, options)))
+    monkeypatch.setattr(
+        avloc_cli.prepare, "_run", lambda *args, **options: seen.append((args, options))
+    )
     result = CliRunner().invoke(
         app,
         ["prepare", "vggss", "--root", "r", "--annotations", "a.json", "--out", "o"]

@@ -126,7 +126,7 @@ def test_the_command_reproduces_its_file(tmp_path):
         args = [
             sys.executable,
             "-m",
-            "cli.main",
+            "avloc_cli.main",
             "pretrain",
             str(recipe),
             "--out",
@@ -176,7 +176,7 @@ def test_shipped_recipe_fits_the_synthetic_twins():
 
 
 def test_cli_pretrain(tmp_path):
-    from cli.main import app
+    from avloc_cli.main import app
 
     recipe = tmp_path / "trunk.toml"
     recipe.write_text("")

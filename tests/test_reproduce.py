@@ -141,7 +141,7 @@ def test_centre_prior_peaks_in_the_middle_and_ignores_audio():
 
 @pytest.mark.large  # trains the reproduction's jobs
 def test_quick_reproduction_writes_the_report(tmp_path):
-    from cli.main import app
+    from avloc_cli.main import app
 
     out, work = tmp_path / "results", tmp_path / "work"
     args = ["reproduce", "synthetic", "--quick", "--out", str(out), "--work", str(work)]

@@ -137,7 +137,7 @@ def server(net, tmp_path_factory):
     save_network(net, checkpoint)
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GRADIO_ANALYTICS_ENABLED": "False"}
-    command = [sys.executable, "-m", "cli.main", "serve", "--checkpoint", str(checkpoint)]
+    command = [sys.executable, "-m", "avloc_cli.main", "serve", "--checkpoint", str(checkpoint)]
     proc = subprocess.Popen(
         [*command, "--port", str(port)],
         cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
@@ -243,7 +243,7 @@ def test_a_busy_port_is_a_one_line_error(net, tmp_path):
         port = busy.getsockname()[1]
         env = {**os.environ, "PYTHONPATH": str(ROOT), "GRADIO_ANALYTICS_ENABLED": "False"}
         done = subprocess.run(
-            [sys.executable, "-m", "cli.main", "serve", "--checkpoint", str(checkpoint),
+            [sys.executable, "-m", "avloc_cli.main", "serve", "--checkpoint", str(checkpoint),
              "--port", str(port)],
             cwd=ROOT, env=env, capture_output=True, text=True, timeout=300,
         )  # fmt: skip

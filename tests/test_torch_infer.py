@@ -145,7 +145,7 @@ def test_cli_second_start_skips_keras_and_says_the_same(tmp_path):
     # In one fresh process per start: run the CLI, then report whether Keras got imported.
     script = (
         "import json, sys\n"
-        "from cli.main import app\n"
+        "from avloc_cli.main import app\n"
         "try:\n"
         "    app(prog_name='avloc', args=sys.argv[1:])\n"
         "except SystemExit as exc:\n"

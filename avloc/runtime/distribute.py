@@ -141,7 +141,7 @@ def torchrun_command(devices: int, argv: list[str]) -> list[str] | None:
         "--standalone",
         f"--nproc_per_node={devices}",
         "-m",
-        "cli.main",
+        "avloc_cli.main",
         *argv,
     ]
 
