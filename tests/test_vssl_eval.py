@@ -25,6 +25,7 @@ from harness import QUICKSTART, TINY_NET, run_avloc, synthetic_shards
 from sklearn.metrics import auc as sklearn_auc
 
 from avloc.evaluation import vssl_eval as rules
+from avloc.evaluation import vssl_scoring as scoring
 from avloc.inputs.mel import mel_db_spectrogram
 from avloc.inputs.spectrogram import spectrogram
 from avloc.utils.interpolation import upsample
@@ -144,13 +145,13 @@ def test_ciou_and_curve_areas_match_the_reference_loops():
     gt[2, 100:101, 5:200] = 1  # gt[3] empty: NaN -> 0
     thr = np.array([0.5, 0.9, 0.2, 0.7])
     want = np.nan_to_num([naive_ciou(pred[i], gt[i], thr[i]) for i in range(4)])
-    np.testing.assert_allclose(rules.ciou(pred, gt, thr), want)
+    np.testing.assert_allclose(scoring.ciou(pred, gt, thr), want)
     values = rng.random(37)
     steps = [0.05 * i for i in range(21)]
     above = sklearn_auc(steps, [np.sum(values >= t) / len(values) for t in steps]) * 100
     below = sklearn_auc(steps, [np.sum(values <= t) / len(values) for t in steps]) * 100
-    assert rules.curve_area(values, above=True) == pytest.approx(above, abs=1e-9)
-    assert rules.curve_area(values, above=False) == pytest.approx(below, abs=1e-9)
+    assert scoring.curve_area(values, above=True) == pytest.approx(above, abs=1e-9)
+    assert scoring.curve_area(values, above=False) == pytest.approx(below, abs=1e-9)
 
 
 def test_the_curve_grid_is_vssl_evals_not_avlocs():
@@ -161,9 +162,9 @@ def test_the_curve_grid_is_vssl_evals_not_avlocs():
     steps = [0.05 * i for i in range(21)]
     on_point = np.array([0.7, 0.2])
     want = sklearn_auc(steps, [np.mean(on_point >= t) for t in steps]) * 100
-    assert rules.curve_area(on_point, above=True) == pytest.approx(want, abs=1e-12)
-    assert rules.curve_area(on_point, above=True) < 100 * metrics.success_auc(on_point)
-    np.testing.assert_array_equal(rules.GRID, steps)
+    assert scoring.curve_area(on_point, above=True) == pytest.approx(want, abs=1e-12)
+    assert scoring.curve_area(on_point, above=True) < 100 * metrics.success_auc(on_point)
+    np.testing.assert_array_equal(scoring.GRID, steps)
 
 
 # --------------------------------------------------------------------------------------------

@@ -155,7 +155,7 @@ def build_tables(rows: Sequence[dict[str, Any]], title: str) -> list:
 
 def vssl_table(rows: Sequence[dict[str, Any]], title: str):
     """The ``--protocol vssl_eval`` table: a row per model (``{"name", "family", "uth",
-    "metrics"}``, the metrics of :func:`avloc.evaluation.vssl_eval.score`), vssl_eval's CIoU and
+    "metrics"}``, the metrics of :func:`avloc.evaluation.vssl_scoring.score`), vssl_eval's CIoU and
     AUC at its threshold, CIoU at 0.5, pIA and AUC_N per negative, and its F-scores."""
     from rich.table import Table
 

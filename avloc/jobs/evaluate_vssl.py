@@ -23,6 +23,7 @@ from avloc.data.shards import ShardSet
 from avloc.errors import DataError
 from avloc.evaluation import report
 from avloc.evaluation import vssl_eval as rules
+from avloc.evaluation import vssl_scoring as scoring
 from avloc.evaluation.floors import FLOOR_UTH, FLOORS
 from avloc.jobs.evaluate import EvalResult, ModelSource, resolve_dataset, run_recipe
 from avloc.maps.calibration import choose_uth
@@ -111,7 +112,7 @@ def evaluate_vssl(
                 "uth": chosen,
                 "uth_source": uth_source,
                 "samples": len(indices),
-                "metrics": rules.score(records, chosen),
+                "metrics": scoring.score(records, chosen),
             }
         )
     if floors and first is not None:
@@ -124,7 +125,7 @@ def evaluate_vssl(
                     "uth": FLOOR_UTH,
                     "uth_source": "floor",
                     "samples": len(indices),
-                    "metrics": rules.score(rules.with_floor(first, kind, seed), FLOOR_UTH),
+                    "metrics": scoring.score(scoring.with_floor(first, kind, seed), FLOOR_UTH),
                     "floor": True,
                 }
             )
