@@ -397,7 +397,8 @@ def test_a_child_environment_gives_the_kernels_configure_chooses(backend, width)
         for k, v in os.environ.items()
         if k not in ("ONEDNN_MAX_CPU_ISA", "TF_ENABLE_ONEDNN_OPTS")
     }
-    planned = child_environment({**base, "KERAS_BACKEND": backend}, backend, width)
+    base["KERAS_BACKEND"] = backend
+    planned = child_environment(base, backend, width)
     code = f"""
         import os
         import avloc.runtime as runtime
