@@ -16,6 +16,8 @@ subprocess.
 - :func:`keras_outputs`, :func:`assert_parity`, :func:`trunk_output`, :func:`import_error`: an
   avloc network beside a plain-torch reference of ``tests/references.py`` (inputs in the
   references' NCHW layout).
+- :data:`GRID`, :data:`GRID_EXACT`: the curves' threshold grids, the reference code's and avloc's;
+  :func:`random_records`: a test set's records of random maps and boxes.
 """
 
 from __future__ import annotations
@@ -38,6 +40,10 @@ TINY_NET = [
 #: What every tiny training run of the quickstart adds to :data:`TINY_NET`: 36 px training
 #: resizes, one loader worker, no TensorBoard.
 TINY_TRAIN = ["data.train_resize=36", "data.workers=1", "train.tensorboard=false"]
+
+#: The threshold grids of the success and AUC_N curves (tests/test_metrics_*.py).
+GRID = [0.05 * i for i in range(21)]  # the reference code's grid (0.05 * 14 = 0.7000000000000001)
+GRID_EXACT = [i / 20 for i in range(21)]  # the package's grid: correctly rounded decimals
 
 
 def tiny_sets(*sets: str, shards: Path | None = None) -> list[str]:

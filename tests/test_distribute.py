@@ -17,9 +17,9 @@ batch norm training.
 - JAX (run once, in the TensorFlow pass; skipped without jax):
   ``keras.distribution.DataParallel`` with ``XLA_FLAGS=--xla_force_host_platform_device_count=2``.
 
-Fast checks in this process: every loss term with gathered global negatives equals the
-one-batch value, the loader's row slices are rows of the global batch, the recipe table and
-the CLI's errors.
+Fast checks in this process: the loader's row slices are rows of the global batch. Loss terms
+with gathered global negatives: tests/test_distribute_losses.py; the recipe table and the CLI's
+errors: tests/test_distribute_recipe.py.
 """
 
 from __future__ import annotations
@@ -36,193 +36,14 @@ import h5py
 import keras
 import numpy as np
 import pytest
-from keras import ops
-from typer.testing import CliRunner
 
-from avloc.config import load_recipe, recipe_from_dict
 from avloc.data.loader import TrainBatches
 from avloc.data.shards import ShardSet
-from avloc.errors import RecipeError
-from avloc.losses import build_terms
-from avloc.task import row_group
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = ROOT / "tests" / "distribute_worker.py"
 BACKEND = keras.backend.backend()
 GRADIENT_RTOL = 1e-3  # of each variable's largest |value|; measured: 2e-5 torch, 2e-6 TF, 1e-4 JAX
-
-# ------------------------------------------------------------------------------------------
-# Recipe and CLI
-
-
-def test_distribute_table_defaults_and_errors():
-    recipe = recipe_from_dict({})
-    assert recipe.distribute.devices == 1 and recipe.distribute.negatives == "global"
-    two = recipe_from_dict({"distribute": {"devices": 2, "negatives": "local"}})
-    assert two.distribute.devices == 2 and two.distribute.negatives == "local"
-    with pytest.raises(RecipeError, match=r"distribute\.gpus: unknown key"):
-        recipe_from_dict({"distribute": {"gpus": 2}})
-    with pytest.raises(RecipeError, match=r"distribute\.negatives"):
-        recipe_from_dict({"distribute": {"negatives": "all"}})
-    with pytest.raises(RecipeError, match=r"distribute\.devices: expected a count >= 1"):
-        recipe_from_dict({"distribute": {"devices": 0}})
-    with pytest.raises(RecipeError, match="does not split evenly over 3 devices"):
-        recipe_from_dict({"train": {"batch_size": 8}, "distribute": {"devices": 3}})
-
-
-@pytest.mark.parametrize(
-    "value, message",
-    [("0", "distribute.devices: expected a count >= 1"), ("3", "split evenly over 3 devices")],
-)
-def test_cli_bad_device_count_is_one_line_error(value, message):
-    from avloc_cli.main import app
-
-    result = CliRunner().invoke(
-        app, ["train", str(ROOT / "recipes" / "quickstart.toml"), "--devices", value]
-    )
-    assert result.exit_code == 2, result.output
-    lines = result.output.strip().splitlines()
-    assert len(lines) == 1 and lines[0].startswith("avloc: error:"), result.output
-    assert message in lines[0]
-
-
-def test_torch_devices_outside_torchrun_is_relaunched(monkeypatch):
-    from avloc.runtime import distribute
-
-    monkeypatch.delenv(distribute.TORCHRUN_ENV, raising=False)
-    command = distribute.torchrun_command(2, ["train", "r.toml", "--set", "x=1"])
-    if BACKEND != "torch":
-        assert command is None
-        return
-    assert command[1:6] == [
-        "-m",
-        "torch.distributed.run",
-        "--standalone",
-        "--nproc_per_node=2",
-        "-m",
-    ]
-    assert command[6:] == ["avloc_cli.main", "train", "r.toml", "--set", "x=1"]
-    assert distribute.torchrun_command(1, ["train"]) is None
-    monkeypatch.setenv(distribute.TORCHRUN_ENV, "run")
-    monkeypatch.setenv("WORLD_SIZE", "2")
-    assert distribute.torchrun_command(2, ["train"]) is None  # a worker already
-
-
-# ------------------------------------------------------------------------------------------
-# Loss terms: the devices' mean with gathered negatives is the one-batch value
-
-
-class RecordingDevice:
-    """Device ``index`` on its own: ``gather`` returns its rows and remembers them, in order."""
-
-    spans_devices = True
-
-    def __init__(self, index: int):
-        self.index = index
-        self.gathered: list = []
-
-    def gather(self, x):
-        self.gathered.append(x)
-        return x
-
-    def first_row(self, rows):
-        return 0
-
-
-class SimulatedDevice(RecordingDevice):
-    """Device ``index``: its ``n``-th gather is the ``n``-th gathered tensor of every device
-    (as recorded), with its own live tensor in its place, as an all-gather returns."""
-
-    def __init__(self, index: int, recorded: list[RecordingDevice]):
-        super().__init__(index)
-        self.recorded = recorded
-
-    def gather(self, x):
-        parts = [device.gathered[len(self.gathered)] for device in self.recorded]
-        parts[self.index] = x
-        self.gathered.append(x)
-        return ops.concatenate(parts, axis=0)
-
-    def first_row(self, rows):
-        return self.index * int(rows)
-
-
-def normalised(rng, *shape):
-    x = rng.standard_normal(shape)
-    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype("float32")
-
-
-def random_outputs(rng, batch: int) -> dict:
-    return {
-        "v_map": normalised(rng, batch, 3, 2, 8),
-        "a_emb": normalised(rng, batch, 8),
-        "a_noise": normalised(rng, batch, 8),
-        "a_silence": normalised(rng, 1, 8),
-    }
-
-
-TERMS = {
-    "ezvsl": {"tau": 0.1},
-    "marginnce+S+N": {"tau": 0.1, "margin": -0.2, "silence_negative": True, "noise_negative": True},
-    "fnac_fns1": {"tau": 0.1},
-    "fnac_fns2": {"tau": 0.1},
-    "fnac_tne": {"tau": 0.1, "threshold": 0.5},
-    "lvs": {"margin": 0.1},
-    "lvs-no-hard": {"hard_negative": False},
-    "silence_map": {},
-    "noise_map": {},
-}
-
-
-@pytest.mark.parametrize("devices", [2, 3])
-@pytest.mark.parametrize("name", list(TERMS))
-def test_term_with_gathered_negatives_equals_the_global_batch(name, devices):
-    registered = name.split("+")[0].split("-no-")[0].replace("marginnce", "ezvsl")
-    term = build_terms({registered: TERMS[name]})[registered]
-    rng = np.random.default_rng(len(name) + devices)
-    batch = 2 * devices
-    outputs = random_outputs(rng, batch)
-    whole = float(
-        ops.convert_to_numpy(term({k: ops.convert_to_tensor(v) for k, v in outputs.items()}))
-    )
-    rows = batch // devices
-    local = [
-        {
-            k: ops.convert_to_tensor(
-                v if k == "a_silence" else v[index * rows : (index + 1) * rows]
-            )
-            for k, v in outputs.items()
-        }
-        for index in range(devices)
-    ]
-    recorded = [RecordingDevice(index) for index in range(devices)]
-    for device, rows_of_device in zip(recorded, local, strict=True):
-        term.batch = device
-        term(rows_of_device)
-    values = []
-    for index in range(devices):
-        term.batch = SimulatedDevice(index, recorded)
-        values.append(float(ops.convert_to_numpy(term(local[index]))))
-    np.testing.assert_allclose(np.mean(values), whole, rtol=1e-5, atol=1e-6)
-
-
-def test_loss_groups_average_each_group_of_rows():
-    """JAX with per-device negatives: each term on each device's rows of the global program."""
-    term = build_terms({"ezvsl": {"tau": 0.1, "noise_negative": True}})["ezvsl"]
-    outputs = {
-        k: ops.convert_to_tensor(v) for k, v in random_outputs(np.random.default_rng(5), 6).items()
-    }
-    groups = [row_group(outputs, g, 3) for g in range(3)]
-    assert all(tuple(g["a_silence"].shape) == (1, 8) for g in groups)
-    expected = np.mean([float(ops.convert_to_numpy(term(g))) for g in groups])
-    from avloc.task import LocalizationTask
-
-    task = LocalizationTask.__new__(LocalizationTask)  # only loss_terms is used
-    task.terms, task.loss_groups = {"ezvsl": term}, 3
-    got = float(ops.convert_to_numpy(task.loss_terms(outputs)["ezvsl"]))
-    np.testing.assert_allclose(got, expected, rtol=1e-6)
-    assert abs(got - float(ops.convert_to_numpy(term(outputs)))) > 1e-3  # grouping matters
-
 
 # ------------------------------------------------------------------------------------------
 # Loader: a process's rows are rows of the global batch
@@ -435,32 +256,3 @@ def test_keras_data_parallel_on_two_jax_devices_equals_one_device(shards, tmp_pa
     assert_single_writer(tmp_path / "two", replicas=2)
     meta = json.loads((tmp_path / "two" / "meta.json").read_text())
     assert meta["devices"]["engine"] == "keras.distribution"
-
-
-def test_resume_on_another_device_count_is_the_same_recipe(tmp_path):
-    from avloc.config import save_recipe
-    from avloc.jobs.train import check_run_dir
-
-    recipe = load_recipe(ROOT / "recipes" / "quickstart.toml")
-    save_recipe(recipe, tmp_path / "recipe.toml")
-    (tmp_path / "backup").mkdir()
-    (tmp_path / "backup" / "LATEST").write_text("ckpt-00000004")  # a run with progress
-    check_run_dir(
-        tmp_path, load_recipe(ROOT / "recipes" / "quickstart.toml", ["distribute.devices=4"])
-    )
-    with pytest.raises(Exception, match="different recipe"):
-        check_run_dir(
-            tmp_path,
-            load_recipe(ROOT / "recipes" / "quickstart.toml", ['distribute.negatives="local"']),
-        )
-
-
-@pytest.mark.skipif(BACKEND != "tensorflow", reason="TensorFlow engine")
-def test_several_tensorflow_workers_are_refused_in_one_line(monkeypatch):
-    from avloc.config import DistributeConfig
-    from avloc.errors import AvlocError
-    from avloc.runtime import distribute
-
-    monkeypatch.setenv("TF_CONFIG", '{"cluster": {"worker": ["a:1", "b:1"]}}')
-    with pytest.raises(AvlocError, match="use torch .* or JAX"):
-        distribute.setup(DistributeConfig(), batch_size=8)
