@@ -12,6 +12,9 @@ keras.ops twin beside it (``*_ops``), with one parity test per pair:
 - :mod:`~avloc.inputs.pcm`: 16-bit PCM <-> float (numpy; ``pcm_to_float_ops``);
 - :mod:`~avloc.inputs.geometry`: SSL-TIE's rotation/scale/flip T for its equivariance loss
   (draws and matrices in numpy; ``transform_maps_ops``);
+- :mod:`~avloc.inputs.moco`, :mod:`~avloc.inputs.specaugment`: SSL-TIE's training
+  augmentations, moco_v2 on images and SpecAugment on mel-dB spectrograms (draws in numpy from
+  the caller's generator, then a deterministic apply; numpy and Pillow only);
 - :mod:`~avloc.inputs.training`: a training batch's preprocessing, in the loader
   (``LoaderPreprocessing``) or inside the step (``DevicePreprocessing``), chosen explicitly;
 - :mod:`~avloc.inputs.contract`: the test-time input contract of a trained network
