@@ -63,6 +63,20 @@ class DataConfig:
     # one-level pixel differences, and other noise draws. "auto": true when training on a GPU,
     # false on a CPU, where it measured 0.96x end to end (benchmarks/RESULTS.md, "Loader")
     preprocess_on_device: bool | Literal["auto"] = "auto"
+    # the training (and test) audio front end, recorded in the network: "log_psd", avloc's log
+    # power spectrogram (EZ-VSL's), or "mel_db", SSL-TIE's 257-band mel spectrogram in dB
+    # (avloc.inputs.frontends)
+    audio_frontend: Literal["log_psd", "mel_db"] = "log_psd"
+    # training image augmentation: "crop_flip" (resize to train_resize, random crop, flip; EZ-VSL)
+    # or "moco_v2" (SSL-TIE's: random resized crop, colour jitter, grayscale, blur, flip;
+    # avloc.inputs.moco)
+    image_augment: Literal["crop_flip", "moco_v2"] = "crop_flip"
+    # SpecAugment on the training audio (SSL-TIE: 0.8): the probability that a clip's spectrogram
+    # gets one time and one frequency mask, at most spec_time_mask frames and spec_freq_mask bins
+    # wide (avloc.inputs.specaugment)
+    spec_augment: float = 0.0
+    spec_time_mask: int = 180
+    spec_freq_mask: int = 35
 
 
 @dataclass(frozen=True)
@@ -235,6 +249,9 @@ RANGES: dict[str, tuple[Any, str]] = {
     "data.workers": (lambda v: v >= 0, "at least 0"),
     "data.max_queue_size": (lambda v: v >= 1, "at least 1"),
     "data.limit": (lambda v: v >= 0, "at least 0 (0 = all samples)"),
+    "data.spec_augment": (lambda v: 0.0 <= v <= 1.0, "between 0 and 1 (a probability)"),
+    "data.spec_time_mask": (lambda v: v >= 0, "at least 0 (frames)"),
+    "data.spec_freq_mask": (lambda v: v >= 0, "at least 0 (frequency bins)"),
     "model.embed_dim": (lambda v: 1 <= v <= 65536, "between 1 and 65536"),
     "model.visual.width": (lambda v: 1 <= v <= 4096, "between 1 and 4096"),
     "model.visual.blocks": (lambda v: len(v) >= 1 and all(1 <= b <= 64 for b in v), "1-64 each"),

@@ -42,6 +42,15 @@ def check_terms_are_fed(loss: dict) -> None:
             )
 
 
+def check_training_inputs(data) -> None:
+    """Augmentations with a numpy path only are not asked to run inside the step."""
+    if data.image_augment != "crop_flip" and data.preprocess_on_device is True:
+        raise RecipeError(
+            f"data.preprocess_on_device: data.image_augment = {data.image_augment!r} runs in "
+            "the loader only; set data.preprocess_on_device = false"
+        )
+
+
 def check_architecture(arch: str) -> None:
     from avloc.models.avnet import ARCHITECTURES  # imports Keras
 
@@ -66,6 +75,7 @@ def check_recipe(recipe: Recipe, path: str | Path | None = None) -> Recipe:
         check_terms_are_fed(recipe.loss)
         check_architecture(recipe.model.arch)
         check_uth_statistic(recipe.eval.uth_statistic)
+        check_training_inputs(recipe.data)
     except RecipeError as exc:
         raise RecipeError(f"{path}: {exc}" if path else str(exc)) from None
     return recipe

@@ -42,12 +42,16 @@ import keras
 import numpy as np
 from keras import ops
 
+from avloc.inputs.geometry import FLIP_KEY, MATRICES_KEY, SCALE_KEY, apply_transform_ops
 from avloc.inputs.training import DevicePreprocessing
 from avloc.losses import LossTerm
+from avloc.losses.equivariance import TRANSFORMED_MAP_KEY
 from avloc.runtime.placement import Placement
 
 #: The extra inputs a loss term may ``need`` that the task makes (besides ``v_map``, ``a_emb``).
-FEEDS = frozenset({"silence", "noise"})
+FEEDS = frozenset({"silence", "noise", "equivariance"})
+#: The draw's arrays a batch carries to the equivariance term, passed on as outputs
+DRAW_KEYS = (MATRICES_KEY, FLIP_KEY, SCALE_KEY)
 
 
 class LocalizationTask(keras.Model):
@@ -79,6 +83,9 @@ class LocalizationTask(keras.Model):
         needs = set().union(*(term.needs for term in self.terms.values()))
         self.needs_silence = "silence" in needs
         self.needs_noise = "noise" in needs
+        self.needs_equivariance = "equivariance" in needs
+        #: scale -> static ``(h, w)`` of the transformed images' map (filled when traced)
+        self.transformed_map_sizes: dict[float, tuple[int, int]] = {}
         if self.needs_silence and silence_spectrogram is None:
             raise ValueError("a loss term needs silence but no silence spectrogram was given")
         self._silence = (
@@ -119,17 +126,70 @@ class LocalizationTask(keras.Model):
             offset = offset + batch
         if self.needs_silence:
             outputs["a_silence"] = a_all[offset : offset + 1]
+        if self.needs_equivariance:
+            outputs[TRANSFORMED_MAP_KEY] = self.transformed_map(image, inputs, training)
+            outputs.update({key: inputs[key] for key in DRAW_KEYS})
         return outputs
+
+    def transformed_map(self, image, inputs, training=False):
+        """``v(T(x))``: the visual map of the batch's images under its draw of SSL-TIE's ``T``
+        (:func:`avloc.inputs.geometry.apply_transform_ops`; the images shrink to
+        ``int(size * scale)`` px). The batch's scale picks one of the two static sizes
+        (``keras.ops.cond``): a compiled step holds both, so its map's spatial size is static
+        only within each branch (:attr:`transformed_map_sizes` records it)."""
+        size = int(image.shape[1])
+
+        def view(scale: float):
+            side = int(size * scale)
+            moved = apply_transform_ops(
+                image, inputs[MATRICES_KEY], inputs[FLIP_KEY], (side, side), input_size=size
+            )
+            v_map = self.net.encode_image(ops.cast(moved, image.dtype), training=training)
+            self.transformed_map_sizes[scale] = (int(v_map.shape[1]), int(v_map.shape[2]))
+            return v_map
+
+        half = ops.less(inputs[SCALE_KEY][0], 0.75)
+        return ops.cond(half, lambda: view(0.5), lambda: view(1.0))
 
     def loss_terms(self, y_pred) -> dict:
         """Unweighted value of every term, by name."""
         if self.loss_groups == 1:
-            return {name: term(y_pred) for name, term in self.terms.items()}
+            return self.term_values(y_pred)
         groups = [row_group(y_pred, g, self.loss_groups) for g in range(self.loss_groups)]
+        values = [self.term_values(group) for group in groups]
+        return {name: ops.mean(ops.stack([v[name] for v in values])) for name in self.terms}
+
+    def term_values(self, outputs) -> dict:
+        """Every term on ``outputs``; with SSL-TIE's transformed view, every term but the
+        equivariance term is the mean over both views, ``0.5 * (L(x) + L(T(x)))`` (SSL-TIE's
+        ``L_cl`` on both; the SSL-SaN terms follow the contrastive term there, avloc's choice)."""
+        if TRANSFORMED_MAP_KEY not in outputs:
+            return {name: term(outputs) for name, term in self.terms.items()}
+        transformed = outputs[TRANSFORMED_MAP_KEY]
+        if None not in tuple(transformed.shape[1:3]):  # eager: the map's own shape
+            return self.two_view_values(outputs, transformed)
+        # a compiled step: each branch sees the transformed map at its static size
+        names = list(self.terms)
+
+        def branch(scale: float):
+            h, w = self.transformed_map_sizes[scale]
+            v_map_t = ops.reshape(transformed, (-1, h, w, int(transformed.shape[-1])))
+            values = self.two_view_values(outputs, v_map_t)
+            return [values[name] for name in names]
+
+        half = ops.less(outputs[SCALE_KEY][0], 0.75)
+        return dict(
+            zip(names, ops.cond(half, lambda: branch(0.5), lambda: branch(1.0)), strict=True)
+        )
+
+    def two_view_values(self, outputs, v_map_t) -> dict:
+        outputs = {**outputs, TRANSFORMED_MAP_KEY: v_map_t}
+        second = {**outputs, "v_map": v_map_t}
         return {
-            name: ops.mean(ops.stack([term(group) for group in groups]))
+            name: term(outputs) if "equivariance" in term.needs
+            else 0.5 * (term(outputs) + term(second))
             for name, term in self.terms.items()
-        }
+        }  # fmt: skip
 
     def active(self, term: LossTerm, dtype="float32"):
         """1 once ``term.start_epoch`` is reached, else 0 (``None`` for always-on terms)."""
@@ -154,7 +214,8 @@ class LocalizationTask(keras.Model):
 
 
 def row_group(outputs: dict, index: int, groups: int) -> dict:
-    """Rows ``index``-th of ``groups`` equal parts of every per-row output (``a_silence`` kept)."""
+    """Rows ``index``-th of ``groups`` equal parts of every per-row output (``a_silence`` kept;
+    SSL-TIE's draw splits by rows too)."""
     rows = ops.shape(outputs["a_emb"])[0] // groups
     return {
         key: value if key == "a_silence" else value[index * rows : (index + 1) * rows]

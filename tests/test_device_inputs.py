@@ -22,7 +22,7 @@ from avloc.inputs.images import (
 )
 from avloc.inputs.noise import seeded_noise, seeded_noise_ops
 from avloc.inputs.pcm import pcm_to_float_ops
-from avloc.inputs.training import DevicePreprocessing
+from avloc.inputs.training import DevicePreprocessing, TrainInputs
 
 # --------------------------------------------------------------------------------------------
 # The image: Pillow's resize as two matrix products
@@ -223,7 +223,7 @@ def test_training_on_device_gives_the_loader_paths_losses(tmp_path):
             batch = _loader(shards, False).make_batch(0, 0)
             noise = reference_noise(raw["noise_seed"], raw["audio"].shape[1])
             batch["noise"] = spectrogram(noise.astype(np.float32))[..., None]
-            device = ops.convert_to_numpy(DevicePreprocessing(32, 36)(raw)["image"])
+            device = ops.convert_to_numpy(DevicePreprocessing(TrainInputs(32, 36))(raw)["image"])
             apart = np.abs(device - batch["image"]) > 1e-5
             assert np.mean(apart) < 1e-3 and np.abs(device - batch["image"]).max() < 0.02
             batch["image"] = np.where(apart, device, batch["image"])
@@ -267,10 +267,10 @@ def test_auto_preprocesses_on_the_device_only_with_a_gpu():
 
     def chosen(value: str):
         recipe = load_recipe(QUICKSTART, [f"data.preprocess_on_device={value}"])
-        return device_preprocessing(recipe.data)
+        return device_preprocessing(recipe)
 
     assert (chosen('"auto"') is not None) == trains_on_gpu()
     assert chosen("false") is None
-    assert chosen("true") == DevicePreprocessing(size=112, resize=123, noise_color="white")
+    assert chosen("true") == DevicePreprocessing(TrainInputs(size=112, resize=123))
     with pytest.raises(RecipeError, match="expected bool or one of 'auto', got 'gpu'"):
         chosen('"gpu"')

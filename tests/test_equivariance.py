@@ -379,13 +379,16 @@ def test_loss_and_gradients_match_ssl_tie(scale, flip, input_size):
         np.testing.assert_allclose(grad_t, t.grad.numpy(), rtol=0, atol=atol * scale_v)
 
 
-def test_a_recipe_with_a_term_the_task_does_not_feed_is_refused_in_one_line():
+def test_a_recipe_with_a_term_the_task_does_not_feed_is_refused_in_one_line(monkeypatch):
     from harness import QUICKSTART
 
+    import avloc.task
     from avloc.config import load_recipe
     from avloc.errors import RecipeError
     from avloc.recipe_checks import check_recipe
 
     recipe = load_recipe(QUICKSTART, ["loss.equivariance.weight=1.0"])
+    check_recipe(recipe, "x.toml")  # the task feeds it
+    monkeypatch.setattr(avloc.task, "FEEDS", frozenset({"silence", "noise"}))
     with pytest.raises(RecipeError, match=r"^x.toml: loss.equivariance: needs equivariance, which"):
         check_recipe(recipe, "x.toml")

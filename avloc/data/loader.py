@@ -1,24 +1,32 @@
 """Batches for ``model.fit`` on every backend: a ``keras.utils.PyDataset`` over shards.
 
 Each batch is a dict (float32, channels last), made by
-:class:`avloc.inputs.training.LoaderPreprocessing` from the rows read and the batch's draws:
+:class:`avloc.inputs.training.LoaderPreprocessing` from the rows read and the batch's draws, as
+the recipe's :class:`~avloc.inputs.training.TrainInputs` say (``inputs``):
 
-- ``image``: ``(B, S, S, 3)`` train-augmented (docs/method.md: shorter side -> ``train_resize``,
-  random crop ``image_size``, random flip, ImageNet normalisation);
-- ``audio``: ``(B, F, T, 1)`` log spectrogram of the stored clip (257 x 200 for 3 s at 16 kHz);
+- ``image``: ``(B, S, S, 3)`` train-augmented (``crop_flip``, docs/method.md: shorter side ->
+  ``train_resize``, random crop ``image_size``, random flip, ImageNet normalisation; or
+  SSL-TIE's ``moco_v2``);
+- ``audio``: ``(B, F, T, 1)`` spectrogram of the stored clip in the recipe's front end (log
+  power: 257 x 200 for 3 s at 16 kHz; mel in dB: 257 x 670 for 10 s), SpecAugment's masks on it
+  when drawn;
 - ``noise``: ``(B, F, T, 1)`` spectrogram of a fresh clipped-N(0, 1) clip per image, only when
-  ``with_noise`` (SSL-SaN's ``a_N_j``). Silence is constant and lives in the task.
+  ``with_noise`` (SSL-SaN's ``a_N_j``). Silence is constant and lives in the task;
+- with SSL-TIE's equivariance term, the batch's transformation draw as per-row arrays
+  (``equivariance_matrices``, ``equivariance_flip``, ``equivariance_scale``).
 
 With ``on_device`` (``data.preprocess_on_device``) the loader only reads and draws: ``image`` is
 the stored uint8 frames ``(B, H, W, 3)`` with their crop draws ``crop`` int32 ``(B, 3)`` (top,
-left, flip), ``audio`` the stored int16 PCM ``(B, samples)`` and ``noise_seed`` int32 ``(B,)`` one
-seed per noise clip; the training step does the rest (:mod:`avloc.inputs.training`). The
-crops are the same draws as without it; the noise is another generator's.
+left, flip), ``audio`` the stored int16 PCM ``(B, samples)`` (with ``spec_mask`` int32
+``(B, 4)``) and ``noise_seed`` int32 ``(B,)`` one seed per noise clip; the training step does
+the rest (:mod:`avloc.inputs.training`). The draws are the same as without it; the noise is
+another generator's.
 
 Determinism: batch ``i`` of epoch ``e`` depends only on ``(seed, e, i)``: the epoch's sample order
-is ``default_rng([seed, e]).permutation(N)`` and every random draw of the batch (crops, flips,
-noise) comes from ``default_rng([seed, e, i])``. Batches can thus be built in any order by any
-number of workers, and a resumed run rebuilds exactly the batches it had not seen.
+is ``default_rng([seed, e]).permutation(N)`` and every random draw of the batch (crops,
+flips, noise, masks, T) comes from ``default_rng([seed, e, i])``. Batches can thus be built in
+any order by any number of workers, and a resumed run rebuilds exactly the batches it had not
+seen.
 
 Which epoch is served is set from outside, by :meth:`TrainBatches.start_epoch` (the training
 loop calls it at the start of each Keras epoch, before the first batch is asked for), never by
@@ -35,12 +43,13 @@ decoding), so the rows are exactly those of the global batch.
 
 from __future__ import annotations
 
+import dataclasses
+
 import keras
 import numpy as np
 
 from avloc.data.shards import ShardSet
-from avloc.inputs.images import train_crop
-from avloc.inputs.training import LoaderPreprocessing
+from avloc.inputs.training import SPEC_MASK_KEY, LoaderPreprocessing, TrainInputs
 
 
 def batches_per_epoch(
@@ -61,10 +70,11 @@ class TrainBatches(keras.utils.PyDataset):
         *,
         batch_size: int,
         seed: int = 0,
+        inputs: TrainInputs | None = None,
         image_size: int = 224,
         train_resize: int = 246,
-        with_noise: bool = False,
         noise_color: str = "white",
+        with_noise: bool = False,
         limit: int = 0,
         steps_per_epoch: int = 0,
         epoch: int = 0,
@@ -81,9 +91,11 @@ class TrainBatches(keras.utils.PyDataset):
         self.shards = shards
         self.batch_size = batch_size
         self.seed = seed
-        self.image_size = image_size
-        self.train_resize = train_resize
-        self.noise_color = noise_color
+        #: How rows become inputs (the recipe's [data] settings; the shards' sample rate).
+        #: Without ``inputs``: EZ-VSL's crop and flip at ``image_size``, ``train_resize``.
+        if inputs is None:
+            inputs = TrainInputs(size=image_size, resize=train_resize, noise_color=noise_color)
+        self.inputs = dataclasses.replace(inputs, sample_rate=int(shards.attrs["sample_rate"]))
         self.with_noise = with_noise
         self.num_samples = min(len(shards), limit) if limit else len(shards)
         self.batches_per_epoch = batches_per_epoch(len(shards), batch_size, limit, steps_per_epoch)
@@ -102,9 +114,7 @@ class TrainBatches(keras.utils.PyDataset):
             raise ValueError(f"rows {rows} are not a part of a batch of {batch_size}")
         self.clip_samples = int(round(shards.attrs["sample_rate"] * shards.attrs["clip_seconds"]))
         #: The numpy preprocessing (unused with ``on_device``: the step's twin does it).
-        self.preprocessing = LoaderPreprocessing(
-            image_size, int(shards.attrs["sample_rate"]), noise_color
-        )
+        self.preprocessing = LoaderPreprocessing(self.inputs)
 
     def __len__(self) -> int:
         return self.batches_per_epoch - self.first_batch
@@ -120,35 +130,38 @@ class TrainBatches(keras.utils.PyDataset):
     def make_rows(self, epoch: int, batch: int, start: int, stop: int) -> dict[str, np.ndarray]:
         """Rows ``start:stop`` of batch ``batch`` of epoch ``epoch``, decoding only those.
 
-        The random draws of every row are made in a fixed order (each row's crop and flip, then
-        one noise clip or seed per row), so the rows are those of the whole batch.
+        Every random draw of every row is made, in a fixed order
+        (:meth:`avloc.inputs.training.TrainInputs.draw`), so the rows are those of the whole
+        batch.
         """
         rng = np.random.default_rng([self.seed, epoch, batch])
         indices = self.sample_indices(epoch, batch)[start:stop]
         rows = self.shards.read(indices, ["image", "audio"], raw_pcm=self.on_device)
-        height, width = rows["image"].shape[1:3]  # every stored image has the shard's size
-        crops = [
-            train_crop(rng, height, width, self.image_size, self.train_resize)
-            for _ in range(self.batch_size)
-        ][start:stop]
+        frame_shape = rows["image"].shape[1:3]  # every stored image has the shard's size
+        draws = self.inputs.draw(
+            rng, self.batch_size, frame_shape, self.clip_samples, self.with_noise, self.on_device
+        )
+        images = draws["images"][start:stop]
+        masks = None if draws["spec_masks"] is None else draws["spec_masks"][start:stop]
         if self.on_device:
             out = {
                 "image": rows["image"],
-                "crop": np.asarray([(top, left, flip) for *_, top, left, flip in crops], np.int32),
+                "crop": np.asarray([(top, left, flip) for *_, top, left, flip in images], np.int32),
                 "audio": rows["audio"],
             }
+            if masks is not None:
+                out[SPEC_MASK_KEY] = masks
             if self.with_noise:
-                seeds = rng.integers(0, 2**31 - 1, size=self.batch_size, dtype=np.int64)
-                out["noise_seed"] = seeds[start:stop].astype(np.int32)
-            return out
-        prep = self.preprocessing
-        out = {
-            "image": prep.images(rows["image"], crops),
-            "audio": prep.spectrograms(rows["audio"]),
-        }
-        if self.with_noise:  # every row's clip is drawn, in order, so the rows are the batch's
-            noise = prep.noise(rng, self.batch_size, self.clip_samples)
-            out["noise"] = prep.spectrograms(noise[start:stop])
+                out["noise_seed"] = draws["noise"][start:stop]
+        else:
+            prep = self.preprocessing
+            out = {
+                "image": prep.images(rows["image"], images),
+                "audio": prep.spectrograms(rows["audio"], masks),
+            }
+            if self.with_noise:
+                out["noise"] = prep.spectrograms(draws["noise"][start:stop])
+        out.update({key: value[start:stop] for key, value in draws["transform"].items()})
         return out
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:

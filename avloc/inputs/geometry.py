@@ -70,6 +70,7 @@ from avloc.utils.interpolation import interpolation_matrix
 __all__ = [
     "MATRICES_KEY",
     "FLIP_KEY",
+    "SCALE_KEY",
     "EquivarianceDraw",
     "apply_transform_ops",
     "draw_arrays",
@@ -83,6 +84,9 @@ MATRICES_KEY = "equivariance_matrices"
 #: Batch/outputs key of the draw's flip, float32 ``(B,)``, 1.0 where flipped (the batch's flip
 #: repeated on every row, so that the draw splits by rows like every other per-row input)
 FLIP_KEY = "equivariance_flip"
+#: Batch key of the draw's scale, float32 ``(B,)`` (the batch's scale repeated on every row): the
+#: task picks the transformed images' size from it (:mod:`avloc.task`)
+SCALE_KEY = "equivariance_scale"
 
 
 @dataclass(frozen=True, eq=False)

@@ -85,3 +85,36 @@ def mel_db_spectrogram(
         mel = 10.0 * np.log10(np.maximum(mel, AMIN))
     out = mel.transpose(0, 2, 1).astype(np.float32)
     return out[0] if x.ndim == 1 else out
+
+
+def mel_db_spectrogram_ops(
+    waves,
+    sample_rate: int,
+    n_fft: int = SSLTIE_MEL["n_fft"],
+    hop: int = SSLTIE_MEL["hop"],
+    n_mels: int = SSLTIE_MEL["n_mels"],
+):
+    """float32 waveforms ``(N, T)`` -> mel spectrograms in dB ``(N, n_mels, frames, 1)``
+    (keras.ops, any backend, channels last as the model takes them): the twin of
+    :func:`mel_db_spectrogram`, computed in float32 (the reflect padding as a gather)."""
+    from keras import ops
+
+    waves = ops.cast(waves, "float32")
+    samples = int(waves.shape[-1])
+    if samples <= n_fft // 2:
+        raise ValueError(f"need more than {n_fft // 2} samples for a spectrogram, got {samples}")
+    half = n_fft // 2
+    padded = np.arange(-half, samples + half)  # reflect padding: -1 -> 1, T -> T - 2
+    padded = np.abs(padded)
+    padded = np.where(padded > samples - 1, 2 * (samples - 1) - padded, padded)
+    count = (samples + 2 * half - n_fft) // hop + 1
+    index = padded[np.arange(count)[:, None] * hop + np.arange(n_fft)[None, :]].astype("int32")
+    frames = ops.take(waves, ops.convert_to_tensor(index), axis=1)  # (N, frames, n_fft)
+    window = 0.5 - 0.5 * np.cos(2.0 * np.pi * np.arange(n_fft) / n_fft)
+    frames = frames * ops.convert_to_tensor(window.astype("float32"))
+    real, imag = ops.rfft(frames, fft_length=n_fft)  # (N, frames, n_fft // 2 + 1)
+    power = (ops.square(real) + ops.square(imag)) * (1.0 / float(np.sum(window**2)))
+    bank = mel_filterbank(n_fft // 2 + 1, n_mels, int(sample_rate)).astype("float32")
+    mel = ops.matmul(power, ops.convert_to_tensor(bank))  # (N, frames, n_mels)
+    db = 10.0 * ops.log(ops.maximum(mel, AMIN)) * (1.0 / float(np.log(10.0)))
+    return ops.expand_dims(ops.transpose(db, (0, 2, 1)), -1)

@@ -53,7 +53,7 @@ from avloc.runs import Progress, RunDir, keep_log_before, latest_backup, log_las
 from avloc.runtime import distribute
 from avloc.runtime.backend import cpu_bf16_warning
 from avloc.task import EpochCounter
-from avloc.training.build import build_task
+from avloc.training.build import build_task, train_inputs
 from avloc.training.callbacks import (
     FeedEpoch,
     RestoreEpochMetrics,
@@ -157,10 +157,8 @@ def train(recipe: Recipe, run_dir: str | Path, verbose: int | None = None) -> Tr
         loader = dict(
             batch_size=t.batch_size,
             seed=recipe.seed,
-            image_size=recipe.data.image_size,
-            train_resize=recipe.data.train_resize,
+            inputs=train_inputs(recipe),
             with_noise=task.needs_noise,
-            noise_color=recipe.data.noise_color,
             limit=recipe.data.limit,
             steps_per_epoch=t.steps_per_epoch,
             workers=recipe.data.workers,

@@ -241,6 +241,9 @@ def input_settings(data_config) -> dict[str, Any]:
     }
     if data_config.inference_border:  # absent means 0, as in networks saved before it existed
         settings["inference_border"] = int(data_config.inference_border)
+    frontend = getattr(data_config, "audio_frontend", "log_psd")
+    if frontend != "log_psd":  # absent means log_psd, as in networks saved before it existed
+        settings["audio_frontend"] = frontend
     return settings
 
 

@@ -14,10 +14,12 @@ import contextlib
 import keras
 import numpy as np
 
-from avloc.config import DataConfig, Recipe
+from avloc.config import Recipe
+from avloc.errors import RecipeError
+from avloc.inputs.frontends import training_spectrograms
+from avloc.inputs.geometry import SCALE_KEY, EquivarianceDraw, draw_arrays
 from avloc.inputs.noise import silence_waveform
-from avloc.inputs.spectrogram import spectrogram
-from avloc.inputs.training import DevicePreprocessing
+from avloc.inputs.training import DevicePreprocessing, TrainInputs
 from avloc.losses import build_terms
 from avloc.models import build_network
 from avloc.runtime.backend import preprocess_on_device
@@ -27,9 +29,19 @@ from avloc.task import LocalizationTask
 
 
 def silence_spectrogram(recipe: Recipe) -> np.ndarray:
-    """The log spectrogram of SSL-SaN's silence clip ``a_S`` (same function as real audio)."""
-    samples = int(round(recipe.data.sample_rate * recipe.data.clip_seconds))
-    return spectrogram(silence_waveform(samples), sample_rate=recipe.data.sample_rate)
+    """The spectrogram ``(F, T)`` of SSL-SaN's silence clip ``a_S`` (the recipe's front end, as
+    real audio)."""
+    data = recipe.data
+    samples = int(round(data.sample_rate * data.clip_seconds))
+    wave = silence_waveform(samples)[None]
+    return training_spectrograms(wave, data.audio_frontend, data.sample_rate)[0, ..., 0]
+
+
+def train_inputs(recipe: Recipe) -> TrainInputs:
+    """The recipe's training preprocessing (:class:`avloc.inputs.training.TrainInputs`); the
+    batches carry SSL-TIE's transformation draw when a loss term needs it."""
+    needs = set().union(*(term.needs for term in build_terms(recipe.loss).values()))
+    return TrainInputs.from_data(recipe.data, equivariance="equivariance" in needs)
 
 
 @contextlib.contextmanager
@@ -43,17 +55,21 @@ def dtype_policy(name: str):
         keras.config.set_dtype_policy(previous)
 
 
-def device_preprocessing(data: DataConfig) -> DevicePreprocessing | None:
+def device_preprocessing(recipe: Recipe) -> DevicePreprocessing | None:
     """The training step's preprocessing when ``data.preprocess_on_device`` (resolved for this
-    process: :func:`avloc.runtime.backend.preprocess_on_device`), else None."""
+    process: :func:`avloc.runtime.backend.preprocess_on_device`), else None. ``moco_v2`` runs in
+    the loader only: ``"auto"`` resolves to off with it, ``true`` is refused."""
+    data = recipe.data
+    if data.image_augment != "crop_flip":
+        if data.preprocess_on_device is True:
+            raise RecipeError(
+                f"data.preprocess_on_device: data.image_augment = {data.image_augment!r} runs in "
+                "the loader only; set data.preprocess_on_device = false"
+            )
+        return None
     if not preprocess_on_device(data.preprocess_on_device):
         return None
-    return DevicePreprocessing(
-        size=data.image_size,
-        resize=data.train_resize,
-        noise_color=data.noise_color,
-        sample_rate=data.sample_rate,
-    )
+    return DevicePreprocessing(train_inputs(recipe))
 
 
 def build_task(
@@ -68,13 +84,16 @@ def build_task(
     with dtype_policy(recipe.train.precision):  # layers take the policy when they are made
         net = build_network(recipe.model, recipe.data)
         terms = build_terms(recipe.loss)
+        for term in terms.values():  # the draw's matrices are for the recipe's image size
+            if "equivariance" in term.needs:
+                term.input_size = recipe.data.image_size
         silence = silence_spectrogram(recipe)
         task = LocalizationTask(
             net,
             terms,
             silence,
             placement=placement,
-            preprocess=device_preprocessing(recipe.data),
+            preprocess=device_preprocessing(recipe),
             name="task",
         )
     t = recipe.train
@@ -91,6 +110,11 @@ def build_task(
         }
         if task.needs_noise:
             batch["noise"] = batch["audio"]
-    task(batch)
+    if task.needs_equivariance:  # the identity draw at both scales: every branch is built
+        for scale in (0.5, 1.0):
+            draw = EquivarianceDraw(np.zeros(2, np.float32), scale, False)
+            task({**batch, **draw_arrays(draw, size), SCALE_KEY: np.full(2, scale, "float32")})
+    else:
+        task(batch)
     task.optimizer.build(task.trainable_variables)
     return task
