@@ -27,9 +27,9 @@ def import_checkpoint(
         str | None,
         typer.Option(
             "--arch",
-            help="Its architecture: ezvsl, slavc, fnac, marginnce, lvs, ssltie, sslalign or "
-            "rcgrad "
-            "(default: detected from the keys)",
+            help="Its architecture: ezvsl, slavc, fnac, marginnce, lvs, ssltie, sslsan, sslalign "
+            "or rcgrad (default: detected from the keys; SSL-SaN's keys are SSL-TIE's, so pass "
+            "--arch sslsan for it)",
         ),
     ] = None,
     head: Annotated[

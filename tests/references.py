@@ -166,13 +166,19 @@ class LVS(nn.Module):
 
 
 class SSLTIE(LVS):
-    """SSL-TIE's AVENet: LVS's network plus layers its map does not use (published names)."""
+    """SSL-TIE's AVENet: LVS's network plus layers its map does not use (published names).
 
-    def __init__(self, width=4):
+    ``learnable_thresholds``: also the tri-map thresholds as parameters ``epsilon`` /
+    ``epsilon2``, which SSL-SaN's checkpoints may hold (they do not touch the map)."""
+
+    def __init__(self, width=4, learnable_thresholds=False):
         super().__init__(width)
         self.vision_fc1 = nn.Conv2d(16 * width, 8 * width, kernel_size=(1, 1))
         self.conv3 = nn.Conv2d(1, 1, 1)
         self.norm3 = nn.BatchNorm2d(1)
+        if learnable_thresholds:
+            self.epsilon = nn.Parameter(torch.tensor([0.65]))
+            self.epsilon2 = nn.Parameter(torch.tensor([0.4]))
 
 
 class SSLAlign(LVS):

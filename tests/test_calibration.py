@@ -97,6 +97,14 @@ def test_vssl_eval_takes_the_published_threshold_then_the_shared_rule():
     # a published model: vssl_eval's own th_maxq3
     got = protocol_uth(None, _net({"uth": 0.1}, "fnac"), rules.FAMILIES["fnac"])
     assert got == (rules.PUBLISHED_UTH["fnac"], "vssl_eval th_maxq3")
+    # SSL-SaN gets SSL-TIE's rules but not SSL-TIE's th_maxq3 (a threshold of other weights):
+    # vssl_eval has none for it, so its calibration (raw cosine, as SSL-TIE's maps) or --uth
+    ssltie = rules.FAMILIES["ssltie"]
+    assert "sslsan" not in rules.SCORED_BY_VSSL_EVAL
+    assert protocol_uth(None, _net({"uth": 0.2}, "sslsan"), ssltie) == (0.2, "calibration")
+    assert protocol_uth(0.4, _net(published="sslsan"), ssltie) == (0.4, "--uth")
+    with pytest.raises(DataError, match="^sslsan.keras: no calibrated universal threshold"):
+        protocol_uth(None, _net(published="sslsan"), ssltie, source="sslsan.keras")
     # avloc's own: the calibration, moved to the (cos + 1) / 2 scale where the family's maps are
     assert protocol_uth(None, _net({"uth": 0.1}), ezvsl) == (
         pytest.approx(0.55),

@@ -73,6 +73,7 @@ TERMS = {
     "fnac_tne": {"tau": 0.1, "threshold": 0.5},
     "lvs": {"margin": 0.1},
     "lvs-no-hard": {"hard_negative": False},
+    "lvs+S+N": {"margin": 0.1, "silence_negative": True, "noise_negative": True},
     "silence_map": {},
     "noise_map": {},
 }
@@ -108,6 +109,22 @@ def test_term_with_gathered_negatives_equals_the_global_batch(name, devices):
         term.batch = SimulatedDevice(index, recorded)
         values.append(float(ops.convert_to_numpy(term(local[index]))))
     np.testing.assert_allclose(np.mean(values), whole, rtol=1e-5, atol=1e-6)
+
+
+def test_lvs_extra_negatives_gather_only_the_audios():
+    """lvs's silence and noise columns are per row (the shared a_S, the row's own a_N_i):
+    with them on, the term gathers exactly what it gathers without them."""
+    outputs = {
+        k: ops.convert_to_tensor(v) for k, v in random_outputs(np.random.default_rng(4), 4).items()
+    }
+    gathered = []
+    for extra in ({}, {"silence_negative": True, "noise_negative": True}):
+        term = build_terms({"lvs": extra})["lvs"]
+        term.batch = RecordingDevice(0)
+        term(outputs)
+        gathered.append(term.batch.gathered)
+    assert len(gathered[0]) == len(gathered[1]) == 1
+    assert gathered[1][0] is outputs["a_emb"]
 
 
 def test_loss_groups_average_each_group_of_rows():

@@ -116,6 +116,16 @@ def test_cli_import_checkpoint(ezvsl_file, tmp_path):
     assert load_network(out).embed_dim == DIM
 
 
+def test_cli_help_lists_every_arch():
+    from avloc.models.import_torch import ARCHS
+    from avloc_cli.main import app
+
+    result = CliRunner().invoke(app, ["import-checkpoint", "--help"], terminal_width=200)
+    assert result.exit_code == 0, result.output
+    for arch in ARCHS:
+        assert f" {arch}" in result.output, arch
+
+
 @pytest.mark.large  # starts subprocesses
 def test_cli_import_checkpoint_error_is_one_line(ezvsl_state, tmp_path):
     state = dict(ezvsl_state)

@@ -1,8 +1,8 @@
-"""Importing published PyTorch checkpoints (EZ-VSL family, SLAVC, LVS, SSL-TIE, SSL-Align,
-RCGrad): saved from the plain-PyTorch references of tests/references.py with the published
-state_dict key names, imported, and compared with the reference's embeddings and similarity maps
-(RCGrad's: its Grad-CAM maps); the architecture detected from the keys; and an imported network
-localizing as the published model."""
+"""Importing published PyTorch checkpoints (EZ-VSL family, SLAVC, LVS, SSL-TIE, SSL-SaN,
+SSL-Align, RCGrad): saved from the plain-PyTorch references of tests/references.py with the
+published state_dict key names, imported, and compared with the reference's embeddings and
+similarity maps (RCGrad's: its Grad-CAM maps); the architecture detected from the keys; and an
+imported network localizing as the published model."""
 
 from __future__ import annotations
 
@@ -125,17 +125,59 @@ def test_lvs_matches_reference(tmp_path):
     assert_parity(load_network(tmp_path / "lvs.keras"), want, image, audio)
 
 
-def test_ssltie_matches_reference_and_records_its_front_end(tmp_path):
-    model = randomise(SSLTIE(width=4), seed=5)
-    path = save_published(model, tmp_path / "ssltie.pth.tar", key="model_state_dict")
+def save_ssltie_like(arch: str, model, path):
+    """As the authors publish it: SSL-TIE's ``model_state_dict`` with DDP prefixes (the test
+    fixture's usual wrapper), SSL-SaN's ``{'state_dict', 'epoch'}`` without ``module.``."""
+    if arch == "ssltie":
+        return save_published(model, path, key="model_state_dict")
+    torch.save({"state_dict": model.state_dict(), "epoch": 20}, path)
+    return path
+
+
+# SSL-SaN's network is SSL-TIE's AVENet; its checkpoint may hold learnable tri-map thresholds
+SSLTIE_CASES = [("ssltie", False), ("sslsan", True), ("sslsan", False)]
+
+
+@pytest.mark.parametrize(
+    "arch, thresholds", SSLTIE_CASES, ids=["ssltie", "sslsan", "sslsan-no-epsilon"]
+)
+def test_ssltie_and_sslsan_match_reference_and_record_their_front_end(arch, thresholds, tmp_path):
+    model = randomise(SSLTIE(width=4, learnable_thresholds=thresholds), seed=5)
+    path = save_ssltie_like(arch, model, tmp_path / f"{arch}.pth.tar")
     image, audio = inputs(seed=5)
     want = reference(model, image, audio)
-    net, report = import_checkpoint(path, "ssltie", tmp_path / "ssltie.keras")
+    net, report = import_checkpoint(path, arch, tmp_path / f"{arch}.keras")
+    assert report.arch == arch
     assert_parity(net, want, image, audio)
     assert {"vision_fc1.weight", "conv3.bias", "norm3.running_var"} <= set(report.ignored)
-    loaded = load_network(tmp_path / "ssltie.keras")
+    assert ({"epsilon", "epsilon2"} <= set(report.ignored)) == thresholds
+    assert "audnet.conv1_a.weight" in report.used
+    assert report.notes[0].startswith(
+        "SSL-SaN: SSL-TIE's network" if arch == "sslsan" else "SSL-TIE"
+    )
+    loaded = load_network(tmp_path / f"{arch}.keras")
     assert loaded.inputs["audio_frontend"] == "mel_db" and loaded.inputs["clip_seconds"] == 10.0
+    assert loaded.inputs["published_as"] == arch and loaded.arch == "lvs"
     assert_parity(loaded, want, image, audio)
+    # the keys are SSL-TIE's: without --arch an SSL-SaN file is taken for SSL-TIE's, and one
+    # with learnable thresholds is refused with the hint to pass --arch sslsan
+    if not thresholds:
+        assert import_checkpoint(path, None)[1].arch == "ssltie"
+    else:
+        with pytest.raises(DataError, match="unexpected key epsilon.*pass --arch sslsan"):
+            import_checkpoint(path, None)
+
+
+@pytest.mark.parametrize("arch", ["ssltie", "sslsan"])
+def test_ssltie_and_sslsan_missing_or_misshapen_trunk_key_is_named(arch, tmp_path):
+    state = dict(randomise(SSLTIE(width=4, learnable_thresholds=arch == "sslsan"), 5).state_dict())
+    missing = dict(state)
+    del missing["imgnet.layer2.0.conv1.weight"]
+    message = import_error(missing, tmp_path, arch=arch)
+    assert "missing key imgnet.layer2.0.conv1.weight" in message
+    misshapen = dict(state, **{"imgnet.layer2.0.conv1.weight": torch.zeros(8, 4, 3, 1)})
+    message = import_error(misshapen, tmp_path, arch=arch)
+    assert "wrong shape imgnet.layer2.0.conv1.weight (8, 4, 3, 1)" in message
 
 
 def test_sslalign_matches_reference_and_records_its_front_end(tmp_path):
@@ -213,7 +255,7 @@ def scipy_log_spectrogram(samples, wave, noverlap):
         (lambda: EZVSL(), "ezvsl"),
         (lambda: SLAVC(), "slavc"),
         (lambda: LVS(width=4), "lvs"),
-        (lambda: SSLTIE(width=4), "ssltie"),
+        (lambda: SSLTIE(width=4), "ssltie"),  # SSL-SaN's too: pass --arch sslsan
         (lambda: SSLAlign(width=4), "sslalign"),
         (lambda: RCGradModel(width=4), "rcgrad"),
     ],

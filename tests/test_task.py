@@ -29,6 +29,7 @@ LOSS_CONFIGS = {
     "L_N+ezvsl": {"noise_map": {}, "ezvsl": {}},
     "marginNCE": {"ezvsl": {"margin": -0.2}},
     "ssl-san": SSL_SAN,
+    "lvs+S+N": {"lvs": {"silence_negative": True, "noise_negative": True}},
 }
 
 

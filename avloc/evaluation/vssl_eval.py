@@ -15,7 +15,8 @@ Audio (one waveform per stored clip, taken as the file; 16 kHz):
   spectrogram (200 frames, no crop); the offscreen clip is not rolled;
 - ``lvs`` (and SSL-Align, and avloc's own ``lvs`` networks): 3.5-6.5 s of the first 10 s,
   clipped to [-1, 1], hop 159 (299 frames), ``log(PSD + 1e-7) / 12``;
-- ``ssltie``: the first 10 s as SSL-TIE's mel spectrogram in dB (:mod:`avloc.inputs.mel`).
+- ``ssltie`` (and SSL-SaN, SSL-TIE's network): the first 10 s as SSL-TIE's mel spectrogram in
+  dB (:mod:`avloc.inputs.mel`).
 
 Silence is the all-zero waveform, noise unclipped N(0, 1), both as long as the positive clip and
 through the same spectrogram, except that the EZ-VSL family and FNAC skip the log (``PSD / 12``)
@@ -34,7 +35,8 @@ corners for the EZ-VSL family and FNAC (and LVS on IS3), half-pixel (``cv2.resiz
 every negative map half-pixel.
 
 Metrics (strict ``>`` everywhere), for each threshold of :data:`THRESHOLDS`: ``0.5``; ``uth``
-(a fixed per-model threshold; vssl_eval's ``th_maxq3`` constants, :data:`PUBLISHED_UTH`);
+(a fixed per-model threshold; vssl_eval's ``th_maxq3`` constants, :data:`PUBLISHED_UTH`, for
+the models vssl_eval scores, :data:`SCORED_BY_VSSL_EVAL`; else ``--uth`` or the calibration);
 ``median`` (the positive map's value at sorted index ``int(0.5 * H * W)``, per sample) and
 ``adaptive`` (sorted index ``H * W - gt_pixels``, half the image when the box is empty):
 
@@ -133,8 +135,13 @@ FAMILIES = {
 }
 #: Seconds of the clip each window gives (and of generated silence and noise).
 CLIP_SECONDS = {"roll10_crop200": 10.0, "fnac_roll3": 3.0, "lvs_3p5": 3.0, "first10_mel": 10.0}
-#: ``import-checkpoint --arch`` names -> family (recorded as ``inputs["published_as"]``)
-PUBLISHED_FAMILY = {"marginnce": "ezvsl", **{name: name for name in FAMILIES}}
+#: ``import-checkpoint --arch`` names -> family (recorded as ``inputs["published_as"]``).
+#: SSL-SaN is SSL-TIE's network with SSL-TIE's test loader, so it gets SSL-TIE's rules.
+PUBLISHED_FAMILY = {"marginnce": "ezvsl", "sslsan": "ssltie", **{name: name for name in FAMILIES}}
+#: Published models that vssl_eval itself scores, whose family's ``th_maxq3`` is their Uth
+#: (:data:`PUBLISHED_UTH`). vssl_eval has no constant for SSL-SaN, and SSL-TIE's is a threshold
+#: for SSL-TIE's weights, not SSL-SaN's, so SSL-SaN takes ``--uth`` or its calibration.
+SCORED_BY_VSSL_EVAL = frozenset(PUBLISHED_FAMILY) - {"sslsan"}
 #: avloc's architectures (``model.arch``, recorded as ``net.arch``) -> family
 ARCH_FAMILY = {"ezvsl": "ezvsl", "lvs": "lvs"}
 

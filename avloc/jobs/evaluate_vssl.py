@@ -39,11 +39,13 @@ def protocol_uth(
     calibrate: str | None = None,
 ) -> tuple[float, str]:
     """The fixed threshold of a model, on vssl_eval's map scale: ``--uth``; else vssl_eval's own
-    ``th_maxq3`` for an imported published model; else the network's calibrated Uth, as
+    ``th_maxq3`` for an imported published model that vssl_eval scores
+    (:data:`~avloc.evaluation.vssl_eval.SCORED_BY_VSSL_EVAL`: not SSL-SaN, which it has no
+    constant for); else the network's calibrated Uth, as
     ``(Uth + 1) / 2`` for a family whose maps are ``(cos + 1) / 2``. ``--uth`` and the
     calibration are chosen, checked and refused by the rule every job shares,
     :func:`avloc.maps.calibration.choose_uth` (``source`` and ``calibrate`` word its errors)."""
-    if uth is None and net.inputs.get("published_as") in rules.PUBLISHED_FAMILY:
+    if uth is None and net.inputs.get("published_as") in rules.SCORED_BY_VSSL_EVAL:
         return rules.PUBLISHED_UTH[family.name], "vssl_eval th_maxq3"
     calibrated = (net.calibration or {}).get("uth")
     value, where = choose_uth(uth, calibrated, source=source, calibrate=calibrate)

@@ -36,6 +36,11 @@ ssltie         SSL-TIE (jinxiang-liu/SSL-TIE) is LVS's network: the ``lvs`` mapp
                layers that do not touch the map **ignored** (``vision_fc1.*``, ``conv3.*``,
                ``norm3.*``). Its audio front end is recorded in the network: 10 s clips, a mel
                spectrogram in dB (``audio_frontend = "mel_db"``, :mod:`avloc.inputs.mel`).
+sslsan         SSL-SaN (the authors' ``evaluate/checkpoints/sslsan.pth.tar``, ``{'state_dict',
+               'epoch'}`` without ``module.``) is SSL-TIE's network: the ``ssltie`` mapping and
+               front end under the name ``sslsan``, plus the learnable thresholds ``epsilon`` /
+               ``epsilon2`` **ignored** when present (the tri-map loss's, not the map's). Its
+               keys are SSL-TIE's, so it is never detected: pass ``--arch sslsan``.
 =============  ==================================================================================
 
 Without ``--arch`` the layout is detected from the keys (:func:`detect_arch`):
@@ -43,13 +48,15 @@ Without ``--arch`` the layout is detected from the keys (:func:`detect_arch`):
 -> slavc; ``img_proj`` -> ezvsl (FNAC and marginNCE have the same layout and import the same);
 ``vision_fc1`` / ``conv3`` / ``norm3`` beside ``imgnet`` -> ssltie; ``imgnet`` and ``audnet``
 alone -> lvs; with other keys beside them -> sslalign (an SSL-Align checkpoint holding nothing
-but the two trunks is detected as lvs: pass ``--arch sslalign``).
+but the two trunks is detected as lvs: pass ``--arch sslalign``). SSL-SaN's checkpoint has
+SSL-TIE's keys and is detected as ssltie: pass ``--arch sslsan`` (the name it is recorded under,
+``published_as``, is what evaluators go by).
 
 Widths, blocks per stage and the embedding size D are read from the tensor shapes, so full-size
 (width 64, D 512) and smaller checkpoints both import. The network records the published input
 setting of its authors' test loader (224 px, 16 kHz, 3 s clips and avloc's log spectrogram;
-LVS: 10 s; SSL-TIE: 10 s, mel in dB; SSL-Align: hop 159), ``published_as`` (the ``--arch``)
-and no Uth calibration.
+LVS: 10 s; SSL-TIE and SSL-SaN: 10 s, mel in dB; SSL-Align: hop 159), ``published_as`` (the
+``--arch``) and no Uth calibration.
 
 Reading and key mapping: :mod:`avloc.models.torch_keys` (safe loading, layouts, strict
 accounting).
@@ -74,7 +81,17 @@ from avloc.models.torch_keys import (
 )
 from avloc.runtime.configure import configure
 
-ARCHS = ("ezvsl", "slavc", "fnac", "marginnce", "lvs", "ssltie", "sslalign", "rcgrad")
+ARCHS = (
+    "ezvsl",
+    "slavc",
+    "fnac",
+    "marginnce",
+    "lvs",
+    "ssltie",
+    "sslsan",
+    "sslalign",
+    "rcgrad",
+)
 #: The setting the published models were trained and evaluated with.
 PUBLISHED_INPUTS = {"image_size": 224, "sample_rate": 16000, "clip_seconds": 3.0}
 
@@ -173,7 +190,7 @@ def arch_spec(
             audio_pool="avg",
             normalize=False,
         )
-    # lvs, ssltie
+    # lvs, ssltie, sslsan, sslalign
     stem = "conv1_a" if state is None or "audnet.conv1_a.weight" in state else "conv1"
     ignored = (
         r"imgnet\.(conv1_a|conv1_flow)\.weight",
@@ -199,14 +216,25 @@ def arch_spec(
             ),
             inputs=(("clip_seconds", 3.0), ("stft_hop", 159)),
         )
+    ssltie_ignored = (
+        r"vision_fc1\.(weight|bias)",
+        r"conv3\.(weight|bias)",
+        r"norm3\.(weight|bias|running_mean|running_var|num_batches_tracked)",
+    )
+    ssltie_inputs = (("clip_seconds", 10.0), ("audio_frontend", "mel_db"))
+    if arch == "sslsan":  # SSL-SaN's evaluate/: SSL-TIE's AVENet, maybe learnable thresholds
+        return lvs_network(
+            extra_ignored=(*ssltie_ignored, r"epsilon2?"),
+            notes=(
+                "SSL-SaN: SSL-TIE's network (LVS's trunks) fed 10 s clips as a mel spectrogram "
+                "in dB; its keys are SSL-TIE's, so --arch sslsan is what records it as SSL-SaN",
+            ),
+            inputs=ssltie_inputs,
+        )
     return lvs_network(  # ssltie
-        extra_ignored=(
-            r"vision_fc1\.(weight|bias)",
-            r"conv3\.(weight|bias)",
-            r"norm3\.(weight|bias|running_mean|running_var|num_batches_tracked)",
-        ),
+        extra_ignored=ssltie_ignored,
         notes=("SSL-TIE: LVS's network fed 10 s clips as a mel spectrogram in dB",),
-        inputs=(("clip_seconds", 10.0), ("audio_frontend", "mel_db")),
+        inputs=ssltie_inputs,
     )
 
 
@@ -331,6 +359,8 @@ def import_checkpoint(
     hint = ""
     if not any(k.startswith(f"{spec.visual}.") for k in state):
         hint = f"is this an --arch {arch} checkpoint?"
+    elif arch == "ssltie" and state.keys() & {"epsilon", "epsilon2"}:
+        hint = "learnable thresholds beside SSL-TIE's keys: is this SSL-SaN's? pass --arch sslsan"
     used, ignored = assign_sources(path, state, network_sources(net, spec), spec.ignored, hint)
     if out is not None:
         from avloc.models.io import save_network
