@@ -27,4 +27,8 @@ them before it sets the thread and device variables the frameworks read at impor
 ratios), ``report`` (tables, JSON), ``flops`` (analytic FLOPs), ``environment`` (threads,
 devices; the kernel policy comes from :mod:`avloc.runtime.configure`), ``processes`` (the
 repository root, child commands, persistent workers).
+
+``train_step``, ``loader`` and ``gpu`` keep their pieces in modules named after them
+(``train_step_build``, ``train_step_groups``, ``train_step_report``; ``loader_runs``,
+``loader_pieces``; ``gpu_parts``, ``gpu_run``, ``gpu_markdown``).
 """

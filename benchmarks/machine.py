@@ -86,12 +86,17 @@ def _gpus() -> list[str]:
     return [line.strip() for line in out.stdout.splitlines() if line.strip()]
 
 
+def logical_cpus() -> int:
+    """Logical CPUs this process may use (its affinity where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:
+        return os.cpu_count() or 1
+
+
 def cpu_cores() -> int:
     """Physical cores this process may use (logical CPUs / threads per core)."""
-    try:
-        logical = len(os.sched_getaffinity(0))
-    except AttributeError:
-        logical = os.cpu_count() or 1
+    logical = logical_cpus()
     try:
         per_core = int(_lscpu().get("Thread(s) per core", "1"))
     except ValueError:
@@ -106,13 +111,9 @@ def machine_info() -> dict[str, Any]:
     flags = set(cpu.get("flags", lscpu.get("Flags", "")).split())
     vector = [f for f in ("avx2", "fma", "avx512f", "avx512_bf16", "amx_bf16") if f in flags]
     mem_kb = re.search(r"MemTotal:\s+(\d+)", _read("/proc/meminfo"))
-    try:
-        logical = len(os.sched_getaffinity(0))
-    except AttributeError:
-        logical = os.cpu_count()
     info = {
         "cpu_model": cpu.get("model name") or lscpu.get("Model name") or platform.processor(),
-        "logical_cpus": logical,
+        "logical_cpus": logical_cpus(),
         "physical_cores": cpu_cores(),
         "cpu_mhz": cpu.get("cpu MHz") or lscpu.get("CPU max MHz") or "",
         "vector_flags": vector,

@@ -108,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
 
     set_threads(args.threads)
     set_device(args.device, args.width)  # the kernels train_step's variants run
-    from benchmarks.train_step import build_keras, build_plain
+    from benchmarks.train_step_build import build_keras, build_plain
 
     steps = {
         "keras-torch": build_keras("keras-torch", args)[0],

@@ -58,7 +58,7 @@ def child(args) -> dict:
     """In a TensorFlow process: build, warm up, time and profile; return the figures."""
     import tensorflow as tf
 
-    from benchmarks.train_step import build_keras
+    from benchmarks.train_step_build import build_keras
 
     step, info = build_keras(args.variant, args)
     for _ in range(max(1, args.warmup)):

@@ -1,9 +1,11 @@
-"""What a benchmark prints and writes: plain-text tables and the JSON of its numbers."""
+"""What a benchmark prints and writes: plain-text tables, failures, progress lines and the JSON
+of its numbers."""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+import sys
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -35,6 +37,23 @@ def print_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> None:
     print("-" * (sum(widths) + 2 * (len(widths) - 1)))
     for row in cells:
         print(line(row))
+
+
+def print_failures(entries: Mapping[str, Mapping[str, Any]]) -> None:
+    """``NAME: failed: ERROR`` under a table, for each entry whose ``error`` is set."""
+    for name, entry in entries.items():
+        if entry.get("error"):
+            print(f"{name}: failed: {entry['error']}")
+
+
+def print_progress(message: str) -> None:
+    """A progress line on stderr (the ``progress`` of :func:`benchmarks.timing.alternate`)."""
+    print(message, file=sys.stderr, flush=True)
+
+
+def settings(args: Any, *internal: str) -> dict[str, Any]:
+    """The command's options for the ``--json`` file, less ``--json`` and ``internal`` ones."""
+    return {k: v for k, v in vars(args).items() if k not in ("json", *internal)}
 
 
 def write_json(path: str | Path | None, payload: dict[str, Any]) -> None:

@@ -31,7 +31,7 @@ from pathlib import Path
 #: sets variables of its own that the runs must choose for themselves).
 START_ENV = dict(os.environ)
 
-from benchmarks.gpu import epoch_rates  # noqa: E402
+from benchmarks.gpu_parts import epoch_rates  # noqa: E402
 from benchmarks.loader import make_shards  # noqa: E402
 from benchmarks.machine import machine_info, print_machine  # noqa: E402
 from benchmarks.processes import ROOT  # noqa: E402
