@@ -269,15 +269,21 @@ RANGES: dict[str, tuple[Any, str]] = {
 }
 
 
-def check_ranges(recipe: Recipe) -> None:
-    """RecipeError naming the first value outside :data:`RANGES`."""
-    for path, (ok, words) in RANGES.items():
-        value: Any = recipe
+def check_value_ranges(config: Any, ranges: dict[str, tuple[Any, str]]) -> None:
+    """RecipeError naming the first value of ``config`` outside ``ranges`` (dotted path ->
+    (test, what it must be)), in the ranges' order."""
+    for path, (ok, words) in ranges.items():
+        value: Any = config
         for part in path.split("."):
             value = getattr(value, part)
         if not ok(value):
             shown = list(value) if isinstance(value, tuple) else value
             raise RecipeError(f"{path}: must be {words}, got {shown}")
+
+
+def check_ranges(recipe: Recipe) -> None:
+    """RecipeError naming the first value outside :data:`RANGES`."""
+    check_value_ranges(recipe, RANGES)
     if recipe.data.train_resize < recipe.data.image_size:
         raise RecipeError(
             f"data.train_resize: must be at least data.image_size ({recipe.data.image_size}), "

@@ -21,7 +21,7 @@ time is reported and the next part runs):
    samples/s.
 4. **Heatmap video** (``benchmarks.video``): ``avloc localize VIDEO -o heat.mp4`` over a generated
    20 s clip with the full network, frames/s and multiple of real time.
-5. **End to end**: ``avloc train recipes/sslsan.toml`` (full width, 224 px, batch 128,
+5. **End to end**: ``avloc train recipes/ezvsl_san.toml`` (full width, 224 px, batch 128,
    mixed_bfloat16) on those scenes for ``--epochs`` x ``--steps-per-epoch`` steps with the
    loader's thread workers = cores less two; samples/s of each epoch from the run's ``timing.csv``
    (``samples_per_s``: from the end of an epoch's first step to its last), compared with the

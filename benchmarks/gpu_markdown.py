@@ -69,7 +69,7 @@ def markdown(report: dict, args) -> str:
     ratio = e2e["ratio_to_step_alone"]
     lines += [
         "",
-        f"End to end (`avloc train recipes/sslsan.toml`, bf16, batch {b}, {e2e['workers']} "
+        f"End to end (`avloc train recipes/ezvsl_san.toml`, bf16, batch {b}, {e2e['workers']} "
         f"loader threads, {args.steps_per_epoch} steps per epoch), per epoch:",
         "",
         "| epoch | samples/s | seconds | loss |",

@@ -212,7 +212,7 @@ def end_to_end(gpu: GpuRun, data: Path, prepared: bool) -> None:
                 "train",
                 avloc_cli(
                     "train",
-                    "recipes/sslsan.toml",
+                    "recipes/ezvsl_san.toml",
                     "--run-dir",
                     str(run_dir),
                     *[a for v in sets for a in ("--set", v)],

@@ -1,6 +1,6 @@
 """End-to-end training speed: ``avloc train`` under settings compared in interleaved runs.
 
-    python3 -m benchmarks.train_loop --recipe recipes/sslsan.toml --json train_loop.json
+    python3 -m benchmarks.train_loop --recipe recipes/ezvsl_san.toml --json train_loop.json
     KERAS_BACKEND=tensorflow python3 -m benchmarks.train_loop --recipe recipes/quickstart.toml \
         --shards data/synthetic/train --compare TF_ENABLE_ONEDNN_OPTS=0,default
 
@@ -63,7 +63,7 @@ def run_once(args, shards: Path, setting: str, run_dir: Path) -> tuple[float | N
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--recipe", type=Path, default=ROOT / "recipes" / "sslsan.toml")
+    parser.add_argument("--recipe", type=Path, default=ROOT / "recipes" / "ezvsl_san.toml")
     parser.add_argument("--set", action="append", default=[], help="recipe override (repeat)")
     parser.add_argument(
         "--compare",

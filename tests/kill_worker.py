@@ -1,6 +1,6 @@
 """``avloc train`` in a process that dies (``os._exit``, as after ``kill -9``) at a chosen point.
 
-    python tests/kill_worker.py POINT RUN_DIR SET [SET ...]
+    python tests/kill_worker.py POINT RUN_DIR [recipe=PATH] SET [SET ...]
 
 POINT is one of (N counts from 1):
 
@@ -13,7 +13,8 @@ POINT is one of (N counts from 1):
 - ``epoch-row:N``: after epoch N's row is in ``log.csv``, before that epoch's backup;
 - ``calibration``: during the Uth calibration after the last epoch.
 
-The recipe is the quickstart's with the ``SET`` overrides (``key=value``).
+The recipe is the quickstart's (or ``PATH``'s, relative to the repository) with the ``SET``
+overrides (``key=value``).
 """
 
 from __future__ import annotations
@@ -95,8 +96,11 @@ def main() -> None:
     from avloc.config import load_recipe
     from avloc.jobs.train import train
 
+    path = ROOT / "recipes" / "quickstart.toml"
+    if sets and sets[0].startswith("recipe="):
+        path = ROOT / sets.pop(0).removeprefix("recipe=")
     arm(point)
-    recipe = load_recipe(ROOT / "recipes" / "quickstart.toml", sets)
+    recipe = load_recipe(path, sets)
     train(recipe, run_dir, verbose=0)
 
 

@@ -145,10 +145,31 @@ def test_the_command_reproduces_its_file(tmp_path):
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
 
 
+def test_a_sidecar_written_before_a_field_existed_still_matches():
+    """Fields added to the recipe since a trunk was made take their defaults when its sidecar is
+    read, so the finished trunk is found, not refused as another recipe's."""
+    from avloc.jobs.pretrain import stored_recipe
+    from avloc.jobs.reproduce.plan import TRUNK_RECIPE
+
+    recipe = load_pretrain_recipe(TRUNK_RECIPE)
+    old = recipe.to_dict()
+    for key in ("optimizer", "lr_schedule", "weight_decay_mode"):  # added later
+        old["train"].pop(key)
+    assert stored_recipe({"recipe": old}) == recipe
+    old["train"]["learning_rate"] = 1.0
+    assert stored_recipe({"recipe": old}) != recipe
+    assert stored_recipe({"recipe": {"train": {"epochz": 1}}}) is None
+
+
 def test_recipe_errors_are_one_line(tmp_path):
     path = tmp_path / "bad.toml"
     path.write_text("[train]\nepochs = 0\n")
-    with pytest.raises(RecipeError, match=r"bad\.toml: train\.epochs: expected a positive"):
+    with pytest.raises(
+        RecipeError, match=r"^\S*bad\.toml: train\.epochs: must be at least 1, got 0$"
+    ):
+        load_pretrain_recipe(path)
+    path.write_text('[train]\noptimizer = "sgd"\n')  # the training recipes' types and choices
+    with pytest.raises(RecipeError, match=r"bad\.toml: train\.optimizer: expected one of"):
         load_pretrain_recipe(path)
     path.write_text("[data]\nclasses = 40\n")
     with pytest.raises(RecipeError, match=r"data\.classes"):

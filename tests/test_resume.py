@@ -116,6 +116,61 @@ def test_killed_run_with_preprocessing_on_device_resumes_to_the_same_end(shards,
     assert uth == expected_uth
 
 
+#: recipes/sslsan.toml (SSL-TIE's base: mel front end, moco_v2, SpecAugment, T's draw, silence
+#: and noise) shrunk to width-2 ResNets, 32 px images and 1 s clips, on the same schedule as SETS
+SSLSAN = [
+    "recipe=recipes/sslsan.toml",
+    "model.embed_dim=16",
+    "model.visual.width=2",
+    "model.audio.width=2",
+    "model.visual.blocks=[1, 1, 1, 1]",
+    "model.audio.blocks=[1, 1, 1, 1]",
+    "model.visual.stem_pool=false",
+    "data.image_size=32",
+    "data.clip_seconds=1.0",
+    "data.spec_time_mask=20",
+    "data.workers=1",
+    "train.tensorboard=false",
+    "eval.calibration_samples=8",
+    "eval.batch_size=4",
+]
+
+
+@pytest.mark.large  # three training processes
+def test_killed_sslsan_run_with_every_augmentation_resumes_to_the_same_end(tmp_path_factory):
+    """moco_v2's crops and jitter, SpecAugment's masks and T's draw replay from the batch's
+    generator; the task's second view and its scale branch train the same weights."""
+    shards = tmp_path_factory.mktemp("sslsan") / "data"
+    from harness import synthetic_shards
+
+    synthetic_shards(shards, train=40, test=4, seed=5, clip_seconds=1.0)
+
+    def run(point: str, run_dir: Path) -> subprocess.CompletedProcess:
+        data = [f"data.train={shards / 'train'}", f"data.test={shards / 'test'}"]
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(ROOT))
+        return subprocess.run(
+            [sys.executable, str(WORKER), point, str(run_dir), *SSLSAN, *SETS, *data],
+            env=env, cwd=ROOT, capture_output=True, text=True, timeout=600,
+        )  # fmt: skip
+
+    reference = tmp_path_factory.mktemp("sslsan-reference") / "run"
+    done = run("none", reference)
+    assert done.returncode == 0, done.stderr[-3000:]
+    run_dir = tmp_path_factory.mktemp("sslsan-killed") / "run"
+    killed = run("step:7", run_dir)
+    assert killed.returncode == KILLED, killed.stderr[-3000:]
+    resumed = run("none", run_dir)
+    assert resumed.returncode == 0, resumed.stderr[-3000:]
+    log = (reference / "log.csv").read_text()
+    assert "loss_equivariance" in log and "loss_silence_map" in log
+    assert (run_dir / "log.csv").read_text() == log
+    weights, uth = final_state(run_dir)
+    expected, expected_uth = final_state(reference)
+    for got, want in zip(weights, expected, strict=True):
+        np.testing.assert_array_equal(got, want)
+    assert uth == expected_uth
+
+
 @pytest.mark.large  # one training process and one refused start
 def test_a_latest_naming_a_missing_backup_is_refused_and_the_log_kept(shards, tmp_path):
     """Starting again from epoch 0 would replace ``log.csv``; the run says what is wrong."""

@@ -30,11 +30,11 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
-from avloc.config import from_dict, read_toml
+from avloc.config import check_value_ranges, from_dict, read_toml
 from avloc.errors import AvlocError, RecipeError
 from avloc.models.pretrained import sidecar
 from avloc.utils.files import file_sha256
@@ -63,10 +63,16 @@ class PretrainModel:
 
 @dataclass(frozen=True)
 class PretrainTrain:
+    """The ``[train]`` fields :func:`avloc.runtime.optimizers.build_optimizer` reads, with the
+    pretraining's defaults (a constant rate; ``weight_decay`` decoupled, as AdamW's)."""
+
     epochs: int = 4
     batch_size: int = 64
+    optimizer: Literal["adam", "adamw"] = "adam"
     learning_rate: float = 2e-3
+    lr_schedule: Literal["constant", "cosine"] = "constant"
     weight_decay: float = 0.0
+    weight_decay_mode: Literal["decoupled", "l2"] = "decoupled"
 
 
 @dataclass(frozen=True)
@@ -82,39 +88,48 @@ class PretrainRecipe:
         return json.loads(json.dumps(dataclasses.asdict(self)))
 
 
-def _positive(value, where: str) -> None:
-    if not value > 0:
-        raise RecipeError(f"{where}: expected a positive value, got {value}")
+#: Sane ranges of a pretraining recipe's numbers (:func:`avloc.config.check_value_ranges`).
+PRETRAIN_RANGES: dict[str, tuple[Any, str]] = {
+    "seed": (lambda v: v >= 0, "at least 0"),
+    "data.images": (lambda v: v > 0, "a positive number of images"),
+    "data.validation": (lambda v: v > 0, "a positive number of images"),
+    "data.image_size": (lambda v: v >= 16, "at least 16 (pixels)"),
+    "model.visual.width": (lambda v: 1 <= v <= 4096, "between 1 and 4096"),
+    "model.visual.blocks": (lambda v: len(v) >= 1 and all(1 <= b <= 64 for b in v), "1-64 each"),
+    "train.epochs": (lambda v: v >= 1, "at least 1"),
+    "train.batch_size": (lambda v: v >= 1, "at least 1"),
+    "train.learning_rate": (lambda v: v > 0, "above 0"),
+    "train.weight_decay": (lambda v: v >= 0, "at least 0"),
+}
 
 
 def load_pretrain_recipe(path: str | Path, overrides: list[str] | None = None) -> PretrainRecipe:
-    """Read and validate a pretraining recipe (unknown keys and bad values: one-line errors)."""
+    """Read and validate a pretraining recipe with the training recipes' machinery
+    (:mod:`avloc.config`: unknown keys, wrong types and bad values are one-line errors)."""
     from avloc.data.synthetic import CLASSES
 
     path = Path(path)
     raw = read_toml(path, overrides)
     try:
         recipe = from_dict(PretrainRecipe, raw)
-        d, t, v = recipe.data, recipe.train, recipe.model.visual
-        for where, value in (
-            ("data.images", d.images),
-            ("data.validation", d.validation),
-            ("data.image_size", d.image_size),
-            ("model.visual.width", v.width),
-            ("train.epochs", t.epochs),
-            ("train.batch_size", t.batch_size),
-            ("train.learning_rate", t.learning_rate),
-        ):
-            _positive(value, where)
+        check_value_ranges(recipe, PRETRAIN_RANGES)
+        d = recipe.data
         if not 2 <= d.classes <= len(CLASSES):
-            raise RecipeError(f"data.classes: expected 2..{len(CLASSES)}, got {d.classes}")
+            raise RecipeError(f"data.classes: must be 2..{len(CLASSES)}, got {d.classes}")
         if not 0 <= d.shift < d.image_size // 2:
-            raise RecipeError(f"data.shift: expected 0 <= shift < image_size / 2, got {d.shift}")
-        if recipe.seed < 0:
-            raise RecipeError(f"seed: expected a non-negative integer, got {recipe.seed}")
+            raise RecipeError(f"data.shift: must be 0 <= shift < image_size / 2, got {d.shift}")
     except RecipeError as exc:
         raise RecipeError(f"{path}: {exc}") from None
     return recipe
+
+
+def stored_recipe(info: dict[str, Any]) -> PretrainRecipe | None:
+    """The recipe a sidecar records, read as a recipe file is (fields added since it was
+    written take their defaults), or None when it cannot be read."""
+    try:
+        return from_dict(PretrainRecipe, info.get("recipe") or {})
+    except RecipeError:
+        return None
 
 
 # --------------------------------------------------------------------------------------------
@@ -261,7 +276,7 @@ def finished(out: Path, recipe: PretrainRecipe) -> dict[str, Any] | None:
         info = json.loads(info_path.read_text())
     except (OSError, ValueError):
         return None
-    if info.get("recipe") != recipe.to_dict():
+    if stored_recipe(info) != recipe:
         raise AvlocError(
             f"{out}: holds a trunk pretrained with another recipe (see {info_path}); "
             "choose another --out or pass --force to replace it"
@@ -286,6 +301,7 @@ def pretrain(
 
     from avloc.inputs.images import normalize
     from avloc.runtime import configure
+    from avloc.runtime.optimizers import build_optimizer
     from avloc.utils.files import atomic_write_json
 
     out = Path(out)
@@ -304,11 +320,8 @@ def pretrain(
     keras.utils.set_random_seed(recipe.seed)
     model, trunk, fc = build_classifier(recipe)
     t = recipe.train
-    optimizer = (
-        keras.optimizers.AdamW(t.learning_rate, weight_decay=t.weight_decay)
-        if t.weight_decay
-        else keras.optimizers.Adam(t.learning_rate)
-    )
+    steps = t.epochs * (recipe.data.images // t.batch_size)
+    optimizer = build_optimizer(t, total_steps=steps)  # as the training recipes' [train]
     model.compile(
         optimizer=optimizer,
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
