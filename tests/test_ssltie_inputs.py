@@ -149,3 +149,22 @@ def test_on_device_batches_carry_the_masks_and_the_same_draw(shards):
     np.testing.assert_allclose(
         ops.convert_to_numpy(device["audio"]), numpy["audio"], rtol=0, atol=5e-3
     )  # int16 PCM vs the stored floats, float32 mel
+
+
+def test_clips_are_repeated_or_cut_to_the_recipes_length(shards):
+    from avloc.inputs.pcm import fit_length
+
+    waves = np.array([[1, 2, 3], [4, 5, 6]], np.int16)
+    np.testing.assert_array_equal(
+        fit_length(waves, 7), [[1, 2, 3, 1, 2, 3, 1], [4, 5, 6, 4, 5, 6, 4]]
+    )
+    np.testing.assert_array_equal(fit_length(waves, 2), [[1, 2], [4, 5]])
+    assert fit_length(waves, 3) is waves
+    # 1 s stored clips, a 2.5 s recipe: the spectrogram of the clip repeated to 40000 samples
+    inputs = TrainInputs(**{**SSLTIE, "spec_augment": 0.0, "clip_seconds": 2.5})
+    batches = loader(shards, inputs, with_noise=True)
+    batch = batches.make_batch(0, 0)
+    assert batch["audio"].shape == batch["noise"].shape == (8, 257, 168, 1)  # 40000 / 239 + 1
+    rows = ShardSet(shards).read(batches.sample_indices(0, 0), ["audio"])
+    want = mel_db_spectrogram(np.tile(rows["audio"], (1, 3))[:, :40000], 16000)
+    np.testing.assert_array_equal(batch["audio"][..., 0], want)

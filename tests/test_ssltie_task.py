@@ -120,3 +120,18 @@ def test_the_transformed_view_trains_the_visual_encoder():
     after = task.net.visual_encoder.get_weights()
     moved = [not np.array_equal(a, b) for a, b in zip(before, after, strict=True)]
     assert sum(moved) > len(moved) // 2
+
+
+def test_a_jax_run_of_the_transformed_view_is_refused_in_one_line(monkeypatch):
+    import importlib
+
+    from avloc.errors import RecipeError
+    from avloc.recipe_checks import check_recipe
+
+    recipe = tiny_ssltie()
+    check_recipe(recipe, "x.toml")
+    module = importlib.import_module("avloc.runtime.configure")  # the module, not the function
+    monkeypatch.setattr(module, "keras_backend_name", lambda: "jax")
+    with pytest.raises(RecipeError, match=r"^x.toml: loss.equivariance: .* KERAS_BACKEND=torch"):
+        check_recipe(recipe, "x.toml")
+    check_recipe(tiny_ssltie(lvs={}), "x.toml")  # without it, JAX trains

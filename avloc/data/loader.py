@@ -7,7 +7,8 @@ the recipe's :class:`~avloc.inputs.training.TrainInputs` say (``inputs``):
 - ``image``: ``(B, S, S, 3)`` train-augmented (``crop_flip``, docs/method.md: shorter side ->
   ``train_resize``, random crop ``image_size``, random flip, ImageNet normalisation; or
   SSL-TIE's ``moco_v2``);
-- ``audio``: ``(B, F, T, 1)`` spectrogram of the stored clip in the recipe's front end (log
+- ``audio``: ``(B, F, T, 1)`` spectrogram of the stored clip (repeated or cut to the recipe's
+  ``clip_seconds``, as SSL-TIE's loader brings every clip to 10 s) in the recipe's front end (log
   power: 257 x 200 for 3 s at 16 kHz; mel in dB: 257 x 670 for 10 s), SpecAugment's masks on it
   when drawn;
 - ``noise``: ``(B, F, T, 1)`` spectrogram of a fresh clipped-N(0, 1) clip per image, only when
@@ -49,6 +50,7 @@ import keras
 import numpy as np
 
 from avloc.data.shards import ShardSet
+from avloc.inputs.pcm import fit_length
 from avloc.inputs.training import SPEC_MASK_KEY, LoaderPreprocessing, TrainInputs
 
 
@@ -112,7 +114,10 @@ class TrainBatches(keras.utils.PyDataset):
         self.on_device = bool(on_device)
         if rows is not None and not 0 <= rows[0] < rows[1] <= batch_size:
             raise ValueError(f"rows {rows} are not a part of a batch of {batch_size}")
-        self.clip_samples = int(round(shards.attrs["sample_rate"] * shards.attrs["clip_seconds"]))
+        #: Samples per clip: the recipe's clip length (stored clips are repeated or cut to it,
+        #: :func:`avloc.inputs.pcm.fit_length`), else the shards' own
+        seconds = self.inputs.clip_seconds or float(shards.attrs["clip_seconds"])
+        self.clip_samples = int(round(shards.attrs["sample_rate"] * seconds))
         #: The numpy preprocessing (unused with ``on_device``: the step's twin does it).
         self.preprocessing = LoaderPreprocessing(self.inputs)
 
@@ -137,6 +142,7 @@ class TrainBatches(keras.utils.PyDataset):
         rng = np.random.default_rng([self.seed, epoch, batch])
         indices = self.sample_indices(epoch, batch)[start:stop]
         rows = self.shards.read(indices, ["image", "audio"], raw_pcm=self.on_device)
+        rows["audio"] = fit_length(rows["audio"], self.clip_samples)
         frame_shape = rows["image"].shape[1:3]  # every stored image has the shard's size
         draws = self.inputs.draw(
             rng, self.batch_size, frame_shape, self.clip_samples, self.with_noise, self.on_device

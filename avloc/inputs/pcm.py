@@ -25,3 +25,15 @@ def pcm_to_float_ops(pcm):
     from keras import ops
 
     return ops.cast(pcm, "float32") / np.float32(PCM_SCALE)
+
+
+def fit_length(waves: np.ndarray, samples: int) -> np.ndarray:
+    """Clips ``(B, T)`` (any dtype) brought to ``(B, samples)`` as SSL-TIE's loader does: a short
+    clip is repeated from its start and cut (``datasets/dataloader.py``: repeated to 10 s), a long
+    one keeps its first ``samples``. The same array when it has that length already."""
+    length = waves.shape[-1]
+    if length == samples:
+        return waves
+    if length < samples:
+        waves = np.tile(waves, (1, -(-samples // length)))
+    return waves[:, :samples]

@@ -55,6 +55,7 @@ class TrainInputs:
     size: int = 224  # data.image_size, pixels
     resize: int = 246  # data.train_resize, pixels (crop_flip)
     sample_rate: int = 16000  # data.sample_rate, Hz
+    clip_seconds: float | None = None  # data.clip_seconds (None: as the shards store them)
     noise_color: str = "white"  # data.noise_color
     audio_frontend: str = "log_psd"  # data.audio_frontend
     image_augment: str = "crop_flip"  # data.image_augment
@@ -70,6 +71,7 @@ class TrainInputs:
             size=int(data.image_size),
             resize=int(data.train_resize),
             sample_rate=int(data.sample_rate),
+            clip_seconds=float(data.clip_seconds),
             noise_color=data.noise_color,
             audio_frontend=data.audio_frontend,
             image_augment=data.image_augment,
