@@ -33,6 +33,30 @@ from avloc.runtime import configure  # noqa: E402
 configure(widths=[2])
 
 
+#: The backend under which ``backend_independent`` tests run (scripts/test.sh runs it first)
+REFERENCE_BACKEND = "torch"
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``backend_independent`` run once, under :data:`REFERENCE_BACKEND`.
+
+    The mark is for modules that never import Keras (numpy metrics, preparation, media, docs)
+    and for cases of one property where one backend is representative (the resume test's kill
+    points beyond the first: the job's bookkeeping is Python, the weights' restore is checked on
+    every backend by the first). ``AVLOC_TEST_EVERY_BACKEND=1`` runs them everywhere.
+    """
+    if os.environ.get("AVLOC_TEST_EVERY_BACKEND") == "1":
+        return
+    if os.environ.get("KERAS_BACKEND", REFERENCE_BACKEND) == REFERENCE_BACKEND:
+        return
+    kept, dropped = [], []
+    for item in items:
+        (dropped if item.get_closest_marker("backend_independent") else kept).append(item)
+    if dropped:
+        config.hook.pytest_deselected(items=dropped)
+        items[:] = kept
+
+
 @pytest.fixture(scope="session")
 def tiny_shards(tmp_path_factory):
     """``tiny_shards(train=, test=, seed=, **config)``: :func:`harness.synthetic_shards` in a folder

@@ -11,6 +11,10 @@ import ast
 import re
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.backend_independent  # no Keras: one backend runs it (conftest.py)
+
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = ROOT / "avloc"
 

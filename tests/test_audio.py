@@ -15,6 +15,8 @@ from avloc.inputs import noise as negatives
 from avloc.inputs import spectrogram
 from avloc.media import audio
 
+pytestmark = pytest.mark.backend_independent  # no Keras: one backend runs it (conftest.py)
+
 SR = 16000
 
 

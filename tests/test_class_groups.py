@@ -17,6 +17,8 @@ from avloc.data.sources import build_preparer
 from avloc.data.sources.class_groups import default_groups, is_person_class, read_groups
 from avloc.errors import DataError
 
+pytestmark = pytest.mark.backend_independent  # no Keras: one backend runs it (conftest.py)
+
 PEOPLE_EATING, PEOPLE_SLURPING, DOG = "people eating apple", "people slurping", "dog barking"
 
 

@@ -15,6 +15,8 @@ from avloc.metrics.detection import (
     top_quarter_confidence,
 )
 
+pytestmark = pytest.mark.backend_independent  # no Keras: one backend runs it (conftest.py)
+
 # visible, visible (wrong place), not visible, visible; worked out by hand in the comments
 VISIBLE = [True, True, False, True]
 CIOU = [0.8, 0.3, 0.0, 0.9]

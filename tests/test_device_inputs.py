@@ -271,6 +271,7 @@ def test_auto_preprocesses_on_the_device_only_with_a_gpu():
 
     assert (chosen('"auto"') is not None) == trains_on_gpu()
     assert chosen("false") is None
-    assert chosen("true") == DevicePreprocessing(TrainInputs(size=112, resize=123))
+    settings = chosen("true").settings
+    assert (settings.size, settings.resize, settings.noise_color) == (112, 123, "white")
     with pytest.raises(RecipeError, match="expected bool or one of 'auto', got 'gpu'"):
         chosen('"gpu"')

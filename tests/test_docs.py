@@ -13,7 +13,10 @@ import os
 import re
 
 import numpy as np
+import pytest
 from harness import ROOT, random_records
+
+pytestmark = pytest.mark.backend_independent  # no Keras: one backend runs it (conftest.py)
 
 DOCS = ROOT / "docs"
 

@@ -10,6 +10,8 @@ import pytest
 from avloc.errors import AvlocError
 from avloc.utils.files import atomic_path, atomic_write_bytes
 
+pytestmark = pytest.mark.backend_independent  # no Keras: one backend runs it (conftest.py)
+
 
 def test_a_regular_file_is_replaced_atomically(tmp_path):
     target = tmp_path / "out.json"

@@ -13,6 +13,8 @@ from avloc.errors import MediaError
 from avloc.inputs import images
 from avloc.media import image
 
+pytestmark = pytest.mark.backend_independent  # no Keras: one backend runs it (conftest.py)
+
 
 def _asym(h: int = 40, w: int = 60) -> np.ndarray:
     """Red left half, blue right half, green top-left corner: every flip/rotation is visible."""

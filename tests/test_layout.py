@@ -10,6 +10,10 @@ from __future__ import annotations
 import ast
 from pathlib import Path
 
+import pytest
+
+pytestmark = pytest.mark.backend_independent  # no Keras: one backend runs it (conftest.py)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 

@@ -10,6 +10,8 @@ import pytest
 
 from avloc.media.overlay import outline_mask, overlay_heatmap, stamp_caption
 
+pytestmark = pytest.mark.backend_independent  # no Keras: one backend runs it (conftest.py)
+
 # ------------------------------------------------------------------------------------------
 # overlay
 

@@ -13,6 +13,8 @@ import torch
 from avloc.inputs.contract import InputContract
 from avloc.inputs.mel import mel_db_spectrogram
 
+pytestmark = pytest.mark.backend_independent  # no Keras: one backend runs it (conftest.py)
+
 
 def reference(wave: np.ndarray, sr: int, n_fft=512, hop=239, n_mels=257) -> np.ndarray:
     x = torch.from_numpy(np.asarray(wave, np.float64))

@@ -8,6 +8,8 @@ from sklearn.metrics import auc as sk_auc
 
 from avloc import metrics as M
 
+pytestmark = pytest.mark.backend_independent  # no Keras: one backend runs it (conftest.py)
+
 # A 4x4 raw map (cosine similarity) with ties, used by several hand-computed tests.
 #   row-major flat index:  0    1    2    3  /  4    5    6    7  / 8.. all 0 / 15 = -0.5
 MAP = np.array(

@@ -8,6 +8,8 @@ from sklearn.metrics import auc as sk_auc
 
 from avloc import metrics as M
 
+pytestmark = pytest.mark.backend_independent  # no Keras: one backend runs it (conftest.py)
+
 
 # --------------------------------------------------------------------------- negatives
 def test_pia_and_auc_n_hand():

@@ -9,6 +9,8 @@ from sklearn.metrics import auc as sk_auc
 
 from avloc import metrics as M
 
+pytestmark = pytest.mark.backend_independent  # no Keras: one backend runs it (conftest.py)
+
 
 # --------------------------------------------------------------------------- retrieval
 def _naive_recall(sim, qlab, glab, k):

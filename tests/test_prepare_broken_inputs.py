@@ -29,6 +29,8 @@ from avloc.data.sources import build_preparer
 from avloc.errors import DataError, SampleFault, machine_fault
 from avloc_cli.main import app
 
+pytestmark = pytest.mark.backend_independent  # no Keras: one backend runs it (conftest.py)
+
 # --------------------------------------------------------------------------------------------
 # Broken inputs
 # --------------------------------------------------------------------------------------------

@@ -8,12 +8,15 @@ import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 from PIL import Image
 from prepare_harness import tone, write_jpeg, write_wav
 from typer.testing import CliRunner
 
 from avloc.data.sources import preparer_names
 from avloc_cli.main import app
+
+pytestmark = pytest.mark.backend_independent  # no Keras: one backend runs it (conftest.py)
 
 # --------------------------------------------------------------------------------------------
 # One command per source

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 
+import pytest
 from prepare_harness import assert_same_shards, extracted_corpus, finished_shards
 from typer.testing import CliRunner
 
@@ -12,6 +13,8 @@ from avloc.data.prepare import prepare, read_report
 from avloc.data.shards import ShardSet
 from avloc.data.sources import build_preparer
 from avloc_cli.main import app
+
+pytestmark = pytest.mark.backend_independent  # no Keras: one backend runs it (conftest.py)
 
 # --------------------------------------------------------------------------------------------
 # --part I/N: a job array prepares a corpus in parallel

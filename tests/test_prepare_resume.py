@@ -21,6 +21,8 @@ from avloc.data.shards import ShardSet, read_info
 from avloc.data.sources import build_preparer
 from avloc_cli.main import app
 
+pytestmark = pytest.mark.backend_independent  # no Keras: one backend runs it (conftest.py)
+
 REPO = Path(__file__).resolve().parents[1]
 
 

@@ -24,6 +24,8 @@ from avloc.data.prepare import read_report
 from avloc.data.shards import read_info
 from avloc.metrics import gt_flickr
 
+pytestmark = pytest.mark.backend_independent  # no Keras: one backend runs it (conftest.py)
+
 # --------------------------------------------------------------------------------------------
 # Flickr-SoundNet
 # --------------------------------------------------------------------------------------------

@@ -31,6 +31,8 @@ from avloc.inputs.images import resize_uint8
 from avloc.media.image import load_image
 from avloc.metrics import gt_from_boxes_normalized
 
+pytestmark = pytest.mark.backend_independent  # no Keras: one backend runs it (conftest.py)
+
 # --------------------------------------------------------------------------------------------
 # VGGSound (training)
 # --------------------------------------------------------------------------------------------

@@ -214,7 +214,9 @@ def test_ablation_rows_differ_only_in_their_switches():
             )
             assert row == switches, (folder, name)
             assert recipe.model == reference.model and recipe.train == reference.train
-            assert recipe.data == reference.data and recipe.eval == reference.eval
+            assert recipe.data == reference.data
+            if folder == "ablation":  # the miniature's rows 1-6 keep the baselines' q3 Uth
+                assert recipe.eval == reference.eval
             switched = ("silence_negative", "noise_negative")
             assert {k: v for k, v in term.items() if k not in switched} == {
                 k: v for k, v in reference.loss[contrastive].items() if k not in switched

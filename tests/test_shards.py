@@ -8,6 +8,8 @@ from avloc.data.shards import ShardSet, read_info
 from avloc.data.synthetic import SyntheticConfig, make_scene
 from avloc.errors import DataError
 
+pytestmark = pytest.mark.backend_independent  # no Keras: one backend runs it (conftest.py)
+
 CONFIG = SyntheticConfig(image_size=32)
 
 

@@ -18,6 +18,8 @@ from avloc.data.synthetic import (
 )
 from avloc.errors import AvlocError, RecipeError
 
+pytestmark = pytest.mark.backend_independent  # no Keras: one backend runs it (conftest.py)
+
 CFG = SyntheticConfig()
 CFG12 = SyntheticConfig(num_classes=12)
 

@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import math
 
+import pytest
+
 from avloc.evaluation.verdict import judge, learned, verdict_json, verdict_lines
+
+pytestmark = pytest.mark.backend_independent  # no Keras: one backend runs it (conftest.py)
 
 
 def metrics(adaptive=45.0, shuffled=10.0, silence=0.2, noise=0.0, sep=0.5, offscreen=12.0):

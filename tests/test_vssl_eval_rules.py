@@ -20,6 +20,8 @@ from avloc.inputs.mel import mel_db_spectrogram
 from avloc.inputs.spectrogram import spectrogram
 from avloc.utils.interpolation import upsample
 
+pytestmark = pytest.mark.backend_independent  # no Keras: one backend runs it (conftest.py)
+
 # --------------------------------------------------------------------------------------------
 # pieces
 
