@@ -1,10 +1,11 @@
 """SSL-TIE's transformation T and its ``equivariance`` term vs a plain-torch copy of SSL-TIE's code.
 
-The reference below follows jinxiang-liu/SSL-TIE (``utils/tf_equivariance_loss.py``, ``main.py``)
-with kornia 0.5, written in plain torch: kornia's ``get_rotation_matrix2d`` (OpenCV's matrix),
-``warp_affine`` (the pixel matrix normalised to ``[-1, 1]`` with ``normal_transform_pixel``,
-inverted, ``F.affine_grid`` + ``F.grid_sample`` with ``align_corners=True``, zeros padding),
-``Resize``/``resize`` (``F.interpolate``, bilinear, ``align_corners=False``), ``Hflip`` and
+The reference (``tests/ssltie_reference.py``) follows jinxiang-liu/SSL-TIE
+(``utils/tf_equivariance_loss.py``, ``main.py``) with kornia 0.5, written in plain torch:
+kornia's ``get_rotation_matrix2d`` (OpenCV's matrix), ``warp_affine`` (the pixel matrix
+normalised to ``[-1, 1]`` with ``normal_transform_pixel``, inverted, ``F.affine_grid`` +
+``F.grid_sample`` with ``align_corners=True``, zeros padding), ``Resize``/``resize``
+(``F.interpolate``, bilinear, ``align_corners=False``), ``Hflip`` and
 ``TfEquivarianceLoss.forward`` (a resize when the sizes differ, then ``nn.MSELoss``).
 
 Tolerances: SSL-TIE runs T in float32, and so does avloc; float32 sampling points at 224 px are
@@ -19,14 +20,19 @@ largest gradient). A convention error (half a pixel, the other rotation sense, t
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
 from keras import ops
 from loss_harness import backend_grad
+from ssltie_reference import (
+    kornia_resize,
+    kornia_rotation_matrix2d,
+    kornia_warp_affine,
+    ssl_tie_loss,
+    ssl_tie_matrices,
+    ssl_tie_transform,
+)
 
 from avloc.inputs.geometry import (
     FLIP_KEY,
@@ -48,84 +54,6 @@ ANGLES = [0.0, 30.0, -30.0, -7.0]
 
 # ------------------------------------------------------------------------------------------
 # the reference: SSL-TIE's code path with kornia 0.5, in plain torch (NCHW)
-
-
-def kornia_rotation_matrix2d(center, angle, scale):
-    """kornia 0.5 ``get_rotation_matrix2d``: ``center`` (B, 2) as (x, y), ``angle`` (B,) in
-    degrees, ``scale`` (B, 2) -> (B, 2, 3)."""
-    radians = angle * math.pi / 180.0
-    cos, sin = torch.cos(radians), torch.sin(radians)
-    rotation = torch.stack([cos, sin, -sin, cos], dim=-1).view(-1, 2, 2)
-    scaling = torch.eye(2, dtype=angle.dtype).repeat(angle.shape[0], 1, 1)
-    scaling = scaling * scale.unsqueeze(2).repeat(1, 1, 2)
-    scaled = rotation @ scaling
-    alpha, beta = scaled[:, 0, 0], scaled[:, 0, 1]
-    x, y = center[..., 0], center[..., 1]
-    matrix = torch.zeros(angle.shape[0], 2, 3, dtype=angle.dtype)
-    matrix[..., 0:2, 0:2] = scaled
-    matrix[..., 0, 2] = (1.0 - alpha) * x - beta * y
-    matrix[..., 1, 2] = beta * x + (1.0 - alpha) * y
-    return matrix
-
-
-def normal_transform_pixel(height, width, dtype):
-    matrix = torch.tensor([[1.0, 0.0, -1.0], [0.0, 1.0, -1.0], [0.0, 0.0, 1.0]], dtype=dtype)
-    matrix[0, 0] = matrix[0, 0] * 2.0 / (width - 1.0)
-    matrix[1, 1] = matrix[1, 1] * 2.0 / (height - 1.0)
-    return matrix.unsqueeze(0)
-
-
-def kornia_warp_affine(src, matrix, dsize):
-    """kornia 0.5 ``warp_affine(src, M, dsize)`` with its default ``align_corners=True``."""
-    batch, channels, height, width = src.shape
-    bottom = torch.tensor([[[0.0, 0.0, 1.0]]], dtype=src.dtype).expand(batch, 1, 3)
-    homography = torch.cat([matrix, bottom], dim=1)
-    src_norm = normal_transform_pixel(height, width, src.dtype)
-    dst_norm = normal_transform_pixel(dsize[0], dsize[1], src.dtype)
-    dst_norm_trans_src_norm = dst_norm @ (homography @ torch.inverse(src_norm))
-    src_norm_trans_dst_norm = torch.inverse(dst_norm_trans_src_norm)
-    grid = F.affine_grid(
-        src_norm_trans_dst_norm[:, :2, :], [batch, channels, *dsize], align_corners=True
-    )
-    return F.grid_sample(src, grid, mode="bilinear", padding_mode="zeros", align_corners=True)
-
-
-def kornia_resize(x, size):
-    """kornia 0.5 ``resize``/``Resize``: ``align_corners=None``, which is False for bilinear."""
-    return F.interpolate(x, size=tuple(size), mode="bilinear", align_corners=False)
-
-
-def ssl_tie_matrices(angles, scale, input_size, dtype):
-    """``TfEquivarianceLoss._get_rotation`` given its draws."""
-    batch = len(angles)
-    center = torch.ones(batch, 2, dtype=dtype)
-    center[..., 0] = input_size / 2
-    center[..., 1] = input_size / 2
-    angle = torch.tensor(angles, dtype=dtype)
-    return kornia_rotation_matrix2d(center, angle, torch.full((batch, 2), scale, dtype=dtype))
-
-
-def ssl_tie_transform(x, angles, scale, flip, input_size):
-    """``TfEquivarianceLoss.transform`` on ``x`` (B, C, H, W), in ``x``'s dtype."""
-    hw = (input_size, input_size)
-    dsize = [int(item * scale) for item in x.size()[-2:]]
-    if tuple(x.shape[2:]) != hw:
-        x = kornia_resize(x, hw)
-    matrices = ssl_tie_matrices(angles, scale, input_size, x.dtype)
-    out = kornia_warp_affine(x, matrices, [input_size, input_size])
-    out = kornia_resize(out, dsize)
-    return torch.flip(out, [-1]) if flip else out
-
-
-def ssl_tie_loss(v_map, a_emb, v_map_t, angles, scale, flip, input_size):
-    """``main.py``: A = einsum of the normalised maps, then ``tf_equiv_loss(A_T, transform(A))``;
-    channels-last torch inputs (B, h, w, D), (B, D)."""
-    heatmap = torch.einsum("bhwd,bd->bhw", v_map, a_emb).unsqueeze(1)
-    heatmap_ts = torch.einsum("bhwd,bd->bhw", v_map_t, a_emb).unsqueeze(1)
-    ts_heatmap = ssl_tie_transform(heatmap, angles, scale, flip, input_size)
-    if ts_heatmap.shape[-2:] != heatmap_ts.shape[-2:]:
-        ts_heatmap = kornia_resize(ts_heatmap, heatmap_ts.shape[-2:])
-    return torch.nn.MSELoss()(heatmap_ts, ts_heatmap)
 
 
 def reference(x: np.ndarray, angles, scale, flip, input_size, dtype) -> np.ndarray:
