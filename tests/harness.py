@@ -29,6 +29,12 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 QUICKSTART = ROOT / "recipes" / "quickstart.toml"
+RECIPE_DIR = ROOT / "recipes"
+#: Pretraining recipes (``avloc pretrain``); every other TOML is a training recipe.
+PRETRAIN_RECIPES = [RECIPE_DIR / "synthetic" / "visual_trunk.toml"]
+#: Every training recipe, and its path under ``recipes/`` as a test id.
+TRAINING_RECIPES = sorted(p for p in RECIPE_DIR.rglob("*.toml") if p not in PRETRAIN_RECIPES)
+RECIPE_IDS = [p.relative_to(RECIPE_DIR).as_posix() for p in TRAINING_RECIPES]
 TINY_NET = [
     "model.embed_dim=16",
     "model.visual.width=4",

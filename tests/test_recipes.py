@@ -11,15 +11,11 @@ import dataclasses
 from pathlib import Path
 
 import pytest
+from harness import PRETRAIN_RECIPES, RECIPE_DIR, RECIPE_IDS, TRAINING_RECIPES
 
 from avloc.config import load_recipe
 
-ROOT = Path(__file__).resolve().parents[1]
-RECIPE_DIR = ROOT / "recipes"
-#: Pretraining recipes (``avloc pretrain``); every other TOML is a training recipe.
-PRETRAIN = [RECIPE_DIR / "synthetic" / "visual_trunk.toml"]
-RECIPES = sorted(p for p in RECIPE_DIR.rglob("*.toml") if p not in PRETRAIN)
-IDS = [p.relative_to(RECIPE_DIR).as_posix() for p in RECIPES]
+PRETRAIN, RECIPES, IDS = PRETRAIN_RECIPES, TRAINING_RECIPES, RECIPE_IDS
 PAPER = [
     "ezvsl.toml", "marginnce.toml", "fnac.toml", "lvs.toml", "ssltie.toml", "sslsan.toml",
     "ezvsl_san.toml",

@@ -21,6 +21,7 @@ from pathlib import Path
 import keras
 import numpy as np
 import pytest
+from harness import PRETRAIN_RECIPES, RECIPE_DIR, RECIPE_IDS, TRAINING_RECIPES
 from keras import ops
 
 from avloc.config import load_recipe
@@ -31,12 +32,7 @@ from avloc.models.io import load_network
 from avloc.task import EpochCounter
 from avloc.training.build import build_task, train_inputs
 
-ROOT = Path(__file__).resolve().parents[1]
-RECIPE_DIR = ROOT / "recipes"
-#: Pretraining recipes (``avloc pretrain``); every other TOML is a training recipe.
-PRETRAIN = [RECIPE_DIR / "synthetic" / "visual_trunk.toml"]
-RECIPES = sorted(p for p in RECIPE_DIR.rglob("*.toml") if p not in PRETRAIN)
-IDS = [p.relative_to(RECIPE_DIR).as_posix() for p in RECIPES]
+PRETRAIN, RECIPES, IDS = PRETRAIN_RECIPES, TRAINING_RECIPES, RECIPE_IDS
 
 
 # ------------------------------------------------------------------------------------------

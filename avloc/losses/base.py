@@ -52,3 +52,12 @@ class LossTerm:
 
     def __call__(self, outputs: dict):  # pragma: no cover - interface
         raise NotImplementedError
+
+
+def negative_needs(silence_negative: bool, noise_negative: bool) -> frozenset[str]:
+    """The ``needs`` of a contrastive term with SSL-SaN's extra negatives switched on."""
+    return frozenset(
+        name
+        for name, wanted in (("silence", silence_negative), ("noise", noise_negative))
+        if wanted
+    )

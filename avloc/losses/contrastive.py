@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from keras import ops
 
-from avloc.losses.base import LOSS_TERMS, LossTerm
+from avloc.losses.base import LOSS_TERMS, LossTerm, negative_needs
 from avloc.models.similarity import all_pair_maps
 
 
@@ -64,12 +64,7 @@ class MILContrastive(LossTerm):
         self.margin = margin
         self.silence_negative = silence_negative
         self.noise_negative = noise_negative
-        needs = set()
-        if silence_negative:
-            needs.add("silence")
-        if noise_negative:
-            needs.add("noise")
-        self.needs = frozenset(needs)
+        self.needs = negative_needs(silence_negative, noise_negative)
 
     def __call__(self, outputs):
         v_map, a_emb = outputs["v_map"], outputs["a_emb"]

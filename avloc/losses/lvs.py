@@ -48,7 +48,7 @@ from __future__ import annotations
 
 from keras import ops
 
-from avloc.losses.base import LOSS_TERMS, LossTerm
+from avloc.losses.base import LOSS_TERMS, LossTerm, negative_needs
 from avloc.losses.contrastive import positive_mask
 from avloc.models.similarity import all_pair_maps, pair_maps, shared_audio_maps
 
@@ -87,12 +87,7 @@ class SoftThresholdContrastive(LossTerm):
         self.margin = margin
         self.silence_negative = silence_negative
         self.noise_negative = noise_negative
-        needs = set()
-        if silence_negative:
-            needs.add("silence")
-        if noise_negative:
-            needs.add("noise")
-        self.needs = frozenset(needs)
+        self.needs = negative_needs(silence_negative, noise_negative)
 
     def positive_weights(self, maps):
         return ops.sigmoid((maps - self.epsilon) / self.threshold_tau)
