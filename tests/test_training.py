@@ -72,6 +72,7 @@ np.savez(sys.argv[3], maps=as_np(maps), v_map=as_np(out["v_map"]), a_emb=as_np(o
 
 
 @pytest.mark.large  # starts subprocesses
+@pytest.mark.backend_independent  # both directions run in subprocesses: once is enough
 @pytest.mark.parametrize("train_backend,other", [("torch", "tensorflow"), ("tensorflow", "torch")])
 def test_model_trained_on_one_backend_gives_same_maps_on_the_other(
     shards, tmp_path, train_backend, other
