@@ -315,7 +315,7 @@ def pretrain(
     if verbose is None:
         verbose = 1 if sys.stdout.isatty() else 2
     started = time.time()
-    configure(widths=[recipe.model.visual.width])  # its kernels, before the trunk is built
+    configure(widths=[recipe.model.visual.width], repeatable=True)  # before the trunk is built
     data = make_dataset(recipe)
     keras.utils.set_random_seed(recipe.seed)
     model, trunk, fc = build_classifier(recipe)

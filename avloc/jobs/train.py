@@ -81,7 +81,7 @@ def train(recipe: Recipe, run_dir: str | Path, verbose: int | None = None) -> Tr
     check_recipe(recipe)  # loss terms, architecture, Uth statistic: before any output
     # The kernels for this recipe's networks, before anything is built (the same as `avloc
     # train`); fixed training shapes let cuDNN keep its fastest algorithms on a GPU
-    kernels = runtime.configure(recipe, gpu_autotune=True)
+    kernels = runtime.configure(recipe, gpu_autotune=True, repeatable=True)
     shards = ShardSet(recipe.data.train)  # fails early, naming the path, if data are missing
     steps_per_epoch = epoch_steps(recipe, len(shards))
     if steps_per_epoch == 0:
