@@ -238,13 +238,15 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 
 #: Sane ranges of the recipe's numbers: dotted path -> (test, what it must be). Checked at load,
-#: so a nonsensical value never creates a run directory.
+#: so a nonsensical value never creates a run directory. The same ranges bound what a network
+#: file or an imported checkpoint may declare (:mod:`avloc.models.network_checks`): upper bounds
+#: keep a crafted file from making avloc allocate without limit.
 RANGES: dict[str, tuple[Any, str]] = {
     "seed": (lambda v: v >= 0, "at least 0"),
-    "data.image_size": (lambda v: v >= 16, "at least 16 (pixels)"),
-    "data.train_resize": (lambda v: v >= 16, "at least 16 (pixels)"),
+    "data.image_size": (lambda v: 16 <= v <= 2048, "between 16 and 2048 (pixels)"),
+    "data.train_resize": (lambda v: 16 <= v <= 4096, "between 16 and 4096 (pixels)"),
     "data.inference_border": (lambda v: 0 <= v <= 256, "between 0 and 256 (pixels)"),
-    "data.sample_rate": (lambda v: v >= 1000, "at least 1000 (Hz)"),
+    "data.sample_rate": (lambda v: 1000 <= v <= 192000, "between 1000 and 192000 (Hz)"),
     "data.clip_seconds": (lambda v: 0.05 <= v <= 600, "between 0.05 and 600 (seconds)"),
     "data.workers": (lambda v: v >= 0, "at least 0"),
     "data.max_queue_size": (lambda v: v >= 1, "at least 1"),

@@ -117,7 +117,7 @@ def test_a_zip_bomb_checkpoint_is_refused_before_unpacking(tmp_path, monkeypatch
     import zipfile
 
     from avloc.errors import DataError
-    from avloc.models import io
+    from avloc.models import file_limits, io
 
     bomb = tmp_path / "bomb.keras"
     with zipfile.ZipFile(bomb, "w", zipfile.ZIP_DEFLATED) as archive:
@@ -127,8 +127,8 @@ def test_a_zip_bomb_checkpoint_is_refused_before_unpacking(tmp_path, monkeypatch
     with pytest.raises(DataError, match=r"bomb.keras: member model.weights.h5 unpacks 16 MiB"):
         io.load_network(bomb)
     # The total size is checked too (here with a lower limit than the real 4 GiB).
-    monkeypatch.setattr(io, "MAX_UNPACKED_BYTES", 2**20)
-    monkeypatch.setattr(io, "MAX_RATIO", 10**9)
+    monkeypatch.setattr(file_limits, "MAX_UNPACKED_BYTES", 2**20)
+    monkeypatch.setattr(file_limits, "MAX_RATIO", 10**9)
     limit = r"bomb.keras: would unpack to 16 MiB \(more than 1 MiB\); refused"
     with pytest.raises(DataError, match=limit):
         io.load_network(bomb)

@@ -55,7 +55,7 @@ class InputContract:
         frontend = inputs.get("audio_frontend", "log_psd")
         if frontend not in AUDIO_FRONTENDS:
             known = ", ".join(AUDIO_FRONTENDS)
-            raise ValueError(f"unknown audio_frontend {frontend!r} (expected one of {known})")
+            raise ValueError(f"audio_frontend {frontend!r}: expected one of {known}")
         self.audio_frontend = frontend
         hop = int(inputs.get("stft_hop", DEFAULT_STFT_HOP))
         if not 0 < hop <= 512:
@@ -68,7 +68,7 @@ class InputContract:
         self.image_norm = inputs.get("image_norm", "imagenet")
         if self.image_norm not in IMAGE_NORMS:
             known = ", ".join(IMAGE_NORMS)
-            raise ValueError(f"unknown image_norm {self.image_norm!r} (expected one of {known})")
+            raise ValueError(f"image_norm {self.image_norm!r}: expected one of {known}")
 
     def images(self, images_uint8: Sequence[np.ndarray]) -> np.ndarray:
         """uint8 ``(H, W, 3)`` images (sizes may differ) -> float32 ``(B, S + 2b, S + 2b, 3)``."""

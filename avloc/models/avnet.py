@@ -247,12 +247,18 @@ def input_settings(data_config) -> dict[str, Any]:
     return settings
 
 
+def visual_dropout_problem(rate: float) -> str:
+    """What ``model.visual_dropout`` must be, when ``rate`` is not that; "" when it is."""
+    return "" if 0.0 <= rate < 1.0 else "a rate in [0, 1)"
+
+
 def _check_visual_dropout(model_config) -> float:
     rate = model_config.visual_dropout
-    if not 0.0 <= rate < 1.0:
+    problem = visual_dropout_problem(rate)
+    if problem:
         from avloc.errors import RecipeError
 
-        raise RecipeError(f"model.visual_dropout: expected a rate in [0, 1), got {rate}")
+        raise RecipeError(f"model.visual_dropout: expected {problem}, got {rate}")
     return rate
 
 

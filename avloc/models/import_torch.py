@@ -282,6 +282,34 @@ def _embed_dim(path: Path, state: dict[str, np.ndarray], module: str) -> int:
     return int(state[key].shape[0])
 
 
+def _check_sizes(
+    path: Path, state: dict[str, np.ndarray], spec: ArchSpec, embed_dim, visual, audio
+):
+    """The sizes read from tensor shapes within the recipes' ranges, and a network that its
+    tensors can fill, before it is built; one-line DataError naming the file and the key."""
+    from avloc.models.file_limits import check_parameters
+    from avloc.models.network_checks import check_recipe_value
+
+    trunks = (
+        ("visual", spec.visual, "conv1", visual),
+        ("audio", spec.audio, spec.audio_stem, audio),
+    )
+    for part, prefix, stem, (width, blocks) in trunks:
+        check_recipe_value(path, f"{prefix}.{stem}.weight", f"model.{part}.width", width)
+        check_recipe_value(path, f"{prefix}.layer*", f"model.{part}.blocks", blocks)
+    where = f"{spec.img_proj}.weight" if spec.img_proj else f"{spec.visual} (its output channels)"
+    check_recipe_value(path, where, "model.embed_dim", embed_dim)
+    config = {
+        "embed_dim": embed_dim,
+        "visual": {"width": visual[0], "blocks": visual[1]},
+        "audio": {"width": audio[0], "blocks": audio[1]},
+        "projection": bool(spec.img_proj),
+        "heads": 2 if spec.img_proj2 else 1,
+    }
+    stored = sum(int(tensor.size) for tensor in state.values())
+    check_parameters(path, config, stored, "its tensors")
+
+
 def import_checkpoint(
     path: str | Path,
     arch: str | None,
@@ -324,6 +352,7 @@ def import_checkpoint(
                 f"{path}: --arch {arch} has no projections, but {spec.visual} outputs "
                 f"{embed_dim} channels and {spec.audio} {audio_channels}"
             )
+    _check_sizes(path, state, spec, embed_dim, (v_width, v_blocks), (a_width, a_blocks))
     model_config = ModelConfig(
         arch=spec.avloc_arch,
         embed_dim=embed_dim,

@@ -2,8 +2,11 @@
 
 ``save_network(net, path)`` writes atomically. ``load_network(path)`` uses Keras' safe mode: only
 classes registered by avloc are deserialised and no code stored in the file is run. Before Keras
-opens the archive, its members' sizes are checked (:func:`check_archive`): a few megabytes that
-would unpack to gigabytes (a zip bomb) are refused without unpacking anything. Weights are
+opens the archive, its members' sizes are checked (:func:`~avloc.models.file_limits.check_archive`):
+a few megabytes that would unpack to gigabytes (a zip bomb) are refused without unpacking
+anything. Then its config: every value within its recipe key's range
+(:mod:`avloc.models.network_checks`), and no more weights than the file holds
+(:func:`~avloc.models.file_limits.check_parameters`), before anything is built. Weights are
 layout-independent, so a file saved under torch loads under TensorFlow and vice versa.
 Loading configures the process's kernels for the file's widths first
 (:func:`avloc.runtime.configure`), as every job that reads a network needs.
@@ -19,6 +22,8 @@ import keras
 
 from avloc.errors import DataError
 from avloc.models.avnet import AudioVisualNet
+from avloc.models.file_limits import WEIGHT_BYTES, check_archive, check_parameters
+from avloc.models.network_checks import check_network_config
 from avloc.runtime.configure import configure
 from avloc.utils.files import atomic_path
 from avloc.utils.quiet import import_tensorflow_quietly
@@ -32,31 +37,8 @@ def save_network(net: keras.Model, path: str | Path) -> Path:
     return path
 
 
-#: Largest unpacked size accepted, bytes: a full-width ResNet-18 pair is about 0.1 GB in float32.
-MAX_UNPACKED_BYTES = 4 * 2**30
-#: Largest unpacked / packed ratio of one member: float weights compress a few times at most.
-MAX_RATIO = 200
-
-
-def check_archive(path: Path) -> None:
-    """DataError when a ``.keras`` archive would unpack to more than its weights could need."""
-    try:
-        with zipfile.ZipFile(path) as archive:
-            members = archive.infolist()
-    except (zipfile.BadZipFile, OSError) as exc:
-        raise DataError(f"{path}: not a readable .keras archive ({exc})") from None
-    total = sum(m.file_size for m in members)
-    if total > MAX_UNPACKED_BYTES:
-        raise DataError(
-            f"{path}: would unpack to {total / 2**20:,.0f} MiB (more than "
-            f"{MAX_UNPACKED_BYTES / 2**20:,.0f} MiB); refused"
-        )
-    for member in members:
-        if member.file_size > 2**20 and member.file_size > MAX_RATIO * max(member.compress_size, 1):
-            raise DataError(
-                f"{path}: member {member.filename} unpacks {member.file_size / 2**20:.0f} MiB from "
-                f"{member.compress_size / 2**20:.1f} MiB (a zip bomb?); refused"
-            )
+#: The archive member holding a network's weights (Keras' ``.keras`` format).
+WEIGHTS = "model.weights.h5"
 
 
 def network_config(path: Path) -> dict:
@@ -77,8 +59,13 @@ def load_network(path: str | Path) -> AudioVisualNet:
         raise DataError(f"{path}: no such checkpoint file")
     if not zipfile.is_zipfile(path):
         raise DataError(f"{path}: not a .keras checkpoint (expected a Keras zip archive)")
-    check_archive(path)
-    configure(network_config(path))  # the kernels for its widths, before it is built
+    members = {m.filename: m for m in check_archive(path)}
+    config = network_config(path)
+    check_network_config(path, config)  # every value in its recipe range, before building
+    if WEIGHTS in members:  # the weights it declares are in the file (else Keras refuses it)
+        stored = members[WEIGHTS].file_size // WEIGHT_BYTES
+        check_parameters(path, config, stored, WEIGHTS)
+    configure(config)  # the kernels for its widths, before it is built
     try:
         net = keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as exc:  # Keras raises many types for foreign archives

@@ -4,7 +4,9 @@ Reading is safe: ``torch.load(..., weights_only=True)`` never runs code stored i
 ``argparse.Namespace``, saved training arguments, is allowed besides tensors and plain data).
 :func:`load_state_dict` accepts a bare state_dict or the usual wrappers (``{"model": sd, ...}``,
 ``{"state_dict": sd}``, ``{"model_state_dict": sd}``, nested) and strips the ``module.`` prefixes
-that (Distributed)DataParallel adds.
+that (Distributed)DataParallel adds. Sizes are checked before anything is converted
+(:mod:`avloc.models.file_limits`): a zip bomb, or a tensor declaring more elements than its
+storage holds (a zero stride), is refused in one line.
 
 Layouts: convolutions ``(out, in, kh, kw)`` -> Keras ``(kh, kw, in, out)``; Linear ``(out, in)``
 -> ``(in, out)``; batch norm ``weight, bias, running_mean, running_var`` -> ``gamma, beta,
@@ -20,6 +22,7 @@ every tensor must be used or on the architecture's ignore list above. Anything e
 from __future__ import annotations
 
 import re
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from avloc.errors import DataError
+from avloc.models.file_limits import check_archive, check_tensors
 
 WRAPPER_KEYS = ("model", "state_dict", "model_state_dict")
 MAX_LISTED = 4  # keys named per category in an error line
@@ -42,6 +46,8 @@ def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
 
     import torch
 
+    if zipfile.is_zipfile(path):  # torch reads compressed members too: no zip bombs
+        check_archive(path, "PyTorch checkpoint")
     try:
         # argparse.Namespace (training arguments saved next to the weights) is plain data
         with torch.serialization.safe_globals([argparse.Namespace]):
@@ -61,6 +67,7 @@ def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
     except Exception as exc:  # torch raises many types for foreign or truncated files
         raise DataError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__})") from None
     state = _unwrap(obj, path)
+    check_tensors(path, state)  # every declared element stored: nothing huge to convert
     out: dict[str, np.ndarray] = {}
     for key, value in state.items():
         name = key
