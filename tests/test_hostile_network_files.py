@@ -232,21 +232,22 @@ def handmade(path: Path, tensor: _Tensor, stored: int) -> Path:
 
 
 @pytest.mark.parametrize(
-    "storage, size, stride",
+    "storage, size, stride, words",
     [
-        (4, (10**12,), (1,)),  # a tensor beyond its storage's extent
-        (10**10, (4,), (1,)),  # a storage declared larger than its record
-        (4, (10**12,), (0,)),  # zero strides
+        (4, (10**12,), (1,), "not a PyTorch"),  # beyond its storage (torch refuses it)
+        (10**10, (4,), (1,), "not a PyTorch"),  # a storage larger than its record (torch too)
+        (4, (10**12,), (0,), "declares 1,000,000,000,000 elements"),  # zero strides
     ],
     ids=["extent", "storage", "stride"],
 )
-def test_a_handmade_tensor_beyond_its_storage_is_refused(tmp_path, storage, size, stride):
+def test_a_handmade_tensor_beyond_its_storage_is_refused(tmp_path, storage, size, stride, words):
     path = handmade(tmp_path / "handmade.pth", _Tensor(_Storage(storage), size, stride), 4)
     fine = handmade(tmp_path / "fine.pth", _Tensor(_Storage(4), (4,), (1,)), 4)
     assert load_state_dict(fine)["w"].shape == (4,)  # the handmade format itself is sound
     with pytest.raises(DataError) as info:
         load_state_dict(path)
-    assert "\n" not in str(info.value) and str(path) in str(info.value)
+    message = str(info.value)
+    assert "\n" not in message and str(path) in message and words in message, message
     with pytest.raises(DataError):
         import_checkpoint(path, "ezvsl", tmp_path / "out.keras")
     assert not (tmp_path / "out.keras").exists()

@@ -65,7 +65,9 @@ def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
             "torch.load(weights_only=True) and never runs code stored in a file"
         ) from None
     except Exception as exc:  # torch raises many types for foreign or truncated files
-        raise DataError(f"{path}: not a PyTorch checkpoint ({type(exc).__name__})") from None
+        lines = str(exc).strip().splitlines()  # e.g. a storage smaller than a tensor's extent
+        detail = f"{type(exc).__name__}: {lines[0][:200]}" if lines else type(exc).__name__
+        raise DataError(f"{path}: not a PyTorch checkpoint ({detail})") from None
     state = _unwrap(obj, path)
     check_tensors(path, state)  # every declared element stored: nothing huge to convert
     out: dict[str, np.ndarray] = {}
