@@ -281,7 +281,7 @@ LOSS_RANGES: dict[str, tuple[Any, str]] = {
 }
 
 
-def _is_number(value: Any) -> bool:
+def is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
@@ -305,7 +305,7 @@ def loss_ranges(loss: dict[str, Any]) -> dict[str, tuple[Any, str]]:
         for term, table in loss.items()
         if isinstance(table, dict)
         for key, rule in LOSS_RANGES.items()
-        if _is_number(table.get(key))
+        if is_number(table.get(key))
     }
 
 
