@@ -124,6 +124,18 @@ def is_video(path: str | Path) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTS
 
 
+def check_frame_time(video: str | Path, time: float | None, key: str) -> None:
+    """MediaError naming ``video`` and ``key`` when ``time`` (seconds; None: the middle) is past
+    the video's end (its probed duration; a video without one passes)."""
+    if time is None:
+        return
+    from avloc.media.video import probe
+
+    duration = probe(video).duration
+    if duration and time > duration:
+        raise MediaError(f"{video}: {key} {time:g} s is past its end ({duration:.2f} s)")
+
+
 def load_item(item: Item, inputs: dict[str, Any]) -> LoadedItem:
     """Decode an item's frame/image and its audio clip per the network's ``inputs`` settings.
 
@@ -135,14 +147,7 @@ def load_item(item: Item, inputs: dict[str, Any]) -> LoadedItem:
     seconds = float(inputs["clip_seconds"])
     time = item.time
     if item.video is not None:
-        if item.time is not None:
-            from avloc.media.video import probe
-
-            duration = probe(item.video).duration
-            if duration and item.time > duration:
-                raise MediaError(
-                    f"{item.video}: --time {item.time:g} s is past its end ({duration:.2f} s)"
-                )
+        check_frame_time(item.video, item.time, "--time")
         try:
             frame, time = extract_video_frame(item.video, item.time)
         except ValueError as exc:
