@@ -234,6 +234,8 @@ def test_cli_video_with_time_and_sounding(models, media, tmp_path):
         ("mute", "mute.mp4: has no audio track"),
         ("badimage", "broken.jpg: not a readable image"),
         ("uncalibrated", "none.keras: no calibrated universal threshold"),
+        ("time-past-audio", "tone.wav: --time 1e+300 s is past its end"),
+        ("time-infinite", "--time must be a finite number of seconds >= 0, got inf"),
     ],
 )
 def test_cli_bad_inputs_one_line_nonzero(models, media, tmp_path, case, message):
@@ -246,6 +248,8 @@ def test_cli_bad_inputs_one_line_nonzero(models, media, tmp_path, case, message)
         "mute": [str(media["mute"])],
         "badimage": [str(media["badimage"]), audio],
         "uncalibrated": [image, audio],
+        "time-past-audio": [image, audio, "--time", "1e300"],
+        "time-infinite": [image, audio, "--time", "inf"],
     }[case]
     if case == "uncalibrated":
         model = str(models["none"])
