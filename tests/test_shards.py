@@ -88,7 +88,7 @@ def _set(key, value):
     [
         (_set("count", 9), "attribute count = 9, but dataset audio holds 4 rows"),
         (_set("count", -1), "attribute count = -1 is not a number of rows"),
-        (_set("fields", '["id", "image"'), "attribute fields = '[\"id\", \"image\"' is not valid"),
+        (_set("fields", '["id", "image"'), 'attribute fields = \'["id", "image"\' is not valid'),
         (_set("fields", '{"id": 1}'), "attribute fields = '{\"id\": 1}' is not a list of names"),
         (_set("fields", '["id", "image"]'), "attribute fields = ['id', 'image'] lacks the req"),
         (_set("class_names", "x"), "attribute class_names = 'x' is not valid JSON"),
