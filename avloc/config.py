@@ -5,9 +5,10 @@ A recipe has the sections ``[data]``, ``[model]`` (with ``[model.visual]``, ``[m
 ``[distribute]`` (data-parallel training, see :mod:`avloc.runtime.distribute`) and ``[eval]``.
 Unknown keys and wrong types (``typing.Literal`` where a value is one of a set) are rejected at
 load with a one-line :class:`~avloc.errors.RecipeError` that names the TOML path
-(``train.batch_size: expected int``). This module only parses and type-checks: checks that need
-a stage (loss-term arguments, the architecture, the Uth statistic) run at job start, in
-:mod:`avloc.recipe_checks`, still before any output.
+(``train.batch_size: expected int``), and numbers outside their ranges (:data:`RANGES`; the
+loss terms' temperatures and weights: :data:`LOSS_RANGES`) the same way. This module only parses
+and checks values: checks that need a stage (the loss terms' signatures, the architecture, the
+Uth statistic) run at job start, in :mod:`avloc.recipe_checks`, still before any output.
 
 Overrides use dotted paths: ``load_recipe(path, ["train.batch_size=8"])``; the value is parsed
 as a TOML value (``8``, ``1e-4``, ``true``, ``"text"``, ``[2, 2]``), falling back to a plain
@@ -271,21 +272,49 @@ RANGES: dict[str, tuple[Any, str]] = {
 }
 
 
+#: Sane ranges of the loss terms' arguments, by argument name, in every ``[loss.<term>]`` table
+#: that sets one (the terms' signatures: :mod:`avloc.losses`). A temperature divides
+#: similarities (0 divides by zero, a negative one turns the contrast around); a weight scales a
+#: term (a negative one maximises it). Checked at load, with :data:`RANGES`.
+LOSS_RANGES: dict[str, tuple[Any, str]] = {
+    "weight": (lambda v: v >= 0, "at least 0"),
+    "tau": (lambda v: v > 0, "above 0 (a temperature)"),
+    "threshold_tau": (lambda v: v > 0, "above 0 (a temperature)"),
+}
+
+
+def is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def check_value_ranges(config: Any, ranges: dict[str, tuple[Any, str]]) -> None:
     """RecipeError naming the first value of ``config`` outside ``ranges`` (dotted path ->
-    (test, what it must be)), in the ranges' order."""
+    (test, what it must be)), in the ranges' order. A path runs through attributes and dicts."""
     for path, (ok, words) in ranges.items():
         value: Any = config
         for part in path.split("."):
-            value = getattr(value, part)
+            value = value[part] if isinstance(value, dict) else getattr(value, part)
         if not ok(value):
             shown = list(value) if isinstance(value, tuple) else value
             raise RecipeError(f"{path}: must be {words}, got {shown}")
 
 
+def loss_ranges(loss: dict[str, Any]) -> dict[str, tuple[Any, str]]:
+    """:data:`LOSS_RANGES` as dotted paths of the numbers the ``[loss.<term>]`` tables set
+    (other types are left to the terms' type check, :mod:`avloc.recipe_checks`)."""
+    return {
+        f"loss.{term}.{key}": rule
+        for term, table in loss.items()
+        if isinstance(table, dict)
+        for key, rule in LOSS_RANGES.items()
+        if is_number(table.get(key))
+    }
+
+
 def check_ranges(recipe: Recipe) -> None:
-    """RecipeError naming the first value outside :data:`RANGES`."""
+    """RecipeError naming the first value outside :data:`RANGES` or :data:`LOSS_RANGES`."""
     check_value_ranges(recipe, RANGES)
+    check_value_ranges(recipe, loss_ranges(recipe.loss))
     if recipe.data.train_resize < recipe.data.image_size:
         raise RecipeError(
             f"data.train_resize: must be at least data.image_size ({recipe.data.image_size}), "

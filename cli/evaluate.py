@@ -140,6 +140,9 @@ def evaluate(
 
         sources = ev.resolve_models(runs or [], checkpoints or [], samples or [])
         check_protocol(protocol, control, metrics, verdict)
+        target = output_folder(out, dataset, protocol)
+        if dataset is not None or not calibrate:  # an evaluation follows: its outputs first
+            ev.EvalOutputs(target).check(sources, protocol)
         console = Console(stderr=as_json)
         columns = progress_columns("samples")
         if calibrate:
@@ -170,8 +173,8 @@ def evaluate(
                 return
         groups = [g.strip() for g in metrics.split(",") if g.strip()] if metrics else None
         if protocol == "vssl_eval":
-            run_vssl_eval(sources, dataset, out, uth, batch_size, limit, seed, data_root, floors,
-                          as_json, console)  # fmt: skip
+            run_vssl_eval(sources, dataset, target, uth, batch_size, limit, seed, data_root,
+                          floors, as_json, console)  # fmt: skip
             return
         with Progress(*columns, console=console, transient=False) as bar:
 
@@ -179,8 +182,6 @@ def evaluate(
                 task = bar.add_task(f"evaluating {label}", total=total)
                 return lambda n: bar.advance(task, n)
 
-            name = dataset if dataset else "saved"
-            target = out or Path("evaluations") / Path(name).name
             result = ev.evaluate(
                 sources,
                 dataset,
@@ -231,6 +232,14 @@ def evaluate(
 PROTOCOLS = ("avloc", "vssl_eval")
 
 
+def output_folder(out: Path | None, dataset: str | None, protocol: str) -> Path:
+    """``--out``, or ``evaluations/<data set>`` (``-vssl_eval`` appended for that protocol)."""
+    if out is not None:
+        return out
+    name = Path(dataset).name if dataset else "saved"
+    return Path("evaluations") / (f"{name}-vssl_eval" if protocol == "vssl_eval" else name)
+
+
 def check_protocol(protocol: str, control, metrics, verdict: bool) -> None:
     from avloc.errors import RecipeError
 
@@ -244,7 +253,7 @@ def check_protocol(protocol: str, control, metrics, verdict: bool) -> None:
 
 
 def run_vssl_eval(
-    sources, dataset, out, uth, batch_size, limit, seed, data_root, floors, as_json, console
+    sources, dataset, target, uth, batch_size, limit, seed, data_root, floors, as_json, console
 ) -> None:
     """``--protocol vssl_eval``: print the table (or JSON) and say where the files are."""
     from rich.progress import Progress
@@ -260,7 +269,6 @@ def run_vssl_eval(
             task = bar.add_task(f"evaluating {label} (vssl_eval)", total=total)
             return lambda n: bar.advance(task, n)
 
-        target = out or Path("evaluations") / f"{Path(dataset).name}-vssl_eval"
         result = evaluate_vssl(
             sources, dataset, target, uth=uth, batch_size=batch_size, limit=limit,
             seed=0 if seed is None else seed, data_root_dir=data_root, progress=progress,

@@ -102,9 +102,13 @@ def localize(
             inputs[0].is_dir() or inputs[0].suffix.lower() in MANIFEST_EXTS
         )
         from avloc.jobs import localize as lz
+        from avloc.utils.files import check_outputs
 
         if not batch:
             item = lz.item_from_paths(inputs, time)  # argument errors before the model loads
+            png = _single_output(out, item.name)
+            if png.suffix.lower() not in VIDEO_EXTS:  # and taken output paths
+                check_outputs(png, png.with_suffix(".npy") if raw else None)
         net, threshold = network_and_uth(run, checkpoint, uth)
         if batch:
             _batch(lz, net, inputs[0], out, threshold, time, batch_size, as_json, raw, value_range)
@@ -114,7 +118,6 @@ def localize(
             return
         loaded = lz.load_item(item, net.inputs)
         loc = lz.localize_pair(net, loaded.image, loaded.wave, uth=threshold)
-        png = _single_output(out, item.name)
         extra = item.describe()
         if loaded.time is not None:
             extra["time"] = loaded.time

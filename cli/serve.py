@@ -39,6 +39,7 @@ def serve(
         from avloc.errors import AvlocError
         from avloc.jobs.serve import build_app
 
+        check_host(host)  # before the model loads and anything is printed
         net, threshold = network_and_uth(run, checkpoint, uth)
         name = (run or checkpoint).name if (run or checkpoint) else "avloc"
         page = build_app(net, threshold, title=f"avloc: {name}", max_seconds=max_seconds)
@@ -59,3 +60,24 @@ def serve(
             )
         except OSError as exc:
             raise AvlocError(f"{host}:{port}: cannot listen there ({exc})") from None
+
+
+def check_host(host: str) -> None:
+    """AvlocError naming ``--host`` unless it is an address (or a host name) of this machine:
+    resolved, then bound on a free port and let go."""
+    import socket
+
+    from avloc.errors import AvlocError
+
+    try:
+        family, kind, _, _, address = socket.getaddrinfo(host, None, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError) as exc:
+        reason = getattr(exc, "strerror", None) or exc
+        raise AvlocError(f"--host {host}: not an address or a known host name ({reason})") from None
+    try:
+        with socket.socket(family, kind) as probe:
+            probe.bind((address[0], 0))
+    except OSError as exc:
+        raise AvlocError(
+            f"--host {host}: not an address of this machine ({exc.strerror or exc})"
+        ) from None

@@ -330,6 +330,37 @@ def test_zero_byte_file(tmp_path):
         audio.load_audio(path)
 
 
+def _wav_declaring(path, declared_frames: int, present: np.ndarray, rate: int = 16000):
+    """A mono 16-bit WAV whose header declares ``declared_frames``, holding ``present``."""
+    import struct
+
+    data = present.astype("<i2").tobytes()
+    fmt = struct.pack("<IHHIIHH", 16, 1, 1, rate, rate * 2, 2, 16)
+    size = struct.pack("<I", declared_frames * 2 if declared_frames >= 0 else 0xFFFFFFFF)
+    path.write_bytes(b"RIFF" + struct.pack("<I", 36 + len(data)) + b"WAVEfmt " + fmt + b"data"
+                     + size + data)  # fmt: skip
+    return path
+
+
+def test_truncated_wav_is_used_with_one_warning_line(tmp_path, capsys):
+    """Header 3 s, 8 samples present: a warning naming the file and both lengths (a warning,
+    not a refusal: see avloc.media.audio's docstring)."""
+    path = _wav_declaring(tmp_path / "cut.wav", 48000, np.arange(8) * 1000)
+    clip = audio.load_audio_segment(path, 16000, 3.0)
+    assert clip.shape == (48000,)
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert lines == [
+        f"warning: {path}: truncated: its header declares 3.000 s of audio, 0.0005 s are "
+        "present; the result is for the part present"
+    ]
+
+
+def test_a_streamed_wav_header_is_not_reported_as_truncated(tmp_path, capsys):
+    path = _wav_declaring(tmp_path / "streamed.wav", -1, np.arange(800) * 10)
+    assert audio.load_audio(path, 16000).shape == (800,)
+    assert capsys.readouterr().err == ""
+
+
 def test_save_wav_roundtrip(tmp_path):
     path = tmp_path / "out.wav"
     x = np.linspace(-1, 1, 1601, dtype=np.float32)

@@ -319,3 +319,80 @@ def test_eval_bad_inputs_give_one_line_errors(data, checkpoint, tmp_path):
         assert len(lines) == 1 and lines[0].startswith("avloc: error:"), done.stderr
         assert needle in lines[0], lines[0]
     assert not (tmp_path / "out" / "results.json").exists()
+
+
+# --------------------------------------------------------------------------------------------
+# refusals before any work or output: one line from the command
+
+
+def _eval_cli(*args: str) -> list[str]:
+    """``avloc eval ARGS`` in this process; its stderr lines (it must fail as a user error)."""
+    from typer.testing import CliRunner
+
+    from avloc_cli.main import app
+
+    result = CliRunner().invoke(app, ["eval", *args])
+    assert result.exit_code == 2, (result.exit_code, result.output, result.exception)
+    return result.stderr.strip().splitlines()
+
+
+def _no_evaluation(monkeypatch):
+    def evaluated(*args, **kwargs):
+        raise AssertionError("the evaluation ran before the refusal")
+
+    monkeypatch.setattr("avloc.jobs.evaluate.collect_records", evaluated)
+    monkeypatch.setattr("avloc.maps.calibration.calibrate", evaluated)
+
+
+def test_eval_out_onto_a_file_is_refused_before_evaluating(data, checkpoint, tmp_path, monkeypatch):
+    _no_evaluation(monkeypatch)
+    out = tmp_path / "out"
+    out.write_text("keep")
+    args = ["--dataset", str(data / "test"), "--checkpoint", str(checkpoint), "--uth", "0.2"]
+    lines = _eval_cli(*args, "--out", str(out))
+    assert lines == [f"avloc: error: {out}: exists and is not a directory"]
+    assert out.read_text() == "keep" and list(tmp_path.iterdir()) == [out]
+
+
+def test_eval_calibrate_with_out_onto_a_file_leaves_the_checkpoint(
+    data, checkpoint, tmp_path, monkeypatch
+):
+    _no_evaluation(monkeypatch)
+    model = tmp_path / "net.keras"
+    model.write_bytes(checkpoint.read_bytes())
+    out = tmp_path / "out"
+    out.write_text("keep")
+    args = ["--dataset", str(data / "test"), "--checkpoint", str(model), "--calibrate"]
+    lines = _eval_cli(*args, "--calibration-data", str(data / "train"), "--out", str(out))
+    assert lines == [f"avloc: error: {out}: exists and is not a directory"]
+    assert model.read_bytes() == checkpoint.read_bytes() and out.read_text() == "keep"
+
+
+def test_eval_symlinked_results_file_is_refused_before_evaluating(
+    data, checkpoint, tmp_path, monkeypatch
+):
+    _no_evaluation(monkeypatch)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "results.json").symlink_to(tmp_path / "elsewhere.json")
+    args = ["--dataset", str(data / "test"), "--checkpoint", str(checkpoint), "--uth", "0.2"]
+    lines = _eval_cli(*args, "--out", str(out), "--protocol", "vssl_eval")
+    assert len(lines) == 1 and f"{out / 'results.json'}: exists and is a symbolic link" in lines[0]
+    assert [p.name for p in out.iterdir()] == ["results.json"]
+
+
+def test_eval_damaged_shard_attribute_is_one_line(data, checkpoint, tmp_path, monkeypatch):
+    import shutil
+
+    import h5py
+
+    _no_evaluation(monkeypatch)
+    shards = tmp_path / "test"
+    shutil.copytree(data / "test", shards)
+    first = sorted(shards.glob("*.h5"))[0]
+    with h5py.File(first, "r+") as f:
+        f.attrs["count"] = int(f.attrs["count"]) + 5
+    args = ["--dataset", str(shards), "--checkpoint", str(checkpoint), "--uth", "0.2"]
+    lines = _eval_cli(*args, "--out", str(tmp_path / "out"))
+    assert len(lines) == 1 and lines[0].startswith(f"avloc: error: {first}: shard attribute count")
+    assert not (tmp_path / "out").exists()

@@ -55,6 +55,37 @@ def test_nonsense_recipe_values_are_refused_before_any_output(override, words):
     assert words in message and "quickstart.toml" in message and "\n" not in message
 
 
+@pytest.mark.parametrize(
+    "override, words",
+    [
+        ("loss.ezvsl.tau=-0.1", "loss.ezvsl.tau: must be above 0 (a temperature), got -0.1"),
+        ("loss.ezvsl.tau=0", "loss.ezvsl.tau: must be above 0 (a temperature), got 0"),
+        ("loss.ezvsl.weight=-1", "loss.ezvsl.weight: must be at least 0, got -1"),
+        ("loss.silence_map.weight=-0.5", "loss.silence_map.weight: must be at least 0, got -0.5"),
+        ("loss.lvs.threshold_tau=0", "loss.lvs.threshold_tau: must be above 0 (a temperature)"),
+    ],
+)
+def test_loss_temperatures_and_weights_are_refused_at_load(override, words):
+    with pytest.raises(RecipeError) as info:
+        load_recipe(QUICKSTART, [override])  # no stage check: the recipe's own ranges
+    message = str(info.value)
+    assert words in message and "quickstart.toml" in message and "\n" not in message
+
+
+def test_a_zero_temperature_makes_no_run_dir(tmp_path):
+    from typer.testing import CliRunner
+
+    from avloc_cli.main import app
+
+    run = tmp_path / "run"
+    argv = ["train", str(QUICKSTART), "--run-dir", str(run), "--set", "loss.ezvsl.tau=0"]
+    result = CliRunner().invoke(app, argv)
+    assert result.exit_code != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "quickstart.toml: loss.ezvsl.tau: must be above 0" in lines[0]
+    assert not run.exists()
+
+
 def test_fewer_samples_than_one_batch_is_one_line_and_makes_no_run_dir(shards, tmp_path):
     with pytest.raises(AvlocError, match="12 training samples, fewer than one batch of"):
         train(tiny_recipe(*SETS, "train.batch_size=16", shards=shards), tmp_path / "run", verbose=0)

@@ -234,6 +234,8 @@ def test_cli_video_with_time_and_sounding(models, media, tmp_path):
         ("mute", "mute.mp4: has no audio track"),
         ("badimage", "broken.jpg: not a readable image"),
         ("uncalibrated", "none.keras: no calibrated universal threshold"),
+        ("time-past-audio", "tone.wav: --time 1e+300 s is past its end"),
+        ("time-infinite", "--time must be a finite number of seconds >= 0, got inf"),
     ],
 )
 def test_cli_bad_inputs_one_line_nonzero(models, media, tmp_path, case, message):
@@ -246,6 +248,8 @@ def test_cli_bad_inputs_one_line_nonzero(models, media, tmp_path, case, message)
         "mute": [str(media["mute"])],
         "badimage": [str(media["badimage"]), audio],
         "uncalibrated": [image, audio],
+        "time-past-audio": [image, audio, "--time", "1e300"],
+        "time-infinite": [image, audio, "--time", "inf"],
     }[case]
     if case == "uncalibrated":
         model = str(models["none"])
@@ -286,3 +290,47 @@ def test_cli_batch_directory(models, media, tmp_path):
     # batch mode needs -o
     result = runner.invoke(app, ["localize", str(folder), "--checkpoint", str(models["low"])])
     assert result.exit_code == 2 and "needs an output directory" in result.stderr
+
+
+# ------------------------------------------------------------------------------------------
+# output paths are checked before the first byte is written
+
+
+def test_cli_raw_onto_a_symlink_writes_no_png(models, media, tmp_path):
+    out = tmp_path / "heat.png"
+    target = tmp_path / "elsewhere.npy"
+    out.with_suffix(".npy").symlink_to(target)
+    args = [str(media["image"]), str(media["wav"]), "--checkpoint", str(models["low"])]
+    result = runner.invoke(app, ["localize", *args, "-o", str(out), "--raw"])
+    assert result.exit_code != 0
+    lines = result.stderr.strip().splitlines()
+    assert lines == [f"avloc: error: {out.with_suffix('.npy')}: exists and is a symbolic link; "
+                     "avloc only replaces regular files"]  # fmt: skip
+    assert not out.exists() and not target.exists()
+
+
+def test_batch_raw_onto_a_symlink_fails_that_item_alone(net, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    for i in range(2):
+        Image.fromarray(scene(20, 30, seed=i)).save(folder / f"p{i}.png")
+        sf.write(folder / f"p{i}.wav", tone(0.5), 16000)
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "p0.npy").symlink_to(tmp_path / "elsewhere.npy")
+    summary = lz.run_batch(net, lz.items_from_directory(folder), out, write_raw=True)
+    assert summary.ok == 1 and len(summary.failed) == 1
+    assert summary.failed[0].startswith(f"{out / 'p0.npy'}: exists and is a symbolic link")
+    assert not (out / "p0.png").exists() and (out / "p1.png").is_file()
+
+
+def test_batch_results_onto_a_directory_writes_nothing(net, tmp_path):
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(scene(20, 30, seed=0)).save(folder / "p0.png")
+    sf.write(folder / "p0.wav", tone(0.5), 16000)
+    out = tmp_path / "out"
+    (out / "results.jsonl").mkdir(parents=True)
+    with pytest.raises(lz.AvlocError, match=r"results\.jsonl: exists and is a directory"):
+        lz.run_batch(net, lz.items_from_directory(folder), out)
+    assert [p.name for p in out.iterdir()] == ["results.jsonl"]

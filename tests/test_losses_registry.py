@@ -68,3 +68,14 @@ def test_new_terms_are_registered_with_start_epoch():
         build_terms({"fnac_fns1": {"start_epoch": 1.5}})
     with pytest.raises(RecipeError, match="loss.lvs.temperature: unknown key"):
         build_terms({"lvs": {"temperature": 0.07}})
+
+
+def test_every_temperature_and_weight_has_a_recipe_range():
+    """config.LOSS_RANGES covers every term's ``weight`` and ``*tau`` argument, defaults inside."""
+    from avloc.config import LOSS_RANGES
+
+    for name in LOSS_TERMS.names():
+        for key, param in LOSS_TERMS.parameters(name).items():
+            if key == "weight" or key.endswith("tau"):
+                assert key in LOSS_RANGES, f"loss.{name}.{key} has no range"
+                assert LOSS_RANGES[key][0](param.default), f"loss.{name}.{key} default"

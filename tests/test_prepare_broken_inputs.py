@@ -110,6 +110,40 @@ def test_every_kind_of_broken_input_is_skipped_with_its_reason(tmp_path):
     assert len(read_report(tmp_path / "out")) == len(expected)
 
 
+def _manifest_of(root: Path, lines: dict) -> Path:
+    manifest = root / "list.jsonl"
+    manifest.write_text("".join(json.dumps({"id": k, **v}) + "\n" for k, v in lines.items()))
+    return manifest
+
+
+def test_a_manifest_label_that_is_not_a_string_is_skipped_naming_the_key(tmp_path):
+    root = tmp_path / "mine"
+    write_jpeg(root / "ok.jpg", frame_pattern(1, 40, 30))
+    write_wav(root / "ok.wav", tone(440, 3.0))
+    pair = {"image": "ok.jpg", "audio": "ok.wav"}
+    manifest = _manifest_of(
+        root, {"good": {**pair, "label": "dog"}, "bad": {**pair, "label": ["dog"]}}
+    )
+    result = prepare(build_preparer("manifest", manifest=manifest), tmp_path / "out")
+    assert result.written == 1
+    [skip] = result.skipped
+    assert (skip.id, skip.file) == ("line 2", str(manifest))
+    assert skip.reason == """'label' must be a class name (a string), got ["dog"]"""
+    assert ShardSet(tmp_path / "out").class_names == ["dog"]
+
+
+def test_a_manifest_time_past_the_video_end_is_skipped_naming_the_video(tmp_path):
+    root = tmp_path / "mine"
+    write_video(root / "clip.mp4", seconds=2, fps=5)
+    manifest = _manifest_of(root, {"inside": {"video": "clip.mp4", "time": 1.0},
+                                   "past": {"video": "clip.mp4", "time": 30.0}})  # fmt: skip
+    result = prepare(build_preparer("manifest", manifest=manifest), tmp_path / "out")
+    assert result.written == 1
+    [skip] = result.skipped
+    assert (skip.id, Path(skip.file).name) == ("past", "clip.mp4")
+    assert skip.reason.startswith("time 30 s is past its end (2.")
+
+
 def _image_failing(monkeypatch, bad: Path, fault: BaseException) -> None:
     """Reading the image ``bad`` raises ``fault``: a bug of the decoder (anything but an OSError)
     patched into load_image, or an OSError such as EIO patched under it, into PIL's open."""

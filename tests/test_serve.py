@@ -251,3 +251,16 @@ def test_a_busy_port_is_a_one_line_error(net, tmp_path):
     errors = [line for line in done.stderr.splitlines() if line.startswith("avloc: error:")]
     assert len(errors) == 1 and f"127.0.0.1:{port}" in errors[0]
     assert "Traceback" not in done.stderr
+
+
+def test_a_bad_host_is_one_line_naming_it_before_the_model_loads(tmp_path):
+    from typer.testing import CliRunner
+
+    from avloc_cli.main import app
+
+    absent = tmp_path / "absent.keras"  # never read: the host is checked first
+    result = CliRunner().invoke(app, ["serve", "--checkpoint", str(absent), "--host", "999.1.1.1"])
+    assert result.exit_code == 2 and result.stdout == ""
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1
+    assert lines[0].startswith("avloc: error: --host 999.1.1.1: not an address or a known host")

@@ -66,3 +66,43 @@ def test_garbage_file_is_a_one_line_data_error(tmp_path):
     with pytest.raises(DataError, match=r"x\.h5: not a readable HDF5 shard") as err:
         ShardSet(tmp_path)
     assert "\n" not in str(err.value)
+
+
+def _damage(tmp_path, change) -> tuple:
+    """A one-shard set whose file ``change(h5py.File)`` damaged; returns (folder, shard)."""
+    import h5py
+
+    written = prepare_synthetic(tmp_path, train=4, test=0, seed=1, config=CONFIG, shard_size=4)
+    shard = written["train"][0]
+    with h5py.File(shard, "r+") as f:
+        change(f)
+    return shard.parent, shard
+
+
+def _set(key, value):
+    return lambda f: f.attrs.__setitem__(key, value)
+
+
+@pytest.mark.parametrize(
+    "change, words",
+    [
+        (_set("count", 9), "attribute count = 9, but dataset audio holds 4 rows"),
+        (_set("count", -1), "attribute count = -1 is not a number of rows"),
+        (_set("fields", '["id", "image"'), 'attribute fields = \'["id", "image"\' is not valid'),
+        (_set("fields", '{"id": 1}'), "attribute fields = '{\"id\": 1}' is not a list of names"),
+        (_set("fields", '["id", "image"]'), "attribute fields = ['id', 'image'] lacks the req"),
+        (_set("class_names", "x"), "attribute class_names = 'x' is not valid JSON"),
+        (_set("schema_version", "x"), "attribute schema_version = 'x' is not a schema number"),
+        (_set("schema_version", 7), "shard schema 7 is not supported"),
+        (lambda f: f.__delitem__("audio"), "attribute fields lists 'audio', a dataset not in"),
+        (_set("sample_rate", 0), "attribute sample_rate = 0 must be at least 1000 (Hz)"),
+        (_set("sample_rate", 16000.5), "attribute sample_rate = 16000.5 must be at least"),
+        (_set("clip_seconds", -3.0), "attribute clip_seconds = -3.0 must be between 0.05"),
+    ],
+)
+def test_damaged_shard_attributes_are_one_line_data_errors(tmp_path, change, words):
+    folder, shard = _damage(tmp_path, change)
+    with pytest.raises(DataError) as err:
+        ShardSet(folder)
+    message = str(err.value)
+    assert message.startswith(f"{shard}: ") and words in message and "\n" not in message

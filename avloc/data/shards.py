@@ -123,25 +123,103 @@ class ShardInfo:
     attrs: dict[str, Any]
 
 
+def _plain(value: Any) -> Any:
+    """An HDF5 attribute as a plain Python value (numpy scalars and arrays, bytes decoded)."""
+    if isinstance(value, np.ndarray):
+        value = value.item() if value.size == 1 else value.tolist()
+    elif isinstance(value, np.generic):
+        value = value.item()
+    return value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+
+
+def _bad_attribute(path: Path, key: str, value: Any, words: str) -> DataError:
+    return DataError(f"{path}: shard attribute {key} = {value!r} {words}; prepare the data again")
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def _check_schema(path: Path, attrs: dict[str, Any]) -> None:
+    if "schema_version" not in attrs:
+        raise DataError(f"{path}: not an avloc shard (no schema_version attribute)")
+    version = attrs["schema_version"]
+    if not _is_int(version):
+        raise _bad_attribute(path, "schema_version", version, "is not a schema number")
+    if version != SCHEMA_VERSION:
+        raise DataError(
+            f"{path}: shard schema {version} is not supported "
+            f"(this avloc reads schema {SCHEMA_VERSION}); prepare the data again"
+        )
+
+
+def _json_list(path: Path, attrs: dict[str, Any], key: str) -> list[str]:
+    """Attribute ``key``, a JSON list of strings (absent: empty)."""
+    value = attrs.get(key, "[]")
+    try:
+        items = json.loads(value) if isinstance(value, str) else value
+    except json.JSONDecodeError:
+        raise _bad_attribute(path, key, value, "is not valid JSON") from None
+    if not isinstance(items, list) or not all(isinstance(i, str) for i in items):
+        raise _bad_attribute(path, key, value, "is not a list of names")
+    return items
+
+
+def _check_rows(path: Path, count: Any, fields: list[str], rows: dict[str, int | None]) -> None:
+    """``count`` is the row count of every dataset ``fields`` lists, the required ones among
+    them."""
+    if not _is_int(count) or count < 0:
+        raise _bad_attribute(path, "count", count, "is not a number of rows")
+    for name in REQUIRED_FIELDS:
+        if name not in fields:
+            raise _bad_attribute(path, "fields", fields, f"lacks the required field {name}")
+    for name in fields:
+        if name not in rows:
+            raise DataError(
+                f"{path}: shard attribute fields lists {name!r}, a dataset not in the file; "
+                "prepare the data again"
+            )
+        if rows[name] != count:
+            raise DataError(
+                f"{path}: shard attribute count = {count}, but dataset {name} holds "
+                f"{rows[name] or 0} rows; prepare the data again"
+            )
+
+
+def _check_audio_attrs(path: Path, attrs: dict[str, Any]) -> None:
+    """``sample_rate`` and ``clip_seconds`` in the recipes' ranges (:data:`avloc.config.RANGES`)."""
+    from avloc.config import RANGES, is_number
+
+    for key, numeric in (("sample_rate", _is_int), ("clip_seconds", is_number)):
+        if key not in attrs:
+            continue
+        ok, words = RANGES[f"data.{key}"]
+        value = attrs[key]
+        if not numeric(value) or not ok(value):
+            raise _bad_attribute(path, key, value, f"must be {words}")
+
+
 def read_info(path: Path) -> ShardInfo:
+    """A shard's attributes, checked against its datasets: a damaged or foreign file is a
+    one-line DataError naming the file and the attribute."""
     import h5py
 
     try:
         with h5py.File(path, "r") as f:
-            attrs = {k: (v.item() if hasattr(v, "item") else v) for k, v in f.attrs.items()}
+            attrs = {k: _plain(v) for k, v in f.attrs.items()}
+            rows = {
+                name: (item.shape[0] if item.shape else None)
+                for name, item in f.items()
+                if isinstance(item, h5py.Dataset)
+            }
     except OSError as exc:
         raise DataError(f"{path}: not a readable HDF5 shard ({exc.__class__.__name__})") from None
-    if "schema_version" not in attrs:
-        raise DataError(f"{path}: not an avloc shard (no schema_version attribute)")
-    if int(attrs["schema_version"]) != SCHEMA_VERSION:
-        raise DataError(
-            f"{path}: shard schema {attrs['schema_version']} is not supported "
-            f"(this avloc reads schema {SCHEMA_VERSION}); prepare the data again"
-        )
-    for key in ("fields", "class_names"):
-        if isinstance(attrs.get(key), str):
-            attrs[key] = json.loads(attrs[key])
-    return ShardInfo(path, int(attrs["count"]), tuple(attrs["fields"]), attrs)
+    _check_schema(path, attrs)
+    attrs["fields"] = _json_list(path, attrs, "fields")
+    attrs["class_names"] = _json_list(path, attrs, "class_names")
+    _check_rows(path, attrs.get("count"), attrs["fields"], rows)
+    _check_audio_attrs(path, attrs)
+    return ShardInfo(path, attrs["count"], tuple(attrs["fields"]), attrs)
 
 
 def find_shards(location: str | Path) -> list[Path]:

@@ -34,7 +34,7 @@ from avloc.maps.conditions import POSITIVE
 from avloc.maps.records import SampleRecords, collect_records, load_records, save_records
 from avloc.metrics import ground_truth_maps
 from avloc.runs import RunDir, calibrate_command, run_of_checkpoint
-from avloc.utils.files import atomic_write_bytes, atomic_write_json
+from avloc.utils.files import atomic_write_bytes, atomic_write_json, check_outputs
 from avloc.utils.interpolation import upsample
 
 METRIC_GROUPS = ("localization", "negatives", "retrieval", "s4", "interactive")
@@ -61,6 +61,46 @@ class EvalResult:
     rows: list[dict[str, Any]]
     text: str
     files: list[Path] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class EvalOutputs:
+    """The files an evaluation writes under ``root`` (the layout above)."""
+
+    root: Path
+
+    @property
+    def table(self) -> Path:
+        return self.root / "table.txt"
+
+    @property
+    def results(self) -> Path:
+        return self.root / "results.json"
+
+    @property
+    def curves(self) -> Path:
+        return self.root / "plots" / "success_curves.png"
+
+    def samples(self, model: str) -> Path:
+        return self.root / "samples" / f"{model}.npz"
+
+    def scores(self, model: str) -> Path:
+        return self.root / "plots" / f"scores_{model}.png"
+
+    def overlays(self, model: str) -> Path:
+        return self.root / "plots" / f"overlays_{model}.png"
+
+    def check(self, sources: Sequence[ModelSource], protocol: str = "avloc") -> None:
+        """Every file the evaluation of ``sources`` will write can be written
+        (:func:`avloc.utils.files.check_outputs`): run before the first byte, and before the
+        evaluation's work. ``protocol`` "vssl_eval" writes the table and the results only."""
+        files = [self.table, self.results]
+        if protocol != "vssl_eval":
+            files.append(self.curves)
+            for source in sources:
+                files += [self.scores(source.name), self.overlays(source.name)]
+                files += [self.samples(source.name)] if source.records is None else []
+        check_outputs(*files)
 
 
 def data_root(explicit: str | Path | None = None) -> Path:
@@ -287,6 +327,8 @@ def evaluate(
     if control is not None and control not in CONTROLS:
         raise RecipeError(f"--control {control!r}: expected one of {CONTROLS}")
     out_dir = Path(out_dir)
+    outputs = EvalOutputs(out_dir)
+    outputs.check(sources)
     shards = name = None
     if dataset is not None:
         name, location = resolve_dataset(str(dataset), data_root_dir)
@@ -336,7 +378,7 @@ def evaluate(
                 "calibration": calibration,
                 "seed": seed,
             }
-            files.append(save_records(records, out_dir / "samples" / f"{source.name}.npz"))
+            files.append(save_records(records, outputs.samples(source.name)))
         _check_metric_groups(metric_groups, records, source.source)
         first_records = records if first_records is None else first_records
         scores = score_records(records, chosen)
@@ -355,9 +397,8 @@ def evaluate(
             }
         )
         curves.append((source.name, scores.per_sample))
-        plots = out_dir / "plots"
         plot = report.plot_score_distributions(
-            source.name, scores.per_sample, scores.metrics, plots / f"scores_{source.name}.png"
+            source.name, scores.per_sample, scores.metrics, outputs.scores(source.name)
         )
         files += [plot] if plot else []
         if net is not None and overlays > 0 and shards is not None:
@@ -377,20 +418,20 @@ def evaluate(
                     maps,
                     chosen,
                     records.ids[:k],
-                    plots / f"overlays_{source.name}.png",
+                    outputs.overlays(source.name),
                     ground_truth=gt,
                     classes=_class_names(records, k),
                 )
             )
     if floors and first_records is not None and first_records.gt_rule:
         rows += floor_rows(first_records, metric_groups, seed)
-    plot = report.plot_success_curves(curves, out_dir / "plots" / "success_curves.png")
+    plot = report.plot_success_curves(curves, outputs.curves)
     files += [plot] if plot else []
     title = name or "saved results"
     text = report.render_text(report.build_tables(rows, title), report.absent_notes(rows))
-    atomic_write_bytes(out_dir / "table.txt", text.encode())
+    atomic_write_bytes(outputs.table, text.encode())
     summary = {"dataset": {"name": name, "shards": str(shards.location) if shards else None}}
     summary["models"] = rows
-    atomic_write_json(out_dir / "results.json", summary)
-    files += [out_dir / "table.txt", out_dir / "results.json"]
+    atomic_write_json(outputs.results, summary)
+    files += [outputs.table, outputs.results]
     return EvalResult(out_dir, rows, text, files)

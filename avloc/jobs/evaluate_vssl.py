@@ -25,7 +25,13 @@ from avloc.evaluation import report
 from avloc.evaluation import vssl_eval as rules
 from avloc.evaluation import vssl_scoring as scoring
 from avloc.evaluation.floors import FLOOR_UTH, FLOORS
-from avloc.jobs.evaluate import EvalResult, ModelSource, resolve_dataset, run_recipe
+from avloc.jobs.evaluate import (
+    EvalOutputs,
+    EvalResult,
+    ModelSource,
+    resolve_dataset,
+    run_recipe,
+)
 from avloc.maps.calibration import choose_uth
 from avloc.runs import calibrate_command
 from avloc.utils.files import atomic_write_bytes, atomic_write_json
@@ -78,6 +84,8 @@ def evaluate_vssl(
             "the saved records')"
         )
     out_dir = Path(out_dir)
+    outputs = EvalOutputs(out_dir)
+    outputs.check(sources, "vssl_eval")
     name, location = resolve_dataset(str(dataset), data_root_dir)
     shards = ShardSet(location)
     indices = np.arange(len(shards) if limit is None else min(limit, len(shards)))
@@ -133,12 +141,12 @@ def evaluate_vssl(
             )
     title = f"{name}: vssl_eval protocol ({len(seeds)} seeds pooled)"
     text = report.render_text([report.vssl_table(rows, title)])
-    atomic_write_bytes(out_dir / "table.txt", text.encode())
+    atomic_write_bytes(outputs.table, text.encode())
     summary = {
         "dataset": {"name": name, "shards": str(shards.location)},
         "protocol": "vssl_eval",
         "seeds": list(seeds),
         "models": rows,
     }
-    atomic_write_json(out_dir / "results.json", summary)
-    return EvalResult(out_dir, rows, text, [out_dir / "table.txt", out_dir / "results.json"])
+    atomic_write_json(outputs.results, summary)
+    return EvalResult(out_dir, rows, text, [outputs.table, outputs.results])

@@ -51,7 +51,7 @@ from avloc.media.items import (
     load_item,
 )
 from avloc.runs import model_file
-from avloc.utils.files import atomic_path, atomic_write_json
+from avloc.utils.files import atomic_path, atomic_write_json, check_folder, check_outputs
 from avloc.utils.interpolation import upsample
 
 __all__ = [
@@ -281,10 +281,12 @@ def write_outputs(
     extra: dict[str, Any] | None = None,
     value_range: tuple[float, float] | str = (-1.0, 1.0),
 ) -> dict[str, Any]:
-    """Write the overlay PNG (and the raw ``.npy`` map, and a JSON file) atomically.
+    """Write the overlay PNG (and the raw ``.npy`` map, and a JSON file) atomically, every path
+    checked (:func:`avloc.utils.files.check_outputs`) before the first is written.
 
     Returns the JSON record: ``extra`` (inputs), :meth:`Localization.to_dict` and the paths.
     """
+    check_outputs(png, raw, json_path)
     record: dict[str, Any] = dict(extra or {})
     record.update(loc.to_dict())
     record["output"] = os.fspath(png)
@@ -327,11 +329,10 @@ def run_batch(
     skipped. Writes ``NAME.png`` (+ ``NAME.json`` / ``NAME.npy``) per item and
     ``results.jsonl`` (one record per item, ``"status": "ok"|"error"``) at the end."""
     threshold = resolve_uth(net, uth)
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not out_dir.is_dir():
-        raise AvlocError(f"{out_dir}: exists and is not a directory")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = check_folder(out_dir)
     summary = BatchSummary(total=len(items), results=out_dir / "results.jsonl")
+    check_outputs(summary.results)
+    out_dir.mkdir(parents=True, exist_ok=True)
     records: list[dict[str, Any]] = []
 
     def fail(item: Item, message: str) -> None:
@@ -368,6 +369,8 @@ def run_batch(
                     extra=extra,
                     value_range=value_range,
                 )
+            except AvlocError as exc:  # an output path taken by a link or a folder
+                fail(x.item, str(exc))
             except OSError as exc:
                 fail(x.item, f"{stem.with_suffix('.png')}: cannot write ({exc.strerror or exc})")
             else:

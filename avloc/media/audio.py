@@ -12,6 +12,14 @@ Conventions (everything is numpy, nothing here depends on Keras):
   than the file (:func:`avloc.errors.machine_fault`: EIO, ESTALE, ENOSPC...) propagates
   as it is.
 
+Truncated files (a WAV or AIFF whose header declares more audio than the file holds: an
+interrupted download or copy) are used as they are, with one ``warning:`` line on stderr naming
+the file and both lengths (:func:`report_truncation`). A warning, not a refusal: what is present
+is still real audio that the user may mean, and streaming writers put sizes in headers that
+they cannot rewind to (``0xFFFFFFFF``, not reported), so a refusal would turn away files that
+play; the line says that the result belongs to the part present (tiled when shorter than the
+clip, see :func:`clip_centered`).
+
 Decoding: wav/flac/ogg/mp3 (and anything else libsndfile understands) are read with
 ``soundfile``; video containers (mp4, mkv, webm, ...) and whatever soundfile cannot read are
 decoded with PyAV (FFmpeg). Channels are averaged to mono and the result is resampled with
@@ -21,6 +29,8 @@ decoded with PyAV (FFmpeg). Channels are averaged to mono and the result is resa
 from __future__ import annotations
 
 import os
+import re
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -63,11 +73,41 @@ def _check_path(path: str | os.PathLike) -> str:
     return name
 
 
+#: libsndfile's log line for a data chunk whose header size is more than the file holds.
+SHORT_CHUNK = re.compile(r"^(?:data|SSND)\s*:\s*(\d+)\s*\(should be (\d+)\)", re.MULTILINE)
+#: Data sizes that streaming writers leave in a header they cannot rewind to: not truncation.
+STREAMED_SIZES = (0, 0xFFFFFFFF)
+
+
+def truncation(name: str, info) -> str | None:
+    """One line saying that ``name`` holds less audio than its header declares, or None;
+    ``info`` is its ``soundfile.info``."""
+    match = SHORT_CHUNK.search(info.extra_info or "")
+    if match is None:
+        return None
+    declared, present = int(match[1]), int(match[2])
+    if declared in STREAMED_SIZES or not 0 < present < declared:
+        return None
+    seconds = info.frames / info.samplerate if info.samplerate else 0.0
+    return (
+        f"{name}: truncated: its header declares {seconds * declared / present:.3f} s of audio, "
+        f"{seconds:.4g} s are present; the result is for the part present"
+    )
+
+
+def report_truncation(name: str, info) -> None:
+    """The ``warning:`` line of :func:`truncation` on stderr, if ``name`` is truncated."""
+    why = truncation(name, info)
+    if why is not None:
+        print(f"warning: {why}", file=sys.stderr, flush=True)
+
+
 def _read_soundfile(name: str) -> tuple[np.ndarray, int]:
     """Decode with libsndfile; returns (samples, channels) float32 and the native rate."""
     import soundfile as sf
 
     data, rate = sf.read(name, dtype="float32", always_2d=True)
+    report_truncation(name, sf.info(name))
     return data, int(rate)
 
 

@@ -25,7 +25,7 @@ from typing import Any
 import numpy as np
 
 from avloc.errors import AvlocError, DataError, MediaError
-from avloc.media.audio import load_audio_segment
+from avloc.media.audio import load_audio_segment, load_clip
 from avloc.media.formats import AUDIO_EXTS, IMAGE_EXTS, VIDEO_EXTS, kind_of
 from avloc.media.image import extract_video_frame, load_image
 
@@ -124,6 +124,21 @@ def is_video(path: str | Path) -> bool:
     return Path(path).suffix.lower() in VIDEO_EXTS
 
 
+def check_inside(path: str | Path, time: float | None, duration: float, key: str) -> None:
+    """MediaError naming ``path`` and ``key`` when ``time`` (seconds; None: the middle) is past
+    ``duration`` (0: unknown, passes)."""
+    if time is not None and duration and time > duration:
+        raise MediaError(f"{path}: {key} {time:g} s is past its end ({duration:.2f} s)")
+
+
+def check_frame_time(video: str | Path, time: float | None, key: str) -> None:
+    """:func:`check_inside` for a video, before it is decoded (its probed duration)."""
+    if time is not None:
+        from avloc.media.video import probe
+
+        check_inside(video, time, probe(video).duration, key)
+
+
 def load_item(item: Item, inputs: dict[str, Any]) -> LoadedItem:
     """Decode an item's frame/image and its audio clip per the network's ``inputs`` settings.
 
@@ -135,14 +150,7 @@ def load_item(item: Item, inputs: dict[str, Any]) -> LoadedItem:
     seconds = float(inputs["clip_seconds"])
     time = item.time
     if item.video is not None:
-        if item.time is not None:
-            from avloc.media.video import probe
-
-            duration = probe(item.video).duration
-            if duration and item.time > duration:
-                raise MediaError(
-                    f"{item.video}: --time {item.time:g} s is past its end ({duration:.2f} s)"
-                )
+        check_frame_time(item.video, item.time, "--time")
         try:
             frame, time = extract_video_frame(item.video, item.time)
         except ValueError as exc:
@@ -153,12 +161,21 @@ def load_item(item: Item, inputs: dict[str, Any]) -> LoadedItem:
     if item.image is None or item.audio is None:
         raise AvlocError(f"{item.name}: needs an image and an audio file, or a video")
     image = load_image(item.image)
-    wave = load_audio_segment(item.audio, rate, seconds, center=item.time)
+    wave, duration = load_clip(item.audio, rate, seconds, center=item.time)
+    check_inside(item.audio, item.time, duration, "--time")
     return LoadedItem(item, image, wave, time)
+
+
+def check_time_option(time: float | None) -> None:
+    """``--time``, where given, is a finite number of seconds >= 0 (past the end of the media:
+    :func:`load_item`)."""
+    if time is not None and not (math.isfinite(time) and time >= 0):
+        raise AvlocError(f"--time must be a finite number of seconds >= 0, got {time}")
 
 
 def item_from_paths(paths: Sequence[Path], time: float | None = None) -> Item:
     """The single-pair item of ``avloc localize IMAGE AUDIO`` / ``VIDEO [AUDIO]``."""
+    check_time_option(time)
     if len(paths) == 1:
         (path,) = paths
         if path.suffix.lower() in IMAGE_EXTS:
@@ -202,6 +219,7 @@ def items_from_directory(folder: str | Path, time: float | None = None) -> list[
     when present). A stem with an image but no audio (or audio alone, or two images) becomes an
     item with an ``error``. Other files are ignored.
     """
+    check_time_option(time)
     folder = Path(folder)
     if not folder.is_dir():
         raise DataError(f"{folder}: no such directory")
@@ -247,6 +265,7 @@ def items_from_manifest(path: str | Path, time: float | None = None) -> list[Ite
     line, optional ``"time"`` (seconds) and ``"id"`` (output name); other keys are ignored. A
     file holding one JSON array of such objects works too. Relative paths are relative to the
     manifest's folder. Bad lines become error items."""
+    check_time_option(time)
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such manifest file")

@@ -39,6 +39,28 @@ def check_replaceable(path: str | Path) -> Path:
     return path
 
 
+def check_folder(folder: str | Path) -> Path:
+    """``folder`` if it is a directory or can become one; AvlocError naming the nearest of it and
+    its parents that exists and is not a directory."""
+    folder = Path(folder)
+    for probe in (folder, *folder.parents):
+        if probe.is_dir():
+            return folder
+        if probe.exists() or probe.is_symlink():
+            raise AvlocError(f"{probe}: exists and is not a directory")
+    return folder
+
+
+def check_outputs(*paths: str | Path | None) -> None:
+    """Before the first byte of a job is written: every path of ``paths`` (``None`` skipped) is
+    one :func:`atomic_path` may write, its folder a directory or absent and nothing but a
+    regular file at the name (:func:`check_replaceable`)."""
+    for path in paths:
+        if path is not None:
+            check_folder(Path(path).parent)
+            check_replaceable(path)
+
+
 def make_parent(path: str | Path) -> None:
     """Create the folder of ``path``; one-line AvlocError when that is not possible."""
     from avloc.errors import AvlocError

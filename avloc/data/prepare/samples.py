@@ -129,6 +129,7 @@ def _load_clip(ref_path: str, center: float | None, settings: Settings) -> np.nd
 def _row(spec: SampleSpec, settings: Settings) -> dict[str, Any]:
     from avloc.inputs.images import resize_uint8
     from avloc.media.image import extract_video_frame, load_image
+    from avloc.media.items import check_frame_time
 
     size = settings.image_size
     fields = settings.fields
@@ -148,6 +149,8 @@ def _row(spec: SampleSpec, settings: Settings) -> dict[str, Any]:
         if spec.second is not None:
             fps = _video_fps(spec.video)
             when = frame_number(spec.second, fps) / fps
+        else:
+            _media(spec.video, check_frame_time, spec.video, when, "time")
         frame, frame_time = _media(spec.video, extract_video_frame, spec.video, when)
     elif spec.image:
         frame = _media(spec.image, load_image, spec.image)

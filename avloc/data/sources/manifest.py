@@ -49,6 +49,13 @@ from avloc.media.items import ItemError, media_path, number, parse_media_item
 GROUND_TRUTH_CHOICES = ("auto", "boxes", "consensus", "mask", "none")
 
 
+def _class_name(value, key: str) -> str:
+    """A class name of the manifest (a JSON string); ItemError naming ``key`` otherwise."""
+    if not isinstance(value, str) or not value:
+        raise ItemError(f"'{key}' must be a class name (a string), got {json.dumps(value)}")
+    return value
+
+
 def _box_list(value) -> tuple:
     if not isinstance(value, list):
         raise ItemError("'boxes' must be a list of [x1, y1, x2, y2]")
@@ -120,9 +127,11 @@ class ManifestPreparer(SourceBase):
             if audio and Path(audio).stem != sample_id:
                 sample_id += f"__{Path(audio).stem}"
         label = entry.get("label")
+        label = None if label is None else _class_name(label, "label")
         present = entry.get("present", [] if label is None else [label])
         if not isinstance(present, list):
             raise ItemError("'present' must be a list of class names")
+        present = [_class_name(p, "present") for p in present]
         boxes = _box_list(entry.get("boxes", []))
         fmt = entry.get("box_format", self.box_format)
         if fmt not in ("normalized", "pixel"):
@@ -145,12 +154,12 @@ class ManifestPreparer(SourceBase):
                 neg = {"audio": neg}
             if not isinstance(neg, dict) or not neg.get("audio"):
                 raise ItemError("'negatives' must be audio paths or {'audio': ...} objects")
-            neg_time = neg.get("time")
+            neg_time, neg_label = neg.get("time"), neg.get("label")
             negatives.append(
                 (
                     self._path(neg["audio"], "negatives", base),
                     None if neg_time is None else number(neg_time, "negatives.time"),
-                    neg.get("label"),
+                    None if neg_label is None else _class_name(neg_label, "negatives.label"),
                 )
             )
         mask = self._path(entry["mask"], "mask", base) if entry.get("mask") else None
@@ -159,8 +168,8 @@ class ManifestPreparer(SourceBase):
             visual_key: visual,
             "audio": audio,
             "time": when,
-            "label": None if label is None else str(label),
-            "present": [str(p) for p in present],
+            "label": label,
+            "present": present,
             "boxes": boxes,
             "frame": frame,
             "groups": tuple(int(g) for g in groups),
