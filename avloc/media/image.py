@@ -25,8 +25,8 @@ from avloc.errors import MediaError, machine_fault
 __all__ = ["MAX_IMAGE_PIXELS", "extract_video_frame", "load_image"]
 
 #: The most pixels an image may have (width x height), checked from its header before decoding:
-#: 50 MP, a full-resolution photo of today's largest phone sensors (150 MB decoded as RGB).
-MAX_IMAGE_PIXELS = 50_000_000
+#: 40 MP (7300 x 5475), a full-resolution photo of a high-end camera (120 MB decoded as RGB).
+MAX_IMAGE_PIXELS = 40_000_000
 
 
 def _one_line(text: object, limit: int = 160) -> str:
@@ -85,12 +85,20 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     """
     name = _check_path(path, "an image")
     try:
-        with warnings.catch_warnings():
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", Image.DecompressionBombWarning)
+            img = Image.open(name)  # reads the header only
+        with img, warnings.catch_warnings():
+            _check_pixels(name, *img.size)  # our cap first: it is the lower one
+            for warning in caught:
+                if issubclass(warning.category, Image.DecompressionBombWarning):
+                    raise warning.message
+                warnings.warn_explicit(
+                    warning.message, warning.category, warning.filename, warning.lineno
+                )
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with Image.open(name) as img:  # reads the header only
-                _check_pixels(name, *img.size)
-                img.load()
-                arr = _upright_rgb(img)
+            img.load()
+            arr = _upright_rgb(img)
     except MediaError:
         raise
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBomb...
