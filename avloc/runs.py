@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import errno
 import io
 import json
 import os
@@ -37,6 +38,9 @@ from pathlib import Path
 
 from avloc.errors import AvlocError, DataError
 from avloc.utils.files import atomic_write_bytes
+
+#: Why a run directory cannot be written at all: a read-only file system, no permission.
+UNWRITABLE_ERRNOS = frozenset({errno.EROFS, errno.EACCES, errno.EPERM})
 
 
 @dataclass(frozen=True)
@@ -103,8 +107,16 @@ class RunDir:
         process, however it ends, so a killed run never leaves its directory locked."""
         import fcntl
 
-        self.root.mkdir(parents=True, exist_ok=True)
-        handle = open(self.lock_file, "a+")
+        try:
+            self.root.mkdir(parents=True, exist_ok=True)
+            handle = open(self.lock_file, "a+")
+        except OSError as exc:
+            if exc.errno not in UNWRITABLE_ERRNOS:
+                raise
+            raise AvlocError(
+                f"{self.root}: cannot write to this run directory ({os.strerror(exc.errno)}); "
+                "choose another --run-dir"
+            ) from None
         try:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)

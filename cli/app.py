@@ -113,6 +113,39 @@ def disk_full(exc: BaseException) -> bool:
     return False
 
 
+def hdf5_write_failed(exc: BaseException) -> bool:
+    """Whether ``exc`` (or what it was raised while handling) came out of h5py's code.
+
+    After a write of HDF5 1.14 fails for want of space, closing the file frees its datasets but
+    keeps their ids: the next close of one (h5py dropping its last reference, or HDF5's own
+    clean-up at exit) reads freed memory and the process dies of a segmentation fault.
+    """
+    seen = set()
+    while exc is not None and id(exc) not in seen:
+        seen.add(id(exc))
+        if type(exc).__module__.startswith("h5py"):
+            return True
+        tb = exc.__traceback__
+        while tb is not None:
+            if f"{os.sep}h5py{os.sep}" in tb.tb_frame.f_code.co_filename:
+                return True
+            tb = tb.tb_next
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def exit_now(code: int) -> None:
+    """End the process at once with ``code``: output flushed, no clean-up of the interpreter or
+    of C libraries (where HDF5's would crash: :func:`hdf5_write_failed`). Outputs are atomic
+    (their temporaries are already removed), so nothing is left half-written."""
+    import sys
+
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(Exception):
+            stream.flush()
+    os._exit(code)
+
+
 def _full_file(exc: BaseException) -> str:
     """The file a full-disk error names, if any."""
     filename = getattr(exc, "filename", None)
@@ -140,6 +173,8 @@ def user_errors():
             "kept; free space and run the same command again)",
             err=True,
         )
+        if hdf5_write_failed(exc):
+            exit_now(2)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
         typer.echo("avloc: interrupted (finished shards and backups are kept)", err=True)

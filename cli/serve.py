@@ -9,6 +9,7 @@ from typing import Annotated
 
 import typer
 
+from avloc.jobs.serve import MAX_UPLOAD_MB
 from avloc_cli.app import CheckpointOption, RunOption, UthOption, app, network_and_uth, user_errors
 
 EXAMPLE = "Example: avloc serve --run runs/quickstart   (then open http://127.0.0.1:7860)"
@@ -33,11 +34,16 @@ def serve(
         float,
         typer.Option("--max-video-seconds", min=1.0, help="Longest video part processed, s"),
     ] = 60.0,
+    max_upload_mb: Annotated[
+        float,
+        typer.Option("--max-upload-mb", min=0.1, help="Largest upload taken, MB"),
+    ] = MAX_UPLOAD_MB,
 ) -> None:
     """A web page to try the network: upload an image + audio or a video, see the heatmap."""
     with user_errors():
         from avloc.errors import AvlocError
         from avloc.jobs.serve import build_app
+        from avloc.jobs.serve import serve as run_page
 
         check_host(host)  # before the model loads and anything is printed
         net, threshold = network_and_uth(run, checkpoint, uth)
@@ -50,7 +56,9 @@ def serve(
             "--share for a temporary public link. Ctrl+C stops it."
         )
         try:
-            page.queue().launch(
+            run_page(
+                page,
+                max_upload_mb=max_upload_mb,
                 server_name=host,
                 server_port=port,
                 share=share,

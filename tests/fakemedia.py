@@ -9,6 +9,8 @@ on ``sys.path``), benchmarks after adding ``tests/`` to ``sys.path`` themselves.
 - :func:`tone_pattern`: second ``s`` of the audio is a sine at ``tone_frequency(s)`` Hz, so the
   dominant frequency of a stretch of audio (:func:`dominant_frequency`) tells where it was cut.
 - :func:`write_video`: an MP4 (H.264 + AAC, written with PyAV) made of both.
+- :func:`write_m4a`: an AAC ``.m4a`` of :func:`tone_pattern`, written in blocks (any length).
+- :func:`peak_rss_mb`: the peak resident memory of Python code run in a fresh process.
 - :func:`write_moving_object_video`: a synthetic object crossing the picture, its class sound
   playing only in a chosen span (the heatmap-video test).
 """
@@ -21,10 +23,12 @@ import numpy as np
 
 __all__ = [
     "dominant_frequency",
+    "peak_rss_mb",
     "frame_pattern",
     "read_frame_pattern",
     "tone_frequency",
     "tone_pattern",
+    "write_m4a",
     "write_moving_object_video",
     "write_video",
 ]
@@ -115,6 +119,24 @@ def write_video(
             container.mux(packet)
 
 
+def write_m4a(path: str | os.PathLike, seconds: float, rate: int = 22050) -> None:
+    """An AAC mono ``.m4a`` of :func:`tone_pattern` (``seconds`` long), encoded 10 s at a time
+    so that hours cost no memory."""
+    import av
+
+    total = int(round(seconds * rate))
+    with av.open(os.fspath(path), "w", format="mp4") as container:
+        stream = container.add_stream("aac", rate=rate)
+        stream.layout = "mono"
+        for start in range(0, total, 10 * rate):
+            t = (start + np.arange(min(10 * rate, total - start))) / rate
+            wave = (0.5 * np.sin(2 * np.pi * (300.0 + 100.0 * np.floor(t)) * t)).astype(np.float32)
+            frame = av.AudioFrame.from_ndarray(wave[None], format="flt", layout="mono")
+            frame.sample_rate, frame.pts = rate, start
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode(None))
+
+
 def write_moving_object_video(
     path: str | os.PathLike,
     label: int,
@@ -158,3 +180,35 @@ def write_moving_object_video(
             writer.write_audio(wave[i * sample_rate // fps : (i + 1) * sample_rate // fps])
         writer.commit()
     return (x0s + side / 2.0) / size
+
+
+def peak_rss_mb(code: str, timeout: float = 600) -> float:
+    """Peak resident memory, MB, of a fresh Python process running ``code`` (this checkout
+    first on its path).
+
+    ``resource.getrusage(RUSAGE_CHILDREN).ru_maxrss`` of the child, unless the child's own
+    high-water mark (``VmHWM`` of its address space, Linux) is lower: Linux carries a forking
+    parent's peak into a child's ``ru_maxrss`` across ``exec``, so under a big test process the
+    children's figure is the parent's, whatever the child does.
+    """
+    import resource
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    paths = [*filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)), str(root)]
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(paths))
+    report = (
+        "\nimport os\nif os.path.exists('/proc/self/status'):\n"
+        "    for line in open('/proc/self/status'):\n"
+        "        if line.startswith('VmHWM:'): print('avloc-peak-kb', line.split()[1])\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code + report], env=env, capture_output=True,
+                          text=True, timeout=timeout)  # fmt: skip
+    assert done.returncode == 0, done.stderr[-2000:]
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    for line in done.stdout.splitlines():
+        if line.startswith("avloc-peak-kb "):
+            peak_kb = min(peak_kb, int(line.split()[1]))
+    return peak_kb / 1024

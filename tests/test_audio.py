@@ -403,3 +403,39 @@ def test_long_files_are_decoded_only_around_the_clip(tmp_path, monkeypatch, rate
         np.testing.assert_array_equal(clip, whole)  # no resampling: the same samples
     else:
         np.testing.assert_allclose(clip, whole, atol=1e-4)  # resampling's round-off only
+
+
+# --------------------------------------------------------------------------------------------
+# Long files in PyAV's containers: decoded around the clip only
+
+
+def test_a_clip_of_a_long_m4a_is_decoded_around_it_and_equals_the_whole_files(tmp_path):
+    from fakemedia import dominant_frequency, tone_frequency, write_m4a
+
+    path = tmp_path / "long.m4a"
+    write_m4a(path, 70.0, rate=22050)  # past LONG_AUDIO_SECONDS; 22050 Hz: resampled
+    clip, duration = audio.load_clip(path, 16000, 3.0, center=45.0)
+    assert duration == pytest.approx(70.0, abs=0.05)
+    whole = audio.clip_centered(audio.load_audio(path, 16000), 16000, 3.0, 45.0)
+    np.testing.assert_allclose(clip, whole, atol=1e-5)
+    assert dominant_frequency(clip[4000:12000], 16000) == pytest.approx(tone_frequency(43), abs=4)
+    # a span, as the heatmap video reads it: from a margin before its start
+    span, first = audio.load_audio_span(path, 16000, 60.0, 61.0)
+    assert 59.0 < first <= 60.0 - audio.WINDOW_MARGIN_SECONDS + 1e-9
+    whole = audio.load_audio(path, 16000)
+    lead = int(round(first * 16000))
+    np.testing.assert_allclose(span[8000:24000], whole[lead + 8000 : lead + 24000], atol=1e-5)
+
+
+@pytest.mark.large  # encodes 30 minutes of AAC (about 20 s)
+def test_a_clip_of_a_30_minute_m4a_costs_no_more_memory_than_a_short_file(tmp_path):
+    from fakemedia import peak_rss_mb, write_m4a
+
+    path = tmp_path / "long.m4a"
+    write_m4a(path, 1800.0, rate=48000)  # whole, decoded: 1800 s x 48000 x 4 B = 330 MB, twice
+    code = (
+        "from avloc.media.audio import load_clip\n"
+        f"clip, duration = load_clip({str(path)!r}, 16000, 3.0, center=900.0)\n"
+        "assert clip.shape == (48000,) and abs(duration - 1800) < 1, duration\n"
+    )
+    assert peak_rss_mb(code) < 250  # 59 MB measured (Python, numpy, PyAV); whole: > 700

@@ -150,3 +150,56 @@ def test_train_fills_a_real_disk_then_resumes_after_space_is_freed(shards, tmp_p
         assert not list((disk / "run").rglob(".*.tmp-*"))
     finally:
         subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+def _env() -> dict:
+    """The subprocess's environment: this checkout first (then any PYTHONPATH given)."""
+    paths = [*filter(None, os.environ.get("PYTHONPATH", "").split(os.pathsep)), str(ROOT)]
+    return dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=os.pathsep.join(paths))
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 2 MiB tmpfs (skipped where it cannot be mounted), unmounted afterwards."""
+    disk = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
+    if not _mount_tmpfs(disk, "2m"):
+        pytest.skip("cannot mount a tmpfs here (needs root and mount permission)")
+    try:
+        yield disk
+    finally:
+        subprocess.run(["umount", str(disk)], capture_output=True)
+
+
+def test_prepare_onto_a_real_full_disk_is_one_line_and_status_2(small_disk):
+    out = str(small_disk / "data")
+    command = [sys.executable, "-m", "avloc_cli.main", "prepare", "synthetic", "--out", out,
+               "--train", "200", "--test", "0", "--image-size", "64"]  # fmt: skip
+    done = subprocess.run(command, env=_env(), cwd=ROOT, capture_output=True, text=True,
+                          timeout=300)  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]  # was 139: a segmentation fault
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and "no space left on device" in lines[0], done.stderr[-2000:]
+    assert "synthetic-train-00000.h5 needs about" in lines[0]  # refused before its first byte
+    assert not [p for p in small_disk.rglob("*") if p.is_file()]
+
+
+def test_an_hdf5_write_that_fills_the_disk_ends_with_status_2_not_a_crash(small_disk):
+    """The disk fills up during the write (after any free-space check): HDF5 leaves freed
+    datasets behind, whose clean-up would crash; the process ends at once with status 2."""
+    script = (
+        "import sys, numpy as np\n"
+        "from avloc_cli.app import user_errors\n"
+        "from avloc.data.shards import write_shard\n"
+        "n = 40\n"
+        "arrays = {'id': [f's{i}' for i in range(n)],\n"
+        "          'image': np.zeros((n, 64, 64, 3), np.uint8) + 7,\n"
+        "          'audio': np.random.default_rng(0).random((n, 48000), np.float32) - 0.5}\n"
+        "with user_errors():\n"
+        "    write_shard(sys.argv[1], arrays, source='synthetic', split='train')\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, str(small_disk / "x.h5")], env=_env(),
+                          cwd=ROOT, capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 2, done.stderr[-2000:]
+    last = done.stderr.strip().splitlines()[-1]
+    assert last.startswith("avloc: error: ") and "no space left on device" in last
+    assert not [p for p in small_disk.rglob("*") if p.is_file()]

@@ -163,3 +163,59 @@ def test_a_zip_bomb_checkpoint_is_refused_before_unpacking(tmp_path, monkeypatch
     limit = r"bomb.keras: would unpack to 16 MiB \(more than 1 MiB\); refused"
     with pytest.raises(DataError, match=limit):
         io.load_network(bomb)
+
+
+@pytest.fixture
+def read_only_folder(tmp_path, monkeypatch):
+    """A folder on a read-only file system: a tmpfs remounted read-only where this process may
+    mount (root), else one whose creation and writes fail with EROFS (injected)."""
+    import errno
+    import os
+    import shutil
+    import subprocess
+
+    folder = tmp_path / "ro"
+    folder.mkdir()
+    (folder / "run").mkdir()  # a finished run's directory: what it holds is never read
+    if os.geteuid() == 0 and shutil.which("mount"):
+        done = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", str(folder)],
+                              capture_output=True)  # fmt: skip
+        if done.returncode == 0:
+            (folder / "run").mkdir()
+            (folder / "run" / "model.keras").write_bytes(b"finished")
+            subprocess.run(["mount", "-o", "remount,ro", str(folder)], check=True)
+            try:
+                yield folder
+            finally:
+                subprocess.run(["umount", str(folder)], capture_output=True)
+            return
+    (folder / "run" / "model.keras").write_bytes(b"finished")
+    real_mkdir, real_open = Path.mkdir, open
+
+    def refuse(path):
+        if str(path).startswith(str(folder)):
+            raise OSError(errno.EROFS, os.strerror(errno.EROFS), str(path))
+
+    def mkdir(self, *args, **kwargs):
+        if not self.exists():
+            refuse(self)
+        return real_mkdir(self, *args, **kwargs)
+
+    def open_(file, mode="r", *args, **kwargs):
+        if any(c in mode for c in "wax+"):
+            refuse(file)
+        return real_open(file, mode, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "mkdir", mkdir)
+    monkeypatch.setattr("builtins.open", open_)
+    yield folder
+
+
+@pytest.mark.parametrize("which", ["new", "finished"])
+def test_a_run_dir_on_a_read_only_file_system_is_one_line(shards, read_only_folder, which):
+    run = read_only_folder / ("new-run" if which == "new" else "run")
+    with pytest.raises(AvlocError) as info:
+        train(tiny_recipe(*SETS, shards=shards), run, verbose=0)
+    message = str(info.value)
+    assert message.startswith(f"{run}: cannot write to this run directory (")
+    assert "Read-only file system" in message and "\n" not in message

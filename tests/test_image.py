@@ -312,3 +312,50 @@ def test_extract_video_frame_errors(tmp_path):
     sf.write(wav, np.zeros(1600), 16000)
     with pytest.raises(MediaError, match="a.wav: has no video stream"):
         image.extract_video_frame(wav)
+
+
+def _png_declaring(path, width: int, height: int) -> None:
+    """A 1-pixel PNG whose header says ``width`` x ``height`` (the CRC fixed): a bomb's header."""
+    import struct
+    import zlib
+
+    buffer = io.BytesIO()
+    Image.new("L", (1, 1)).save(buffer, format="PNG")
+    data = bytearray(buffer.getvalue())
+    ihdr = data.index(b"IHDR")
+    data[ihdr + 4 : ihdr + 12] = struct.pack(">II", width, height)
+    crc = zlib.crc32(bytes(data[ihdr : ihdr + 17]))
+    data[ihdr + 17 : ihdr + 21] = struct.pack(">I", crc)
+    path.write_bytes(bytes(data))
+
+
+def test_an_image_over_the_pixel_cap_is_refused_from_its_header(tmp_path):
+    bomb = tmp_path / "bomb.png"
+    _png_declaring(bomb, 12500, 12500)  # 156 M pixels: under Pillow's hard limit
+    with pytest.raises(MediaError) as info:
+        image.load_image(bomb)
+    message = str(info.value)
+    assert message.startswith(f"{bomb}: 12500 x 12500 pixels, more than the 40 million")
+    assert "refused before decoding" in message and "\n" not in message
+
+
+def test_pillows_decompression_bomb_warning_is_an_error(tmp_path, monkeypatch):
+    import PIL.Image
+
+    path = tmp_path / "small.png"
+    Image.new("RGB", (20, 20)).save(path)
+    monkeypatch.setattr(PIL.Image, "MAX_IMAGE_PIXELS", 300)  # 400 pixels warn (not twice over)
+    with pytest.raises(MediaError, match=r"small.png: not a readable image \(Image size"):
+        image.load_image(path)
+
+
+def test_overlays_are_rendered_at_a_capped_size():
+    from avloc.jobs.localize import Localization, render
+    from avloc.media.overlay import MAX_OVERLAY_SIDE
+
+    wide = np.zeros((10, MAX_OVERLAY_SIDE + 904, 3), np.uint8)
+    heat = np.tile(np.linspace(-1, 1, wide.shape[1], dtype=np.float32), (10, 1))
+    out = render(wide, Localization.from_map(heat, 0.5))
+    assert out.shape == (8, MAX_OVERLAY_SIDE, 3)  # 10 * 4096 / 5000, aspect kept
+    small = np.zeros((10, 30, 3), np.uint8)
+    assert render(small, Localization.from_map(heat[:, :30], 0.5)).shape == small.shape

@@ -104,7 +104,72 @@ def test_video_gives_the_heatmap_video_and_timeline(net, media, tmp_path):
 def test_bad_video_uploads_are_messages_and_leave_nothing(net, media, tmp_path, name):
     result = analyse_video(net, UTH, media / name, tmp_path)
     assert result.error and name in result.error and result.video is None
-    assert not [p for p in tmp_path.rglob("*") if p.is_file()]
+    assert not list(tmp_path.rglob("*"))  # not even the request's empty folder
+
+
+def test_a_video_request_removes_the_earlier_requests_outputs(net, media, tmp_path):
+    first = analyse_video(net, UTH, media / "clip.mp4", tmp_path, fps=5.0, max_seconds=1.0)
+    second = analyse_video(net, UTH, media / "clip.mp4", tmp_path, fps=5.0, max_seconds=1.0)
+    assert not Path(first.video).exists() and Path(second.video).is_file()
+    assert len(list(tmp_path.iterdir())) == 1
+
+
+def test_the_page_removes_uploads_after_each_request_and_its_folder_when_it_stops(
+    net, media, tmp_path, monkeypatch
+):
+    if importlib.util.find_spec("gradio") is None:
+        pytest.skip("gradio is not installed (pip install 'avloc[demo]')")
+    from avloc.jobs import serve
+
+    monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
+    work = tmp_path / "work"
+    page = serve.build_app(net, UTH, work_dir=work)
+    assert os.environ["GRADIO_TEMP_DIR"] == str(work / "uploads")  # Gradio's uploads go there
+    uploads = work / "uploads" / "abc123"
+    uploads.mkdir(parents=True)
+    for name in ("scene.png", "tone.wav"):
+        shutil.copy(media / name, uploads / name)
+    on_pair = next(f.fn for f in page.fns.values() if f.fn.__name__ == "on_pair")
+    overlay, verdict, _ = on_pair(str(uploads / "scene.png"), str(uploads / "tone.wav"))
+    assert overlay is not None and not uploads.exists()  # the request's uploads are gone
+    launched = {}
+
+    class Queued:
+        def launch(self, **kwargs):
+            launched.update(kwargs)
+            raise KeyboardInterrupt  # Ctrl+C at once
+
+    monkeypatch.setattr(page, "queue", lambda: Queued())
+    serve.serve(page, max_upload_mb=serve.MAX_UPLOAD_MB, server_name="127.0.0.1")
+    assert launched["max_file_size"] == f"{serve.MAX_UPLOAD_MB:g}mb"  # Gradio refuses larger
+    assert not work.exists()
+
+
+@pytest.mark.large  # loads the network in a subprocess and encodes 30 minutes of AAC
+def test_the_demo_fed_hostile_files_stays_small(net, tmp_path):
+    from fakemedia import peak_rss_mb, write_m4a
+
+    from avloc.media.image import MAX_IMAGE_PIXELS
+
+    checkpoint = tmp_path / "tiny.keras"
+    save_network(net, checkpoint)
+    bomb = tmp_path / "bomb.png"  # 19 KB that decode to 12500 x 12500 pixels (470 MB)
+    Image.new("1", (12500, 12500)).save(bomb)
+    write_m4a(tmp_path / "long.m4a", 1800.0, rate=48000)
+    big = tmp_path / "big.png"  # just under the cap: decoded and rendered
+    side = int(MAX_IMAGE_PIXELS**0.5) - 1
+    Image.new("RGB", (side, side), (90, 120, 150)).save(big)
+    code = (
+        "from avloc.jobs.serve import analyse_pair\n"
+        "from avloc.models.io import load_network\n"
+        f"net = load_network({str(checkpoint)!r})\n"
+        f"r = analyse_pair(net, {UTH}, {str(bomb)!r}, {str(tmp_path / 'long.m4a')!r})\n"
+        "assert r.error and 'refused before decoding' in r.error, r.error\n"
+        f"r = analyse_pair(net, {UTH}, {str(big)!r}, {str(tmp_path / 'long.m4a')!r})\n"
+        "assert r.error is None and max(r.overlay.shape) == 4096, r.error\n"
+    )
+    # 1323 MB measured, of which 581 MB are Python, Keras and torch: the bound is 1.5 GB
+    assert peak_rss_mb(code) < 1536
 
 
 # --------------------------------------------------------------------------------------------

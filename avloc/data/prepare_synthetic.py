@@ -26,7 +26,14 @@ import dataclasses
 from collections.abc import Callable
 from pathlib import Path
 
-from avloc.data.prepare.chunks import chunk_ranges, digest, part_chunks, part_range, shard_holds
+from avloc.data.prepare.chunks import (
+    check_room_for_shard,
+    chunk_ranges,
+    digest,
+    part_chunks,
+    part_range,
+    shard_holds,
+)
 from avloc.data.prepare.options import OUT, PART, SHARD_SIZE, Option, resolve
 from avloc.data.shards import shard_name, write_shard
 from avloc.data.synthetic import CLASS_NAMES, SyntheticConfig, make_scenes
@@ -84,6 +91,7 @@ def prepare_synthetic(
                 scenes = make_scenes(rows.start, rows.stop, seed=seed, split=split, config=config)
                 arrays = {name: scenes[name] for name in fields}
                 arrays["id"] = [f"synthetic-{split}-{seed}-{i:07d}" for i in rows]
+                check_room_for_shard(path, arrays)
                 write_shard(
                     path,
                     arrays,

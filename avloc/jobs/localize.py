@@ -249,10 +249,12 @@ def render(
     value_range: tuple[float, float] | str = (-1.0, 1.0),
 ) -> np.ndarray:
     """The PNG content: heatmap blended over the image, the above-Uth region outlined; when
-    nothing is sounding, a caption saying so (see :mod:`avloc.media.overlay`)."""
-    from avloc.media.overlay import overlay_heatmap, stamp_caption
+    nothing is sounding, a caption saying so (see :mod:`avloc.media.overlay`). Images larger than
+    :data:`~avloc.media.overlay.MAX_OVERLAY_SIDE` on a side are rendered scaled down to it."""
+    from avloc.media.overlay import fit_overlay, overlay_heatmap, stamp_caption
 
-    out = overlay_heatmap(image, loc.heatmap, loc.uth, value_range=value_range)
+    image, heat = fit_overlay(image, loc.heatmap)
+    out = overlay_heatmap(image, heat, loc.uth, value_range=value_range)
     if not loc.sounding:
         out = stamp_caption(out, loc.caption())
     return out

@@ -16,6 +16,13 @@ Errors in uploads (an unreadable file, a wrong kind of file, a video without sou
 a one-line message in the page, naming the uploaded file by its own name, never as a crash.
 Model calls run one at a time (Gradio's ``concurrency_limit=1``): the network is shared.
 
+Bounded work and disk: uploads larger than ``max_upload_mb`` (:data:`MAX_UPLOAD_MB`) are refused
+by Gradio before they land; images over :data:`avloc.media.image.MAX_IMAGE_PIXELS` are refused
+from their header; audio is decoded around the clip and videos only for ``max_seconds``. The
+demo's uploads (Gradio's cache) and heatmap videos live in one work folder: a request's uploads
+are removed when it ends, a video request's outputs when the next one starts (the page has its
+own copies by then), a failed request's at once, and the whole folder when the server stops.
+
 Gradio is an optional dependency (``pip install 'avloc[demo]'``); it is imported only by
 :func:`build_app`.
 """
@@ -23,6 +30,7 @@ Gradio is an optional dependency (``pip install 'avloc[demo]'``); it is imported
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +46,22 @@ from avloc.media.items import Item, load_item
 __all__ = ["DemoResult", "analyse_pair", "analyse_video", "build_app", "DEFAULT_HOST"]
 
 DEFAULT_HOST = "127.0.0.1"  #: loopback only: nothing outside this machine can reach the page
+#: The largest upload the demo takes, MB (``avloc serve --max-upload-mb``): a 10-minute phone
+#: video; Gradio refuses larger files before they are written to disk.
+MAX_UPLOAD_MB = 100.0
+
+
+def _remove_uploads(*paths: str | Path | None) -> None:
+    """Remove uploaded files (and the one-file folders Gradio puts each in) after a request."""
+    for path in paths:
+        if not path:
+            continue
+        path = Path(path)
+        path.unlink(missing_ok=True)
+        try:
+            path.parent.rmdir()  # only when empty
+        except OSError:
+            pass
 
 
 @dataclass
@@ -116,9 +140,15 @@ def analyse_video(
                 f"{video}: not a video file name (expected one of {', '.join(sorted(VIDEO_EXTS))})"
             )
         Path(work_dir).mkdir(parents=True, exist_ok=True)
+        for old in Path(work_dir).glob("video-*"):  # earlier requests': the page has copies
+            shutil.rmtree(old, ignore_errors=True)
         folder = Path(tempfile.mkdtemp(prefix="video-", dir=work_dir))
         out = folder / f"{video.stem}_heat.mp4"
-        result = localize_video(net, video, out, uth=uth, fps=fps, end=max_seconds)
+        try:
+            result = localize_video(net, video, out, uth=uth, fps=fps, end=max_seconds)
+        except BaseException:
+            shutil.rmtree(folder, ignore_errors=True)
+            raise
         silent = result.frames - result.sounding_frames
         verdict = (
             f"**{result.sounding_frames} of {result.frames} frames sounding**, {silent} with "
@@ -145,8 +175,15 @@ def build_app(
     work_dir: str | Path | None = None,
     max_seconds: float = 60.0,
 ):
-    """The Gradio ``Blocks`` page for ``net`` (Uth: ``uth`` or the network's calibration)."""
+    """The Gradio ``Blocks`` page for ``net`` (Uth: ``uth`` or the network's calibration).
+
+    ``work_dir`` (default: a fresh ``avloc-serve-*`` temporary folder) holds the heatmap videos
+    and, under ``uploads/``, Gradio's cache of uploads (``GRADIO_TEMP_DIR``); remove it when the
+    server stops (:func:`serve`).
+    """
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+    work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="avloc-serve-"))
+    os.environ["GRADIO_TEMP_DIR"] = str(work / "uploads")
     try:
         import gradio as gr
     except ImportError:
@@ -155,14 +192,19 @@ def build_app(
         ) from None
 
     threshold = resolve_uth(net, uth)
-    work = Path(work_dir) if work_dir else Path(tempfile.mkdtemp(prefix="avloc-serve-"))
 
     def on_pair(image, audio):
-        r = analyse_pair(net, threshold, image, audio)
+        try:
+            r = analyse_pair(net, threshold, image, audio)
+        finally:
+            _remove_uploads(image, audio)
         return r.overlay, r.verdict, r.record
 
     def on_video(video, fps):
-        r = analyse_video(net, threshold, video, work, fps=float(fps), max_seconds=max_seconds)
+        try:
+            r = analyse_video(net, threshold, video, work, fps=float(fps), max_seconds=max_seconds)
+        finally:
+            _remove_uploads(video)
         return r.video, r.timeline_png, r.verdict, r.timeline_files or None
 
     with gr.Blocks(title=title, analytics_enabled=False) as page:
@@ -218,4 +260,30 @@ def build_app(
                 on_video, [video_in, fps_in], [video_out, timeline, video_verdict, timeline_files],
                 concurrency_limit=1, concurrency_id="model",
             )  # fmt: skip
+    page.avloc_work_dir = work
     return page
+
+
+def serve(page, *, max_upload_mb: float = MAX_UPLOAD_MB, **launch) -> None:
+    """Run ``page`` (:func:`build_app`) until it is stopped (Ctrl+C, SIGTERM), uploads capped at
+    ``max_upload_mb``; its work folder (uploads, heatmap videos) is removed when it stops."""
+    import signal
+
+    work = getattr(page, "avloc_work_dir", None)
+
+    def stop(signum, frame):  # SIGTERM: the same clean-up as Ctrl+C
+        raise KeyboardInterrupt
+
+    previous = signal.signal(signal.SIGTERM, stop)
+    try:
+        page.queue().launch(max_file_size=f"{max_upload_mb:g}mb", **launch)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+        try:
+            page.close()
+        except Exception:
+            pass
+        if work is not None:
+            shutil.rmtree(work, ignore_errors=True)

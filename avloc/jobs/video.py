@@ -21,8 +21,9 @@ Outputs, written atomically (temporary names, renamed at the end; nothing is lef
   ``area_above_uth`` (fraction);
 - ``OUT.timeline.png``: the score against time with Uth, abstention spans shaded.
 
-Memory is bounded: one batch of frames, the maps of one batch, and the decoded audio track (the
-network's rate, mono float32: about 230 MB for an hour).
+Memory is bounded: one batch of frames, the maps of one batch, and the decoded audio from
+``start`` to ``end`` (and half a clip on each side; the network's rate, mono float32: about
+230 MB for an hour). Frames and audio past ``end`` are never decoded.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ import numpy as np
 from avloc.errors import AvlocError, MediaError
 from avloc.jobs.localize import Localization, resolve_uth
 from avloc.maps.engine import MapsEngine
-from avloc.media.audio import load_audio
+from avloc.media.audio import load_audio_span
 from avloc.media.video import VideoWriter, frames_at, probe
 from avloc.utils.files import atomic_path, atomic_write_bytes, atomic_write_json
 from avloc.utils.interpolation import upsample
@@ -141,14 +142,19 @@ def localize_video(
         raise MediaError(f"{video}: has no audio stream to localize")
     rate = int(net.inputs["sample_rate"])
     samples = int(round(rate * float(net.inputs["clip_seconds"])))
-    wave = load_audio(video, rate)
-    duration = info.duration or len(wave) / rate
     start = 0.0 if start is None else float(start)
+    half = samples / rate / 2
+    # Only the audio the windows reach: from half a clip before the first frame to half a clip
+    # after the last (a whole track when the header gives no duration and no end is asked).
+    until = end if end is not None else (info.duration or math.inf)
+    wave, offset = load_audio_span(video, rate, max(start - half, 0.0), until + half)
+    duration = info.duration or offset + len(wave) / rate
     end = duration if end is None else min(float(end), duration)
     if not (0.0 <= start < end):
         raise AvlocError(
             f"{video}: --start {start:g} / --end {end:g} leave nothing of its {duration:.2f} s"
         )
+    lead = int(round(offset * rate))  # samples of the track before wave[0]
     times = output_times(start, end, fps)
     size = output_size(info.width, info.height, max_side)
     engine = MapsEngine(net)
@@ -159,11 +165,11 @@ def localize_video(
         "csv": stem.with_name(stem.name + ".timeline.csv"),
         "png": stem.with_name(stem.name + ".timeline.png"),
     }
-    audio_written = int(round(start * rate))
+    audio_written = int(round(start * rate)) - lead
     with VideoWriter(out, fps, size, audio_rate=rate) as writer:
         for batch in _batches(video, times, size, max(1, batch_size)):
             frames = [f for _, f in batch]
-            windows = [audio_window(wave, rate, t, samples) for t, _ in batch]
+            windows = [audio_window(wave, rate, t - offset, samples) for t, _ in batch]
             specs = [engine.contract.spectrogram(w) for w in windows]
             maps = engine.maps(engine.visual(frames), engine.audio(specs))
             for (t, frame), small in zip(batch, maps, strict=True):
@@ -182,7 +188,7 @@ def localize_video(
                     }
                 )
             # the audio up to the end of this batch's last frame (frame k lasts 1 / fps)
-            until = min(int(round((batch[-1][0] + 1.0 / fps) * rate)), len(wave))
+            until = min(int(round((batch[-1][0] + 1.0 / fps) * rate)) - lead, len(wave))
             until = max(until, audio_written)
             writer.write_audio(wave[audio_written:until])
             audio_written = until

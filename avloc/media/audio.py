@@ -20,6 +20,10 @@ they cannot rewind to (``0xFFFFFFFF``, not reported), so a refusal would turn aw
 play; the line says that the result belongs to the part present (tiled when shorter than the
 clip, see :func:`clip_centered`).
 
+Bounded work: a clip of a long file (:func:`load_clip`) and a span of one
+(:func:`load_audio_span`) are decoded only around what is asked, in every container: libsndfile
+reads the frames of the window, PyAV seeks to it and stops decoding once it is covered.
+
 Decoding: wav/flac/ogg/mp3 (and anything else libsndfile understands) are read with
 ``soundfile``; video containers (mp4, mkv, webm, ...) and whatever soundfile cannot read are
 decoded with PyAV (FFmpeg). Channels are averaged to mono and the result is resampled with
@@ -28,6 +32,7 @@ decoded with PyAV (FFmpeg). Channels are averaged to mono and the result is resa
 
 from __future__ import annotations
 
+import math
 import os
 import re
 import sys
@@ -42,6 +47,7 @@ __all__ = [
     "clip_centered",
     "load_audio",
     "load_audio_segment",
+    "load_audio_span",
     "load_clip",
     "resample",
     "save_wav",
@@ -229,30 +235,46 @@ def load_audio(path: str | os.PathLike, sample_rate: int = 16000) -> np.ndarray:
     return np.clip(wave, -1.0, 1.0).astype(np.float32, copy=False)
 
 
-#: Files (libsndfile's formats: WAV, FLAC, OGG, ...) longer than this are decoded only around
-#: the clip, so an hour-long recording costs a few seconds of audio, not gigabytes.
+#: Files longer than this (any container) are decoded only around the clip, so an hour-long
+#: recording costs a few seconds of audio, not gigabytes.
 LONG_AUDIO_SECONDS = 60.0
 #: Audio decoded on each side of such a window, seconds, so that resampling sees no edge.
 WINDOW_MARGIN_SECONDS = 0.5
 
 
-def _clip_from_window(name: str, sample_rate: int, seconds: float, center: float | None):
-    """(clip, duration s) decoded from a window of a long libsndfile file, else None."""
-    if Path(name).suffix.lower() in CONTAINER_EXTS or seconds <= 0:
+def _soundfile_info(name: str):
+    """libsndfile's header of ``name`` (frames, rate), or None when it is not libsndfile's."""
+    if Path(name).suffix.lower() in CONTAINER_EXTS:
         return None
     import soundfile as sf
 
     try:
-        info = sf.info(name)
-    except Exception:  # not libsndfile's: the whole-file path decides what it is
+        return sf.info(name)
+    except Exception:  # not libsndfile's: PyAV or the whole-file path decides what it is
         return None
+
+
+def _clip_start(duration: float, seconds: float, center: float | None) -> float:
+    """The clip's start, s, as :func:`clip_centered` places it (centre, or the middle; inside)."""
+    start_s = duration / 2 - seconds / 2 if center is None else float(center) - seconds / 2
+    return min(max(start_s, 0.0), duration - seconds)
+
+
+def _clip_from_window(name: str, sample_rate: int, seconds: float, center: float | None):
+    """(clip, duration s) decoded from a window of a long file, else None (short files, and
+    files whose length the header does not give, are decoded whole)."""
+    if seconds <= 0:
+        return None
+    info = _soundfile_info(name)
+    if info is None:
+        return _clip_from_pyav_window(name, sample_rate, seconds, center)
+    import soundfile as sf
+
     rate, frames = int(info.samplerate), int(info.frames)
     duration = frames / rate if rate else 0.0
     if duration <= max(LONG_AUDIO_SECONDS, seconds + 2 * WINDOW_MARGIN_SECONDS):
         return None
-    # The clip's start as clip_centered places it (centre, or the middle; kept inside).
-    start_s = duration / 2 - seconds / 2 if center is None else float(center) - seconds / 2
-    start_s = min(max(start_s, 0.0), duration - seconds)
+    start_s = _clip_start(duration, seconds, center)
     first = max(int((start_s - WINDOW_MARGIN_SECONDS) * rate), 0)
     last = min(int(np.ceil((start_s + seconds + WINDOW_MARGIN_SECONDS) * rate)), frames)
     try:
@@ -271,7 +293,152 @@ def _clip_from_window(name: str, sample_rate: int, seconds: float, center: float
     clip = np.clip(wave[offset : offset + length], -1.0, 1.0).astype(np.float32)
     if clip.shape[0] != length:
         return None
+    report_truncation(name, info)
     return clip, duration
+
+
+def _pyav_duration(name: str) -> float | None:
+    """The audio stream's length, s, from the container's header; None when it gives none."""
+    import av
+
+    try:
+        with av.open(name) as container:
+            if not container.streams.audio:
+                return None
+            stream = container.streams.audio[0]
+            if stream.duration and stream.time_base:
+                return float(stream.duration * stream.time_base)
+            if container.duration:
+                return container.duration / av.time_base
+    except Exception as exc:  # the whole-file path says what is wrong with it
+        if machine_fault(exc, name):
+            raise
+    return None
+
+
+def _read_pyav_span(
+    name: str, first: float, last: float, target: int
+) -> tuple[np.ndarray, float, int] | None:
+    """Mono float32 samples of the audio stream from about ``first`` to at least ``last`` s
+    (from the stream's start), their start time (s) and native rate: the container is sought
+    to ``first`` and decoding stops once ``last`` is covered. None when that fails (a seek
+    that lands after ``first``, a damaged file): the caller decodes the whole file instead."""
+    import av
+
+    try:
+        with av.open(name) as container:
+            if not container.streams.audio:
+                return None
+            stream = container.streams.audio[0]
+            base = stream.start_time or 0
+            tb = stream.time_base
+            if first > 0:
+                container.seek(base + int(first / tb), stream=stream, backward=True)
+            resampler = av.AudioResampler(format="fltp")
+            chunks: list[np.ndarray] = []
+            start = None
+            rate = stream.rate or stream.codec_context.sample_rate
+            covered = False
+            for packet in container.demux(stream):
+                try:
+                    frames = packet.decode()
+                except av.error.FFmpegError:
+                    continue  # a damaged packet: skip it
+                for frame in frames:
+                    if frame.pts is None:
+                        return None
+                    when = float((frame.pts - base) * tb)
+                    rate = frame.sample_rate or rate
+                    if start is None:
+                        start = when
+                    for out in resampler.resample(frame):
+                        arr = out.to_ndarray()
+                        arr = arr[None, :] if arr.ndim == 1 else arr
+                        chunks.append(arr.astype(np.float32, copy=False).mean(axis=0))
+                    if when + frame.samples / rate >= last:
+                        covered = True
+                        break
+                if covered:
+                    break
+            for out in resampler.resample(None):
+                chunks.append(out.to_ndarray().astype(np.float32, copy=False).mean(axis=0))
+    except Exception as exc:
+        if machine_fault(exc, name):
+            raise
+        return None
+    if start is None or not chunks or not rate or start > max(first, 0.0) + 1e-3:
+        return None
+    wave, rate = np.concatenate(chunks), int(rate)
+    # Start on a sample that falls on the grid of ``target`` Hz too, so that resampling the span
+    # gives the samples of the whole file's resampling, not ones shifted by a fraction.
+    index = int(round(start * rate))
+    skip = -index % (rate // math.gcd(rate, int(target)))
+    return wave[skip:], (index + skip) / rate, rate
+
+
+def _clip_from_pyav_window(name: str, sample_rate: int, seconds: float, center: float | None):
+    """:func:`_clip_from_window` for what PyAV reads (m4a, mp4, mkv, webm...)."""
+    duration = _pyav_duration(name)
+    if not duration or duration <= max(LONG_AUDIO_SECONDS, seconds + 2 * WINDOW_MARGIN_SECONDS):
+        return None
+    start_s = _clip_start(duration, seconds, center)
+    span = _read_pyav_span(
+        name,
+        max(start_s - WINDOW_MARGIN_SECONDS, 0.0),
+        start_s + seconds + WINDOW_MARGIN_SECONDS,
+        sample_rate,
+    )
+    if span is None:
+        return None
+    wave, first_s, rate = span
+    wave = np.nan_to_num(wave, nan=0.0, posinf=1.0, neginf=-1.0)
+    if rate != sample_rate:
+        wave = resample(wave, rate, sample_rate)
+    length = int(round(seconds * sample_rate))
+    offset = max(int(round((start_s - first_s) * sample_rate)), 0)
+    clip = np.clip(wave[offset : offset + length], -1.0, 1.0).astype(np.float32)
+    if clip.shape[0] != length:
+        return None
+    return clip, duration
+
+
+def load_audio_span(
+    path: str | os.PathLike, sample_rate: int, start: float, end: float
+) -> tuple[np.ndarray, float]:
+    """``(wave, first)``: the audio of ``path`` from ``first`` s (``start`` less a margin of
+    :data:`WINDOW_MARGIN_SECONDS`, at least 0) to at least ``end`` s (or the track's end), mono
+    float32 at ``sample_rate``. Only that span is decoded where the format allows it (a video's
+    audio for its first minutes costs those minutes, not the whole track); files whose span
+    cannot be read alone are decoded whole (``first`` is then 0).
+    """
+    name = _check_path(path)
+    first = max(float(start) - WINDOW_MARGIN_SECONDS, 0.0)
+    last = float(end) + WINDOW_MARGIN_SECONDS
+    info = _soundfile_info(name)
+    wave = None
+    if info is not None:
+        import soundfile as sf
+
+        rate = int(info.samplerate)
+        step = rate // math.gcd(rate, int(sample_rate))  # on both rates' grids (see above)
+        lo = int(first * rate) // step * step
+        hi = min(int(np.ceil(last * rate)), int(info.frames))
+        try:
+            data, _ = sf.read(name, start=lo, stop=max(hi, lo), dtype="float32", always_2d=True)
+            wave, first = data.mean(axis=1), lo / rate
+        except Exception as exc:
+            if machine_fault(exc, name):
+                raise
+    else:
+        span = _read_pyav_span(name, first, last, sample_rate)
+        if span is not None:
+            wave, first, rate = span
+    if wave is None or wave.size == 0:
+        return load_audio(name, sample_rate), 0.0
+    wave = np.nan_to_num(wave.astype(np.float32, copy=False), nan=0.0, posinf=1.0, neginf=-1.0)
+    if rate != sample_rate:
+        wave = resample(wave, rate, sample_rate)
+    return np.clip(wave, -1.0, 1.0).astype(np.float32, copy=False), float(first)
 
 
 def load_clip(
@@ -282,9 +449,11 @@ def load_clip(
 ) -> tuple[np.ndarray, float]:
     """``(clip, duration)``: the clip of :func:`load_audio_segment` and the file's length, s.
 
-    Long libsndfile files (over :data:`LONG_AUDIO_SECONDS`) are decoded only around the clip,
-    with :data:`WINDOW_MARGIN_SECONDS` on each side; the clip then equals the whole-file one to
-    within resampling's round-off, and to the sample when no resampling is needed.
+    Long files (over :data:`LONG_AUDIO_SECONDS`, by their header) are decoded only around the
+    clip, with :data:`WINDOW_MARGIN_SECONDS` on each side: libsndfile's formats read from the
+    window's first frame, the others (PyAV) sought there, decoding stopped once it is covered.
+    The clip then equals the whole-file one to within resampling's round-off (and a lossy
+    codec's), and to the sample when neither applies.
     """
     name = _check_path(path)
     windowed = _clip_from_window(name, sample_rate, seconds, center)

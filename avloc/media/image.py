@@ -4,6 +4,9 @@ Conventions:
 
 * **Images** are ``uint8`` RGB arrays of shape ``(H, W, 3)``, channels last, already rotated
   upright according to their EXIF orientation.
+* **Size**: images of more than :data:`MAX_IMAGE_PIXELS` pixels are refused from their header,
+  before anything is decoded (a 19 KB PNG can declare 12500 x 12500 pixels: 600 MB decoded);
+  Pillow's own ``DecompressionBombWarning`` is an error here.
 * **Errors**: missing or unreadable files raise :class:`avloc.errors.MediaError` with a
   one-line message ``"<path>: <problem>"``. An error about the machine rather than the file
   (:func:`avloc.errors.machine_fault`: EIO, ESTALE, ENOSPC...) propagates as it is.
@@ -12,13 +15,18 @@ Conventions:
 from __future__ import annotations
 
 import os
+import warnings
 
 import numpy as np
 from PIL import Image, ImageOps
 
 from avloc.errors import MediaError, machine_fault
 
-__all__ = ["extract_video_frame", "load_image"]
+__all__ = ["MAX_IMAGE_PIXELS", "extract_video_frame", "load_image"]
+
+#: The most pixels an image may have (width x height), checked from its header before decoding:
+#: 40 MP (7300 x 5475), a full-resolution photo of a high-end camera (120 MB decoded as RGB).
+MAX_IMAGE_PIXELS = 40_000_000
 
 
 def _one_line(text: object, limit: int = 160) -> str:
@@ -77,14 +85,20 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     """
     name = _check_path(path, "an image")
     try:
-        with Image.open(name) as img:
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", Image.DecompressionBombWarning)
+            img = Image.open(name)  # reads the header only
+        with img, warnings.catch_warnings():
+            _check_pixels(name, *img.size)  # our cap first: it is the lower one
+            for warning in caught:
+                if issubclass(warning.category, Image.DecompressionBombWarning):
+                    raise warning.message
+                warnings.warn_explicit(
+                    warning.message, warning.category, warning.filename, warning.lineno
+                )
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
             img.load()
-            try:
-                upright = ImageOps.exif_transpose(img)
-            except Exception:  # malformed EXIF: keep the stored orientation
-                upright = img
-            rgb = _to_rgb(upright if upright is not None else img)
-            arr = np.array(rgb, dtype=np.uint8)
+            arr = _upright_rgb(img)
     except MediaError:
         raise
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBomb...
@@ -95,6 +109,24 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     if arr.ndim != 3 or arr.shape[2] != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
         raise MediaError(f"{name}: not a readable image (unexpected shape {arr.shape})")
     return arr
+
+
+def _check_pixels(name: str, width: int, height: int) -> None:
+    if int(width) * int(height) > MAX_IMAGE_PIXELS:
+        raise MediaError(
+            f"{name}: {width} x {height} pixels, more than the {MAX_IMAGE_PIXELS / 1e6:g} million "
+            "avloc reads; refused before decoding (scale the image down)"
+        )
+
+
+def _upright_rgb(img: Image.Image) -> np.ndarray:
+    """uint8 RGB of a loaded image, rotated upright per its EXIF orientation."""
+    try:
+        upright = ImageOps.exif_transpose(img)
+    except Exception:  # malformed EXIF: keep the stored orientation
+        upright = img
+    rgb = _to_rgb(upright if upright is not None else img)
+    return np.array(rgb, dtype=np.uint8)
 
 
 # --------------------------------------------------------------------------------------------

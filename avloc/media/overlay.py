@@ -14,6 +14,8 @@ Data contract (pure numpy + Pillow + matplotlib colormaps, no Keras):
   ``heat > threshold`` form the region whose boundary is drawn. ``None`` draws no outline.
 
 Results are new ``uint8`` ``(H, W, 3)`` arrays of the input's size; inputs are never modified.
+:func:`fit_overlay` first scales an image and its map down to :data:`MAX_OVERLAY_SIDE` pixels
+on the longer side, the size overlays are rendered at (``avloc localize``'s PNG, the demo).
 """
 
 from __future__ import annotations
@@ -22,7 +24,28 @@ import functools
 
 import numpy as np
 
-__all__ = ["outline_mask", "overlay_heatmap", "stamp_caption"]
+__all__ = ["MAX_OVERLAY_SIDE", "fit_overlay", "outline_mask", "overlay_heatmap", "stamp_caption"]
+
+#: The longest side, pixels, of a rendered overlay: larger images (and their maps) are scaled
+#: down to it first, so rendering costs at most about 50 MB whatever the image's size.
+MAX_OVERLAY_SIDE = 4096
+
+
+def fit_overlay(
+    image: np.ndarray, heat: np.ndarray, max_side: int = MAX_OVERLAY_SIDE
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(image, heat)`` scaled down (bilinear, aspect kept) so that the longer side is at most
+    ``max_side`` pixels; returned as they are when they already fit."""
+    from PIL import Image
+
+    height, width = np.asarray(image).shape[:2]
+    if max(height, width) <= max_side:
+        return image, heat
+    scale = max_side / max(height, width)
+    size = (max(1, round(width * scale)), max(1, round(height * scale)))
+    small = np.asarray(Image.fromarray(np.asarray(image)).resize(size, Image.BILINEAR))
+    heat = Image.fromarray(np.asarray(heat, np.float32), mode="F").resize(size, Image.BILINEAR)
+    return small, np.asarray(heat, np.float32)
 
 
 @functools.lru_cache(maxsize=8)

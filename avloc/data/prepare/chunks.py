@@ -20,9 +20,14 @@ from typing import Any
 import numpy as np
 
 from avloc.data.prepare.plan import STATE_DIR, Plan, SampleSpec, Skip
-from avloc.data.shards import SCHEMA_VERSION, read_info, write_shard
+from avloc.data.shards import PCM_FIELDS, SCHEMA_VERSION, read_info, write_shard
 from avloc.errors import AvlocError, DataError
-from avloc.utils.files import TEMPORARY_NAME, atomic_write_json, process_alive
+from avloc.utils.files import (
+    TEMPORARY_NAME,
+    atomic_write_json,
+    check_free_space,
+    process_alive,
+)
 
 
 def digest(payload: dict[str, Any]) -> str:
@@ -108,6 +113,7 @@ def write_chunk(
     if plan.ground_truth:
         attrs["ground_truth"] = plan.ground_truth
     attrs.update(plan.attrs)
+    check_room_for_shard(path, arrays)
     write_shard(
         path,
         arrays,
@@ -118,6 +124,32 @@ def write_chunk(
         clip_seconds=plan.settings.clip_seconds,
         extra_attrs=attrs,
     )
+
+
+def shard_bytes(arrays: dict[str, Any]) -> int:
+    """About how many bytes a shard of ``arrays`` takes on disk (its data, uncompressed; float
+    waveforms as the int16 :func:`~avloc.data.shards.write_shard` stores)."""
+    total = 0
+    for name, value in arrays.items():
+        value = np.asarray(value)
+        if value.dtype == object or value.dtype.kind in "US":
+            total += sum(len(str(v).encode()) + 16 for v in value.ravel())
+        elif name in PCM_FIELDS:
+            total += value.size * 2
+        else:
+            total += value.nbytes
+    return total
+
+
+def check_room_for_shard(path: Path, arrays: dict[str, Any]) -> None:
+    """One line (AvlocError) when the disk cannot hold the shard, before its first byte.
+
+    Not only courtesy: HDF5 1.14 frees a dataset whose closing flush fails (a full disk) but
+    keeps its id, so the next close of that id (h5py's, or HDF5's own at exit) crashes the
+    process (:func:`avloc_cli.app.user_errors` ends such a process itself when the disk fills up
+    after this check anyway).
+    """
+    check_free_space(path.parent, shard_bytes(arrays), f"shard {path.name}")
 
 
 def tidy(out: Path, prefix: str, count: int, owned: range | None = None) -> None:
