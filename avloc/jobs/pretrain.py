@@ -34,7 +34,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from avloc.config import check_value_ranges, from_dict, read_toml
+from avloc.config import RANGES, check_value_ranges, from_dict, read_toml
 from avloc.errors import AvlocError, RecipeError
 from avloc.models.pretrained import sidecar
 from avloc.utils.files import file_sha256
@@ -90,16 +90,22 @@ class PretrainRecipe:
 
 #: Sane ranges of a pretraining recipe's numbers (:func:`avloc.config.check_value_ranges`).
 PRETRAIN_RANGES: dict[str, tuple[Any, str]] = {
-    "seed": (lambda v: v >= 0, "at least 0"),
     "data.images": (lambda v: v > 0, "a positive number of images"),
     "data.validation": (lambda v: v > 0, "a positive number of images"),
-    "data.image_size": (lambda v: v >= 16, "at least 16 (pixels)"),
-    "model.visual.width": (lambda v: 1 <= v <= 4096, "between 1 and 4096"),
-    "model.visual.blocks": (lambda v: len(v) >= 1 and all(1 <= b <= 64 for b in v), "1-64 each"),
-    "train.epochs": (lambda v: v >= 1, "at least 1"),
-    "train.batch_size": (lambda v: v >= 1, "at least 1"),
-    "train.learning_rate": (lambda v: v > 0, "above 0"),
-    "train.weight_decay": (lambda v: v >= 0, "at least 0"),
+    # the keys a training recipe shares: its ranges (one place, avloc.config.RANGES)
+    **{
+        key: RANGES[key]
+        for key in (
+            "seed",
+            "data.image_size",
+            "model.visual.width",
+            "model.visual.blocks",
+            "train.epochs",
+            "train.batch_size",
+            "train.learning_rate",
+            "train.weight_decay",
+        )
+    },
 }
 
 
