@@ -139,10 +139,53 @@ def test_the_page_removes_uploads_after_each_request_and_its_folder_when_it_stop
             launched.update(kwargs)
             raise KeyboardInterrupt  # Ctrl+C at once
 
+    assert page.delete_cache == (serve.OUTPUT_SWEEP_S, serve.OUTPUT_KEEP_S)  # outputs: an hour
     monkeypatch.setattr(page, "queue", lambda: Queued())
     serve.serve(page, max_upload_mb=serve.MAX_UPLOAD_MB, server_name="127.0.0.1")
     assert launched["max_file_size"] == f"{serve.MAX_UPLOAD_MB:g}mb"  # Gradio refuses larger
     assert not work.exists()
+
+
+def test_empty_upload_stubs_are_removed_but_not_uploads_being_received(tmp_path):
+    from avloc.jobs.serve import _remove_stubs
+
+    old, fresh, written = tmp_path / "tmpold", tmp_path / "tmpfresh", tmp_path / "tmpwritten"
+    old.touch()  # Gradio File's stub of an earlier request
+    os.utime(old, (time.time() - 60, time.time() - 60))
+    fresh.touch()  # as an upload's temporary file looks the moment it is opened
+    written.write_bytes(b"x")  # an upload being received
+    os.utime(written, (time.time() - 60, time.time() - 60))
+    (tmp_path / "tmpdir").mkdir()
+    _remove_stubs(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tmpdir", "tmpfresh", "tmpwritten"]
+
+
+@pytest.mark.large  # loads the network in subprocesses and encodes 30 minutes of video
+def test_the_video_tab_decodes_a_long_video_only_up_to_max_seconds(net, tmp_path):
+    """A 30-minute video (48 kHz audio: 330 MB as float32) costs what a 2-second one does."""
+    from fakemedia import peak_rss_mb
+
+    checkpoint = tmp_path / "tiny.keras"
+    save_network(net, checkpoint)
+    write_video(tmp_path / "short.mp4", seconds=2.0, fps=1, size=(64, 48), audio_rate=48000)
+    write_video(tmp_path / "long.mp4", seconds=1800.0, fps=1, size=(64, 48), audio_rate=48000,
+                crf=30)  # fmt: skip
+
+    def peak(name: str) -> float:
+        code = (
+            "from avloc.jobs.serve import analyse_video\n"
+            "from avloc.models.io import load_network\n"
+            f"net = load_network({str(checkpoint)!r})\n"
+            f"r = analyse_video(net, {UTH}, {str(tmp_path / name)!r}, {str(tmp_path / name)!r}"
+            " + '.out', fps=5.0, max_seconds=20.0)\n"
+            "assert r.error is None, r.error\n"
+        )
+        return peak_rss_mb(code)
+
+    short, long = peak("short.mp4"), peak("long.mp4")
+    # 648 and 669 MB measured; the whole track decoded would add >= 330 MB
+    assert long < short + 100, (short, long)
+    assert long < 1536  # the issue's bound for the demo
 
 
 @pytest.mark.large  # loads the network in a subprocess and encodes 30 minutes of AAC

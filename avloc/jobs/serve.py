@@ -20,8 +20,10 @@ Bounded work and disk: uploads larger than ``max_upload_mb`` (:data:`MAX_UPLOAD_
 by Gradio before they land; images over :data:`avloc.media.image.MAX_IMAGE_PIXELS` are refused
 from their header; audio is decoded around the clip and videos only for ``max_seconds``. The
 demo's uploads (Gradio's cache) and heatmap videos live in one work folder: a request's uploads
-are removed when it ends, a video request's outputs when the next one starts (the page has its
-own copies by then), a failed request's at once, and the whole folder when the server stops.
+are removed when it ends (with the empty stub Gradio's ``File`` makes per upload), a video
+request's outputs when the next one starts (the page has its own copies by then), a failed
+request's at once, the copies Gradio keeps for the page after :data:`OUTPUT_KEEP_S`, and the
+whole folder when the server stops (``benchmarks/demo_hostile.py`` measures all of it).
 
 Gradio is an optional dependency (``pip install 'avloc[demo]'``); it is imported only by
 :func:`build_app`.
@@ -49,6 +51,35 @@ DEFAULT_HOST = "127.0.0.1"  #: loopback only: nothing outside this machine can r
 #: The largest upload the demo takes, MB (``avloc serve --max-upload-mb``): a 10-minute phone
 #: video; Gradio refuses larger files before they are written to disk.
 MAX_UPLOAD_MB = 100.0
+
+
+#: How long the page's outputs (overlays, heatmap videos) stay in Gradio's cache, s: the page
+#: fetches them at once; Gradio's ``delete_cache`` removes older ones every
+#: :data:`OUTPUT_SWEEP_S` seconds, so the cache holds about an hour of requests, not all of them.
+OUTPUT_KEEP_S = 3600
+OUTPUT_SWEEP_S = 600
+#: Empty ``tmp*`` files this old in the uploads folder are removed after each request (see
+#: :func:`_remove_stubs`), s.
+STUB_AGE_S = 10.0
+
+
+def _remove_stubs(folder: str | Path, older_than: float = STUB_AGE_S) -> None:
+    """Remove the empty ``tmp*`` files that Gradio's ``File`` leaves in its cache, one per upload.
+
+    Gradio 6's ``File.preprocess`` opens a ``NamedTemporaryFile(delete=False)`` in the cache for
+    every uploaded file and never writes or removes it. Only empty files at least ``older_than``
+    seconds old go: an upload being received (also ``tmp*`` there) has bytes within moments.
+    """
+    import time
+
+    now = time.time()
+    for path in Path(folder).glob("tmp*"):
+        try:
+            info = path.lstat()
+            if path.is_file() and info.st_size == 0 and now - info.st_mtime >= older_than:
+                path.unlink()
+        except OSError:
+            pass
 
 
 def _remove_uploads(*paths: str | Path | None) -> None:
@@ -198,6 +229,7 @@ def build_app(
             r = analyse_pair(net, threshold, image, audio)
         finally:
             _remove_uploads(image, audio)
+            _remove_stubs(work / "uploads")
         return r.overlay, r.verdict, r.record
 
     def on_video(video, fps):
@@ -205,9 +237,12 @@ def build_app(
             r = analyse_video(net, threshold, video, work, fps=float(fps), max_seconds=max_seconds)
         finally:
             _remove_uploads(video)
+            _remove_stubs(work / "uploads")
         return r.video, r.timeline_png, r.verdict, r.timeline_files or None
 
-    with gr.Blocks(title=title, analytics_enabled=False) as page:
+    with gr.Blocks(
+        title=title, analytics_enabled=False, delete_cache=(OUTPUT_SWEEP_S, OUTPUT_KEEP_S)
+    ) as page:
         gr.Markdown(
             f"# {title}: where in the picture is the sound coming from?\n"
             f"The map is the cosine similarity of each image region with the sound. Above the "
