@@ -38,12 +38,16 @@ REFERENCE_BACKEND = "torch"
 
 
 def pytest_collection_modifyitems(config, items):
-    """Tests marked ``backend_independent`` run once, under :data:`REFERENCE_BACKEND`.
+    """Tests marked ``backend_independent`` or ``once_per_suite`` run once, under
+    :data:`REFERENCE_BACKEND`.
 
-    The mark is for modules that never import Keras (numpy metrics, preparation, media, docs)
-    and for cases of one property where one backend is representative (the resume test's kill
-    points beyond the first: the job's bookkeeping is Python, the weights' restore is checked on
-    every backend by the first). ``AVLOC_TEST_EVERY_BACKEND=1`` runs them everywhere.
+    ``backend_independent`` is for modules that never import Keras (numpy metrics, preparation,
+    media, docs) and for cases of one property where one backend is representative (the resume
+    test's kill points beyond the first: the job's bookkeeping is Python, the weights' restore is
+    checked on every backend by the first). ``once_per_suite`` is for long runs whose outcome
+    may differ in the last bits between backends but whose subject is not the backend: the other
+    backends' side of it is tested elsewhere, and the mark's comment says where.
+    ``AVLOC_TEST_EVERY_BACKEND=1`` runs them everywhere.
     """
     if os.environ.get("AVLOC_TEST_EVERY_BACKEND") == "1":
         return
@@ -51,7 +55,10 @@ def pytest_collection_modifyitems(config, items):
         return
     kept, dropped = [], []
     for item in items:
-        (dropped if item.get_closest_marker("backend_independent") else kept).append(item)
+        once = item.get_closest_marker("backend_independent") or item.get_closest_marker(
+            "once_per_suite"
+        )
+        (dropped if once else kept).append(item)
     if dropped:
         config.hook.pytest_deselected(items=dropped)
         items[:] = kept

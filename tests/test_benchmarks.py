@@ -20,8 +20,14 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.large
+@pytest.mark.backend_independent  # the GPU benchmark measures keras on torch, whatever the suite's
 def test_gpu_benchmark_dry_run_measures_every_part(tmp_path):
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "TF_CPP_MIN_LOG_LEVEL": "3"}
+    env = {
+        **os.environ,
+        "OMP_NUM_THREADS": "1",
+        "TF_CPP_MIN_LOG_LEVEL": "3",
+        "KERAS_BACKEND": "torch",
+    }
     done = subprocess.run(
         [sys.executable, "-m", "benchmarks.gpu", "--out", str(tmp_path / "out"),
          "--work", str(tmp_path / "work"), "--dry-run", "--extra-variants", ""],

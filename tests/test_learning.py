@@ -2,10 +2,11 @@
 
 The quickstart in miniature (a pretrained visual trunk, then SSL-SaN), and SSL-TIE's base (the
 one SSL-SaN is built on) from the same trunk, small enough for the test suite: scenes of 8
-classes with up to 2 objects, 1 s clips. In a scene with two objects only the sound tells which
-one is sounding, so a network that listens points at the right one with its own audio far more
-often than with another scene's audio (the shuffled-audio control); one that stops listening (a
-broken loss, loader or map) points as often with either, and fails here.
+classes with up to 2 objects, 1 s clips, 512 test scenes (about 240 with two objects: the
+fraction pointing right is then known to about +-0.03). In a scene with two objects only the
+sound tells which one is sounding, so a network that listens points at the right one with its own
+audio far more often than with another scene's audio (the shuffled-audio control); one that stops
+listening (a broken loss, loader or map) points as often with either, and fails here.
 """
 
 from __future__ import annotations
@@ -32,14 +33,14 @@ ROOT = Path(__file__).resolve().parents[1]
 SIZE, WIDTH, SECONDS, SEED = 96, 8, 1.0, 2
 CONFIG = SyntheticConfig(image_size=SIZE, num_classes=8, max_objects=2, clip_seconds=SECONDS)
 MARGIN = 0.2  # how much more often the own audio must point at the sounding object
-SSLTIE_MARGIN = 0.05  # the same for SSL-TIE's base (measured: 0.20 on torch, 0.10 on TensorFlow)
+SSLTIE_MARGIN = 0.05  # the same for SSL-TIE's base (measured: 0.12 on TensorFlow)
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory) -> Path:
     """The work folder: ``data/`` (train, test), ``trunk.pth`` and the trained ``run/``."""
     work = tmp_path_factory.mktemp("listens")
-    prepare_synthetic(work / "data", train=640, test=128, seed=SEED, config=CONFIG)
+    prepare_synthetic(work / "data", train=640, test=512, seed=SEED, config=CONFIG)
     trunk = load_pretrain_recipe(
         TRUNK_RECIPE,
         [
@@ -107,8 +108,9 @@ def ssltie_records(trained):
     """recipes/ssltie.toml in miniature on the same scenes (SSL-TIE's 14 x 14 lvs network, mel
     front end, moco_v2, SpecAugment, tri-map loss on x and T(x) + equivariance), its visual trunk
     from the same synthetic pretraining: from scratch at this size, 10 epochs do not leave
-    chance (own 0.51 vs shuffled 0.51 in one run), while this one points right 0.76 vs 0.56
-    (torch) and 0.66 vs 0.56 (TensorFlow)."""
+    chance (own 0.51 vs shuffled 0.51 on 59 two-object scenes), while this one points right 0.58
+    vs 0.46 on TensorFlow (244 scenes; 0.53 vs 0.54 at 3x the learning rate, 0.65 vs 0.53
+    without moco_v2 and SpecAugment)."""
     recipe = load_recipe(
         ROOT / "recipes" / "ssltie.toml",
         [
@@ -136,10 +138,15 @@ def ssltie_records(trained):
     return collect_records(net, ShardSet(trained / "data" / "test"), control="shuffled")
 
 
+@pytest.mark.timeout(1800)  # its set-up trains three models (about 8 minutes on 2 free cores)
+# the objective and its gradients on TensorFlow equal torch's (tests/test_ssltie_task.py), and the
+# quickstart's listening test runs on every backend
+@pytest.mark.once_per_suite
 def test_a_tiny_model_on_ssl_ties_base_listens(ssltie_records):
     own = pointing(ssltie_records.maps["positive"], ssltie_records.map_size)
     shuffled = pointing(ssltie_records.maps["shuffled"], ssltie_records.map_size)
     assert len(own) >= 20
+    print(f"SSL-TIE's base points right: {own.mean():.3f} own, {shuffled.mean():.3f} shuffled")
     assert own.mean() >= shuffled.mean() + SSLTIE_MARGIN, (own.mean(), shuffled.mean())
 
 
@@ -147,6 +154,7 @@ def test_a_tiny_model_listens(records):
     own = pointing(records.maps["positive"], records.map_size)
     shuffled = pointing(records.maps["shuffled"], records.map_size)
     assert len(own) >= 20  # enough two-object scenes to tell
+    print(f"the quickstart points right: {own.mean():.3f} own, {shuffled.mean():.3f} shuffled")
     assert own.mean() >= shuffled.mean() + MARGIN, (own.mean(), shuffled.mean())
 
 

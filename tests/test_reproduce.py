@@ -140,6 +140,8 @@ def test_centre_prior_peaks_in_the_middle_and_ignores_audio():
 
 
 @pytest.mark.large  # trains the reproduction's jobs
+# the plan, the report and its verdicts: training on each backend is tests/test_training.py's
+@pytest.mark.once_per_suite
 def test_quick_reproduction_writes_the_report(tmp_path):
     from avloc_cli.main import app
 
