@@ -20,7 +20,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.mark.large
-@pytest.mark.backend_independent  # the GPU benchmark measures keras on torch, whatever the suite's
+@pytest.mark.once_per_suite  # the GPU benchmark measures Keras on torch, whatever the suite's
 def test_gpu_benchmark_dry_run_measures_every_part(tmp_path):
     env = {
         **os.environ,
