@@ -88,6 +88,21 @@ def test_loading_never_runs_stored_code(ezvsl_state, tmp_path):
         load_state_dict(tmp_path / "text.pth")
 
 
+def test_a_bare_pickle_payload_is_refused_without_torchs_warning(tmp_path):
+    """A plain pickle (protocol 4) makes torch warn about the protocol before refusing: the
+    refusal is the one thing said."""
+    import pickle
+    import warnings
+
+    path = tmp_path / "bare.pth"
+    path.write_bytes(pickle.dumps(Payload(), protocol=4))
+    with warnings.catch_warnings(record=True) as caught, pytest.raises(DataError, match="stores"):
+        warnings.simplefilter("always")
+        load_state_dict(path)
+    assert _EXECUTED == []
+    assert [str(w.message) for w in caught] == []
+
+
 def test_wrappers_and_prefixes_are_unwrapped(ezvsl_model, tmp_path):
     plain = ezvsl_model.state_dict()
     nested = {"model": {f"module.module.{k}": v for k, v in plain.items()}}

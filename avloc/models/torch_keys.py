@@ -43,6 +43,7 @@ def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
         raise DataError(f"{path}: no such checkpoint file")
     import argparse
     import pickle
+    import warnings
 
     import torch
 
@@ -50,7 +51,9 @@ def load_state_dict(path: str | Path) -> dict[str, np.ndarray]:
         check_archive(path, "PyTorch checkpoint")
     try:
         # argparse.Namespace (training arguments saved next to the weights) is plain data
-        with torch.serialization.safe_globals([argparse.Namespace]):
+        # torch's own warnings (e.g. about a pickle protocol) would precede the one line
+        with torch.serialization.safe_globals([argparse.Namespace]), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
             obj = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
         with open(path, "rb") as f:
