@@ -64,7 +64,9 @@ def serve(
                 share=share,
                 inbrowser=False,
                 quiet=True,
-                show_error=True,
+                # avloc's own failures are the page's verdicts; anything else (a malformed API
+                # payload's validation errors, internals) stays on the server
+                show_error=False,
             )
         except OSError as exc:
             raise AvlocError(f"{host}:{port}: cannot listen there ({exc})") from None

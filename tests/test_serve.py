@@ -8,7 +8,9 @@ The browser test needs Gradio (``pip install 'avloc[demo]'``), Selenium and Debi
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import json
 import os
 import shutil
 import socket
@@ -236,12 +238,10 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-@pytest.fixture(scope="module")
-def server(net, tmp_path_factory):
-    missing = _browser_missing()
-    if missing:
-        pytest.skip(f"browser test: {missing}")
-    checkpoint = tmp_path_factory.mktemp("serve") / "tiny.keras"
+@contextlib.contextmanager
+def serving(net, folder: Path):
+    """``avloc serve`` of ``net`` in a subprocess on a free loopback port; yields its URL."""
+    checkpoint = folder / "tiny.keras"
     save_network(net, checkpoint)
     port = _free_port()
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GRADIO_ANALYTICS_ENABLED": "False"}
@@ -272,6 +272,15 @@ def server(net, tmp_path_factory):
             proc.wait(timeout=20)
         except subprocess.TimeoutExpired:
             proc.kill()
+
+
+@pytest.fixture(scope="module")
+def server(net, tmp_path_factory):
+    missing = _browser_missing()
+    if missing:
+        pytest.skip(f"browser test: {missing}")
+    with serving(net, tmp_path_factory.mktemp("serve")) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
@@ -372,3 +381,23 @@ def test_a_bad_host_is_one_line_naming_it_before_the_model_loads(tmp_path):
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert lines[0].startswith("avloc: error: --host 999.1.1.1: not an address or a known host")
+
+
+@pytest.mark.large  # starts the server
+def test_a_malformed_api_payload_gets_an_error_without_internals(net, tmp_path):
+    """The page's API (what Gradio's client calls) answers a payload of the wrong shape with an
+    error event; the validation library's message (its types, its URL) stays on the server."""
+    if importlib.util.find_spec("gradio") is None:
+        pytest.skip("gradio is not installed (pip install 'avloc[demo]')")
+    with serving(net, tmp_path) as url:
+        request = urllib.request.Request(
+            f"{url}gradio_api/call/on_pair",
+            data=json.dumps({"data": [123, {"path": 5}]}).encode(),
+            headers={"Content-Type": "application/json"},
+        )
+        with urllib.request.urlopen(request, timeout=30) as response:
+            event = json.loads(response.read())["event_id"]
+        with urllib.request.urlopen(f"{url}gradio_api/call/on_pair/{event}", timeout=60) as answer:
+            stream = answer.read().decode()
+    assert "event: error" in stream, stream
+    assert "validation" not in stream.lower() and "pydantic" not in stream.lower(), stream
