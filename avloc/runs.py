@@ -14,7 +14,8 @@ Layout that ``avloc train`` writes (:mod:`avloc.jobs.train`)::
     model.keras            the final network (load with avloc.models.io.load_network)
 
 Readers (eval, localize, reproduce) use :class:`RunDir` and :func:`model_file`, so a missing
-or unfinished run gives the same one-line error everywhere.
+or unfinished run gives the same one-line error everywhere, and a preset folder
+(:mod:`avloc.presets`) is accepted, verified, wherever a run directory or a checkpoint is.
 
 The backup format is defined here too (:func:`write_backup`, :func:`latest_backup`): a backup is
 a folder ``backup/ckpt-<global step>`` staged under a temporary name and renamed into place
@@ -136,7 +137,14 @@ class RunDir:
             handle.close()  # releases the lock
 
     def finished_model(self) -> Path:
-        """``model.keras``; a one-line DataError when the directory or the file is missing."""
+        """``model.keras``; a one-line DataError when the directory or the file is missing.
+
+        A preset folder (``avloc export``, :mod:`avloc.presets`) gives its ``model.keras`` once
+        every checksum matches."""
+        from avloc.presets import is_preset, open_preset
+
+        if is_preset(self.root):
+            return open_preset(self.root)
         if not self.root.is_dir():
             raise DataError(f"{self.root}: no such run directory")
         if not self.model.is_file():
@@ -176,13 +184,16 @@ def calibrate_command(
 def model_file(run_dir: str | Path | None = None, checkpoint: str | Path | None = None) -> Path:
     """The ``.keras`` file of a run directory (``RUN_DIR/model.keras``) or a checkpoint.
 
-    Exactly one of the two must be given. Raises a one-line :class:`AvlocError` otherwise, or
-    when the file is missing.
+    Exactly one of the two must be given; either may be a preset folder (``avloc export``),
+    whose checksums are verified first (:func:`avloc.presets.open_preset`). Raises a one-line
+    :class:`AvlocError` otherwise, or when the file is missing.
     """
     if (run_dir is None) == (checkpoint is None):
         raise AvlocError("give the model with exactly one of --run DIR or --checkpoint FILE")
     if checkpoint is not None:
         path = Path(checkpoint)
+        if path.is_dir():
+            return RunDir(path).finished_model()  # a preset folder, or a run directory
         if not path.is_file():
             raise DataError(f"{path}: no such checkpoint file")
         return path

@@ -236,18 +236,38 @@ RunOption = Annotated[Path | None, typer.Option("--run", help="Run directory hol
 CheckpointOption = Annotated[
     Path | None, typer.Option("--checkpoint", help="A .keras network file")
 ]
+ModelOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--model", help="A run directory, a .keras file or a preset folder (`avloc export`)"
+    ),
+]
 UthOption = Annotated[
     float | None,
     typer.Option("--uth", help="Universal threshold (raw cosine); overrides the calibrated"),
 ]
 
 
-def network_and_uth(run: Path | None, checkpoint: Path | None, uth: float | None):
+def pick_model(model: Path | None, run: Path | None, checkpoint: Path | None):
+    """``(run, checkpoint)`` from ``--model`` (a folder: run directory or preset; else a file)
+    or the two options as given (:func:`avloc.runs.model_file` checks that one is)."""
+    if model is None:
+        return run, checkpoint
+    if run is not None or checkpoint is not None:
+        raise AvlocError("give the model with exactly one of --model, --run or --checkpoint")
+    return (model, None) if model.is_dir() else (None, model)
+
+
+def network_and_uth(
+    run: Path | None, checkpoint: Path | None, uth: float | None, model: Path | None = None
+):
     """``(net, Uth)``: the plain-torch copy when cached (no Keras import on torch), else the Keras
-    network; Uth is ``uth`` or the network's calibration (an error says how to calibrate)."""
+    network; Uth is ``uth`` or the network's calibration (an error says how to calibrate).
+    ``model`` is ``--model`` (:func:`pick_model`); a preset folder is verified first."""
     from avloc.jobs import localize as lz
     from avloc.runs import calibrate_command
 
+    run, checkpoint = pick_model(model, run, checkpoint)
     net = lz.load_cached_model(run, checkpoint)
     if net is None:
         quiet_frameworks()

@@ -17,6 +17,7 @@ import typer
 from avloc.media.formats import MANIFEST_EXTS, VIDEO_EXTS
 from avloc_cli.app import (
     CheckpointOption,
+    ModelOption,
     RunOption,
     UthOption,
     app,
@@ -58,6 +59,7 @@ def localize(
             "of a VIDEO input; in batch mode the output directory",
         ),
     ] = None,
+    model: ModelOption = None,
     run: RunOption = None,
     checkpoint: CheckpointOption = None,
     time: Annotated[
@@ -109,7 +111,7 @@ def localize(
             png = _single_output(out, item.name)
             if png.suffix.lower() not in VIDEO_EXTS:  # and taken output paths
                 check_outputs(png, png.with_suffix(".npy") if raw else None)
-        net, threshold = network_and_uth(run, checkpoint, uth)
+        net, threshold = network_and_uth(run, checkpoint, uth, model)
         if batch:
             _batch(lz, net, inputs[0], out, threshold, time, batch_size, as_json, raw, value_range)
             return

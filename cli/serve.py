@@ -1,6 +1,7 @@
 """``avloc serve``: a local web demo of one network (Gradio; ``pip install 'avloc[demo]'``).
 
-avloc serve --run DIR | --checkpoint FILE [--port 7860] [--host 127.0.0.1] [--share]
+avloc serve --model RUN|FILE|PRESET | --run DIR | --checkpoint FILE
+            [--port 7860] [--host 127.0.0.1] [--share]
 """
 
 from __future__ import annotations
@@ -10,13 +11,23 @@ from typing import Annotated
 import typer
 
 from avloc.jobs.serve import MAX_UPLOAD_MB
-from avloc_cli.app import CheckpointOption, RunOption, UthOption, app, network_and_uth, user_errors
+from avloc_cli.app import (
+    CheckpointOption,
+    ModelOption,
+    RunOption,
+    UthOption,
+    app,
+    network_and_uth,
+    pick_model,
+    user_errors,
+)
 
 EXAMPLE = "Example: avloc serve --run runs/quickstart   (then open http://127.0.0.1:7860)"
 
 
 @app.command(epilog=EXAMPLE)
 def serve(
+    model: ModelOption = None,
     run: RunOption = None,
     checkpoint: CheckpointOption = None,
     uth: UthOption = None,
@@ -46,6 +57,7 @@ def serve(
         from avloc.jobs.serve import serve as run_page
 
         check_host(host)  # before the model loads and anything is printed
+        run, checkpoint = pick_model(model, run, checkpoint)
         net, threshold = network_and_uth(run, checkpoint, uth)
         name = (run or checkpoint).name if (run or checkpoint) else "avloc"
         page = build_app(net, threshold, title=f"avloc: {name}", max_seconds=max_seconds)

@@ -33,7 +33,8 @@ from avloc.maps.calibration import choose_uth
 from avloc.maps.conditions import POSITIVE
 from avloc.maps.records import SampleRecords, collect_records, load_records, save_records
 from avloc.metrics import ground_truth_maps
-from avloc.runs import RunDir, calibrate_command, run_of_checkpoint
+from avloc.presets import is_preset
+from avloc.runs import RunDir, calibrate_command, model_file, run_of_checkpoint
 from avloc.utils.files import atomic_write_bytes, atomic_write_json, check_outputs
 from avloc.utils.interpolation import upsample
 
@@ -158,6 +159,8 @@ def resolve_models(
         out.append(ModelSource(_unique(run.name, taken), checkpoint=model, run_dir=run))
     for ckpt in checkpoints:
         ckpt = Path(ckpt)
+        if ckpt.is_dir():  # a preset folder (verified) or a run directory
+            ckpt = model_file(checkpoint=ckpt)
         stem = ckpt.parent.name if ckpt.stem == "model" and ckpt.parent.name else ckpt.stem
         run = run_of_checkpoint(ckpt)
         run_dir = None if run is None else run.root
@@ -198,6 +201,11 @@ def calibrate_checkpoint(
 
     if source.checkpoint is None:
         raise DataError(f"{source.records}: per-sample results cannot be calibrated")
+    if is_preset(source.checkpoint.parent):
+        raise DataError(
+            f"{source.checkpoint.parent}: a preset is read-only (its checksums cover its Uth); "
+            "calibrate the run it came from and export it again, or pass --uth"
+        )
     return calibrate(
         source.checkpoint,
         run_recipe(source),
