@@ -10,6 +10,7 @@ import sys
 
 from avloc_cli import (  # noqa: F401  (registers the commands)
     evaluate,
+    export,
     import_checkpoint,
     localize,
     prepare,
