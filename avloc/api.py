@@ -195,7 +195,8 @@ class Localizer:
 
 
 def load(path: PathLike) -> Localizer:
-    """A :class:`Localizer` for a run directory (its ``model.keras``) or a ``.keras`` file.
+    """A :class:`Localizer` for a run directory (its ``model.keras``), a ``.keras`` file or a
+    preset folder of ``avloc export`` (its checksums verified first: :mod:`avloc.presets`).
 
     Loaded as ``avloc localize --run DIR`` / ``--checkpoint FILE`` loads it. A network without a
     calibrated Uth loads; localising with it then needs ``uth=``.
