@@ -45,8 +45,9 @@ def calibration_text(uth: float, calibration: dict[str, Any]) -> list[str]:
     return lines
 
 
-def evaluation_text(evaluation: Any) -> list[str]:
-    """The negative-audio table, one row per evaluation; "Not evaluated" without one."""
+def evaluation_text(evaluation: Any, uth: float) -> list[str]:
+    """The negative-audio table, one row per evaluation; "Not evaluated" without one. A row
+    scored at another threshold than the preset's ``uth`` says so."""
     if not isinstance(evaluation, list) or not evaluation:
         return [
             "Not evaluated: `avloc eval --dataset DATA --run RUN --out RUN/eval` before "
@@ -64,13 +65,15 @@ def evaluation_text(evaluation: Any) -> list[str]:
     ]
     for row in evaluation:
         m = row.get("metrics") or {}
-        uth = _number(row.get("uth"), 4)
+        used = _number(row.get("uth"), 4)
         if row.get("uth_source") not in (None, "calibration"):
-            uth += f" ({row['uth_source']})"
+            used += f" ({row['uth_source']})"
+        if row.get("uth") != uth:
+            used += " (not the preset's Uth)"
         cells = [
             str(row.get("dataset") or "?"),
             str(row.get("samples", "?")),
-            uth,
+            used,
             _number(_get(m, "positive", "universal", "ciou_mean"), 1),
             _number(_get(m, "positive", "universal", "ciou_at_05"), 1),
             *(_number(_get(m, n, "pia"), 1) for n in NEGATIVES),
@@ -117,7 +120,7 @@ def render(meta: dict[str, Any], model_sha256: str) -> str:
     lines += ["", "## Abstention threshold (Uth)", ""]
     lines += calibration_text(meta["uth"], meta.get("calibration") or {})
     lines += ["", "## Negative audio", ""]
-    lines += evaluation_text(meta.get("evaluation"))
+    lines += evaluation_text(meta.get("evaluation"), meta["uth"])
     lines += ["", "## Recipe", "", "```toml", str(meta.get("recipe_toml", "")).rstrip(), "```"]
     lines += [
         "",

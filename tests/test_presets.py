@@ -134,6 +134,16 @@ def test_the_card_states_uth_its_calibration_and_the_negative_audio_table(preset
     assert f"{m['positive']['universal']['ciou_mean']:.1f}" in row
 
 
+def test_a_row_at_another_threshold_says_so(preset):
+    from avloc.model_card import render
+
+    meta = read_metadata(preset)
+    row = {**meta["evaluation"][0], "uth": 0.3, "uth_source": "--uth"}
+    card = render({**meta, "evaluation": [row]}, meta["files"]["model.keras"])
+    assert "| 0.3000 (--uth) (not the preset's Uth) |" in card
+    assert "(not the preset's Uth)" not in (preset / "MODEL_CARD.md").read_text()
+
+
 def test_an_unevaluated_run_says_so(workspace, tmp_path):
     out = export_preset(workspace / "runs" / "bare", tmp_path / "bare")
     assert read_metadata(out)["evaluation"] == "not evaluated"

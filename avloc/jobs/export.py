@@ -34,9 +34,9 @@ from avloc.utils.files import atomic_write_json, file_sha256
 def _same_file(source: str, model: Path, run: Path) -> bool:
     """Whether a results row's ``source`` (a path as typed when evaluating) is ``model``."""
     path = Path(source)
-    candidates = [path, run / path, run.parent / path]
-    if any(c.is_file() and c.resolve() == model.resolve() for c in candidates):
-        return True
+    found = [c.resolve() for c in (path, run / path, run.parent / path) if c.is_file()]
+    if found:
+        return model.resolve() in found
     return path.name == MODEL and path.parent.name == run.name  # evaluated from elsewhere
 
 
