@@ -51,10 +51,16 @@ class Checkpoint:
     training_set: str
     host: str  # a key of HOSTS
     url: str  # the authors' page or file
-    file: str  # what to download there
+    file: str  # the file to download there (a folder's sub-path: ``vggsound_144k/best.pth``)
     reported: dict[str, float] = field(default_factory=dict)
     note: str = ""
     sha256: str | None = None
+    which: str = ""  # which of the host's files, where the file name does not say
+
+    @property
+    def local_name(self) -> str:
+        """The downloaded file's name."""
+        return self.file.rsplit("/", 1)[-1]
 
     @property
     def direct(self) -> bool:
@@ -85,7 +91,7 @@ SLAVC = "https://drive.google.com/file/d/1wHufeLWZBv97IaE0cv0GrFk4pLX5NMUj/view"
 LVS_FLICKR = "https://drive.google.com/file/d/1Rif19nk8RpxBrkGGoI92g-fssa2qsl-m/view"
 LVS_VGGSS = "https://drive.google.com/file/d/1ieyJ7rrrR5aF8SwHNGYNS9dX9t9_apsc/view"
 SSLTIE = "https://drive.google.com/drive/folders/1KZxXbPilvJNCPaUeAeZAsUKgZoj9R9qJ"
-SSLTIE_NOTE = "also on Baidu Pan: https://pan.baidu.com/s/1tripjJWIK2Ed_zErCAU4pw (code bqip)"
+SSLTIE_NOTE = "or Baidu Pan https://pan.baidu.com/s/1tripjJWIK2Ed_zErCAU4pw, code bqip"
 SSLALIGN = "https://github.com/kaistmm/SSLalignment"
 RCGRAD = (
     "https://github.com/hohsiangwu/rethinking-visual-sound-localization/releases/download/"
@@ -122,7 +128,7 @@ def _ezvsl(train: str, folder: str, reported: dict[str, float]) -> Checkpoint:
 def _fnac(train: str, title: str, ciou: float, auc: float) -> Checkpoint:
     return Checkpoint(
         f"fnac-{train}", "FNAC", "fnac", title, "gdrive-folder", FNAC,
-        "best.pth (of its experiment)", _ca(VS, ciou, auc),
+        "best.pth", _ca(VS, ciou, auc), which=f"of its {title} experiment",
     )  # fmt: skip
 
 
@@ -137,7 +143,7 @@ def _sslalign(variant: str, file: str, train: str, reported: dict[str, float]) -
     title = {"vggss144k": "VGG-Sound 144k", "flickr144k": "Flickr-SoundNet 144k"}[train]
     return Checkpoint(
         f"sslalign-{variant}-{train}", "SSL-Align", "sslalign", title, "github-readme", SSLALIGN,
-        f"{file} (the {title} one)", reported,
+        file, reported, which=f"the {title} one",
     )  # fmt: skip
 
 
@@ -160,11 +166,11 @@ _ENTRIES = [
     ),
     Checkpoint(
         "lvs-flickr", "LVS", "lvs", "its Flickr model (training list not named)", "gdrive-file",
-        LVS_FLICKR, "the Flickr model (lvs.pth.tar)",
+        LVS_FLICKR, "lvs.pth.tar", which="the Flickr model",
     ),
     Checkpoint(
         "lvs-vggss", "LVS", "lvs", "its VGG-SS model (training list not named)", "gdrive-file",
-        LVS_VGGSS, "the VGG-SS model (lvs.pth.tar)",
+        LVS_VGGSS, "lvs.pth.tar", which="the VGG-SS model",
     ),
     _ssltie("flickr10k", "Flickr 10k", "flickr10k.pth.tar"),
     _ssltie("flickr144k", "Flickr 144k", "flickr144k.pth.tar"),
@@ -205,12 +211,12 @@ def lookup(name: str) -> Checkpoint:
 
 def manual_instructions(entry: Checkpoint, out: str) -> str:
     """One line: the page to open, the file to download there and the command to run on it."""
-    local = entry.file.split(" ", 1)[0].rsplit("/", 1)[-1]
     also = f" ({entry.note})" if entry.note else ""
+    which = f" ({entry.which})" if entry.which else ""
     return (
-        f"{entry.name} is hosted on a {HOSTS[entry.host][0]}, which needs a browser: open "
-        f"{entry.url}{also}, download {entry.file}, then run `avloc import-checkpoint {local} "
-        f"--arch {entry.arch} --out {out}`"
+        f"{entry.name}'s host ({HOSTS[entry.host][0]}) needs a browser: open "
+        f"{entry.url}{also}, download {entry.file}{which}, then run `avloc import-checkpoint "
+        f"{entry.local_name} --arch {entry.arch} --out {out}`"
     )
 
 

@@ -18,7 +18,8 @@ def print_table(as_json: bool) -> None:
     from rich.table import Table
 
     table = Table(title="Published checkpoints (avloc import-checkpoint NAME)")
-    for column in ("name", "--arch", "trained on", "host", "reported", "vssl_eval Uth"):
+    table.add_column("name", no_wrap=True)
+    for column in ("--arch", "trained on", "host", "reported", "vssl_eval Uth"):
         table.add_column(column, overflow="fold")
     for c in CHECKPOINTS.values():
         reported = "; ".join(f"{k} {v:.2f}" for k, v in c.reported.items()) or "-"

@@ -27,7 +27,7 @@ def default_out(name: str) -> Path:
 
 def cached_file(entry: Checkpoint) -> Path:
     """The download's place in the cache: ``CACHE/zoo/NAME`` with the file's suffix."""
-    suffix = "".join(Path(entry.file.split(" ", 1)[0]).suffixes)
+    suffix = "".join(Path(entry.local_name).suffixes)
     return cache_dir() / "zoo" / f"{entry.name}{suffix}"
 
 
