@@ -95,8 +95,8 @@ def _set(key, value):
         (_set("schema_version", "x"), "attribute schema_version = 'x' is not a schema number"),
         (_set("schema_version", 7), "shard schema 7 is not supported"),
         (lambda f: f.__delitem__("audio"), "attribute fields lists 'audio', a dataset not in"),
-        (_set("sample_rate", 0), "attribute sample_rate = 0 must be at least 1000 (Hz)"),
-        (_set("sample_rate", 16000.5), "attribute sample_rate = 16000.5 must be at least"),
+        (_set("sample_rate", 0), "attribute sample_rate = 0 must be between 1000 and 192000 (Hz)"),
+        (_set("sample_rate", 16000.5), "attribute sample_rate = 16000.5 must be an integer"),
         (_set("clip_seconds", -3.0), "attribute clip_seconds = -3.0 must be between 0.05"),
     ],
 )

@@ -190,12 +190,17 @@ def _check_audio_attrs(path: Path, attrs: dict[str, Any]) -> None:
     """``sample_rate`` and ``clip_seconds`` in the recipes' ranges (:data:`avloc.config.RANGES`)."""
     from avloc.config import RANGES, is_number
 
-    for key, numeric in (("sample_rate", _is_int), ("clip_seconds", is_number)):
+    for key, numeric, kind in (
+        ("sample_rate", _is_int, "an integer"),
+        ("clip_seconds", is_number, "a number"),
+    ):
         if key not in attrs:
             continue
         ok, words = RANGES[f"data.{key}"]
         value = attrs[key]
-        if not numeric(value) or not ok(value):
+        if not numeric(value):
+            raise _bad_attribute(path, key, value, f"must be {kind}")
+        if not ok(value):
             raise _bad_attribute(path, key, value, f"must be {words}")
 
 
