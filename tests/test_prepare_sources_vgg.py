@@ -26,6 +26,7 @@ from prepare_harness import RATE, marker, rows, run, tone, write_jpeg, write_wav
 
 from avloc.data.shards import read_info
 from avloc.data.sources import build_preparer
+from avloc.data.sources.common import clip_id
 from avloc.errors import DataError
 from avloc.inputs.images import resize_uint8
 from avloc.media.image import load_image
@@ -108,6 +109,101 @@ def test_vggsound_extracted_layout_cuts_the_middle_of_the_audio(tmp_path):
     # 2 s at 44.1 kHz: resampled to 16 kHz and tiled to exactly 3 s.
     assert data["audio"].shape == (2, 3 * RATE)
     assert dominant_frequency(data["audio"][1], RATE) == pytest.approx(440, abs=3)
+
+
+@pytest.mark.parametrize(
+    ("name", "expected"),
+    [
+        ("A-ZzvGPcdOI_000011.mp4", "A-ZzvGPcdOI_000011"),  # VGGSound / Loie/VGGSound mirror
+        ("A-ZzvGPcdOI_11.mp4", "A-ZzvGPcdOI_000011"),  # unpadded start
+        ("video/---g-f_I2yQ_1", "---g-f_I2yQ_000001"),  # '_' and '-' inside the YouTube id
+        ("--0PQM4-hqg_000030_000040.mp4", "--0PQM4-hqg_000030"),  # start_end, seconds
+        ("hpDY7u8B8hE_5000_15000.mp4", "hpDY7u8B8hE_000005"),  # start_end, milliseconds
+        ("--0PQM4-hqg_0_10000", "--0PQM4-hqg_000000"),
+        ("aaa_000010.mp4", "aaa_000010"),  # no YouTube id: kept as it is
+        ("10000130166.jpg", "10000130166"),  # a Flickr id
+    ],
+)
+def test_clip_id_reads_every_name_in_circulation(name, expected):
+    assert clip_id(name) == expected
+
+
+LOIE = "scratch/shared/beegfs/hchen/train_data/VGGSound_final/video"  # the mirror's tar paths
+MIRROR_FILES = {  # canonical id -> the name the file has on disk
+    "A-ZzvGPcdOI_000011": "A-ZzvGPcdOI_000011.mp4",
+    "--0PQM4-hqg_000030": "--0PQM4-hqg_30.mp4",
+    "-0DIFwkUpjQ_000050": "-0DIFwkUpjQ_000050_000060.mp4",
+    "hpDY7u8B8hE_000005": "hpDY7u8B8hE_5000_15000.mkv",
+}
+
+
+def test_vggsound_mirror_names_match_the_list_and_missing_ids_are_listed(tmp_path):
+    root = tmp_path / "VGGSound"
+    for name in MIRROR_FILES.values():
+        write_video(root / LOIE / name, seconds=2, fps=5, audio_rate=16000)
+    # vggss_144k.txt style (padded ids), one id in an unpadded spelling, two without a file
+    ids = ["A-ZzvGPcdOI_000011", "--0PQM4-hqg_000030", "-0DIFwkUpjQ_50", "hpDY7u8B8hE_000005",
+           "zzzzzzzzzzz_000001", "yyyyyyyyyyy_000002.mp4"]  # fmt: skip
+    (tmp_path / "vggss_144k.txt").write_text("\n".join(ids) + "\n")
+    (tmp_path / "vggsound.csv").write_text(
+        "A-ZzvGPcdOI,11,dog barking,train\n--0PQM4-hqg,30,cat purring,train\n"
+        "-0DIFwkUpjQ,50,dog barking,test\n"
+    )
+    out = tmp_path / "out"
+    result = run("vggsound", out, root=root, ids=tmp_path / "vggss_144k.txt",
+                 labels=tmp_path / "vggsound.csv", image_size=32)  # fmt: skip
+    assert result.written == 4
+    data = rows(out, ["id", "label"])
+    assert sorted(data["id"]) == sorted(MIRROR_FILES)
+    labels = dict(zip(data["id"], data["label"], strict=True))
+    assert labels == {"--0PQM4-hqg_000030": 0, "-0DIFwkUpjQ_000050": 1,
+                      "A-ZzvGPcdOI_000011": 1, "hpDY7u8B8hE_000005": -1}  # fmt: skip
+    missing = ["zzzzzzzzzzz_000001", "yyyyyyyyyyy_000002"]
+    assert (out / "missing_ids.txt").read_text().splitlines() == missing
+    assert "id list vggss_144k.txt: 4 of 6 clips found, 2 missing" in " ".join(result.notes)
+    assert sorted(s.id for s in result.skipped) == sorted(missing)
+
+    # Every clip of the folder, no list: no missing_ids.txt; the ids are canonical.
+    result = run("vggsound", tmp_path / "all", root=root, image_size=32)
+    assert sorted(rows(tmp_path / "all", ["id"])["id"]) == sorted(MIRROR_FILES)
+    assert not (tmp_path / "all" / "missing_ids.txt").exists()
+
+
+def test_vggsound_ssltie_layout_takes_the_middle_frame_of_each_folder(tmp_path):
+    root = tmp_path / "VGGSound"
+    for k, name in enumerate(("--0PQM4-hqg_000030", "-0DIFwkUpjQ_50")):
+        for n in range(1, 6):  # SSL-TIE: total_video_frames/<id>/001.jpg ... at 25 fps
+            write_jpeg(root / "total_video_frames" / name / f"{n:03d}.jpg",
+                       frame_pattern(10 * k + n, 80, 60))  # fmt: skip
+        write_wav(root / "total_video_3s_audio" / f"{name}.wav", tone(500 + 200 * k, 3.0))
+    (tmp_path / "ids.txt").write_text("--0PQM4-hqg_30\n-0DIFwkUpjQ_000050\nzzzzzzzzzzz_000001\n")
+    out = tmp_path / "out"
+    result = run("vggsound", out, root=root, ids=tmp_path / "ids.txt", image_size=64)
+    assert result.written == 2
+    data = rows(out)
+    assert list(data["id"]) == ["--0PQM4-hqg_000030", "-0DIFwkUpjQ_000050"]
+    assert [read_frame_pattern(img) for img in data["image"]] == [3, 13]  # 003.jpg of 5
+    assert dominant_frequency(data["audio"][1], RATE) == pytest.approx(700, abs=3)
+    assert (out / "missing_ids.txt").read_text() == "zzzzzzzzzzz_000001\n"
+    assert [(s.id, s.reason) for s in result.skipped] == [
+        ("zzzzzzzzzzz_000001", "no frame file for this id")
+    ]
+
+
+def test_vggsound_frame_and_audio_folders_with_unpadded_names(tmp_path):
+    root = tmp_path / "vggss"  # SSL-TIE's test layout: frame/<id>.jpg + audio/<id>.wav
+    write_jpeg(root / "frame" / "A-ZzvGPcdOI_11.jpg", frame_pattern(7, 80, 60))
+    write_wav(root / "audio" / "A-ZzvGPcdOI_000011.wav", tone(440, 2.0))
+    write_jpeg(root / "frame" / "--0PQM4-hqg_30.jpg", frame_pattern(8, 80, 60))  # no audio
+    result = run("vggsound", tmp_path / "out", root=root, image_size=64)
+    assert result.written == 1
+    data = rows(tmp_path / "out")
+    assert list(data["id"]) == ["A-ZzvGPcdOI_000011"] and read_frame_pattern(data["image"][0]) == 7
+    assert [(s.id, s.reason) for s in result.skipped] == [
+        ("--0PQM4-hqg_000030", "no audio file for this id")
+    ]
+    with pytest.raises(DataError, match="no extracted layout"):
+        build_preparer("vggsound", root=tmp_path / "out", layout="extracted").plan()
 
 
 # --------------------------------------------------------------------------------------------

@@ -11,6 +11,8 @@ from typing import Any, Protocol
 PAUSE_ENV = "AVLOC_PREPARE_PAUSE_AFTER_SHARD"
 REPORT_NAME = "report.tsv"
 SUMMARY_NAME = "prepare.json"
+#: The ids of a source's id list that have no media (one a line), when a list was given.
+MISSING_IDS_NAME = "missing_ids.txt"
 STATE_DIR = ".prepare"
 
 
@@ -101,6 +103,8 @@ class Plan:
     skipped: list[Skip] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     attrs: dict[str, Any] = field(default_factory=dict)
+    #: ids of the given id list that have no media (None: no list); written to missing_ids.txt
+    missing_ids: list[str] | None = None
 
     @property
     def prefix(self) -> str:

@@ -20,6 +20,7 @@ from avloc.data.prepare.chunks import (
     write_chunk,
 )
 from avloc.data.prepare.plan import (
+    MISSING_IDS_NAME,
     PAUSE_ENV,
     REPORT_NAME,
     SUMMARY_NAME,
@@ -32,7 +33,7 @@ from avloc.data.prepare.report import write_report
 from avloc.data.prepare.samples import results
 from avloc.data.shards import shard_name
 from avloc.errors import DataError
-from avloc.utils.files import atomic_write_json
+from avloc.utils.files import atomic_write_bytes, atomic_write_json
 
 
 def prepare(
@@ -114,6 +115,9 @@ def prepare(
 
     shards = [paths[i] for i in owned if paths[i].exists()]
     kept = set(owned) - set(todo)
+    if plan.missing_ids is not None:
+        text = "".join(f"{i}\n" for i in plan.missing_ids)
+        atomic_write_bytes(out / MISSING_IDS_NAME, text.encode())
     if split:
         report = _write_combined(out, plan, paths, prints)
     else:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import dataclasses
+import re
 import zlib
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -114,52 +115,127 @@ def resolve_path(value: str, bases: Sequence[Path]) -> Path:
     return path if path.is_absolute() else bases[0] / path
 
 
-class MediaLayout:
-    """Where a VGGSound-style corpus keeps its media (paths made absolute).
+#: A YouTube id: 11 characters of ``[A-Za-z0-9_-]`` (so a name's first 11 characters are the id
+#: even when it holds ``_`` or ``-``, e.g. ``---g-f_I2yQ_000001``).
+_YTID = r"(?P<yt>[A-Za-z0-9_-]{11})"
+#: The VGGSound clip names in circulation (docs/data.md, "VGGSound as it circulates"); each is
+#: read as (YouTube id, start second) and written back as the canonical ``<ytid>_<start:06d>``.
+CLIP_NAMES = (
+    # <ytid>_<start>: VGGSound's own ids, zero-padded to 6 digits (vggsound.csv's youtube_id +
+    # start, vggss.json's "file", EZ-VSL / SLAVC / FNAC metadata/vggss_144k.txt, SSL-TIE
+    # metadata/train_vggss_train_144k.txt), the Hugging Face mirror Loie/VGGSound's mp4 names
+    # (vggsound_NN.tar.gz: scratch/shared/beegfs/hchen/train_data/VGGSound_final/video/
+    # <ytid>_<start:06d>.mp4), and the same without padding, as download scripts that write
+    # f"{ytid}_{start}" name them.
+    re.compile(_YTID + r"_(?P<start>\d+)"),
+    # <ytid>_<start>_<end>: in seconds, zero-padded (<ytid>_000030_000040: Kinetics / AudioSet
+    # style downloaders), or in milliseconds (hpDY7u8B8hE_5000_15000: SpecVQGAN's VGGSound
+    # lists, hche11/VGGSound issue #6); an end more than 60 after the start means milliseconds.
+    re.compile(_YTID + r"_(?P<start>\d+)_(?P<end>\d+)"),
+)
 
-    ``extracted``: ``ROOT/frames/<id>.jpg`` + ``ROOT/audio/<id>.wav`` (other image/audio
-    extensions are found too). ``video``: video files named ``<id>.<ext>`` anywhere under ROOT
-    (any container PyAV reads). ``auto`` picks ``extracted`` when both folders exist.
+
+def clip_id(name: str) -> str:
+    """The canonical id ``<ytid>_<start:06d>`` of a VGGSound clip name (a file name or a list
+    entry: folders and a media extension are dropped), whatever its padding or naming
+    (:data:`CLIP_NAMES`); a name of no known pattern is returned without folder and extension.
+    """
+    stem = strip_media_ext(name.replace("\\", "/").rsplit("/", 1)[-1].strip())
+    for pattern in CLIP_NAMES:
+        match = pattern.fullmatch(stem)
+        if match is None:
+            continue
+        start = int(match["start"])
+        end = match.groupdict().get("end")
+        if end is not None and int(end) - start > 60:
+            start //= 1000
+        return f"{match['yt']}_{start:06d}"
+    return stem
+
+
+#: Frame / audio folders of the extracted layouts, in the order they are looked for:
+#: ``frames/`` + ``audio/`` (EZ-VSL, SLAVC, FNAC: frames/<id>.jpg, audio/<id>.wav), ``frame/``
+#: (SSL-TIE's VGG-SS test set), ``total_video_frames/<id>/<n>.jpg`` + ``total_video_3s_audio/``
+#: (SSL-TIE's VGGSound training set: a folder of 25 fps frames per clip, 3 s of audio).
+FRAME_DIRS = ("frames", "frame", "total_video_frames")
+AUDIO_DIRS = ("audio", "total_video_3s_audio")
+
+
+def _first_dir(root: Path, names: Sequence[str]) -> Path | None:
+    return next((root / n for n in names if (root / n).is_dir()), None)
+
+
+def middle_image(folder: Path) -> Path | None:
+    """The middle image of a folder of frames in name order (SSL-TIE's ``125.jpg`` of 250)."""
+    images = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_EXTS)
+    return images[(len(images) - 1) // 2] if images else None
+
+
+class MediaLayout:
+    """Where a VGGSound-style corpus keeps its media (paths made absolute), by clip id.
+
+    ``extracted``: a frame folder + an audio folder (:data:`FRAME_DIRS`, :data:`AUDIO_DIRS`):
+    ``<id>.jpg`` (any image extension) or a folder ``<id>/`` of frames (its middle image), and
+    ``<id>.wav`` (any audio extension). ``video``: video files named ``<id>.<ext>`` anywhere under
+    ROOT (any container PyAV reads). ``auto`` picks ``extracted`` when both folders exist. File
+    names are read with :func:`clip_id`, so ``abc_30.mp4`` is found for the id ``abc_000030``.
     """
 
     def __init__(self, root: Path | str, layout: str = "auto"):
         self.root = require_dir(Path(root).absolute(), "corpus root")
+        frames, audio = _first_dir(self.root, FRAME_DIRS), _first_dir(self.root, AUDIO_DIRS)
         if layout == "auto":
-            extracted = (self.root / "frames").is_dir() and (self.root / "audio").is_dir()
-            layout = "extracted" if extracted else "video"
+            layout = "extracted" if frames and audio else "video"
         if layout not in ("extracted", "video"):
             raise DataError(f"layout must be auto, extracted or video, got {layout!r}")
         self.layout = layout
-        self._videos = index_files(self.root, VIDEO_EXTS) if layout == "video" else None
+        self._videos: dict[str, Path] = {}
+        self._images: dict[str, Path] = {}
+        self._audio: dict[str, Path] = {}
+        if layout == "video":
+            for stem, path in index_files(self.root, VIDEO_EXTS).items():
+                self._videos.setdefault(clip_id(stem), path)
+            return
+        if frames is None or audio is None:
+            raise DataError(
+                f"{self.root}: no extracted layout here (a frame folder, one of "
+                f"{', '.join(FRAME_DIRS)}, and an audio folder, one of {', '.join(AUDIO_DIRS)})"
+            )
+        self.frames, self.audio = frames, audio
+        for path in sorted(frames.iterdir()):
+            if path.is_dir() or path.suffix.lower() in IMAGE_EXTS:
+                self._images.setdefault(clip_id(path.stem if path.is_file() else path.name), path)
+        for path in sorted(audio.iterdir()):
+            if path.suffix.lower() in AUDIO_EXTS and path.is_file():
+                self._audio.setdefault(clip_id(path.stem), path)
 
     def ids(self) -> list[str]:
-        if self._videos is not None:
-            return sorted(self._videos)
-        return sorted(
-            {p.stem for p in (self.root / "frames").iterdir() if p.suffix.lower() in IMAGE_EXTS}
-        )
+        return sorted(self._videos if self.layout == "video" else self._images)
 
     def media(self, sample_id: str) -> dict | None:
         """Keyword arguments of :class:`SampleSpec` for one id (None: its media are not on disk,
         so that nothing downstream, offscreen candidates included, counts on it)."""
-        if self._videos is not None:
-            video = self._videos.get(sample_id)
+        key = clip_id(sample_id)
+        if self.layout == "video":
+            video = self._videos.get(key)
             return None if video is None else {"video": str(video)}
-        image = find_with_stem(self.root / "frames", sample_id, IMAGE_EXTS)
-        audio = find_with_stem(self.root / "audio", sample_id, AUDIO_EXTS)
-        if not (image.is_file() and audio.is_file()):
+        image, audio = self._images.get(key), self._audio.get(key)
+        if image is not None and image.is_dir():
+            image = middle_image(image)
+        if image is None or audio is None:
             return None
         return {"image": str(image), "audio": str(audio)}
 
     def missing(self, sample_id: str) -> Skip:
         """The report line for an id whose media are not on disk (the file that is missing)."""
-        if self._videos is not None:
+        if self.layout == "video":
             return Skip(sample_id, str(self.root / f"{sample_id}.*"), "no video file for this id")
-        image = find_with_stem(self.root / "frames", sample_id, IMAGE_EXTS)
-        if not image.is_file():
-            return Skip(sample_id, str(image), "no frame file for this id")
-        audio = find_with_stem(self.root / "audio", sample_id, AUDIO_EXTS)
-        return Skip(sample_id, str(audio), "no audio file for this id")
+        key = clip_id(sample_id)
+        image = self._images.get(key)
+        if image is None or (image.is_dir() and middle_image(image) is None):
+            where = image if image is not None else self.frames / f"{sample_id}.jpg"
+            return Skip(sample_id, str(where), "no frame file for this id")
+        return Skip(sample_id, str(self.audio / f"{sample_id}.wav"), "no audio file for this id")
 
 
 def class_index(names: Iterable[str]) -> tuple[list[str], dict[str, int]]:

@@ -8,8 +8,13 @@ Inputs (``--root``), either layout (:class:`~avloc.data.sources.common.MediaLayo
 - the extracted layout ``ROOT/frames/<id>.jpg`` + ``ROOT/audio/<id>.wav``: the image and the
   3 s in the middle of the audio file.
 
-Ids are ``<youtube id>_<start sec:06d>``; ``--ids vggss_144k.txt`` restricts the corpus to a
-public list (ids without media are reported), otherwise every clip found is used. ``--labels``
+Ids are ``<youtube id>_<start sec:06d>``; file and list names in the other forms in circulation
+(unpadded start, ``<start>_<end>`` in seconds or milliseconds, as the mirrors name them: see
+:data:`~avloc.data.sources.common.CLIP_NAMES`) are read as that id. ``--ids vggss_144k.txt``
+restricts the corpus to a public list (ids without media are reported in ``report.tsv`` and
+listed in ``missing_ids.txt``, with "N of M clips found" among the notes), otherwise every clip
+found is used. The extracted layouts of EZ-VSL/SLAVC/FNAC (``frames/`` + ``audio/``) and
+SSL-TIE (``total_video_frames/<id>/*.jpg`` + ``total_video_3s_audio/``) are read too. ``--labels``
 (the public ``vggsound.csv``: ``youtube_id,start,class,split``, or ``id,class`` rows) fills
 ``label``; without it labels are -1.
 
@@ -24,11 +29,13 @@ from pathlib import Path
 
 from avloc.data.prepare import Plan, SampleSpec, Skip
 from avloc.data.prepare.options import Option
+from avloc.data.prepare.plan import MISSING_IDS_NAME
 from avloc.data.sources.common import (
     LAYOUT,
     MediaLayout,
     SourceBase,
     class_index,
+    clip_id,
     read_id_list,
     read_labels,
 )
@@ -69,8 +76,9 @@ class VGGSoundPreparer(SourceBase):
 
     def plan(self) -> Plan:
         media = MediaLayout(self.root, self.layout)
-        wanted = read_id_list(self.ids) if self.ids else media.ids()
-        names = read_labels(self.labels) if self.labels else {}
+        listed = [clip_id(i) for i in read_id_list(self.ids)] if self.ids else None
+        wanted = list(dict.fromkeys(listed)) if listed is not None else media.ids()
+        names = {clip_id(k): v for k, v in read_labels(self.labels).items()} if self.labels else {}
         class_names, index = class_index(names.values())
         samples: list[SampleSpec] = []
         skipped: list[Skip] = []
@@ -85,6 +93,13 @@ class VGGSoundPreparer(SourceBase):
                 SampleSpec(id=sample_id, label=index.get(names.get(sample_id, ""), -1), **found)
             )
         notes = [f"layout: {media.layout} ({media.root})"]
+        missing = None
+        if listed is not None:
+            missing = [s.id for s in skipped]
+            notes.append(
+                f"id list {Path(self.ids).name}: {len(wanted) - len(missing)} of {len(wanted)} "
+                f"clips found, {len(missing)} missing (their ids: {MISSING_IDS_NAME})"
+            )
         if names:
             unlabelled = sum(1 for s in samples if s.label < 0)
             notes.append(f"labels: {len(class_names)} classes, {unlabelled} clip(s) without one")
@@ -96,4 +111,5 @@ class VGGSoundPreparer(SourceBase):
             class_names=class_names,
             skipped=skipped,
             notes=notes,
+            missing_ids=missing,
         )
