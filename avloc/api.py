@@ -195,14 +195,19 @@ class Localizer:
 
 
 def load(path: PathLike) -> Localizer:
-    """A :class:`Localizer` for a run directory (its ``model.keras``), a ``.keras`` file or a
-    preset folder of ``avloc export`` (its checksums verified first: :mod:`avloc.presets`).
+    """A :class:`Localizer` for a run directory (its ``model.keras``), a ``.keras`` file, a
+    preset folder of ``avloc export`` (its checksums verified first: :mod:`avloc.presets`) or a
+    published checkpoint's name (``avloc import-checkpoint --list``; downloaded and converted
+    into the cache once, as ``avloc import-checkpoint NAME`` does; a host that needs a browser
+    gets the one line saying what to download).
 
     Loaded as ``avloc localize --run DIR`` / ``--checkpoint FILE`` loads it. A network without a
     calibrated Uth loads; localising with it then needs ``uth=``.
     """
     path = Path(path)
-    if path.is_dir():
+    if not path.exists() and _published(str(path)):
+        run, checkpoint = None, _published_network(str(path))
+    elif path.is_dir():
         run, checkpoint = path, None
     elif path.suffix.lower() == ".keras":
         run, checkpoint = None, path  # a missing file: the CLI's "no such checkpoint file"
@@ -214,6 +219,25 @@ def load(path: PathLike) -> Localizer:
     if net is None:
         net = lz.load_model(run, checkpoint)
     return Localizer(net, run, checkpoint)
+
+
+def _published(name: str) -> bool:
+    """Whether ``name`` (not a path that exists) is a published checkpoint's name."""
+    from avloc.zoo import CHECKPOINTS
+
+    return name.lower() in CHECKPOINTS
+
+
+def _published_network(name: str) -> Path:
+    """The converted network of the published checkpoint ``name``: ``CACHE/zoo/NAME.keras``,
+    downloaded and converted the first time (:mod:`avloc.jobs.fetch_checkpoint`)."""
+    from avloc.jobs.fetch_checkpoint import import_published
+    from avloc.utils.files import cache_dir
+
+    out = cache_dir() / "zoo" / f"{name.lower()}.keras"
+    if not out.is_file():
+        import_published(name, out)
+    return out
 
 
 # --------------------------------------------------------------------------------------------

@@ -227,3 +227,29 @@ def test_the_docs_table_is_the_codes(monkeypatch):
     assert zoo_table.rendered(text) == text, "run: python scripts/zoo_table.py"
     for name in zoo.CHECKPOINTS:
         assert f"`{name}`" in text
+
+
+def test_the_api_loads_a_published_name_once(published, server, tmp_path):
+    """``avloc.load(NAME)``: downloaded and converted into the cache the first time, the cached
+    network the second (no new request); its weights are the CLI's import's, and it localizes."""
+    import numpy as np
+
+    import avloc
+    from avloc.models.io import load_network
+
+    first = avloc.load(NAME)
+    assert server.ranges == [None]
+    second = avloc.load(NAME)
+    assert server.ranges == [None]  # nothing downloaded again
+    converted = tmp_path / "cache" / "zoo" / f"{NAME}.keras"
+    assert first.path == second.path == converted
+    image = np.random.default_rng(0).integers(0, 256, (40, 48, 3), dtype=np.uint8)
+    wave = np.random.default_rng(1).uniform(-0.5, 0.5, 16000).astype(np.float32)
+    got = first.localize(image, wave, sample_rate=16000, uth=0.5).heatmap
+    out = tmp_path / "cli.keras"
+    assert cli(NAME, "--out", out).exit_code == 0
+    weights = load_network(out).get_weights()
+    assert len(weights) == len(first.keras_model.get_weights())
+    for want, have in zip(weights, first.keras_model.get_weights(), strict=True):
+        np.testing.assert_array_equal(have, want)
+    assert got.shape == (40, 48) and np.isfinite(got).all()
