@@ -76,6 +76,7 @@ def workspace(tmp_path_factory, tiny_shards) -> Path:
     Image.fromarray(scene(37, 53)).save(d / "photo.png")
     sf.write(d / "sound.wav", tone(2.5, stereo=False), 44100, subtype="FLOAT")
     shards = tiny_shards(train=4, test=6, seed=0, image_size=64)
+    (d / "dataset.txt").write_text(shards.name)  # the name eval gives it (synthetic0, 1, ...)
     result = invoke(
         "eval", "--dataset", shards / "test", "--run", run, "--out", run / "eval",
         "--overlays", "0", "--no-floors", "--json",
@@ -83,6 +84,11 @@ def workspace(tmp_path_factory, tiny_shards) -> Path:
     assert result.exit_code == 0, result.output
     avloc.load(run)  # a first load (on torch it caches the Keras-free copy every load then uses)
     return d
+
+
+def dataset_name(preset: Path) -> str:
+    """The evaluated data set's name (its shards folder's, which depends on the tests before)."""
+    return (preset.parents[1] / "dataset.txt").read_text()
 
 
 @pytest.fixture(scope="module")
@@ -127,7 +133,10 @@ def test_the_card_states_uth_its_calibration_and_the_negative_audio_table(preset
     assert "trained on the shards `data/tiny/train`" in card
     assert RECIPE.strip() in card and meta["files"]["model.keras"] in card
     m = meta["evaluation"][0]["metrics"]
-    row = next(line for line in card.splitlines() if line.startswith("| synthetic0 | 6 |"))
+    assert meta["evaluation"][0]["dataset"] == dataset_name(preset)
+    row = next(
+        line for line in card.splitlines() if line.startswith(f"| {dataset_name(preset)} | 6 |")
+    )
     for value in (m["silence"]["pia"], m["noise"]["pia"], m["offscreen"]["pia"]):
         assert f"{value:.1f}" in row
     assert f"{m['global']['sep']:.4f}" in row
@@ -252,7 +261,8 @@ def test_avloc_export_writes_a_preset(workspace, tmp_path):
     out = tmp_path / "cli-preset"
     result = invoke("export", workspace / "runs" / "tiny", "--out", out)
     assert result.exit_code == 0, result.output
-    assert f"Uth {UTH:.4f}" in result.stdout and "evaluation: synthetic0" in result.stdout
+    assert f"Uth {UTH:.4f}" in result.stdout
+    assert f"evaluation: {(workspace / 'dataset.txt').read_text()}" in result.stdout
     assert open_preset(out) == out / "model.keras"
 
 
