@@ -27,9 +27,9 @@ What it sets (:class:`RuntimeSettings` reports it; ``meta.json`` records it):
 - **TensorFlow's op determinism** (``repeatable=True``, what training asks for, on TensorFlow
   without a GPU): without it two identical CPU runs differ in the last bit of a few weights
   (measured: 2 of 120 variables of a tiny SSL-SaN run, by 2e-10), so a resumed run could not end
-  bit for bit as an uninterrupted one; with it they are equal, at no measured cost. It imports
-  TensorFlow (after its oneDNN switch is set). On a GPU it is left off, as on torch: some of
-  TensorFlow's GPU kernels have no deterministic variant.
+  bit for bit as an uninterrupted one; with it they are equal (its cost is not benchmarked).
+  It imports TensorFlow (after its oneDNN switch is set). On a GPU it is left off, as on torch:
+  some of TensorFlow's GPU kernels have no deterministic variant.
 
 :func:`check_width` is what building a trunk asks (it changes nothing): whether the kernels in
 force compute a layer of that width correctly; a network built without a :func:`configure` that
