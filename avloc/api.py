@@ -257,8 +257,8 @@ def _image(image) -> np.ndarray:
     if _is_path(image):
         return media_image.load_image(image)
     if isinstance(image, Image.Image):
-        media_image._check_pixels("image", *image.size)
-        return media_image._upright_rgb(image)  # load_image's orientation and mode conversion
+        media_image.check_pixels("image", *image.size)
+        return media_image.upright_rgb(image)  # load_image's orientation and mode conversion
     if isinstance(image, np.ndarray):
         if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8 or not image.size:
             raise MediaError(

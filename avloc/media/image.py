@@ -89,7 +89,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
             warnings.simplefilter("always", Image.DecompressionBombWarning)
             img = Image.open(name)  # reads the header only
         with img, warnings.catch_warnings():
-            _check_pixels(name, *img.size)  # our cap first: it is the lower one
+            check_pixels(name, *img.size)  # our cap first: it is the lower one
             for warning in caught:
                 if issubclass(warning.category, Image.DecompressionBombWarning):
                     raise warning.message
@@ -98,7 +98,7 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
                 )
             warnings.simplefilter("error", Image.DecompressionBombWarning)
             img.load()
-            arr = _upright_rgb(img)
+            arr = upright_rgb(img)
     except MediaError:
         raise
     except Exception as exc:  # PIL raises OSError, SyntaxError, ValueError, DecompressionBomb...
@@ -111,7 +111,8 @@ def load_image(path: str | os.PathLike) -> np.ndarray:
     return arr
 
 
-def _check_pixels(name: str, width: int, height: int) -> None:
+def check_pixels(name: str, width: int, height: int) -> None:
+    """One-line MediaError naming ``name`` when ``width x height`` is over the pixel cap."""
     if int(width) * int(height) > MAX_IMAGE_PIXELS:
         raise MediaError(
             f"{name}: {width} x {height} pixels, more than the {MAX_IMAGE_PIXELS / 1e6:g} million "
@@ -119,7 +120,7 @@ def _check_pixels(name: str, width: int, height: int) -> None:
         )
 
 
-def _upright_rgb(img: Image.Image) -> np.ndarray:
+def upright_rgb(img: Image.Image) -> np.ndarray:
     """uint8 RGB of a loaded image, rotated upright per its EXIF orientation."""
     try:
         upright = ImageOps.exif_transpose(img)
