@@ -87,6 +87,11 @@ def read_metadata(folder: str | Path) -> dict[str, Any]:
     return meta
 
 
+#: Files this process has hashed and found right: (path, expected sha256) -> (size, mtime_ns)
+#: then; a file whose size or modification time changed since is hashed again.
+_VERIFIED: dict[tuple[str, str], tuple[int, int]] = {}
+
+
 def verify(folder: str | Path) -> dict[str, Any]:
     """The preset's metadata once every file it lists has its checksum (one-line DataError
     naming the first missing or changed file otherwise)."""
@@ -99,12 +104,17 @@ def verify(folder: str | Path) -> dict[str, Any]:
                 f"{path}: missing from the preset (its metadata.json lists it); copy the whole "
                 "folder again"
             )
+        stat = path.stat()
+        key, seen = (str(path.resolve()), expected), (stat.st_size, stat.st_mtime_ns)
+        if _VERIFIED.get(key) == seen:
+            continue  # hashed already in this process, unchanged since (one load, two readers)
         actual = file_sha256(path)
         if actual != expected:
             raise DataError(
                 f"{path}: checksum mismatch (sha256 {actual[:12]}..., metadata.json says "
                 f"{expected[:12]}...): the file was changed or damaged; copy the preset again"
             )
+        _VERIFIED[key] = seen
     return meta
 
 
