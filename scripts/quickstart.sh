@@ -3,16 +3,19 @@
 # synthetic objects (the synthetic world's ImageNet) -> train SSL-SaN -> evaluate it with
 # positive, silence, noise and offscreen audio and print a verdict -> localize one test scene
 # with its own audio, with silence and with an offscreen sound.
-# Usage: scripts/quickstart.sh [OUT_DIR]   (backend: KERAS_BACKEND, default torch)
+# Usage: scripts/quickstart.sh [OUT_DIR] [avloc train options]   (backend: KERAS_BACKEND,
+# default torch); e.g. scripts/quickstart.sh runs/quickstart-seed1 --set seed=1 trains seed 1
+# (scripts/quickstart_seeds.py runs five seeds and writes docs/results/quickstart-seeds.md).
 # The verdict block says which of the quickstart's targets the model meets (README, "What the
 # quickstart prints"); `avloc eval --verdict` alone exits 3 when one is missed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export KERAS_BACKEND=${KERAS_BACKEND:-torch} TF_CPP_MIN_LOG_LEVEL=3
 out=${1:-runs/quickstart}
+shift $(($# > 0 ? 1 : 0))
 avloc prepare synthetic --out data/synthetic --train 1200 --test 200 --seed 0
 avloc pretrain recipes/synthetic/visual_trunk.toml --out data/synthetic/visual_trunk.pth
-avloc train recipes/quickstart.toml --run-dir "$out"
+avloc train recipes/quickstart.toml --run-dir "$out" "$@"
 status=0
 avloc eval --dataset synthetic --run "$out" --control shuffled --out "$out/eval" --verdict \
     || status=$?

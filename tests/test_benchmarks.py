@@ -74,6 +74,8 @@ def test_video_benchmark_times_every_engine(tmp_path):
 
 
 @pytest.mark.large
+# its subject is the benchmark's table; `avloc train` runs on every backend elsewhere
+@pytest.mark.once_per_suite
 def test_train_loop_compares_settings_end_to_end(tmp_path):
     from harness import synthetic_shards
 

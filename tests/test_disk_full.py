@@ -67,6 +67,8 @@ def test_prepare_on_a_full_disk_is_one_line(tmp_path, monkeypatch):
     assert "Traceback" not in result.output
 
 
+# the job's backup bookkeeping is Python; every backend's save and resume is tests/test_resume.py's
+@pytest.mark.once_per_suite
 def test_train_on_a_full_disk_is_one_line_and_keeps_the_last_backup(shards, tmp_path, monkeypatch):
     import keras
 
@@ -125,6 +127,8 @@ def _mount_tmpfs(where: Path, size: str) -> bool:
 
 
 @pytest.mark.large  # mounts a tmpfs and trains in subprocesses
+# the job's backup bookkeeping is Python; every backend's save and resume is tests/test_resume.py's
+@pytest.mark.once_per_suite
 def test_train_fills_a_real_disk_then_resumes_after_space_is_freed(shards, tmp_path):
     disk = tmp_path / f"disk-{uuid.uuid4().hex[:6]}"
     if not _mount_tmpfs(disk, "16m"):

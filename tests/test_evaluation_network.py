@@ -236,6 +236,7 @@ def test_calibrate_run_honours_the_runs_eval_settings(data, tmp_path):
 
 
 @pytest.mark.large  # starts subprocesses
+@pytest.mark.once_per_suite  # it evaluates the same checkpoint on both backends itself
 def test_eval_command_end_to_end_and_same_metrics_on_the_other_backend(data, checkpoint, tmp_path):
     import keras
 
@@ -286,6 +287,7 @@ def test_eval_command_end_to_end_and_same_metrics_on_the_other_backend(data, che
 
 
 @pytest.mark.large  # starts subprocesses
+@pytest.mark.once_per_suite  # the checks run before a network is built; the same on any backend
 def test_eval_bad_inputs_give_one_line_errors(data, checkpoint, tmp_path):
     # shards without any ground truth, asked for localisation metrics
     rng = np.random.default_rng(0)

@@ -175,6 +175,8 @@ def test_killed_sslsan_run_with_every_augmentation_resumes_to_the_same_end(tmp_p
 
 
 @pytest.mark.large  # one training process and one refused start
+# the refusal is the job's Python bookkeeping; every backend's resume is tested above
+@pytest.mark.once_per_suite
 def test_a_latest_naming_a_missing_backup_is_refused_and_the_log_kept(shards, tmp_path):
     """Starting again from epoch 0 would replace ``log.csv``; the run says what is wrong."""
     run_dir = tmp_path / "run"

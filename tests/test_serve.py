@@ -163,6 +163,8 @@ def test_empty_upload_stubs_are_removed_but_not_uploads_being_received(tmp_path)
 
 
 @pytest.mark.large  # loads the network in subprocesses and encodes 30 minutes of video
+# its subject is the media decoding's bound, not the backend (the demo's maps: every one, above)
+@pytest.mark.once_per_suite
 def test_the_video_tab_decodes_a_long_video_only_up_to_max_seconds(net, tmp_path):
     """A 30-minute video (48 kHz audio: 330 MB as float32) costs what a 2-second one does."""
     from fakemedia import peak_rss_mb
@@ -191,6 +193,8 @@ def test_the_video_tab_decodes_a_long_video_only_up_to_max_seconds(net, tmp_path
 
 
 @pytest.mark.large  # loads the network in a subprocess and encodes 30 minutes of AAC
+# its subject is the demo's memory and upload bounds, not the backend
+@pytest.mark.once_per_suite
 def test_the_demo_fed_hostile_files_stays_small(net, tmp_path):
     from fakemedia import peak_rss_mb, write_m4a
 

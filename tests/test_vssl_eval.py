@@ -107,6 +107,9 @@ def checkpoints(tmp_path_factory) -> dict[str, Path]:
     return out
 
 
+# the protocol's rules are numpy; the maps on both backends are compared in
+# tests/test_evaluation_network.py
+@pytest.mark.once_per_suite
 def test_vssl_eval_protocol_equals_the_naive_reimplementation(data, checkpoints, tmp_path):
     from avloc.models.io import load_network
 
