@@ -129,7 +129,8 @@ def _print_claims(result) -> None:
     table.add_column("claim")
     table.add_column("verdict")
     table.add_column("evidence", overflow="fold")
-    names = {True: "[green]holds[/]", False: "[red]fails[/]", None: "not run"}
+    names = {"holds": "[green]holds[/]", "fails": "[red]fails[/]",
+             "too close to call": "[yellow]too close to call[/]", None: "not run"}  # fmt: skip
     for i, claim in enumerate(result.claims, 1):
-        table.add_row(str(i), claim.text, names[claim.holds], claim.evidence)
+        table.add_row(str(i), claim.text, names[claim.verdict], claim.evidence)
     Console(width=160).print(table)

@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 
 from avloc.evaluation import report as eval_report
-from avloc.jobs.reproduce.claims import Claim
+from avloc.jobs.reproduce.claims import FAILS, HOLDS, TOO_CLOSE, Claim
 from avloc.jobs.reproduce.plan import Row
 from avloc.utils.files import atomic_write_bytes, atomic_write_json
 
@@ -122,8 +122,7 @@ def sensitivity_table(rows: Sequence[Row], sensitivity: Mapping[str, dict]) -> s
             cells = [format_values(metric_values(by_seed, p), d) for _, p, d in SENSITIVITY_COLUMNS]
             body.append([statistic, row.label, uth, *cells])
         verdicts = ", ".join(
-            f"claim {i} {'holds' if c.holds else 'fails' if c.holds is False else 'not run'}"
-            for i, c in enumerate(entry["claims"], 1)
+            f"claim {i} {c.verdict or 'not run'}" for i, c in enumerate(entry["claims"], 1)
         )
         body.append([statistic, f"*{verdicts}*", "", *[""] * len(SENSITIVITY_COLUMNS)])
     return markdown_table(header, body)
@@ -171,10 +170,28 @@ def seeds_table(rows: Sequence[Row], per_seed: Mapping[str, Mapping[int, dict]])
     return markdown_table(header, body)
 
 
+#: How the claims table prints each verdict (None: the rows were not trained).
+VERDICT_CELLS = {HOLDS: "**holds**", FAILS: "**fails**", TOO_CLOSE: "*too close to call*",
+                 None: "not run"}  # fmt: skip
+
+
 def claims_table(claims: Sequence[Claim]) -> str:
-    verdict = {True: "**holds**", False: "**fails**", None: "not run"}
-    body = [[str(i), c.text, verdict[c.holds], c.evidence] for i, c in enumerate(claims, 1)]
+    body = [[str(i), c.text, VERDICT_CELLS[c.verdict], c.evidence] for i, c in enumerate(claims, 1)]
     return markdown_table(["#", "Claim", "Verdict", "Evidence"], body)
+
+
+def claims_summary(claims: Sequence[Claim]) -> str:
+    """E.g. "**3 of 7 claims hold**, 1 fails, 1 is too close to call and 2 were not run"."""
+    count = {v: sum(c.verdict == v for c in claims) for v in VERDICT_CELLS}
+    parts = [
+        f"{count[FAILS]} fail{'s' if count[FAILS] == 1 else ''}",
+        f"{count[TOO_CLOSE]} {'is' if count[TOO_CLOSE] == 1 else 'are'} too close to call",
+    ]
+    if count[None]:
+        parts.append(f"{count[None]} {'was' if count[None] == 1 else 'were'} not run")
+    return (
+        f"**{count[HOLDS]} of {len(claims)} claims hold**, {', '.join(parts[:-1])} and {parts[-1]}"
+    )
 
 
 # ---------------------------------------------------------------------------------------------
@@ -252,14 +269,13 @@ def write_report(
     methods = [r for r in rows if r.methods]
     ablation = [r for r in rows if r.ablation is not None]
     rel = {k: p.relative_to(out_dir).as_posix() for k, p in figures.items()}
-    held = sum(c.holds is True for c in claims)
     lines = [
         f"# The SSL-SaN paper's claims in miniature: {settings['title']}",
         "",
         "This file is written by `" + settings["command"] + "`; do not edit it by hand "
         "(the notes it links to are hand-written).",
         "",
-        f"**{held} of {len(claims)} claims hold** in this setting. "
+        f"{claims_summary(claims)} in this setting. "
         f"Training and recording took {settings['trained_seconds'] / 60:.1f} min of job time "
         f"({settings['workers']} job(s) at a time, {settings['wall_seconds'] / 60:.1f} min of "
         f"wall time) on {settings['machine']['cpu_count']} CPU cores "
