@@ -67,7 +67,7 @@ def synthetic(
         typer.Option("--set", help="Override every row's recipe: --set train.epochs=2"),
     ] = None,
 ) -> None:
-    """Train EZ-VSL, marginNCE, FNAC, SSL-SaN and the ablation rows; test the paper's claims.
+    """Train EZ-VSL, marginNCE, FNAC, SSL-TIE, SSL-SaN and the ablation rows; test the claims.
 
     The claims are the SSL-SaN paper's (docs/reproduction.md).
     """

@@ -20,16 +20,15 @@ PAPER = [
     "ezvsl.toml", "marginnce.toml", "fnac.toml", "lvs.toml", "ssltie.toml", "sslsan.toml",
     "ezvsl_san.toml",
 ]  # fmt: skip
-#: Paper recipe -> its synthetic twin (the miniature at quickstart size). The miniature still
-#: trains SSL-SaN's additions on EZ-VSL (its sslsan.toml and ablation rows are the twins of
-#: ezvsl_san.toml and its switches); the SSL-TIE-based recipes get their twins with the miniature
-#: on the faithful base.
+#: Paper recipe -> its synthetic twin (the miniature at quickstart size).
 TWINS = {
     "ezvsl.toml": "synthetic/ezvsl.toml",
     "marginnce.toml": "synthetic/marginnce.toml",
     "fnac.toml": "synthetic/fnac.toml",
     "lvs.toml": "synthetic/lvs.toml",
-    "ezvsl_san.toml": "synthetic/sslsan.toml",
+    "ssltie.toml": "synthetic/ssltie.toml",
+    "sslsan.toml": "synthetic/sslsan.toml",
+    "ezvsl_san.toml": "synthetic/ezvsl_san.toml",
 }
 ABLATION = {  # the SSL-SaN paper's ablation table: file -> (S, N, L_S, L_N)
     "1_none.toml": (False, False, False, False),
@@ -90,19 +89,27 @@ def test_pretraining_recipe_header_names_its_command():
         load_pretrain_recipe(path)
 
 
-#: What a twin may change: the warm-up length (a shorter run), the temperatures (0.1 at width 8,
-#: where the paper's 0.03 sat at chance from scratch and, with the pretrained trunk, keeps the
-#: silence/noise maps as high as the positives), the empty-map weights lambda_S, lambda_N (0.1,
-#: where the paper's 1 can hold a run at chance), and FNAC's term weights and visual dropout (1
-#: and 0, where the published 100 and 0.9 keep it at chance); see
-#: docs/results/synthetic-notes.md (sections 1, 5, 6 and 9). Twins and quickstart start the
-#: visual trunk from the synthetic pretraining, the paper recipes from ImageNet.
+#: What a twin may change: the warm-up length (a shorter run), the temperatures of the EZ-VSL
+#: family (0.1 at width 8, where the paper's 0.03 sat at chance from scratch and, with the
+#: pretrained trunk, keeps the silence/noise maps as high as the positives), the empty-map
+#: weights lambda_S, lambda_N (0.1, where the paper's 1 holds a run at chance or keeps it from
+#: listening), and FNAC's term weights and visual dropout (1 and 0, where the published 100 and
+#: 0.9 keep it at chance); see docs/results/synthetic-notes.md (sections 1, 5, 6, 9 and 10).
+#: Twins and quickstart start the visual trunk from the synthetic pretraining, the paper recipes
+#: from ImageNet (EZ-VSL's family) or from scratch (SSL-TIE's; section 10 has the runs).
 TWIN_MAY_CHANGE = ("start_epoch", "tau")
 EMPTY_MAP_TERMS = ("silence_map", "noise_map")
 TWIN_EMPTY_MAP_WEIGHT = 0.1
 FNAC_TERMS = ("fnac_fns1", "fnac_fns2", "fnac_tne")
 TWIN_FNAC_WEIGHT = 1.0
 TWIN_WEIGHTED_TERMS = EMPTY_MAP_TERMS + FNAC_TERMS  # their weights are set below
+#: The twins of a family share data, model size and schedule: SSL-TIE's (mel front end,
+#: moco_v2, SpecAugment, 14 x 14 maps) and EZ-VSL's (log power spectrogram, crop and flip).
+FAMILY = {"mel_db": "synthetic/sslsan.toml", "log_psd": "synthetic/ezvsl_san.toml"}
+
+
+def family_twin(paper):
+    return load_recipe(RECIPE_DIR / FAMILY[paper.data.audio_frontend])
 
 
 def objective(recipe) -> dict:
@@ -129,7 +136,7 @@ def objective(recipe) -> dict:
 def test_synthetic_twin_has_the_same_objective_at_quickstart_size(name):
     paper = load_recipe(RECIPE_DIR / name)
     twin = load_recipe(RECIPE_DIR / TWINS[name])
-    quick = load_recipe(RECIPE_DIR / "quickstart.toml")
+    family = family_twin(paper)
     twin_objective = objective(twin)
     if name == "fnac.toml":  # the one twin without dropout (see TWIN_MAY_CHANGE)
         assert paper.model.visual_dropout == 0.9 and twin.model.visual_dropout == 0.0
@@ -137,6 +144,8 @@ def test_synthetic_twin_has_the_same_objective_at_quickstart_size(name):
     assert twin_objective == objective(paper)
     if twin.model.arch == "ezvsl":  # the reproduced family: one temperature, 0.1, everywhere
         assert {kw["tau"] for kw in twin.loss.values() if "tau" in kw} == {0.1}
+    if paper.data.audio_frontend == "mel_db":  # SSL-TIE's family keeps its temperature
+        assert twin.loss["lvs"]["tau"] == paper.loss["lvs"]["tau"] == 0.07
     for name in EMPTY_MAP_TERMS:
         if name in paper.loss:
             assert paper.loss[name]["weight"] == 1.0
@@ -149,37 +158,60 @@ def test_synthetic_twin_has_the_same_objective_at_quickstart_size(name):
         # a warm-up stays a warm-up (a shorter one for the shorter run)
         assert (kwargs_paper.get("start_epoch", 0) > 0) == (kwargs_twin.get("start_epoch", 0) > 0)
         assert kwargs_twin.get("start_epoch", 0) < twin.train.epochs
-    # the quickstart frames its maps with half its stride (docs/method.md, "Where the map is
-    # drawn"); the twins feed their models as the paper's evaluation does, without a frame
-    assert quick.data.inference_border == 8 and twin.data.inference_border == 0
-    assert twin.data == dataclasses.replace(quick.data, inference_border=0)
-    # the paper recipes start the visual trunk from ImageNet (a user's file), the twins and the
-    # quickstart from its synthetic stand-in (avloc pretrain recipes/synthetic/visual_trunk.toml)
-    assert twin.model.visual.pretrained == quick.model.visual.pretrained
+    # the twins feed their models as the paper's evaluation does, without a frame
+    assert twin.data == family.data and twin.data.inference_border == 0
+    # the same input pipeline as the paper recipe, at the synthetic clips' length
+    d, p = twin.data, paper.data
+    assert (d.audio_frontend, d.image_augment, d.spec_augment, d.spec_freq_mask) == (
+        p.audio_frontend, p.image_augment, p.spec_augment, p.spec_freq_mask
+    )  # fmt: skip
+    assert d.spec_time_mask == round(p.spec_time_mask * d.clip_seconds / p.clip_seconds)
+    # the paper recipes start the visual trunk from ImageNet (a user's file) or from scratch,
+    # the twins from its synthetic stand-in (avloc pretrain recipes/synthetic/visual_trunk.toml)
     assert twin.model.visual.pretrained == "data/synthetic/visual_trunk.pth"
     assert paper.model.visual.pretrained == ""
-    assert twin.model.visual.width == quick.model.visual.width
-    assert twin.model.audio.width == quick.model.audio.width
-    assert twin.model.visual.stem_pool == quick.model.visual.stem_pool
+    v, f = twin.model.visual, family.model.visual
+    assert (v.width, v.stem_pool, v.blocks) == (f.width, f.stem_pool, f.blocks)
+    assert twin.model.audio == family.model.audio
     assert (twin.train.epochs, twin.train.batch_size, twin.train.learning_rate) == (
-        quick.train.epochs,
-        quick.train.batch_size,
-        quick.train.learning_rate,
+        family.train.epochs,
+        family.train.batch_size,
+        family.train.learning_rate,
     )
-    # paper size: ResNet-18 at width 64, 224 px, global batch 128 (docs/method.md)
+    # paper size: ResNet-18 at width 64, 224 px (docs/method.md)
     assert paper.model.visual.width == 64 and paper.model.audio.width == 64
     assert paper.model.visual.blocks == (2, 2, 2, 2) and paper.data.image_size == 224
-    assert paper.train.batch_size == 128 and paper.train.learning_rate == 1e-4
+    if paper.data.audio_frontend == "mel_db":  # SSL-TIE's schedule
+        assert (paper.train.batch_size, paper.train.learning_rate) == (32, 1e-4)
+    else:  # EZ-VSL's: global batch 128
+        assert (paper.train.batch_size, paper.train.learning_rate) == (128, 1e-4)
+
+
+def test_the_quickstart_is_a_twin_framed_with_half_a_stride():
+    """The quickstart trains one twin's recipe; only its test-time frame differs (docs/method.md,
+    "Where the map is drawn")."""
+    quick = load_recipe(RECIPE_DIR / "quickstart.toml")
+    same = [
+        twin
+        for twin in (load_recipe(RECIPE_DIR / f) for f in FAMILY.values())
+        if objective(twin) == objective(quick)
+    ]
+    assert len(same) == 1
+    twin = same[0]
+    assert quick.loss == twin.loss and quick.model == twin.model and quick.train == twin.train
+    border = quick.data.inference_border
+    assert quick.data == dataclasses.replace(twin.data, inference_border=border)
+    assert quick.eval == twin.eval
 
 
 def test_ablation_rows_differ_only_in_their_switches():
-    """Paper rows: SSL-TIE's lvs term and equivariance (recipes/sslsan.toml) with the four
-    switches; the miniature's rows: the same switches on EZ-VSL (its sslsan.toml)."""
+    """SSL-TIE's lvs term and equivariance (recipes/sslsan.toml) with the four switches, in the
+    paper's rows and in the miniature's (on its sslsan.toml)."""
     sslsan = load_recipe(RECIPE_DIR / "sslsan.toml")
     twin = load_recipe(RECIPE_DIR / "synthetic" / "sslsan.toml")
     for folder, contrastive, reference in [
         ("ablation", "lvs", sslsan),
-        ("synthetic/ablation", "ezvsl", twin),
+        ("synthetic/ablation", "lvs", twin),
     ]:
         for name, switches in ABLATION.items():
             recipe = load_recipe(RECIPE_DIR / folder / name)
@@ -193,8 +225,7 @@ def test_ablation_rows_differ_only_in_their_switches():
             assert row == switches, (folder, name)
             assert recipe.model == reference.model and recipe.train == reference.train
             assert recipe.data == reference.data
-            if folder == "ablation":  # the miniature's rows 1-6 keep the baselines' q3 Uth
-                assert recipe.eval == reference.eval
+            assert recipe.eval == reference.eval
             switched = ("silence_negative", "noise_negative")
             assert {k: v for k, v in term.items() if k not in switched} == {
                 k: v for k, v in reference.loss[contrastive].items() if k not in switched

@@ -22,17 +22,17 @@ from avloc.jobs.reproduce.plan import ROWS, objective_fingerprint, plan_jobs
 def test_plan_trains_each_objective_once_per_seed(tmp_path):
     budget = Budget.quick()
     jobs = plan_jobs(budget, tmp_path)
-    assert len(jobs) == 9  # 11 rows: ablation 1 = EZ-VSL, ablation 7 = SSL-SaN
+    assert len(jobs) == 11  # 13 rows: ablation 1 = SSL-TIE, ablation 7 = SSL-SaN
     by_row = {row.key: job for job in jobs for row in job.rows}
-    assert by_row["ablation-1"] is by_row["ezvsl"]
+    assert by_row["ablation-1"] is by_row["ssltie"]
     assert by_row["ablation-7"] is by_row["sslsan"]
-    assert len({objective_fingerprint(j.recipe) for j in jobs}) == 9
+    assert len({objective_fingerprint(j.recipe) for j in jobs}) == 11
     for job in jobs:  # the budget reaches every recipe: same data, model size and schedule
         assert job.recipe.data.train == str(tmp_path / "train")
         assert job.recipe.train.epochs == 1
         assert job.recipe.model.visual.width == 4
     two = plan_jobs(Budget(24, 16, seeds=(0, 1), overrides=budget.overrides), tmp_path)
-    assert len(two) == 18 and {j.seed for j in two} == {0, 1}
+    assert len(two) == 22 and {j.seed for j in two} == {0, 1}
     assert {j.recipe.seed for j in two if j.seed == 1} == {1}
 
 
@@ -390,8 +390,9 @@ def test_quick_reproduction_writes_the_report(tmp_path):
     for row in data["rows"]:
         (metrics,) = row["metrics_by_seed"]
         assert {"positive", "silence", "noise", "offscreen", "shuffled", "global"} <= set(metrics)
-    # the EZ-VSL row and ablation row 1 are one training: identical numbers
-    assert data["rows"][0]["metrics_by_seed"] == data["rows"][4]["metrics_by_seed"]
+    # SSL-TIE and ablation row 1 are one training, SSL-SaN and row 7 another: identical numbers
+    by_key = {r["key"]: r["metrics_by_seed"] for r in data["rows"]}
+    assert by_key["ssltie"] == by_key["ablation-1"] and by_key["sslsan"] == by_key["ablation-7"]
     assert data["settings"]["quick"] is True
     # Uth recomputed from the saved calibration maxima is the one training stored
     from avloc.maps.records import load_records
@@ -413,7 +414,8 @@ def test_quick_reproduction_writes_the_report(tmp_path):
         (line,) = seeds.values()
         assert line["empty_negative_maps"] == (line["q3_silence_noise"] <= 0.2), key
     seeds_md = md.split("## Per seed")[1].split("## Uth calibration")[0]
-    assert len(re.findall(r"^\| \*[^|]+\* \| \*\d of 1 empty\* \|", seeds_md, flags=re.M)) == 9
+    shown = len(ROWS) - 2  # ablation rows 1 and 7 are the SSL-TIE and SSL-SaN runs
+    assert len(re.findall(r"^\| \*[^|]+\* \| \*\d of 1 empty\* \|", seeds_md, flags=re.M)) == shown
     # the trunk every row started from
     trunk = json.loads((work / "data" / "visual_trunk.pth.json").read_text())
     assert trunk["recipe"]["model"]["visual"]["width"] == 4

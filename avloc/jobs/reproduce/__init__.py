@@ -1,13 +1,12 @@
 """Miniature reproductions of the SSL-SaN paper's claims (``avloc reproduce synthetic``).
 
 :func:`reproduce_synthetic` prepares synthetic scenes, trains the ``recipes/synthetic/`` twins of
-EZ-VSL, marginNCE, FNAC, SSL-SaN and the seven ablation rows with the same data, model size,
-schedule and seeds (:mod:`~avloc.jobs.reproduce.plan`), records every model's test maps under
-positive, silence, noise, offscreen and shuffled audio (:mod:`~avloc.jobs.reproduce.runner`), scores
-them at each model's calibrated Uth, tests the claims (:mod:`~avloc.jobs.reproduce.claims`) and
-writes
-the report (:mod:`~avloc.jobs.reproduce.report`).
-"""
+EZ-VSL, marginNCE, FNAC, SSL-TIE, SSL-SaN (on SSL-TIE, and avloc's variant on EZ-VSL) and the
+seven ablation rows with the same data, schedule and seeds and one model size per family
+(:mod:`~avloc.jobs.reproduce.plan`), records every model's test maps under positive, silence,
+noise, offscreen and shuffled audio (:mod:`~avloc.jobs.reproduce.runner`), scores them at each
+model's calibrated Uth, tests the claims (:mod:`~avloc.jobs.reproduce.claims`) and writes the
+report (:mod:`~avloc.jobs.reproduce.report`)."""
 
 from __future__ import annotations
 
@@ -18,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from avloc.config import Recipe
 from avloc.jobs.reproduce.plan import ROWS, Budget, Job, plan_jobs
 
 __all__ = ["Budget", "ReproduceResult", "reproduce_synthetic", "centre_prior_records"]
@@ -82,22 +82,33 @@ def _uth_line(jobs: list[Job]) -> str:
 def _settings(budget: Budget, jobs: list[Job], command: str, seconds: float, quick: bool):
     from avloc.jobs.reproduce.report import machine_info
 
-    recipe = jobs[0].recipe
-    m, t = recipe.model, recipe.train
+    families: dict[str, Recipe] = {}  # the first recipe of each input pipeline
+    for job in jobs:
+        families.setdefault(job.recipe.data.audio_frontend, job.recipe)
     lines = [
         f"Data: {budget.train_samples} training and {budget.test_samples} test synthetic scenes "
         f"(seed {budget.data_seed}; 8 classes, 1-3 objects, each test scene with an offscreen "
         "clip), the same for every row.",
-        f"Model: ResNet-18 pair at width {m.visual.width} (visual) / {m.audio.width} (audio), "
-        f"D = {m.embed_dim}, {recipe.data.image_size} px images, 257x200 spectrograms.",
-        f"Schedule: {t.epochs} epochs, batch {t.batch_size}, {t.optimizer} lr {t.learning_rate:g}"
-        f"; training seeds {', '.join(str(s) for s in budget.seeds)}.",
+    ]
+    for recipe in families.values():
+        m, t, d = recipe.model, recipe.train, recipe.data
+        family = "SSL-TIE's family" if d.audio_frontend == "mel_db" else "EZ-VSL's family"
+        augment = d.image_augment + (", SpecAugment" if d.spec_augment > 0 else "")
+        lines.append(
+            f"Model and schedule ({family}): ResNet-18 pair at width {m.visual.width} (visual) / "
+            f"{m.audio.width} (audio), D = {m.embed_dim}, {d.image_size} px images, last stride "
+            f"{m.visual.last_stride}, {d.clip_seconds:g} s clips as {d.audio_frontend}, "
+            f"{augment}; {t.epochs} epochs, batch {t.batch_size}, {t.optimizer} lr "
+            f"{t.learning_rate:g}."
+        )
+    lines += [
+        f"Training seeds {', '.join(str(s) for s in budget.seeds)}.",
         f"Overrides on every recipe: {', '.join(budget.overrides) or 'none'}.",
         _uth_line(jobs),
         "Visual trunk: pretrained once on synthetic single objects "
         "(`avloc pretrain recipes/synthetic/visual_trunk.toml`), loaded by every row; the "
         "audio encoder starts from scratch.",
-        f"{len(jobs)} trainings for {len(ROWS)} rows (ablation row 1 is EZ-VSL and row 7 is "
+        f"{len(jobs)} trainings for {len(ROWS)} rows (ablation row 1 is SSL-TIE and row 7 is "
         "SSL-SaN: same recipe, trained once).",
     ]
     return {
@@ -203,9 +214,9 @@ def reproduce_synthetic(
                 job_scores.metrics,
                 figures_dir / f"scores_{label}.png",
             )
-            if path and label in ("ezvsl", "sslsan"):
+            if path and label in ("ezvsl", "ssltie", "sslsan"):
                 figures[f"scores {job.rows[0].label}"] = path
-            if label in ("ezvsl", "sslsan"):
+            if label in ("ezvsl", "ssltie", "sslsan"):
                 figures[f"heatmaps {job.rows[0].label}"] = _overlays(records, uth, job, figures_dir)
 
     method_keys = [r.key for r in ROWS if r.methods]

@@ -3,7 +3,7 @@
 A :class:`Row` names a recipe under ``recipes/synthetic/`` and where it appears in the report
 (the methods table, the ablation table, or both). A :class:`Job` is one training run: rows whose
 resolved recipes have the same objective, model, data and schedule (``name`` and
-``description`` aside) share a job, so ablation row 1 *is* the EZ-VSL run and row 7 *is* the
+``description`` aside) share a job, so ablation row 1 *is* the SSL-TIE run and row 7 *is* the
 SSL-SaN run, trained once per seed.
 
 :class:`Budget` holds the settings every row shares (data sizes, epochs, widths, seeds, and the
@@ -40,7 +40,9 @@ ROWS: tuple[Row, ...] = (
     Row("ezvsl", "EZ-VSL", "ezvsl.toml", methods=True),
     Row("marginnce", "marginNCE", "marginnce.toml", methods=True),
     Row("fnac", "FNAC", "fnac.toml", methods=True),
+    Row("ssltie", "SSL-TIE", "ssltie.toml", methods=True),
     Row("sslsan", "SSL-SaN", "sslsan.toml", methods=True),
+    Row("ezvsl_san", "SSL-SaN on EZ-VSL", "ezvsl_san.toml", methods=True),
     Row("ablation-1", "none", "ablation/1_none.toml", ablation=(False, False, False, False)),
     Row("ablation-2", "S", "ablation/2_s.toml", ablation=(True, False, False, False)),
     Row("ablation-3", "S + L_S", "ablation/3_s_ls.toml", ablation=(True, False, True, False)),
@@ -89,7 +91,7 @@ class Budget:
                 "train.batch_size=8",
                 "train.backup_every_steps=1000",
                 "train.tensorboard=false",
-                "model.embed_dim=8",
+                "model.embed_dim=32",  # the lvs architecture: 8 x the width
                 "model.visual.width=4",
                 "model.audio.width=4",
                 "data.image_size=64",
@@ -125,10 +127,21 @@ class Job:
 
 
 def objective_fingerprint(recipe: Recipe) -> str:
-    """Hash of everything that changes training (the recipe without name and description)."""
+    """Hash of everything that changes training (the recipe without name and description).
+
+    Each loss term's keys are completed with the term's defaults, so a switch written as its
+    default (``silence_negative = false``) and one left out make the same objective."""
+    import inspect
+
+    from avloc.losses.base import LOSS_TERMS
+
     plain = dataclasses.asdict(recipe)
     plain.pop("name", None)
     plain.pop("description", None)
+    for name, kwargs in plain["loss"].items():
+        for key, param in LOSS_TERMS.parameters(name).items():
+            if param.default is not inspect.Parameter.empty:
+                kwargs.setdefault(key, param.default)
     return hashlib.sha256(json.dumps(plain, sort_keys=True, default=str).encode()).hexdigest()
 
 

@@ -307,7 +307,7 @@ def write_report(
             "## Per seed",
             "",
             "Each training seed of each row (method rows first; ablation rows 1 and 7 are the "
-            "EZ-VSL and SSL-SaN runs). *Empty maps*: the third quartile of the silence and noise "
+            "SSL-TIE and SSL-SaN runs). *Empty maps*: the third quartile of the silence and noise "
             f"map maxima on the test images is at most {EMPTY_MAPS_LEVEL} (cosine), i.e. the "
             "model's maps are empty for audio-free input whatever Uth is.",
             "",
