@@ -16,7 +16,7 @@ import typer
 
 from avloc_cli.app import app, progress_columns, quiet_frameworks, user_errors
 
-EXAMPLE = "Example: avloc reproduce synthetic (about 75 min on 2 CPU cores; --quick: seconds)"
+EXAMPLE = "Example: avloc reproduce synthetic (hours on 2 CPU cores; --quick: minutes)"
 
 reproduce_app = typer.Typer(help="Reproduce the paper's claims in miniature.", no_args_is_help=True)
 app.add_typer(reproduce_app, name="reproduce")

@@ -67,7 +67,9 @@ class Budget:
 
     @staticmethod
     def full() -> Budget:
-        """The report's setting: about 75 min on 2 CPU cores with two jobs at a time.
+        """The report's setting. With the EZ-VSL family alone it took 43 min of wall time on 2
+        CPU cores (two jobs at a time); an SSL-TIE-family training takes about twice an EZ-VSL
+        one (docs/results/synthetic-notes.md, section 10), so about 150 min of job time now.
 
         Five training seeds per row, so that a row is judged on its typical run rather than on
         which seed happens to leave chance first; the pretrained visual trunk lets every row
