@@ -37,6 +37,7 @@ import numpy as np
 from avloc.config import RANGES, check_value_ranges, from_dict, read_toml
 from avloc.errors import AvlocError, RecipeError
 from avloc.models.pretrained import sidecar
+from avloc.runtime.seeding import set_random_seed
 from avloc.utils.files import file_sha256
 
 
@@ -323,7 +324,7 @@ def pretrain(
     started = time.time()
     configure(widths=[recipe.model.visual.width], repeatable=True)  # before the trunk is built
     data = make_dataset(recipe)
-    keras.utils.set_random_seed(recipe.seed)
+    set_random_seed(recipe.seed)
     model, trunk, fc = build_classifier(recipe)
     t = recipe.train
     steps = t.epochs * (recipe.data.images // t.batch_size)

@@ -52,6 +52,7 @@ from avloc.recipe_checks import check_recipe
 from avloc.runs import Progress, RunDir, keep_log_before, latest_backup, log_last_row
 from avloc.runtime import distribute
 from avloc.runtime.backend import cpu_bf16_warning
+from avloc.runtime.seeding import set_random_seed
 from avloc.task import EpochCounter
 from avloc.training.build import build_task, train_inputs
 from avloc.training.callbacks import (
@@ -108,7 +109,7 @@ def train(recipe: Recipe, run_dir: str | Path, verbose: int | None = None) -> Tr
                 remove_stale_temporaries(folder)
 
         # ---- The task: network, loss terms and optimizer, every variable created ----
-        keras.utils.set_random_seed(recipe.seed)
+        set_random_seed(recipe.seed)
         with placement.scope():
             task = build_task(recipe, placement, total_steps=max(1, t.epochs * steps_per_epoch))
         if writer:  # after the network and its starting weights are built: a failed start

@@ -7,7 +7,8 @@
 - :mod:`avloc.runtime.batch`, :mod:`avloc.runtime.placement`, :mod:`avloc.runtime.distribute`:
   the rows loss terms contrast, data-parallel placements and
   the engines behind them;
-- :mod:`avloc.runtime.optimizers`: the recipe's optimizer and learning-rate schedule.
+- :mod:`avloc.runtime.optimizers`: the recipe's optimizer and learning-rate schedule;
+- :mod:`avloc.runtime.seeding`: one seed for Python, NumPy, Keras and the backend.
 
 Importing this package imports no framework.
 """
