@@ -5,9 +5,9 @@ backup, mid-epoch with steps lost since the last backup, while an epoch checkpoi
 between a backup folder and ``LATEST``, between an epoch's log row and its backup, during the
 Uth calibration), starts it again with the same command, and compares with an uninterrupted run
 of the same recipe: ``log.csv`` byte for byte, every weight of the final network bit for bit,
-and Uth (on TensorFlow the SSL-SaN run with every augmentation within 1e-5: see its comment). The loader runs with one worker (its default for the quickstart on CPU is the same
-pure function of (seed, epoch, batch) either way).
-"""
+and Uth (on TensorFlow, the SSL-SaN run with every augmentation within 1e-5: see its comment).
+The loader runs with one worker (its default for the quickstart on CPU is the same pure function
+of (seed, epoch, batch) either way)."""
 
 from __future__ import annotations
 
