@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[1]
 COMMAND = "python3 scripts/quickstart_seeds.py"
 
 
-def run_seed(seed: int, work: Path) -> dict:
+def run_seed(seed: int, work: Path, term: str) -> dict:
     """Run (or read) the quickstart of one seed; its verdict, loss curve and wall time."""
     run = work / f"seed-{seed}"
     results = run / "eval" / "results.json"
@@ -53,7 +53,7 @@ def run_seed(seed: int, work: Path) -> dict:
         "passed": learned(outcomes),
         "checks": {o.check.metric: round(o.value, 4) for o in outcomes},
         "required_failed": [o.check.name for o in outcomes if o.check.required and not o.passed],
-        "loss": loss_curve(run / "log.csv", f"loss_{contrastive_term()}"),
+        "loss": loss_curve(run / "log.csv", f"loss_{term}"),
         "seconds": float(timing.read_text()) if timing.is_file() else None,
     }
 
@@ -121,8 +121,8 @@ def main(argv: list[str]) -> int:
     args = parser.parse_args(argv)
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     args.work.mkdir(parents=True, exist_ok=True)
-    rows = [run_seed(seed, args.work) for seed in seeds]
     term = contrastive_term()
+    rows = [run_seed(seed, args.work, term) for seed in seeds]
     text = render(rows, term)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".md").write_text(text, encoding="utf-8")

@@ -239,15 +239,19 @@ def _needs(scores: Mapping[str, ScoresBySeed], keys) -> str | None:
     return f"needs the {' and '.join(missing)} row{'s' if len(missing) > 1 else ''}"
 
 
-def _key(name: str, base: str) -> str:
-    return name if base == "ezvsl" else f"{name}_{base}"
+def _against(base: str, name: str, claim: str) -> tuple[str, str, str, str]:
+    """``(label, short, text, key)`` of a claim ``"SSL-SaN's <claim> <whose>"`` against ``base``;
+    the EZ-VSL claims keep their plain keys, the others get the base's key appended."""
+    label, short = BASES[base]
+    whose = "EZ-VSL's" if base == "ezvsl" else f"its base {label}'s"
+    key = name if base == "ezvsl" else f"{name}_{base}"
+    return label, short, f"SSL-SaN's {claim} {whose}", key
 
 
 def claim_pia(scores: Mapping[str, ScoresBySeed], base: str = "ezvsl") -> Claim:
-    label, short = BASES[base]
-    whose = "EZ-VSL's" if base == "ezvsl" else f"its base {label}'s"
-    text = f"SSL-SaN's pIA under silence and under noise is far below {whose}"
-    key = _key("pia_far_below", base)
+    label, short, text, key = _against(
+        base, "pia_far_below", "pIA under silence and under noise is far below"
+    )
     if needs := _needs(scores, (base, "sslsan")):
         return Claim(key, text, None, needs)
     parts, verdicts, numbers = [], [], {}
@@ -268,10 +272,9 @@ def claim_pia(scores: Mapping[str, ScoresBySeed], base: str = "ezvsl") -> Claim:
 
 
 def claim_ciou_not_worse(scores: Mapping[str, ScoresBySeed], base: str = "ezvsl") -> Claim:
-    label, short = BASES[base]
-    whose = "EZ-VSL's" if base == "ezvsl" else f"its base {label}'s"
-    text = f"SSL-SaN's positive cIoU (Uth) is not worse than {whose}"
-    key = _key("ciou_not_worse", base)
+    label, short, text, key = _against(
+        base, "ciou_not_worse", "positive cIoU (Uth) is not worse than"
+    )
     if needs := _needs(scores, (base, "sslsan")):
         return Claim(key, text, None, needs)
     p = paired(scores["sslsan"], scores[base], "ciou/universal")
