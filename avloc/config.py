@@ -124,6 +124,9 @@ class TrainConfig:
     weight_decay_mode: Literal["decoupled", "l2"] = "decoupled"
     steps_per_epoch: int = 0  # 0 = one pass over the (limited) training set
     backup_every_steps: int = 20  # resumable backup cadence, in optimizer steps
+    # torch: the step's logs (loss and terms) are copied to the host every this many steps
+    # (avloc.runtime.torch_step); each copy waits for the device. Epoch rows are always exact.
+    log_every_steps: int = 10
     jit_compile: bool = False
     # "mixed_bfloat16": layers compute in bfloat16, weights, optimizer and losses stay float32
     # (Keras' mixed policy; for GPUs with bf16 units). The network keeps the policy it was
@@ -267,6 +270,7 @@ RANGES: dict[str, tuple[Any, str]] = {
     "train.weight_decay": (lambda v: v >= 0, "at least 0"),
     "train.steps_per_epoch": (lambda v: v >= 0, "at least 0 (0 = one pass over the data)"),
     "train.backup_every_steps": (lambda v: v >= 1, "at least 1"),
+    "train.log_every_steps": (lambda v: v >= 1, "at least 1"),
     "eval.calibration_samples": (lambda v: v >= 1, "at least 1"),
     "eval.batch_size": (lambda v: v >= 1, "at least 1"),
 }

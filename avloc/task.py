@@ -13,9 +13,12 @@
 runs the audio encoder once on ``[audio; noise; silence]`` and returns the network outputs
 ``v_map``, ``a_emb`` plus ``a_noise`` ``(B, D)`` and ``a_silence`` ``(1, D)`` when needed.
 
-Only ``compute_loss`` is overridden: it reads ``y_pred`` (never a second forward pass), sums the
-weighted terms, and updates one ``keras.metrics.Mean`` per term, so the progress bar, CSV and
-TensorBoard logs show ``loss_<term>`` next to the total ``loss``.
+``compute_loss`` reads ``y_pred`` (never a second forward pass), sums the weighted terms, and
+updates one ``keras.metrics.Mean`` per term, so the progress bar, CSV and TensorBoard logs show
+``loss_<term>`` next to the total ``loss``. On torch, ``train_step`` is
+:func:`avloc.runtime.torch_step.train_step`: the trackers are updated in place on the device and
+the step's logs reach the host every ``log_every`` steps (the recipe's
+``train.log_every_steps``); the other backends keep Keras' step.
 
 Warm-up: the task holds a non-trainable ``epoch`` variable (the 0-based index of the running
 epoch), set by the :class:`EpochCounter` callback that ``avloc.jobs.train`` installs. A term whose
@@ -48,6 +51,10 @@ from avloc.losses import LossTerm
 from avloc.losses.equivariance import TRANSFORMED_MAP_KEY
 from avloc.runtime.placement import Placement
 
+TORCH = keras.backend.backend() == "torch"
+if TORCH:
+    from avloc.runtime import torch_step
+
 #: The extra inputs a loss term may ``need`` that the task makes (besides ``v_map``, ``a_emb``).
 FEEDS = frozenset({"silence", "noise", "equivariance"})
 #: The draw's arrays a batch carries to the equivariance term, passed on as outputs
@@ -62,6 +69,7 @@ class LocalizationTask(keras.Model):
         silence_spectrogram: np.ndarray | None = None,
         placement: Placement | None = None,
         preprocess: DevicePreprocessing | None = None,
+        log_every: int = 1,
         **kwargs,
     ):
         super().__init__(**kwargs)
@@ -94,6 +102,9 @@ class LocalizationTask(keras.Model):
             else np.asarray(silence_spectrogram, "float32")[None, ..., None]
         )
         self.term_trackers = [keras.metrics.Mean(name=f"loss_{name}") for name in self.terms]
+        #: torch: the step's logs as host floats, pulled every ``log_every`` steps
+        self.host_logs = torch_step.HostLogs(log_every) if TORCH else None
+        self._silence_on_device = None  # torch: the silence input, made once per device
         #: 0-based index of the running epoch (see EpochCounter); saved with the task's weights.
         self.epoch = keras.Variable(0.0, dtype="float32", trainable=False, name="epoch")
         self.built = net.built  # the task's only own variable is the epoch counter
@@ -113,7 +124,7 @@ class LocalizationTask(keras.Model):
         if self.needs_noise:
             parts.append(inputs["noise"])
         if self.needs_silence:
-            parts.append(ops.cast(ops.convert_to_tensor(self._silence), audio.dtype))
+            parts.append(self.silence_input(audio))
         spectrograms = ops.concatenate(parts, axis=0) if len(parts) > 1 else audio
         a_all = self.net.encode_audio(spectrograms, training=training)
         outputs = {
@@ -130,6 +141,28 @@ class LocalizationTask(keras.Model):
             outputs[TRANSFORMED_MAP_KEY] = self.transformed_map(image, inputs, training)
             outputs.update({key: inputs[key] for key in DRAW_KEYS})
         return outputs
+
+    def silence_input(self, audio):
+        """The silence spectrogram ``(1, F, T, 1)`` in ``audio``'s dtype; on torch made once per
+        device and dtype (a tensor from host data each step is a host-to-device copy on a GPU)."""
+        if not TORCH:
+            return ops.cast(ops.convert_to_tensor(self._silence), audio.dtype)
+        held = self._silence_on_device
+        if held is None or held.device != audio.device or held.dtype != audio.dtype:
+            held = self._silence_on_device = ops.cast(
+                ops.convert_to_tensor(self._silence), audio.dtype
+            ).to(audio.device)
+        return held
+
+    if TORCH:  # Keras' own step on the other backends (JAX's takes the state as well)
+
+        def train_step(self, data):
+            return torch_step.train_step(self, data)
+
+    def train_on_batch(self, *args, **kwargs):
+        if self.host_logs is not None:  # its caller reads this step's logs
+            self.host_logs.pull_next()
+        return super().train_on_batch(*args, **kwargs)
 
     def transformed_map(self, image, inputs, training=False):
         """``v(T(x))``: the visual map of the batch's images under its draw of SSL-TIE's ``T``
@@ -148,7 +181,7 @@ class LocalizationTask(keras.Model):
             self.transformed_map_sizes[scale] = (int(v_map.shape[1]), int(v_map.shape[2]))
             return v_map
 
-        half = ops.less(inputs[SCALE_KEY][0], 0.75)
+        half = inputs[SCALE_KEY][0] < 0.75
         return ops.cond(half, lambda: view(0.5), lambda: view(1.0))
 
     def loss_terms(self, y_pred) -> dict:
@@ -177,7 +210,7 @@ class LocalizationTask(keras.Model):
             values = self.two_view_values(outputs, v_map_t)
             return [values[name] for name in names]
 
-        half = ops.less(outputs[SCALE_KEY][0], 0.75)
+        half = outputs[SCALE_KEY][0] < 0.75
         return dict(
             zip(names, ops.cond(half, lambda: branch(0.5), lambda: branch(1.0)), strict=True)
         )
@@ -206,7 +239,10 @@ class LocalizationTask(keras.Model):
             gate = self.active(term, value.dtype)
             if gate is not None:
                 value = value * gate
-            tracker.update_state(value)
+            if TORCH:
+                torch_step.add_to_mean(tracker, value)
+            else:
+                tracker.update_state(value)
             total = total + term.weight * value
         if self.loss_scale != 1.0:
             total = total * self.loss_scale

@@ -100,6 +100,7 @@ def _write_user_folder(folder: Path, media: dict[str, Path]) -> dict[str, tuple[
     return sizes
 
 
+@pytest.mark.jax
 def test_run_batch_on_users_media(net, media, tmp_path):
     sizes = _write_user_folder(tmp_path / "in", media)
     items = lz.items_from_directory(tmp_path / "in")
@@ -160,6 +161,7 @@ def _cli(*args: str) -> subprocess.CompletedProcess:
 
 
 @pytest.mark.large  # starts subprocesses
+@pytest.mark.jax
 def test_cli_silence_gives_sounding_false_with_json_and_raw(models, media, tmp_path):
     out = tmp_path / "heat.png"
     result = _cli(

@@ -38,7 +38,7 @@ SETS = [
 #: others test the job's bookkeeping, which is Python, under one (conftest.py)
 ONE_BACKEND = pytest.mark.backend_independent
 POINTS = [
-    "step:7",  # mid-epoch, step 7 lost: resumes from the backup at step 6
+    pytest.param("step:7", marks=pytest.mark.jax),  # mid-epoch, step 7 lost: from step 6
     pytest.param("step:3", marks=ONE_BACKEND),  # right after a backup: epoch 0 from batch 3
     pytest.param("checkpoint:1", marks=ONE_BACKEND),  # epoch 1's checkpoint half-written
     pytest.param("latest:2", marks=ONE_BACKEND),  # a backup renamed in, LATEST not yet

@@ -31,6 +31,7 @@ def read_log(run_dir: Path) -> list[dict[str, str]]:
         return list(csv.DictReader(f))
 
 
+@pytest.mark.jax
 def test_train_logs_every_term_and_loss_falls(shards, tmp_path):
     from avloc.jobs.train import train
 

@@ -226,7 +226,7 @@ def apply_transform_ops(x, matrices, flip, size: tuple[int, int], input_size: in
     out = _resize_ops(warped, rows_out[:, rows], cols_out[:, cols])
     if isinstance(flip, bool | np.bool_):  # step 4
         return ops.flip(out, axis=2) if flip else out
-    flipped = ops.reshape(ops.greater(ops.cast(flip, "float32"), 0.5), (-1, 1, 1, 1))
+    flipped = ops.reshape(ops.cast(flip, "float32") > 0.5, (-1, 1, 1, 1))
     return ops.where(flipped, ops.flip(out, axis=2), out)
 
 
@@ -234,7 +234,10 @@ def _resize_ops(x, rows: np.ndarray, cols: np.ndarray):
     """``(B, h, w, C) -> (B, H, W, C)`` with the interpolation matrices ``(H, h)``, ``(W, w)``."""
     from keras import ops
 
-    rows, cols = ops.convert_to_tensor(rows), ops.convert_to_tensor(cols)
+    from avloc.runtime.scalars import constant
+
+    rows = constant(("resize", rows.shape, rows.tobytes()), lambda: rows)
+    cols = constant(("resize", cols.shape, cols.tobytes()), lambda: cols)
     return ops.einsum("yh,bhwc,xw->byxc", rows, x, cols)
 
 
@@ -243,6 +246,8 @@ def _warp_ops(x, matrices, rows: np.ndarray, cols: np.ndarray, n: int, channels:
     output pixels ``rows x cols`` only: ``(B, len(rows), len(cols), C)``; zeros outside."""
     from keras import ops
 
+    from avloc.runtime.scalars import clip, constant
+
     m = ops.cast(ops.convert_to_tensor(matrices), "float32")
 
     def entry(i, j):
@@ -250,8 +255,8 @@ def _warp_ops(x, matrices, rows: np.ndarray, cols: np.ndarray, n: int, channels:
 
     a, b, tx, c, d, ty = (entry(i, j) for i in (0, 1) for j in (0, 1, 2))
     det = a * d - b * c
-    xs = ops.convert_to_tensor(cols.astype(np.float32))[None, None, :] - tx  # (B, 1, w)
-    ys = ops.convert_to_tensor(rows.astype(np.float32))[None, :, None] - ty  # (B, h, 1)
+    xs = constant(("pixels", cols.tobytes()), lambda: cols.astype(np.float32))[None, None, :] - tx
+    ys = constant(("pixels", rows.tobytes()), lambda: rows.astype(np.float32))[None, :, None] - ty
     src_x = (d * xs - b * ys) / det  # M^-1 applied to the output pixel, (B, h, w)
     src_y = (a * ys - c * xs) / det
     x0, y0 = ops.floor(src_x), ops.floor(src_y)
@@ -265,7 +270,7 @@ def _warp_ops(x, matrices, rows: np.ndarray, cols: np.ndarray, n: int, channels:
         for dx, wx in ((0, 1.0 - fx), (1, fx)):
             xi, yi = x0 + dx, y0 + dy
             inside = (xi >= 0) & (xi < n) & (yi >= 0) & (yi < n)
-            index = first + ops.clip(yi, 0, n - 1) * n + ops.clip(xi, 0, n - 1)
+            index = first + clip(yi, 0, n - 1) * n + clip(xi, 0, n - 1)
             values = ops.take(flat, ops.reshape(index, (-1,)), axis=0)
             values = ops.reshape(values, (-1, len(rows), len(cols), channels))
             weight = wx * wy * ops.cast(inside, "float32")

@@ -43,6 +43,8 @@ def diagonal_cross_entropy(logits, first_row=0):
     columns = ops.shape(logits)[1]
     log_probs = ops.log_softmax(logits, axis=1)
     target = positive_mask(batch, columns, first_row, log_probs.dtype)
+    if isinstance(batch, int):  # a static batch: a Python divisor, no tensor made from it
+        return -ops.sum(log_probs * target) / batch
     return -ops.sum(log_probs * target) / ops.cast(batch, log_probs.dtype)
 
 

@@ -51,6 +51,7 @@ from keras import ops
 from avloc.losses.base import LOSS_TERMS, LossTerm, negative_needs
 from avloc.losses.contrastive import positive_mask
 from avloc.models.similarity import all_pair_maps, pair_maps, shared_audio_maps
+from avloc.runtime.scalars import full_like
 
 EXCLUDED_LOGIT = -1e9
 
@@ -106,8 +107,8 @@ class SoftThresholdContrastive(LossTerm):
         easy = weighted_map_mean(self.positive_weights(every), every) / self.tau  # (b, G)
         rows, columns = ops.shape(easy)
         first = self.batch.first_row(rows)
-        diagonal = ops.greater(positive_mask(rows, columns, first), 0.5)
-        easy = ops.where(diagonal, ops.cast(EXCLUDED_LOGIT, easy.dtype), easy)
+        diagonal = positive_mask(rows, columns, first) > 0.5  # operators: no host-made tensor
+        easy = ops.where(diagonal, full_like(easy, EXCLUDED_LOGIT), easy)
         columns = [positive[:, None] / self.tau, easy]
         if self.silence_negative:  # the one silence clip, shared by every image
             columns.append(self.easy_column(shared_audio_maps(v_map, outputs["a_silence"][0])))

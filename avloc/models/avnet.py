@@ -35,6 +35,7 @@ from keras import layers, ops
 
 from avloc.models.resnet import default_data_format, resnet
 from avloc.registry import Registry
+from avloc.runtime.scalars import floor_at
 
 ARCHITECTURES = Registry("architecture")
 DEFAULT_INPUTS = {"image_size": 224, "sample_rate": 16000, "clip_seconds": 3.0}
@@ -48,7 +49,7 @@ def l2_normalize(x, axis: int = -1):
     occur: a ReLU trunk location can be all zeros, more so under visual dropout.
     """
     squared = ops.sum(ops.square(x), axis=axis, keepdims=True)
-    return x / ops.sqrt(ops.maximum(squared, 1e-24))
+    return x / ops.sqrt(floor_at(squared, 1e-24))
 
 
 @keras.saving.register_keras_serializable(package="avloc")

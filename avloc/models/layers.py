@@ -229,9 +229,11 @@ class BatchNormalization(layers.BatchNormalization):
             )
             with torch.no_grad():
                 variance = invstd.double().pow(-2).sub(self.epsilon).clamp_min(0).to(x.dtype)
+                # Keras' rule, in place with Python scalars: no tensor made from host data
                 m = self.momentum
-                self.moving_mean.assign(self.moving_mean * m + mean.detach() * (1.0 - m))
-                self.moving_variance.assign(self.moving_variance * m + variance * (1.0 - m))
+                moving_mean, moving_variance = self.moving_mean.value, self.moving_variance.value
+                moving_mean.mul_(m).add_(mean.detach().to(moving_mean.dtype) * (1.0 - m))
+                moving_variance.mul_(m).add_(variance.to(moving_variance.dtype) * (1.0 - m))
         else:
             moving_mean = convert_to_tensor(self.moving_mean).to(x.dtype)
             moving_variance = convert_to_tensor(self.moving_variance).to(x.dtype)

@@ -94,6 +94,7 @@ def build_task(
             silence,
             placement=placement,
             preprocess=device_preprocessing(recipe),
+            log_every=recipe.train.log_every_steps,
             name="task",
         )
     t = recipe.train

@@ -86,7 +86,11 @@ class RestoreEpochMetrics(keras.callbacks.Callback):
 
 
 class StopOnNonFinite(keras.callbacks.Callback):
-    """Stops training at the first step whose loss or a loss term is not finite, in one line."""
+    """Stops training, in one line, at the first step whose logs show a non-finite loss or
+    loss term: the step itself where the logs are pulled every step (TensorFlow, JAX, torch with
+    ``train.log_every_steps = 1``), else the next step they reach the host; the epoch's logs at
+    its end. :class:`ResumableCheckpoint` checks the trackers' sums before it writes a backup, so
+    no non-finite state is stored either way."""
 
     def __init__(self, global_step: int):
         super().__init__()
@@ -94,12 +98,20 @@ class StopOnNonFinite(keras.callbacks.Callback):
 
     def on_train_batch_end(self, batch, logs=None):
         self.global_step += 1
-        for key, value in (logs or {}).items():
-            if key.startswith("loss") and not np.isfinite(float(value)):
-                raise AvlocError(
-                    f"training step {self.global_step}: {key} is {float(value)}; stopped (the "
-                    "last backup holds the state before it; try a lower train.learning_rate)"
-                )
+        stop_if_not_finite(logs, f"training step {self.global_step}")
+
+    def on_epoch_end(self, epoch, logs=None):
+        stop_if_not_finite(logs, f"training epoch {epoch + 1}")
+
+
+def stop_if_not_finite(values: dict | None, where: str) -> None:
+    """One-line :class:`AvlocError` if a ``loss*`` entry of ``values`` is not finite."""
+    for key, value in (values or {}).items():
+        if key.startswith("loss") and not np.all(np.isfinite(value)):
+            raise AvlocError(
+                f"{where}: {key} is {value}; stopped (the last backup holds the state before it; "
+                "try a lower train.learning_rate)"
+            )
 
 
 class Throughput(keras.callbacks.Callback):
@@ -169,8 +181,11 @@ class ResumableCheckpoint(keras.callbacks.Callback):
         self.epoch, self.step = epoch + 1, 0
 
     def save_backup(self, epoch: int, step: int) -> None:
-        # mid-epoch: the loss trackers' sums, so the epoch's log row comes out whole
+        # mid-epoch: the loss trackers' sums, so the epoch's log row comes out whole; a
+        # non-finite sum (a step the host logs did not show) is never stored
         metrics = metric_states(self.model) if step else None
+        if metrics:
+            stop_if_not_finite(metrics, f"training step {self.global_step}")
         progress = Progress(epoch, step, self.global_step, metrics)
 
         def save_weights(path: Path) -> None:
