@@ -127,7 +127,9 @@ class TrainConfig:
     # torch: the step's logs (loss and terms) are copied to the host every this many steps
     # (avloc.runtime.torch_step); each copy waits for the device. Epoch rows are always exact.
     log_every_steps: int = 10
-    jit_compile: bool = False
+    # compile the training step: "auto" = XLA on JAX (always) and on TensorFlow with a GPU, off
+    # on torch (torch.compile takes minutes) and on TensorFlow on a CPU (avloc.runtime.backend)
+    jit_compile: bool | Literal["auto"] = "auto"
     # "mixed_bfloat16": layers compute in bfloat16, weights, optimizer and losses stay float32
     # (Keras' mixed policy; for GPUs with bf16 units). The network keeps the policy it was
     # trained with when saved.

@@ -13,8 +13,8 @@ by name):
 
 - ``keras-torch``, ``keras-tensorflow``, ``keras-jax``: avloc's own path, as ``avloc train``
   runs it: ``avloc.jobs.train.build_task`` on ``recipes/ezvsl.toml`` (with the shape overrides),
-  one ``task.train_on_batch`` per step. The recipe leaves ``train.jit_compile`` off, which on
-  JAX means op-by-op execution;
+  one ``task.train_on_batch`` per step, with ``train.jit_compile`` off, which on JAX means
+  op-by-op execution (``avloc train`` compiles JAX's step: ``keras-jax-jit``);
 - ``keras-jax-jit``, ``keras-tensorflow-xla``: the same with ``train.jit_compile=true``;
   ``keras-torch-jit`` (by name only): on torch, where that is ``torch.compile`` (minutes of
   compilation before the first step);

@@ -107,8 +107,8 @@ def build_keras(name: str, args, inputs_on_device: bool = False):
         f"data.clip_seconds={args.clip_seconds}",
         "train.tensorboard=false",
     ]
-    if name.endswith(("-jit", "-xla")):
-        overrides.append("train.jit_compile=true")
+    # each variant says whether it compiles (the recipe's "auto" would compile JAX's)
+    overrides.append(f"train.jit_compile={str(name.endswith(('-jit', '-xla'))).lower()}")
     raw = name.endswith("-preprocess")
     if raw:
         overrides += [

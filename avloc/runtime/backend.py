@@ -61,6 +61,19 @@ def preprocess_on_device(setting: bool | str) -> bool:
     return trains_on_gpu() if setting == "auto" else bool(setting)
 
 
+def jit_compile(setting: bool | str) -> bool:
+    """``train.jit_compile`` resolved for this process: ``"auto"`` compiles with XLA on JAX
+    (whose steps otherwise run op by op) and on TensorFlow when it sees a GPU, and leaves torch
+    (``torch.compile`` spends minutes before the first step) and TensorFlow on a CPU as they
+    are; ``true`` or ``false`` choose for every backend."""
+    if setting != "auto":
+        return bool(setting)
+    backend = keras.backend.backend()
+    if backend == "jax":
+        return True
+    return backend == "tensorflow" and trains_on_gpu()
+
+
 def onednn_isa_cap() -> str:
     """The ``ONEDNN_MAX_CPU_ISA`` in force for this process (avloc's choice or the user's value)."""
     return cap_in_force()

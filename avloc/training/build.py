@@ -22,7 +22,7 @@ from avloc.inputs.noise import silence_waveform
 from avloc.inputs.training import DevicePreprocessing, TrainInputs
 from avloc.losses import build_terms
 from avloc.models import build_network
-from avloc.runtime.backend import preprocess_on_device
+from avloc.runtime.backend import jit_compile, preprocess_on_device
 from avloc.runtime.optimizers import build_optimizer
 from avloc.runtime.placement import Placement
 from avloc.task import LocalizationTask
@@ -99,7 +99,7 @@ def build_task(
         )
     t = recipe.train
     optimizer = build_optimizer(t, total_steps)  # decay mode: train.weight_decay_mode
-    task.compile(optimizer=optimizer, jit_compile=t.jit_compile)
+    task.compile(optimizer=optimizer, jit_compile=jit_compile(t.jit_compile))
     size = recipe.data.image_size
     if task.preprocess is not None:  # the stored form the loader hands over
         samples = int(round(recipe.data.sample_rate * recipe.data.clip_seconds))
