@@ -26,7 +26,10 @@ time is reported and the next part runs):
    loader's thread workers = cores less two; samples/s of each epoch from the run's ``timing.csv``
    (``samples_per_s``: from the end of an epoch's first step to its last), compared with the
    bf16 batch-128 ``keras-torch-preprocess`` step alone. The run sets
-   ``data.preprocess_on_device = true``, so the loader only reads rows and draws.
+   ``data.preprocess_on_device = true``, so the loader only reads rows and draws. Then the same
+   on JAX (XLA, against the ``keras-jax-jit`` step alone when part 6 timed it), and SSL-TIE's
+   setting on torch (``recipes/sslsan.toml``: 14 x 14 maps, 10 s mel clips, moco_v2 in the
+   loader, the transformed view; no step-alone twin), while time is left.
 6. **Compiled steps** (``--extra-variants``, default ``keras-torch-jit`` and ``keras-jax-jit``,
    i.e. ``torch.compile`` and XLA), fp32 and bf16, each in parts of its own after the rest,
    while time is left: a slow compilation costs only that part.

@@ -85,6 +85,22 @@ def markdown(report: dict, args) -> str:
         f"first) vs the step alone {fmt_rate(e2e['step_alone_samples_per_s'])}: "
         + (f"{ratio:.2f}x" if ratio else "-"),
         "",
+        "Every end-to-end setting (samples/s: median of the epochs after the first; the step "
+        "alone: the train-step part named):",
+        "",
+        "| setting | recipe | samples/s | step alone | x step alone |",
+        "| --- | --- | --- | --- | --- |",
+    ]
+    settings = {"EZ-VSL setting, torch": e2e, **report.get("end_to_end_more", {})}
+    lines += [
+        f"| {name} | `{v['recipe']}` | {fmt_rate(v['samples_per_s'])} | "
+        f"{v['step_alone'] or '-'} {fmt_rate(v['step_alone_samples_per_s'])} | "
+        + (f"{v['ratio_to_step_alone']:.2f}x" if v["ratio_to_step_alone"] else "-")
+        + " |"
+        for name, v in settings.items()
+    ]
+    lines += [
+        "",
         "Parts: "
         + "; ".join(
             f"{n} {p['status']} ({p['seconds']:.0f} s)" for n, p in report["parts"].items()

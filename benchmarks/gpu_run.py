@@ -2,7 +2,8 @@
 
 :func:`run` runs them and returns the report (``gpu.json``): the train step at ``--batch`` in fp32
 and bf16, the largest bf16 batch, the data (``avloc prepare synthetic`` in parallel parts), the
-loader, heatmap videos, ``avloc train`` end to end, and the compiled variants last. Every stage
+loader, heatmap videos, ``avloc train`` end to end (EZ-VSL's setting on torch and JAX,
+SSL-TIE's on torch), and the compiled variants last. Every stage
 adds its :class:`benchmarks.gpu_parts.Part` children to the run and its figures to the report.
 """
 
@@ -70,6 +71,7 @@ def run(args) -> dict:
     video(gpu)
     end_to_end(gpu, data, prepared)
     compiled_steps(gpu)
+    compare_end_to_end(gpu)
     report = gpu.report
     report["parts"] = {p.name: p.record() for p in gpu.parts}
     report["seconds"] = round(time.perf_counter() - gpu.started, 1)
@@ -190,49 +192,88 @@ def video(gpu: GpuRun) -> None:
     gpu.report["video"] = (read_json(video_json) or {}).get("results", [])
 
 
-def end_to_end(gpu: GpuRun, data: Path, prepared: bool) -> None:
-    """5. End to end: avloc train on the prepared scenes, against the step alone."""
+#: The end-to-end runs: (name, recipe, KERAS_BACKEND, the step alone it is compared with: the
+#: train_step part's (precision, variant), or None). The first is ``report["end_to_end"]``,
+#: the others ``report["end_to_end_more"][name]``. SSL-TIE's setting (14 x 14 maps, 10 s mel,
+#: moco_v2 in the loader, the transformed view) has no plain-torch twin to time its step alone.
+END_TO_END = [
+    (
+        "EZ-VSL setting, torch",
+        "recipes/ezvsl_san.toml",
+        "torch",
+        ("bf16", "keras-torch-preprocess"),
+    ),
+    ("EZ-VSL setting, JAX", "recipes/ezvsl_san.toml", "jax", ("bf16", "keras-jax-jit")),
+    ("SSL-TIE setting, torch", "recipes/sslsan.toml", "torch", None),
+]
+
+
+def end_to_end_sets(gpu: GpuRun, data: Path, recipe: str) -> list[str]:
+    """``--set`` values of an end-to-end run of ``recipe`` on the prepared scenes."""
     args, s, batch = gpu.args, gpu.shapes, gpu.batch
-    run_dir = (args.work or gpu.out) / "run"
-    e2e_workers = cores_for_workers()
     sets = [
-        f'data.train="{data / "train"}"', 'data.test=""', f"data.workers={e2e_workers}",
-        f"data.image_size={s['image_size']}", f"data.train_resize={s['train_resize']}",
-        f"model.visual.width={s['width']}", f"model.audio.width={s['width']}",
-        f"model.embed_dim={s['dim']}", f"train.batch_size={batch}",
+        f'data.train="{data / "train"}"', 'data.test=""', f"data.workers={cores_for_workers()}",
+        f"data.image_size={s['image_size']}", f"model.visual.width={s['width']}",
+        f"model.audio.width={s['width']}", f"train.batch_size={batch}",
         f"train.epochs={args.epochs}", f"train.steps_per_epoch={args.steps_per_epoch}",
         'train.precision="mixed_bfloat16"', "train.tensorboard=false",
         "train.backup_every_steps=100000", f"eval.calibration_samples={batch}",
-        "data.preprocess_on_device=true",
     ]  # fmt: skip
-    env = {"CUDA_VISIBLE_DEVICES": ""} if args.device == "cpu" else {}
-    if prepared and gpu.left() > 10:
-        gpu.add(
-            Part(
-                "train",
-                avloc_cli(
-                    "train",
-                    "recipes/ezvsl_san.toml",
-                    "--run-dir",
-                    str(run_dir),
-                    *[a for v in sets for a in ("--set", v)],
-                ),
-                gpu.left() - 5,
-                gpu.out,
-                env=env,
+    if "sslsan" in recipe:  # LVS's network: D is the trunk's width; moco_v2 runs in the loader
+        sets += [f"model.embed_dim={8 * s['width']}", "data.preprocess_on_device=false"]
+        if gpu.args.dry_run:
+            sets += [f"data.clip_seconds={s['clip_seconds']}", "data.spec_time_mask=4"]
+    else:
+        sets += [
+            f"data.train_resize={s['train_resize']}", f"model.embed_dim={s['dim']}",
+            "data.preprocess_on_device=true",
+        ]  # fmt: skip
+    return sets
+
+
+def end_to_end(gpu: GpuRun, data: Path, prepared: bool) -> None:
+    """5. End to end: avloc train on the prepared scenes, each setting of :data:`END_TO_END`;
+    the step-alone comparison is filled in by :func:`compare_end_to_end` at the end."""
+    args = gpu.args
+    gpu.report["end_to_end_more"] = {}
+    for i, (name, recipe, backend, _) in enumerate(END_TO_END):
+        run_dir = (args.work or gpu.out) / f"run-{i}"
+        env = {"KERAS_BACKEND": backend}
+        if args.device == "cpu":
+            env["CUDA_VISIBLE_DEVICES"] = ""
+        if prepared and gpu.left() > 10 + (args.reserve if i else 0):
+            sets = end_to_end_sets(gpu, data, recipe)
+            command = avloc_cli(
+                "train", recipe, "--run-dir", str(run_dir), *[a for v in sets for a in ("--set", v)]
             )
-        ).run()
-    epochs = epoch_rates(run_dir)
-    steady = [e["samples_per_s"] for e in epochs[1:]] or [e["samples_per_s"] for e in epochs]
-    e2e = sorted(steady)[len(steady) // 2] if steady else None
-    alone = gpu.report["train_step"]["bf16"].get("keras-torch-preprocess")
-    gpu.report["end_to_end"] = {
-        "workers": e2e_workers,
-        "epochs": epochs,
-        "samples_per_s": e2e,
-        "step_alone_samples_per_s": alone,
-        "ratio_to_step_alone": e2e / alone if e2e and alone else None,
-    }
+            gpu.add(Part(f"train-{i}", command, gpu.left() - 5, gpu.out, env=env)).run()
+        epochs = epoch_rates(run_dir)
+        steady = [e["samples_per_s"] for e in epochs[1:]] or [e["samples_per_s"] for e in epochs]
+        entry = {
+            "recipe": recipe,
+            "backend": backend,
+            "workers": cores_for_workers(),
+            "epochs": epochs,
+            "samples_per_s": sorted(steady)[len(steady) // 2] if steady else None,
+        }
+        if i == 0:
+            gpu.report["end_to_end"] = entry
+        else:
+            gpu.report["end_to_end_more"][name] = entry
+
+
+def compare_end_to_end(gpu: GpuRun) -> None:
+    """Each end-to-end rate against its step alone (compiled variants are timed last)."""
+    steps = {**gpu.report.get("train_step", {})}
+    for precision, rates in gpu.report.get("train_step_extra", {}).items():
+        steps[precision] = {**steps.get(precision, {}), **rates}
+    entries = [gpu.report["end_to_end"], *gpu.report["end_to_end_more"].values()]
+    for (_, _, _, alone_key), entry in zip(END_TO_END, entries, strict=True):
+        alone = steps.get(alone_key[0], {}).get(alone_key[1]) if alone_key else None
+        e2e = entry["samples_per_s"]
+        entry["step_alone"] = "/".join(alone_key) if alone_key else None
+        entry["step_alone_samples_per_s"] = alone
+        entry["ratio_to_step_alone"] = e2e / alone if e2e and alone else None
 
 
 def compiled_steps(gpu: GpuRun) -> None:

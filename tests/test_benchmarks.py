@@ -52,6 +52,10 @@ def test_gpu_benchmark_dry_run_measures_every_part(tmp_path):
     assert [e["epoch"] for e in epochs] == [0, 1, 2]
     assert all(e["samples_per_s"] > 0 and e["seconds"] > 0 for e in epochs)
     assert report["end_to_end"]["ratio_to_step_alone"] > 0
+    more = report["end_to_end_more"]
+    assert set(more) == {"EZ-VSL setting, JAX", "SSL-TIE setting, torch"}
+    for entry in more.values():  # each trained its epochs (JAX's step alone is not in a dry run)
+        assert [e["epoch"] for e in entry["epochs"]] == [0, 1, 2], entry
     text = (tmp_path / "out" / "gpu.md").read_text()
     assert "| keras-torch |" in text and "End to end" in text
 

@@ -35,6 +35,7 @@ SSL_TIE_SAN = {
 }
 SETTINGS = {
     "SSL-SaN on EZ-VSL, Adam": (SSL_SAN, {}),
+    "SSL-SaN on EZ-VSL, preprocessing in the step": (SSL_SAN, {}),
     "SSL-SaN on LVS's loss, Adam with L2 decay": (
         SSL_TIE_SAN,
         {"weight_decay": 1e-4, "weight_decay_mode": "l2"},
@@ -57,15 +58,32 @@ def counting_mode():
     return Count()
 
 
-def steps(loss: dict, log_every: int, count: int, **train) -> list[collections.Counter]:
+def steps(
+    loss: dict, log_every: int, count: int, on_device: bool = False, **train
+) -> list[collections.Counter]:
     """The dispatcher operations of ``count`` training steps (after one uncounted step), each
-    step's own, of a tiny task whose logs are pulled every ``log_every`` steps."""
+    step's own, of a tiny task whose logs are pulled every ``log_every`` steps; ``on_device``:
+    the batch in the loader's stored form, preprocessed inside the step."""
+    import dataclasses
+
     from avloc.training.build import build_task
 
     keras.utils.set_random_seed(0)
     recipe = tiny_task_recipe(loss, log_every_steps=log_every, **train)
+    recipe = dataclasses.replace(
+        recipe, data=dataclasses.replace(recipe.data, preprocess_on_device=on_device)
+    )
     task = build_task(recipe)
-    batch = {k: keras.ops.convert_to_tensor(v) for k, v in random_batch(recipe, task, 4).items()}
+    if on_device:
+        samples = int(recipe.data.sample_rate * recipe.data.clip_seconds)
+        raw = task.preprocess.example(4, samples, task.needs_noise)
+        rng = np.random.default_rng(0)
+        raw["image"] = rng.integers(0, 256, raw["image"].shape).astype(np.uint8)
+        raw["audio"] = rng.integers(-3000, 3000, raw["audio"].shape).astype(np.int16)
+        raw["noise_seed"] = np.arange(4, dtype=np.int32)
+    else:
+        raw = random_batch(recipe, task, 4)
+    batch = {k: keras.ops.convert_to_tensor(v) for k, v in raw.items()}
     task.make_train_function()
     task.train_function([batch])  # the first step pulls its logs and makes the constants
     counted = []
@@ -83,7 +101,8 @@ def of(kinds: frozenset, ops: collections.Counter) -> dict[str, int]:
 @pytest.mark.parametrize("setting", list(SETTINGS))
 def test_a_step_between_log_pulls_neither_waits_for_the_device_nor_copies_to_it(setting):
     loss, train = SETTINGS[setting]
-    for i, ops in enumerate(steps(loss, log_every=3, count=2, **train)):
+    on_device = setting.endswith("preprocessing in the step")
+    for i, ops in enumerate(steps(loss, log_every=3, count=2, on_device=on_device, **train)):
         assert of(SYNCS, ops) == {}, f"step {i + 2} waits for the device"
         assert of(HOST_MADE, ops) == {}, f"step {i + 2} makes tensors from host data"
 

@@ -209,6 +209,8 @@ def augment_images_ops(images, crops, size: int, resize: int, stats: str = "imag
     """
     from keras import ops
 
+    from avloc.runtime.scalars import constant, number
+
     height, width = int(images.shape[1]), int(images.shape[2])
     new_h, new_w = resized_shape(height, width, resize)
     crops = ops.cast(crops, "int32")
@@ -216,20 +218,25 @@ def augment_images_ops(images, crops, size: int, resize: int, stats: str = "imag
     flip = crops[:, 2:3]
     rows = crops[:, 0:1] + steps  # (B, size): output row i <- resized row top + i
     cols = crops[:, 1:2] + steps * (1 - 2 * flip) + flip * (size - 1)
-    resample_y = ops.convert_to_tensor(resize_weights(height, new_h))
-    resample_x = ops.convert_to_tensor(resize_weights(width, new_w))
+    resample_y = constant(("resize", height, new_h), lambda: resize_weights(height, new_h))
+    resample_x = constant(("resize", width, new_w), lambda: resize_weights(width, new_w))
     weights_y = ops.take(resample_y, rows, axis=0)[:, None]  # (B, 1, size, H)
     weights_x = ops.take(resample_x, cols, axis=0)[:, None]  # (B, 1, size, W)
     x = ops.transpose(ops.cast(images, "float32"), (0, 3, 1, 2))  # (B, 3, H, W)
     x = _to_levels(ops.matmul(x, ops.swapaxes(weights_x, -1, -2)))  # Pillow: horizontal first
     x = _to_levels(ops.matmul(weights_y, x))  # (B, 3, size, size)
     x = ops.transpose(x, (0, 2, 3, 1))
-    mean, std = (np.asarray(v, np.float32) for v in IMAGE_NORMS[stats])
-    return (x * np.float32(1.0 / 255.0) - mean) / std
+    mean, std = (
+        constant(("image norm", stats, i), lambda v=v: np.asarray(v, np.float32))
+        for i, v in enumerate(IMAGE_NORMS[stats])
+    )
+    return (x * number(1.0 / 255.0) - mean) / std
 
 
 def _to_levels(x):
     """Pillow's rounding of a pass to uint8: ``floor(x + 0.5)`` clipped to 0..255 (float32)."""
     from keras import ops
 
-    return ops.clip(ops.floor(x + 0.5), 0.0, 255.0)
+    from avloc.runtime.scalars import clip
+
+    return clip(ops.floor(x + 0.5), 0.0, 255.0)

@@ -107,17 +107,22 @@ def _shift_right(x, bits: int):
     """Logical right shift of int32 bits (backends shift signed integers arithmetically)."""
     from keras import ops
 
-    return ops.bitwise_and(ops.right_shift(x, bits), np.int32((1 << (32 - bits)) - 1))
+    from avloc.runtime.scalars import number
+
+    shifted = ops.right_shift(x, number(bits, "int32"))
+    return ops.bitwise_and(shifted, number((1 << (32 - bits)) - 1, "int32"))
 
 
 def _mix(x):
     """lowbias32 on int32 tensors (the bits of uint32 arithmetic modulo 2^32)."""
     from keras import ops
 
+    from avloc.runtime.scalars import number
+
     x = ops.bitwise_xor(x, _shift_right(x, 16))
-    x = ops.multiply(x, _MIX_1)
+    x = ops.multiply(x, number(_MIX_1, "int32"))
     x = ops.bitwise_xor(x, _shift_right(x, 15))
-    x = ops.multiply(x, _MIX_2)
+    x = ops.multiply(x, number(_MIX_2, "int32"))
     return ops.bitwise_xor(x, _shift_right(x, 16))
 
 
@@ -125,7 +130,9 @@ def _uniform(bits):
     """int32 hash bits -> float32 uniform in (0, 1): the top 24 bits, centred in their bin."""
     from keras import ops
 
-    return (ops.cast(_shift_right(bits, 8), "float32") + 0.5) * np.float32(2.0**-24)
+    from avloc.runtime.scalars import number
+
+    return (ops.cast(_shift_right(bits, 8), "float32") + 0.5) * number(2.0**-24)
 
 
 def seeded_noise_ops(seeds, samples: int, color: str = "white"):
@@ -137,15 +144,19 @@ def seeded_noise_ops(seeds, samples: int, color: str = "white"):
     """
     from keras import ops
 
+    from avloc.runtime.scalars import clip, constant, number
+
     exponent = NOISE_COLORS.get(color)
     if exponent is None:
         raise ValueError(f"unknown noise colour {color!r} (known: {', '.join(NOISE_COLORS)})")
     keys = _mix(ops.cast(seeds, "int32"))[:, None]  # (B, 1)
-    counter = ops.convert_to_tensor(np.arange(2 * samples, dtype=np.int32).reshape(samples, 2))
+    counter = constant(
+        ("noise counter", samples), lambda: np.arange(2 * samples, dtype=np.int32).reshape(-1, 2)
+    )
     mixed = _mix(counter)  # (samples, 2)
     first = _uniform(_mix(ops.bitwise_xor(keys, mixed[None, :, 0])))
     second = _uniform(_mix(ops.bitwise_xor(keys, mixed[None, :, 1])))
-    wave = ops.sqrt(-2.0 * ops.log(first)) * ops.cos(np.float32(2.0 * np.pi) * second)
+    wave = ops.sqrt(-2.0 * ops.log(first)) * ops.cos(number(2.0 * np.pi) * second)
     if exponent:
         real, imag = ops.rfft(wave)
         bins = np.arange(samples // 2 + 1, dtype=np.float64)
@@ -153,4 +164,4 @@ def seeded_noise_ops(seeds, samples: int, color: str = "white"):
         shape = ops.convert_to_tensor((bins ** (-exponent / 2.0)).astype(np.float32))
         wave = ops.irfft((real * shape, imag * shape), fft_length=samples)
         wave = wave / ops.maximum(ops.std(wave, axis=-1, keepdims=True), 1e-12)
-    return ops.clip(wave, -1.0, 1.0)
+    return clip(wave, -1.0, 1.0)

@@ -114,19 +114,23 @@ def spectrogram_ops(waves, sample_rate: int = 16000, nperseg: int = 512, noverla
     backend, channels last as the model takes them): the twin of :func:`spectrogram`."""
     from keras import ops
 
+    from avloc.runtime.scalars import constant
+
     waves = ops.cast(waves, "float32")
     samples = int(waves.shape[-1])
     hop = nperseg - noverlap
     count = (samples - nperseg) // hop + 1
     if count < 1:
         raise ValueError(f"need at least {nperseg} samples for a spectrogram, got {samples}")
-    index = (np.arange(count)[:, None] * hop + np.arange(nperseg)[None, :]).astype("int32")
-    frames = ops.take(waves, ops.convert_to_tensor(index), axis=1)  # (N, time, nperseg)
-    frames = frames - ops.mean(frames, axis=-1, keepdims=True)  # detrend="constant"
-    frames = frames * ops.convert_to_tensor(_window(nperseg).astype("float32"))
-    real, imag = ops.rfft(frames, fft_length=nperseg)  # (N, time, freq)
-    power = (ops.square(real) + ops.square(imag)) * ops.convert_to_tensor(
-        _psd_scale(nperseg, sample_rate)
+    index = constant(
+        ("frames", count, hop, nperseg),
+        lambda: (np.arange(count)[:, None] * hop + np.arange(nperseg)[None, :]).astype("int32"),
     )
+    frames = ops.take(waves, index, axis=1)  # (N, time, nperseg)
+    frames = frames - ops.mean(frames, axis=-1, keepdims=True)  # detrend="constant"
+    frames = frames * constant(("window", nperseg), lambda: _window(nperseg).astype("float32"))
+    real, imag = ops.rfft(frames, fft_length=nperseg)  # (N, time, freq)
+    scale = constant(("psd scale", nperseg, sample_rate), lambda: _psd_scale(nperseg, sample_rate))
+    power = (ops.square(real) + ops.square(imag)) * scale
     logs = ops.log(power + LOG_EPS) * (1.0 / LOG_SCALE)
     return ops.expand_dims(ops.transpose(logs, (0, 2, 1)), -1)

@@ -9,6 +9,7 @@ here pass the number to torch as a scalar instead. Same values, same dtypes, any
 from __future__ import annotations
 
 import keras
+import numpy as np
 from keras import ops
 
 TORCH = keras.backend.backend() == "torch"
@@ -56,3 +57,12 @@ def constant(key: tuple, make):
     if held is None:
         held = _CONSTANTS[full_key] = ops.convert_to_tensor(make())
     return held
+
+
+def number(value, dtype: str = "float32"):
+    """A NumPy scalar of ``dtype`` for an op's operand; on torch its 0-d device tensor, made once
+    per value and device (Keras makes a tensor of a NumPy scalar on the host at every call)."""
+    scalar = np.dtype(dtype).type(value)
+    if not TORCH:
+        return scalar
+    return constant(("number", dtype, scalar.item()), lambda: scalar)
