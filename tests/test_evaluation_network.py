@@ -191,7 +191,6 @@ def test_other_clip_calibration_matches_a_naive_loop(data, checkpoint):
     assert set(entry) >= {"other_max"} and "silence_max" not in entry
 
 
-@pytest.mark.jax
 def test_calibrate_run_honours_the_runs_eval_settings(data, tmp_path):
     """`avloc eval --calibrate --run R` repeats the run's [eval]: statistic, audio, samples."""
     from avloc.config import load_recipe

@@ -100,7 +100,6 @@ def _write_user_folder(folder: Path, media: dict[str, Path]) -> dict[str, tuple[
     return sizes
 
 
-@pytest.mark.jax
 def test_run_batch_on_users_media(net, media, tmp_path):
     sizes = _write_user_folder(tmp_path / "in", media)
     items = lz.items_from_directory(tmp_path / "in")
