@@ -45,9 +45,10 @@ def add_to_mean(metric: keras.metrics.Mean, value: torch.Tensor, weight: int | f
 class HostLogs:
     """The step's logs as host floats, pulled from the trackers every ``every`` steps.
 
-    ``logs(task)`` is called once per step: on the first call and then every ``every``-th it
-    stacks every metric's result into one device tensor and copies it to the host (one
-    synchronisation); in between it returns the floats of the last pull.
+    ``logs(task)`` is called once per step: at the first step and at steps ``every``,
+    ``2 every``, ... (counted from 1, as Keras' ``update_freq`` counts) it stacks every metric's
+    result into one device tensor and copies it to the host (one synchronisation); in between
+    it returns the floats of the last pull.
     """
 
     def __init__(self, every: int = 1):
@@ -59,7 +60,8 @@ class HostLogs:
         self.last: dict[str, float] = {}
 
     def logs(self, task: keras.Model) -> dict[str, float]:
-        if self.calls % self.every == 0 or self.due:
+        self.due = self.due or (self.calls + 1) % self.every == 0  # steps every, 2 every, ...
+        if self.due:
             self.last, self.due = self.pull(task), False
         self.calls += 1
         return self.last
