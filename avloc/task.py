@@ -50,8 +50,8 @@ from avloc.inputs.training import DevicePreprocessing
 from avloc.losses import LossTerm
 from avloc.losses.equivariance import TRANSFORMED_MAP_KEY
 from avloc.runtime.placement import Placement
+from avloc.runtime.scalars import TORCH
 
-TORCH = keras.backend.backend() == "torch"
 if TORCH:
     from avloc.runtime import torch_step
 

@@ -21,8 +21,8 @@ import keras
 from keras import ops
 
 from avloc.errors import RecipeError
+from avloc.runtime.scalars import TORCH
 
-TORCH = keras.backend.backend() == "torch"
 if TORCH:  # Keras swaps its own Adam for this class on torch, but not a subclass of it
     from keras.src.backend.torch.optimizers.torch_adam import Adam as _BackendAdam
 else:

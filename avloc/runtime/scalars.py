@@ -12,6 +12,7 @@ import keras
 import numpy as np
 from keras import ops
 
+#: Whether Keras runs on torch (fixed when Keras is imported); one place for every module
 TORCH = keras.backend.backend() == "torch"
 
 

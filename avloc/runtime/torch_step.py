@@ -19,7 +19,7 @@ What is left per step on the host side is the batch itself; :mod:`avloc.task` ke
 constants (the silence spectrogram) on the device and branches on host values only.
 ``tests/test_torch_step.py`` counts, under torch's dispatcher, the operations that would stop
 the host (``aten::_local_scalar_dense``, ``aten::item``, ``aten::is_nonzero``) and the tensors
-made from host data (``aten::lift_fresh``, ``aten::scalar_tensor``) in steps after the first.
+made from host data (``aten::lift_fresh``) in steps after the first.
 """
 
 from __future__ import annotations
