@@ -105,6 +105,8 @@ class LocalizationTask(keras.Model):
         #: torch: the step's logs as host floats, pulled every ``log_every`` steps
         self.host_logs = torch_step.HostLogs(log_every) if TORCH else None
         self._silence_on_device = None  # torch: the silence input, made once per device
+        #: torch: the recorded step (:meth:`record_steps`), or None: the step runs eagerly
+        self.step_graph = None
         #: 0-based index of the running epoch (see EpochCounter); saved with the task's weights.
         self.epoch = keras.Variable(0.0, dtype="float32", trainable=False, name="epoch")
         self.built = net.built  # the task's only own variable is the epoch counter
@@ -158,6 +160,20 @@ class LocalizationTask(keras.Model):
 
         def train_step(self, data):
             return torch_step.train_step(self, data)
+
+    def record_steps(self) -> None:
+        """Torch: record the training step once per batch signature and replay it
+        (:mod:`avloc.runtime.step_graph`; ``train.step_graph``)."""
+        from avloc.runtime.step_graph import StepGraph
+
+        self.step_graph = StepGraph(
+            lambda batch: torch_step.optimizer_step(self, batch),
+            lambda: self.zero_grad(set_to_none=True),
+            lambda: [
+                v.value
+                for v in (*self.variables, *self.optimizer.variables, *self.metrics_variables)
+            ],
+        )
 
     def train_on_batch(self, *args, **kwargs):
         if self.host_logs is not None:  # its caller reads this step's logs

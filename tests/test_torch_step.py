@@ -170,3 +170,68 @@ def test_a_step_of_ssl_ties_transformed_view_does_not_wait_for_the_device():
         task.train_function([batch])
     assert of(HOST_MADE, mode.ops) == {}
     assert of(SYNCS, mode.ops) == {}
+
+
+# ---- the recorded step (avloc.runtime.step_graph) ----
+
+
+def trained(recipe, batches: list[dict], step_graph: bool):
+    """The task of ``recipe`` after one training step on each batch, recorded or not."""
+    import dataclasses
+
+    from avloc.training.build import build_task
+
+    keras.utils.set_random_seed(0)
+    recipe = dataclasses.replace(
+        recipe, train=dataclasses.replace(recipe.train, step_graph=step_graph)
+    )
+    task = build_task(recipe)
+    task.make_train_function()
+    for batch in batches:
+        task.train_function([{k: keras.ops.convert_to_tensor(v) for k, v in batch.items()}])
+    return task
+
+
+def state_of(task) -> list[np.ndarray]:
+    variables = (*task.variables, *task.optimizer.variables, *task.metrics_variables)
+    return [keras.ops.convert_to_numpy(v.value.detach()) for v in variables]
+
+
+@pytest.mark.parametrize(
+    "setting", ["SSL-SaN on EZ-VSL, Adam", "SSL-SaN on LVS's loss, Adam with L2 decay"]
+)
+def test_replayed_steps_equal_eager_steps_bit_for_bit(setting):
+    """Five steps on five different batches: the second is recorded, the next three replay the
+    recording on their own data. Every weight, optimizer slot, batch-norm statistic and loss
+    tracker equals the eager run's exactly."""
+    loss, train = SETTINGS[setting]
+    recipe = tiny_task_recipe(loss, **train)
+    probe = trained(recipe, [], step_graph=False)
+    batches = [random_batch(recipe, probe, 4, seed=seed) for seed in range(5)]
+    assert not np.array_equal(batches[2]["image"], batches[3]["image"])
+    eager = trained(recipe, batches, step_graph=False)
+    recorded = trained(recipe, batches, step_graph=True)
+    assert eager.step_graph is None
+    assert recorded.step_graph.discarded == []
+    assert [g is not None for g in recorded.step_graph.recordings.values()] == [True]
+    for a, b in zip(state_of(eager), state_of(recorded), strict=True):
+        np.testing.assert_array_equal(a, b)
+    before = state_of(trained(recipe, batches[:4], step_graph=False))
+    assert any(not np.array_equal(a, b) for a, b in zip(before, state_of(eager), strict=True))
+
+
+def test_a_step_that_reads_the_device_is_not_recorded_and_stays_exact():
+    """SSL-TIE's transformed view branches on the batch's scale (a device value): its recording
+    stops there, the state the step had changed is put back, and the steps stay eager, equal to
+    a run that never tried."""
+    from test_ssltie_task import batch_at, tiny_ssltie
+
+    recipe = tiny_ssltie(lvs={}, equivariance={})
+    batches = [batch_at(scale, seed) for seed, scale in enumerate((0.5, 0.5, 1.0, 0.5))]
+    eager = trained(recipe, batches, step_graph=False)
+    with pytest.warns(UserWarning, match="reads a device value on the host"):
+        tried = trained(recipe, batches, step_graph=True)
+    assert tried.step_graph.discarded
+    assert list(tried.step_graph.recordings.values()) == [None]
+    for a, b in zip(state_of(eager), state_of(tried), strict=True):
+        np.testing.assert_array_equal(a, b)

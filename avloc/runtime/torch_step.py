@@ -16,7 +16,11 @@ step does the same arithmetic with none of it:
   keys match its metrics', which these do).
 
 What is left per step on the host side is the batch itself; :mod:`avloc.task` keeps its
-constants (the silence spectrogram) on the device and branches on host values only.
+constants (the silence spectrogram) on the device and branches on host values only (but for
+SSL-TIE's transformed view, which reads the batch's scale). Such a step can be recorded once as
+a graph of aten operations and replayed without Keras' per-layer host work
+(:mod:`avloc.runtime.step_graph`, ``train.step_graph``): :func:`optimizer_step` is what is
+recorded, :func:`train_step` what Keras calls.
 ``tests/test_torch_step.py`` counts, under torch's dispatcher, the operations that would stop
 the host (``aten::_local_scalar_dense``, ``aten::item``, ``aten::is_nonzero``) and the tensors
 made from host data (``aten::lift_fresh``) in steps after the first.
@@ -78,10 +82,11 @@ class HostLogs:
         return dict(zip(names, values.tolist(), strict=True))
 
 
-def train_step(task: keras.Model, data) -> dict[str, float]:
-    """One optimizer step of ``task`` on ``data`` (a batch as Keras' torch trainer hands it):
-    forward, the composite loss, backward, the optimizer's update; then the host logs."""
-    x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+def optimizer_step(task: keras.Model, x, y=None, sample_weight=None) -> None:
+    """One optimizer step of ``task`` on inputs ``x``: forward, the composite loss (into the
+    trackers, on the device), backward, the optimizer's update. Returns nothing: what the host
+    reads comes from the trackers (:class:`HostLogs`). Recorded and replayed by
+    :class:`avloc.runtime.step_graph.StepGraph` where ``train.step_graph`` applies."""
     y_pred = task(x, training=True)
     task.zero_grad(set_to_none=True)
     loss = task._compute_loss(x=x, y=y, y_pred=y_pred, sample_weight=sample_weight, training=True)
@@ -96,4 +101,16 @@ def train_step(task: keras.Model, data) -> dict[str, float]:
             task.optimizer.apply([v.value.grad for v in weights], weights)
     else:
         warnings.warn("The model does not have any trainable weights.", stacklevel=2)
+
+
+def train_step(task: keras.Model, data) -> dict[str, float]:
+    """The task's ``train_step`` on torch: :func:`optimizer_step` on ``data`` (a batch as
+    Keras' torch trainer hands it), replayed from its recording where the task has one
+    (``task.step_graph``), then the host logs."""
+    x, y, sample_weight = data_adapter_utils.unpack_x_y_sample_weight(data)
+    recorded = getattr(task, "step_graph", None)
+    if recorded is not None and y is None and sample_weight is None and isinstance(x, dict):
+        recorded(x)
+    else:
+        optimizer_step(task, x, y, sample_weight)
     return task.host_logs.logs(task)

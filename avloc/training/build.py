@@ -22,6 +22,7 @@ from avloc.inputs.noise import silence_waveform
 from avloc.inputs.training import DevicePreprocessing, TrainInputs
 from avloc.losses import build_terms
 from avloc.models import build_network
+from avloc.runtime import step_graph
 from avloc.runtime.backend import jit_compile, preprocess_on_device
 from avloc.runtime.optimizers import build_optimizer
 from avloc.runtime.placement import Placement
@@ -118,4 +119,6 @@ def build_task(
     else:
         task(batch)
     task.optimizer.build(task.trainable_variables)
+    if step_graph.applies(t.step_graph, compiled=bool(task.jit_compile)):
+        task.record_steps()
     return task
