@@ -51,22 +51,6 @@ def check_training_inputs(data) -> None:
         )
 
 
-def check_transformed_view(loss: dict) -> None:
-    """SSL-TIE's transformed view changes the image size from batch to batch (224 or 112 px):
-    torch runs each as it comes and TensorFlow's step holds both sizes, but a JAX step is
-    compiled for one shape, so the term is refused there in one line."""
-    from avloc.losses import LOSS_TERMS
-    from avloc.runtime.configure import keras_backend_name
-
-    for name, kwargs in loss.items():
-        needs = LOSS_TERMS.build(name, kwargs, f"loss.{name}").needs
-        if "equivariance" in needs and keras_backend_name() == "jax":
-            raise RecipeError(
-                f"loss.{name}: SSL-TIE's transformed view changes the image size from batch to "
-                "batch, which a JAX step cannot; train it with KERAS_BACKEND=torch or tensorflow"
-            )
-
-
 def check_architecture(arch: str) -> None:
     from avloc.models.avnet import ARCHITECTURES  # imports Keras
 
@@ -92,7 +76,6 @@ def check_recipe(recipe: Recipe, path: str | Path | None = None) -> Recipe:
         check_architecture(recipe.model.arch)
         check_uth_statistic(recipe.eval.uth_statistic)
         check_training_inputs(recipe.data)
-        check_transformed_view(recipe.loss)
     except RecipeError as exc:
         raise RecipeError(f"{path}: {exc}" if path else str(exc)) from None
     return recipe

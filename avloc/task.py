@@ -45,7 +45,13 @@ import keras
 import numpy as np
 from keras import ops
 
-from avloc.inputs.geometry import FLIP_KEY, MATRICES_KEY, SCALE_KEY, apply_transform_ops
+from avloc.inputs.geometry import (
+    FLIP_KEY,
+    MATRICES_KEY,
+    SCALE_KEY,
+    VIEW_KEY,
+    apply_transform_ops,
+)
 from avloc.inputs.training import DevicePreprocessing
 from avloc.losses import LossTerm
 from avloc.losses.equivariance import TRANSFORMED_MAP_KEY
@@ -183,9 +189,11 @@ class LocalizationTask(keras.Model):
     def transformed_map(self, image, inputs, training=False):
         """``v(T(x))``: the visual map of the batch's images under its draw of SSL-TIE's ``T``
         (:func:`avloc.inputs.geometry.apply_transform_ops`; the images shrink to
-        ``int(size * scale)`` px). The batch's scale picks one of the two static sizes
-        (``keras.ops.cond``): a compiled step holds both, so its map's spatial size is static
-        only within each branch (:attr:`transformed_map_sizes` records it)."""
+        ``int(size * scale)`` px). The side comes from the shape of the batch's ``VIEW_KEY``
+        array, a host value: one size per batch, no branch. Where that shape is not fixed (a
+        compiled TensorFlow step, after its second shape) the batch's scale picks one of the
+        two static sizes (``keras.ops.cond``): the step holds both, so its map's spatial size is
+        static only within each branch (:attr:`transformed_map_sizes` records it)."""
         size = int(image.shape[1])
 
         def view(scale: float):
@@ -197,6 +205,9 @@ class LocalizationTask(keras.Model):
             self.transformed_map_sizes[scale] = (int(v_map.shape[1]), int(v_map.shape[2]))
             return v_map
 
+        side = inputs[VIEW_KEY].shape[1] if VIEW_KEY in inputs else None
+        if side is not None:
+            return view(0.5 if int(side) < size else 1.0)  # SSL-TIE's two scales
         half = inputs[SCALE_KEY][0] < 0.75
         return ops.cond(half, lambda: view(0.5), lambda: view(1.0))
 

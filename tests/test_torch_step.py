@@ -150,13 +150,8 @@ def test_logs_pulled_every_few_steps_are_the_trackers_means():
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="SSL-TIE's transformed view picks its size (scale 0.5 or 1) with a branch on the "
-    "batch's scale, a device value: one wait per step until the loader hands the scale over "
-    "on the host",
-)
 def test_a_step_of_ssl_ties_transformed_view_does_not_wait_for_the_device():
+    """The view's size comes from the shape of the batch's ``equivariance_view`` array."""
     from test_ssltie_task import batch_at, tiny_ssltie
 
     from avloc.training.build import build_task
@@ -220,14 +215,40 @@ def test_replayed_steps_equal_eager_steps_bit_for_bit(setting):
     assert any(not np.array_equal(a, b) for a, b in zip(before, state_of(eager), strict=True))
 
 
-def test_a_step_that_reads_the_device_is_not_recorded_and_stays_exact():
-    """SSL-TIE's transformed view branches on the batch's scale (a device value): its recording
-    stops there, the state the step had changed is put back, and the steps stay eager, equal to
-    a run that never tried."""
+@pytest.mark.parametrize("scales", [(0.5, 0.5, 1.0, 0.5, 1.0, 1.0)])
+def test_ssl_ties_two_view_sizes_are_recorded_once_each_and_replay_exactly(scales):
+    """SSL-TIE's transformed view has one batch signature per scale: each is recorded at its
+    second step and replayed after, and the run equals an eager one bit for bit."""
     from test_ssltie_task import batch_at, tiny_ssltie
 
     recipe = tiny_ssltie(lvs={}, equivariance={})
-    batches = [batch_at(scale, seed) for seed, scale in enumerate((0.5, 0.5, 1.0, 0.5))]
+    batches = [batch_at(scale, seed) for seed, scale in enumerate(scales)]
+    eager = trained(recipe, batches, step_graph=False)
+    recorded = trained(recipe, batches, step_graph=True)
+    assert recorded.step_graph.discarded == []
+    assert len(recorded.step_graph.recordings) == 2
+    assert all(g is not None for g in recorded.step_graph.recordings.values())
+    for a, b in zip(state_of(eager), state_of(recorded), strict=True):
+        np.testing.assert_array_equal(a, b)
+
+
+def test_a_step_that_reads_the_device_is_not_recorded_and_stays_exact(monkeypatch):
+    """With an ``.item()`` put back into the step, its recording stops there, the state the
+    step had changed (batch-norm statistics among it) is put back, and the steps stay eager,
+    equal to a run that never tried."""
+    from avloc.runtime import torch_step
+
+    add = torch_step.add_to_mean
+
+    def add_and_read(metric, value, weight=1):
+        value.item()
+        add(metric, value, weight)
+
+    monkeypatch.setattr(torch_step, "add_to_mean", add_and_read)
+    loss, train = SETTINGS["SSL-SaN on LVS's loss, Adam with L2 decay"]
+    recipe = tiny_task_recipe(loss, **train)
+    probe = trained(recipe, [], step_graph=False)
+    batches = [random_batch(recipe, probe, 4, seed=seed) for seed in range(4)]
     eager = trained(recipe, batches, step_graph=False)
     with pytest.warns(UserWarning, match="reads a device value on the host"):
         tried = trained(recipe, batches, step_graph=True)

@@ -14,7 +14,9 @@ the recipe's :class:`~avloc.inputs.training.TrainInputs` say (``inputs``):
 - ``noise``: ``(B, F, T, 1)`` spectrogram of a fresh clipped-N(0, 1) clip per image, only when
   ``with_noise`` (SSL-SaN's ``a_N_j``). Silence is constant and lives in the task;
 - with SSL-TIE's equivariance term, the batch's transformation draw as per-row arrays
-  (``equivariance_matrices``, ``equivariance_flip``, ``equivariance_scale``).
+  (``equivariance_matrices``, ``equivariance_flip``, ``equivariance_scale``, and
+  ``equivariance_view``, whose shape ``(B, side)`` gives the transformed images' side on the
+  host: :mod:`avloc.inputs.geometry`).
 
 With ``on_device`` (``data.preprocess_on_device``) the loader only reads and draws: ``image`` is
 the stored uint8 frames ``(B, H, W, 3)`` with their crop draws ``crop`` int32 ``(B, 3)`` (top,

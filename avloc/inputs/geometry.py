@@ -71,9 +71,11 @@ __all__ = [
     "MATRICES_KEY",
     "FLIP_KEY",
     "SCALE_KEY",
+    "VIEW_KEY",
     "EquivarianceDraw",
     "apply_transform_ops",
     "draw_arrays",
+    "scale_arrays",
     "draw_equivariance",
     "rotation_matrices",
     "transform_maps_ops",
@@ -87,6 +89,12 @@ FLIP_KEY = "equivariance_flip"
 #: Batch key of the draw's scale, float32 ``(B,)`` (the batch's scale repeated on every row): the
 #: task picks the transformed images' size from it (:mod:`avloc.task`)
 SCALE_KEY = "equivariance_scale"
+#: Batch key of the transformed images' side in pixels, ``int(input_size * scale)``, carried as
+#: the **shape** of a uint8 ``(B, side)`` array of zeros: a host value that every backend's
+#: batch conversion keeps on the host, so the task picks the view's size without reading a
+#: device value (``SCALE_KEY`` holds the same scale as values, for a compiled step whose input
+#: shapes are not fixed: TensorFlow's after its second shape)
+VIEW_KEY = "equivariance_view"
 
 
 @dataclass(frozen=True, eq=False)
@@ -172,6 +180,16 @@ def draw_arrays(draw: EquivarianceDraw, input_size: int = 224) -> dict[str, np.n
     return {
         MATRICES_KEY: rotation_matrices(draw, input_size),
         FLIP_KEY: np.full((draw.batch,), float(draw.flip), np.float32),
+    }
+
+
+def scale_arrays(draw: EquivarianceDraw, input_size: int = 224) -> dict[str, np.ndarray]:
+    """The batch's scale as the task reads it: ``{SCALE_KEY: (B,) float32, VIEW_KEY: (B, side)
+    uint8 zeros}`` with ``side = int(input_size * scale)``, the transformed images' side."""
+    side = int(input_size * draw.scale)
+    return {
+        SCALE_KEY: np.full((draw.batch,), draw.scale, np.float32),
+        VIEW_KEY: np.zeros((draw.batch, side), np.uint8),
     }
 
 

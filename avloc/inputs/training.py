@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from avloc.inputs.frontends import training_spectrograms, training_spectrograms_ops
-from avloc.inputs.geometry import SCALE_KEY, draw_arrays, draw_equivariance
+from avloc.inputs.geometry import draw_arrays, draw_equivariance, scale_arrays
 from avloc.inputs.images import augment_images_ops, crop_train, train_crop
 from avloc.inputs.noise import noise_waveform, seeded_noise_ops
 from avloc.inputs.pcm import pcm_to_float_ops
@@ -133,8 +133,7 @@ class TrainInputs:
         transform: dict[str, np.ndarray] = {}
         if self.equivariance:
             draw = draw_equivariance(rng, rows)
-            transform = draw_arrays(draw, self.size)
-            transform[SCALE_KEY] = np.full((rows,), draw.scale, np.float32)
+            transform = {**draw_arrays(draw, self.size), **scale_arrays(draw, self.size)}
         return {"images": images, "noise": noise, "spec_masks": spec_masks, "transform": transform}
 
     def draw_spec_masks(self, rng: np.random.Generator, rows: int, samples: int) -> np.ndarray:

@@ -21,19 +21,21 @@ callbacks) sees and sets what the next replay uses.
 When a recording is not valid, and what then happens: a recording fixes every decision the
 step's Python took. That is right only for a step that takes no decision on a device value
 and reads no host value that changes between steps, i.e. the sync-free step of
-:mod:`avloc.runtime.torch_step`. A recording that contains an operation reading a device value
-on the host (``aten::_local_scalar_dense``, ``item``, ``is_nonzero``) or a tensor made from
-host data (``lift_fresh``) is therefore discarded: its step ran for real (it was the eager
-step), and the steps of that signature stay eager, with one notice. Today that is the case of
-SSL-TIE's transformed view, whose size is chosen from the batch's scale on the device.
+:mod:`avloc.runtime.torch_step`. A step that reads a device value on the host
+(``aten::_local_scalar_dense``: ``item``, ``float``, ``if tensor``) stops its recording; the
+state it had changed by then is put back from a copy taken before, and it runs eagerly. A
+finished recording that holds a tensor made from host data (``lift_fresh``: a value fixed when
+it was recorded) is discarded (its step ran for real, so it counts). Either way the steps of
+that signature stay eager, with one notice. SSL-TIE's transformed view is recorded: its size
+is a host value (the shape of the batch's ``equivariance_view``), so its two sizes are two
+signatures, each recorded once.
 
 Where it applies (``train.step_graph``, :func:`applies`): torch, one process (a data-parallel
 run's collectives are not recorded), the step not compiled by ``torch.compile``
 (``train.jit_compile``). Shapes: any; every batch of one signature (keys, shapes, dtypes,
 devices) shares a recording, and the loader's batches all have one (its last partial batch is
 dropped), so a run records once (its second step), and a resumed run once more in its new
-process.
-torch is imported when a step is recorded, not at import.
+process. torch is imported when a step is recorded, not at import.
 """
 
 from __future__ import annotations

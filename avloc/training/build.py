@@ -17,7 +17,7 @@ import numpy as np
 from avloc.config import Recipe
 from avloc.errors import RecipeError
 from avloc.inputs.frontends import training_spectrograms
-from avloc.inputs.geometry import SCALE_KEY, EquivarianceDraw, draw_arrays
+from avloc.inputs.geometry import EquivarianceDraw, draw_arrays, scale_arrays
 from avloc.inputs.noise import silence_waveform
 from avloc.inputs.training import DevicePreprocessing, TrainInputs
 from avloc.losses import build_terms
@@ -115,7 +115,7 @@ def build_task(
     if task.needs_equivariance:  # the identity draw at both scales: every branch is built
         for scale in (0.5, 1.0):
             draw = EquivarianceDraw(np.zeros(2, np.float32), scale, False)
-            task({**batch, **draw_arrays(draw, size), SCALE_KEY: np.full(2, scale, "float32")})
+            task({**batch, **draw_arrays(draw, size), **scale_arrays(draw, size)})
     else:
         task(batch)
     task.optimizer.build(task.trainable_variables)
