@@ -89,15 +89,21 @@ def test_pretraining_recipe_header_names_its_command():
         load_pretrain_recipe(path)
 
 
-#: What a twin may change: the warm-up length (a shorter run), the temperatures of the EZ-VSL
-#: family (0.1 at width 8, where the paper's 0.03 sat at chance from scratch and, with the
-#: pretrained trunk, keeps the silence/noise maps as high as the positives), the empty-map
+#: What a twin may change: the warm-up length (a shorter run), the temperatures (0.1 in both
+#: families at width 8: the EZ-VSL paper's 0.03 sat at chance from scratch and, with the
+#: pretrained trunk, keeps the silence/noise maps as high as the positives; SSL-TIE's 0.07 is
+#: 0.1 in its twins, section 10), the empty-map
 #: weights lambda_S, lambda_N (0.1, where the paper's 1 holds a run at chance or keeps it from
 #: listening), and FNAC's term weights and visual dropout (1 and 0, where the published 100 and
 #: 0.9 keep it at chance); see docs/results/synthetic-notes.md (sections 1, 5, 6, 9 and 10).
 #: Twins and quickstart start the visual trunk from the synthetic pretraining, the paper recipes
 #: from ImageNet (EZ-VSL's family) or from scratch (SSL-TIE's; section 10 has the runs).
 TWIN_MAY_CHANGE = ("start_epoch", "tau")
+#: The SSL-TIE family's twins train on crop and flip without SpecAugment, where the paper
+#: recipes use moco_v2 and SpecAugment: with them, 12 epochs of the miniature localize but hardly
+#: listen (Sep 0.16-0.24 over seeds 0-2); without them every seed learns to listen
+#: (synthetic-notes.md, 10.2). Front end -> the twins' (image_augment, spec_augment).
+TWIN_AUGMENTATION = {"mel_db": ("crop_flip", 0.0)}
 EMPTY_MAP_TERMS = ("silence_map", "noise_map")
 TWIN_EMPTY_MAP_WEIGHT = 0.1
 FNAC_TERMS = ("fnac_fns1", "fnac_fns2", "fnac_tne")
@@ -144,8 +150,8 @@ def test_synthetic_twin_has_the_same_objective_at_quickstart_size(name):
     assert twin_objective == objective(paper)
     if twin.model.arch == "ezvsl":  # the reproduced family: one temperature, 0.1, everywhere
         assert {kw["tau"] for kw in twin.loss.values() if "tau" in kw} == {0.1}
-    if paper.data.audio_frontend == "mel_db":  # SSL-TIE's family keeps its temperature
-        assert twin.loss["lvs"]["tau"] == paper.loss["lvs"]["tau"] == 0.07
+    if paper.data.audio_frontend == "mel_db":  # SSL-TIE's 0.07 is the EZ-VSL twins' 0.1
+        assert (paper.loss["lvs"]["tau"], twin.loss["lvs"]["tau"]) == (0.07, 0.1)
     for name in EMPTY_MAP_TERMS:
         if name in paper.loss:
             assert paper.loss[name]["weight"] == 1.0
@@ -160,10 +166,12 @@ def test_synthetic_twin_has_the_same_objective_at_quickstart_size(name):
         assert kwargs_twin.get("start_epoch", 0) < twin.train.epochs
     # the twins feed their models as the paper's evaluation does, without a frame
     assert twin.data == family.data and twin.data.inference_border == 0
-    # the same input pipeline as the paper recipe, at the synthetic clips' length
+    # the same input pipeline as the paper recipe, at the synthetic clips' length (the SSL-TIE
+    # family's augmentations aside: TWIN_AUGMENTATION)
     d, p = twin.data, paper.data
+    augmentation = TWIN_AUGMENTATION.get(p.audio_frontend, (p.image_augment, p.spec_augment))
     assert (d.audio_frontend, d.image_augment, d.spec_augment, d.spec_freq_mask) == (
-        p.audio_frontend, p.image_augment, p.spec_augment, p.spec_freq_mask
+        p.audio_frontend, *augmentation, p.spec_freq_mask
     )  # fmt: skip
     assert d.spec_time_mask == round(p.spec_time_mask * d.clip_seconds / p.clip_seconds)
     # the paper recipes start the visual trunk from ImageNet (a user's file) or from scratch,

@@ -17,7 +17,7 @@ from keras import ops
 
 from avloc.data.loader import TrainBatches
 from avloc.data.shards import ShardSet
-from avloc.inputs.geometry import FLIP_KEY, MATRICES_KEY, SCALE_KEY
+from avloc.inputs.geometry import FLIP_KEY, MATRICES_KEY, SCALE_KEY, VIEW_KEY
 from avloc.inputs.images import crop_train, train_crop
 from avloc.inputs.mel import mel_db_spectrogram, mel_db_spectrogram_ops
 from avloc.inputs.noise import noise_waveform
@@ -122,6 +122,8 @@ def test_ssltie_batches_carry_a_mel_spectrogram_and_a_draw_of_t(shards):
             assert len(set(scale.tolist())) == 1 and len(set(flip.tolist())) == 1  # per batch
             scales.add(float(scale[0]))
             flips.add(float(flip[0]))
+            # the view's side as a host value: the shape of a zero array
+            assert batch[VIEW_KEY].shape == (8, int(32 * scale[0])) and not batch[VIEW_KEY].any()
             # the forward matrices: scale * rotation by an integer angle within +-30 degrees
             np.testing.assert_allclose(np.hypot(m[:, 0, 0], m[:, 0, 1]), scale, rtol=1e-6)
             angles = np.degrees(np.arctan2(m[:, 0, 1], m[:, 0, 0]))
@@ -132,6 +134,8 @@ def test_ssltie_batches_carry_a_mel_spectrogram_and_a_draw_of_t(shards):
             masked.extend(floor.any(axis=1).tolist())
             assert not np.all(batch["noise"][..., 0] == -100.0, axis=1).any()
     assert scales == {0.5, 1.0} and flips == {0.0, 1.0}
+    fixed = loader(shards, TrainInputs(**SSLTIE, view_shape=False), with_noise=True)
+    assert VIEW_KEY not in fixed.make_batch(0, 0)  # TensorFlow's batches keep one shape
     # widths 0-5 of 67 frames: about 0.8 * 5 / 6 of the clips show a masked frame
     assert 0.45 < np.mean(masked) < 0.95
 
@@ -141,7 +145,7 @@ def test_on_device_batches_carry_the_masks_and_the_same_draw(shards):
     raw = loader(shards, inputs, on_device=True).make_batch(0, 1)
     numpy = loader(shards, inputs).make_batch(0, 1)
     assert raw[SPEC_MASK_KEY].shape == (8, 4) and raw[SPEC_MASK_KEY].dtype == np.int32
-    for key in (MATRICES_KEY, FLIP_KEY, SCALE_KEY):
+    for key in (MATRICES_KEY, FLIP_KEY, SCALE_KEY, VIEW_KEY):
         np.testing.assert_array_equal(raw[key], numpy[key])
     from avloc.inputs.training import DevicePreprocessing
 

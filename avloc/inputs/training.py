@@ -38,7 +38,7 @@ from typing import Any
 import numpy as np
 
 from avloc.inputs.frontends import training_spectrograms, training_spectrograms_ops
-from avloc.inputs.geometry import draw_arrays, draw_equivariance, scale_arrays
+from avloc.inputs.geometry import VIEW_KEY, draw_arrays, draw_equivariance, scale_arrays
 from avloc.inputs.images import augment_images_ops, crop_train, train_crop
 from avloc.inputs.noise import noise_waveform, seeded_noise_ops
 from avloc.inputs.pcm import pcm_to_float_ops
@@ -63,9 +63,12 @@ class TrainInputs:
     spec_time_mask: int = 180  # data.spec_time_mask, frames
     spec_freq_mask: int = 35  # data.spec_freq_mask, frequency bins
     equivariance: bool = False  # draw T for every batch
+    #: carry T's view size as the shape of ``VIEW_KEY`` (:mod:`avloc.inputs.geometry`); off
+    #: where batch shapes must not vary (:func:`avloc.runtime.backend.batch_shapes_may_vary`)
+    view_shape: bool = True
 
     @classmethod
-    def from_data(cls, data, equivariance: bool = False) -> TrainInputs:
+    def from_data(cls, data, equivariance: bool = False, view_shape: bool = True) -> TrainInputs:
         """The settings of a recipe's ``data`` section (a :class:`avloc.config.DataConfig`)."""
         return cls(
             size=int(data.image_size),
@@ -79,6 +82,7 @@ class TrainInputs:
             spec_time_mask=int(data.spec_time_mask),
             spec_freq_mask=int(data.spec_freq_mask),
             equivariance=bool(equivariance),
+            view_shape=bool(view_shape),
         )
 
     def spectrogram_shape(self, samples: int) -> tuple[int, int]:
@@ -134,6 +138,8 @@ class TrainInputs:
         if self.equivariance:
             draw = draw_equivariance(rng, rows)
             transform = {**draw_arrays(draw, self.size), **scale_arrays(draw, self.size)}
+            if not self.view_shape:
+                del transform[VIEW_KEY]
         return {"images": images, "noise": noise, "spec_masks": spec_masks, "transform": transform}
 
     def draw_spec_masks(self, rng: np.random.Generator, rows: int, samples: int) -> np.ndarray:

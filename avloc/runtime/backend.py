@@ -74,6 +74,13 @@ def jit_compile(setting: bool | str) -> bool:
     return backend == "tensorflow" and trains_on_gpu()
 
 
+def batch_shapes_may_vary() -> bool:
+    """Whether the training batches of one run may change shape from batch to batch: yes on
+    torch (each step runs as it comes) and JAX (one compiled step per shape); not on TensorFlow,
+    whose ``tf.data`` input signature is fixed from the first batches Keras looks at."""
+    return keras.backend.backend() != "tensorflow"
+
+
 def onednn_isa_cap() -> str:
     """The ``ONEDNN_MAX_CPU_ISA`` in force for this process (avloc's choice or the user's value)."""
     return cap_in_force()

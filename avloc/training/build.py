@@ -23,7 +23,7 @@ from avloc.inputs.training import DevicePreprocessing, TrainInputs
 from avloc.losses import build_terms
 from avloc.models import build_network
 from avloc.runtime import step_graph
-from avloc.runtime.backend import jit_compile, preprocess_on_device
+from avloc.runtime.backend import batch_shapes_may_vary, jit_compile, preprocess_on_device
 from avloc.runtime.optimizers import build_optimizer
 from avloc.runtime.placement import Placement
 from avloc.task import LocalizationTask
@@ -42,7 +42,9 @@ def train_inputs(recipe: Recipe) -> TrainInputs:
     """The recipe's training preprocessing (:class:`avloc.inputs.training.TrainInputs`); the
     batches carry SSL-TIE's transformation draw when a loss term needs it."""
     needs = set().union(*(term.needs for term in build_terms(recipe.loss).values()))
-    return TrainInputs.from_data(recipe.data, equivariance="equivariance" in needs)
+    return TrainInputs.from_data(
+        recipe.data, equivariance="equivariance" in needs, view_shape=batch_shapes_may_vary()
+    )
 
 
 @contextlib.contextmanager
