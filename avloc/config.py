@@ -130,10 +130,12 @@ class TrainConfig:
     # compile the training step: "auto" = XLA on JAX (always) and on TensorFlow with a GPU, off
     # on torch (torch.compile takes minutes) and on TensorFlow on a CPU (avloc.runtime.backend)
     jit_compile: bool | Literal["auto"] = "auto"
-    # torch: record the first training step as a graph of aten operations and replay it for
+    # torch: record the second training step as a graph of aten operations and replay it for
     # every later batch, without Keras' per-layer host work (avloc.runtime.step_graph); the
-    # replay equals the eager step bit for bit. Single process, step not jit-compiled.
-    step_graph: bool = True
+    # replay equals the eager step bit for bit. Single process, step not jit-compiled. Off by
+    # default: replayed op by op from Python it is no faster than Keras' own step on a CPU
+    # (benchmarks/RESULTS.md); it is what a compiled or CUDA-graph replay will start from.
+    step_graph: bool = False
     # "mixed_bfloat16": layers compute in bfloat16, weights, optimizer and losses stay float32
     # (Keras' mixed policy; for GPUs with bf16 units). The network keeps the policy it was
     # trained with when saved.

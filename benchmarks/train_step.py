@@ -15,9 +15,9 @@ by name):
   runs it: ``avloc.jobs.train.build_task`` on ``recipes/ezvsl.toml`` (with the shape overrides),
   one ``task.train_on_batch`` per step, with ``train.jit_compile`` off, which on JAX means
   op-by-op execution (``avloc train`` compiles JAX's step: ``keras-jax-jit``);
-  On torch that step is replayed from its recording (``train.step_graph``,
-  ``avloc/runtime/step_graph.py``); ``keras-torch-eager`` (by name only) runs it through Keras'
-  layers every time, as before that existed;
+  ``keras-torch-graph`` (by name only) replays torch's step from its recording
+  (``train.step_graph = true``, ``avloc/runtime/step_graph.py``) instead of running it through
+  Keras' layers;
 - ``keras-jax-jit``, ``keras-tensorflow-xla``: the same with ``train.jit_compile=true``;
   ``keras-torch-jit`` (by name only): on torch, where that is ``torch.compile`` (minutes of
   compilation before the first step);

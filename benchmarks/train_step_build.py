@@ -109,8 +109,8 @@ def build_keras(name: str, args, inputs_on_device: bool = False):
     ]
     # each variant says whether it compiles (the recipe's "auto" would compile JAX's)
     overrides.append(f"train.jit_compile={str(name.endswith(('-jit', '-xla'))).lower()}")
-    # keras-torch-eager: the step as Keras runs it, not replayed from its recording
-    overrides.append(f"train.step_graph={str(not name.endswith('-eager')).lower()}")
+    # keras-torch-graph: the step replayed from its recording (train.step_graph)
+    overrides.append(f"train.step_graph={str(name.endswith('-graph')).lower()}")
     raw = name.endswith("-preprocess")
     if raw:
         overrides += [

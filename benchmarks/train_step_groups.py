@@ -26,7 +26,7 @@ VARIANTS = {
     "torch-native": ("torch", "plain"),
     "torch-avx512": ("torch-avx512", "plain"),
     "keras-torch": ("torch", "keras"),
-    "keras-torch-eager": ("torch", "keras"),
+    "keras-torch-graph": ("torch", "keras"),
     "keras-torch-avx512": ("torch-avx512", "keras"),
     "torch-avx2": ("torch-avx2", "plain"),
     "keras-torch-avx2": ("torch-avx2", "keras"),

@@ -30,6 +30,10 @@ that signature stay eager, with one notice. SSL-TIE's transformed view is record
 is a host value (the shape of the batch's ``equivariance_view``), so its two sizes are two
 signatures, each recorded once.
 
+Speed: replayed op by op from Python, a recording costs the host about what Keras' layers do
+(a CPU benchmark of tiny shapes measured the two within 4 %: benchmarks/RESULTS.md), so it is
+off by default; it is the form a compiled or CUDA-graph replay starts from.
+
 Where it applies (``train.step_graph``, :func:`applies`): torch, one process (a data-parallel
 run's collectives are not recorded), the step not compiled by ``torch.compile``
 (``train.jit_compile``). Shapes: any; every batch of one signature (keys, shapes, dtypes,
@@ -177,8 +181,8 @@ def set_rng_states(states: tuple) -> None:
 
 
 def applies(setting: bool, compiled: bool) -> bool:
-    """``train.step_graph`` for this process: on (``true``, the default) where it applies,
-    i.e. on torch, in a single process, the step not compiled by ``torch.compile``."""
+    """``train.step_graph`` for this process: on where it is ``true`` (default ``false``) and
+    applies, i.e. on torch, in a single process, the step not compiled by ``torch.compile``."""
     import keras
 
     if not setting or keras.backend.backend() != "torch" or compiled:
