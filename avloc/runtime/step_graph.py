@@ -79,8 +79,9 @@ def host_round_trips(graph: torch.fx.GraphModule) -> list[str]:
 
 
 class StepGraph:
-    """``step(batch)`` runs ``update(batch)`` (one optimizer step, nothing returned): recorded
-    the first time a batch signature is seen, replayed afterwards (module docstring).
+    """``step(batch)`` runs ``update(batch)`` (one optimizer step, nothing returned): eagerly
+    the first time a batch signature is seen, recorded the second time, replayed afterwards
+    (module docstring).
 
     ``recordings`` maps each signature to its graph, or to None where the recording was
     discarded (that signature's steps run ``update`` itself); ``discarded`` lists why.
